@@ -1,0 +1,112 @@
+"""``fvsbn``: the fully visible sigmoid belief net, generalized to K levels.
+
+Each dimension's distribution is a softmax regression on the dimensions before it, in raster order
+(Frey 1998; Gan et al. 2015, "Learning deep sigmoid belief networks", eq. 1, with a softmax over K
+levels in place of the sigmoid):
+
+    p(x_i = k | x_<i) = softmax_k( b_ik + Σ_{j<i} W_ikj x̃_j ),   x̃_j = x_j / (K−1) − 1/2.
+
+With ``rank`` r > 0 the weights are factored, W_i = U_i V_i with U_i of shape (K, r) and V_i of
+shape (r, D), so that K = 256 images fit in memory (the full W has D²K entries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
+from ..data.base import DataSpec
+
+__all__ = ["FVSBN", "FVSBNConfig"]
+
+#: Above this many weights (D²K) the automatic choice factors W (rank 16) instead of keeping it full.
+FULL_WEIGHT_LIMIT = 2**22
+
+
+@dataclass
+class FVSBNConfig(ModelConfig):
+    """Args:
+    rank: 0 for full weights W (D, K, D); r > 0 factors each W_i into (K, r)·(r, D);
+        None chooses full when D²K ≤ 4 194 304, else 16.
+    marginal_init: start the biases at the training marginals (the ``independent`` fit), so that
+        training begins at the floor it must beat.
+    """
+
+    rank: int | None = None
+    marginal_init: bool = True
+
+
+@register_model("fvsbn")
+class FVSBN(GenerativeModel):
+    """Softmax regression of each dimension on the ones before it (an exact likelihood)."""
+
+    Config = FVSBNConfig
+    likelihood_kind = LikelihoodKind.EXACT
+
+    def __init__(self, config: FVSBNConfig, spec: DataSpec):
+        super().__init__(config, spec)
+        dims, levels = spec.dims, spec.levels
+        rank = config.rank
+        if rank is None:
+            rank = 0 if dims * dims * levels <= FULL_WEIGHT_LIMIT else 16
+        self.rank = rank
+        # mask[i, j] = 1 iff j < i: dimension i sees only the dimensions before it.
+        self.register_buffer("mask", torch.ones(dims, dims).tril(diagonal=-1))
+        self.bias = nn.Parameter(torch.zeros(dims, levels))
+        if rank == 0:
+            self.weight = nn.Parameter(torch.zeros(dims, levels, dims))  # W[i, k, j]
+        else:
+            self.in_proj = nn.Parameter(torch.randn(dims, rank, dims) * dims**-0.5)  # V[i, r, j]
+            self.out_proj = nn.Parameter(torch.zeros(dims, levels, rank))  # U[i, k, r]
+
+    def _inputs(self, x: Tensor) -> Tensor:
+        return x.reshape(len(x), -1).to(self.bias.dtype) / (self.spec.levels - 1) - 0.5  # (B, D)
+
+    def conditional_logits(self, x: Tensor) -> Tensor:
+        """Logits of p(x_i | x_<i) for every i at once: (B, D, K)."""
+        inputs = self._inputs(x)  # (B, D)
+        if self.rank == 0:
+            weight = self.weight * self.mask.unsqueeze(1)  # (D, K, D)
+            logits = torch.einsum("bj,ikj->bik", inputs, weight)
+        else:
+            hidden = torch.einsum("bj,irj->bir", inputs, self.in_proj * self.mask.unsqueeze(1))  # (B, D, r)
+            logits = torch.einsum("bir,ikr->bik", hidden, self.out_proj)
+        return logits + self.bias
+
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        log_p = F.log_softmax(self.conditional_logits(x), dim=-1)  # (B, D, K)
+        return log_p.gather(2, x.reshape(len(x), -1, 1)).squeeze(2).sum(dim=1)
+
+    def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
+        nll = -self.log_prob(batch.x)
+        return Loss(nll.mean(), {"nll": nll})
+
+    @torch.no_grad()
+    def initialize(self, batches: Iterable[Batch]) -> None:
+        if not self.config.marginal_init:
+            return
+        counts = torch.zeros_like(self.bias, dtype=torch.float64)
+        for batch in batches:
+            x = batch.x.reshape(len(batch), -1).to(self.bias.device)
+            counts += F.one_hot(x, self.spec.levels).sum(dim=0).to(torch.float64)
+        # Laplace-smoothed marginal log-frequencies; with W = 0 this is the `independent` fit.
+        self.bias.copy_((counts + 0.5).log() - (counts + 0.5).sum(dim=1, keepdim=True).log())
+
+    @torch.no_grad()
+    def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        dims = self.spec.dims
+        x = torch.zeros(n, dims, dtype=torch.int64, device=self.bias.device)
+        for i in range(dims):
+            inputs = self._inputs(x)  # (n, D); the mask ignores the not-yet-sampled j ≥ i
+            if self.rank == 0:
+                logits = inputs @ (self.weight[i] * self.mask[i]).T  # (n, K)
+            else:
+                logits = (inputs @ (self.in_proj[i] * self.mask[i]).T) @ self.out_proj[i].T
+            probs = F.softmax(logits + self.bias[i], dim=-1)
+            x[:, i] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return x.reshape(n, *self.spec.shape)

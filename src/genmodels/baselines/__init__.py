@@ -1,0 +1,1 @@
+"""Baselines: the floors every model must beat."""

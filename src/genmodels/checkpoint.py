@@ -1,0 +1,266 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else; nothing is ever unpickled.
+
+A checkpoint is a folder written under a temporary name and renamed into place, so a crash leaves
+either a complete checkpoint or none, and an existing checkpoint is never overwritten:
+
+    step-000001000/
+      checkpoint.json            model name, config, data spec and source, step, metrics, optimizer layout
+      model.safetensors          the model's state_dict
+      ema.safetensors            the EMA weights (if training kept them)
+      trainer_state.safetensors  optimizer tensors and RNG states (to resume bit-exactly)
+
+A run folder holds ``checkpoints/step-*`` and ``checkpoints/best.json`` (a pointer to the checkpoint
+that was best on the validation split).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .errors import UserError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "save_checkpoint",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "load_model",
+    "list_checkpoints",
+    "write_json_atomic",
+    "flatten_tensors",
+    "unflatten_tensors",
+    "checkpoint_name",
+]
+
+FORMAT_VERSION = 1
+META_FILE = "checkpoint.json"
+MODEL_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+STATE_FILE = "trainer_state.safetensors"
+BEST_POINTER = "best.json"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read from disk."""
+
+    path: Path
+    meta: dict[str, Any]
+    model_state: dict[str, Tensor]
+    ema_state: dict[str, Tensor] | None
+    trainer_state: dict[str, Any] | None
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:09d}"
+
+
+# --- nested state (optimizer state_dicts, RNG states) ↔ JSON + flat tensors -----------------------
+def flatten_tensors(obj: Any, prefix: str = "t") -> tuple[Any, dict[str, Tensor]]:
+    """Split a nested structure into a JSON-able skeleton and a flat {key: tensor} dict.
+
+    Tensors become ``{"__tensor__": key}``; dicts whose keys are not all strings (an optimizer's
+    ``state`` is keyed by parameter index) become ``{"__items__": [[key, value], ...]}``.
+
+    >>> skeleton, tensors = flatten_tensors({"state": {0: {"step": torch.tensor(3.0)}}, "lr": 0.1})
+    >>> unflatten_tensors(skeleton, tensors)["state"][0]["step"].item()
+    3.0
+    """
+    tensors: dict[str, Tensor] = {}
+
+    def walk(value: Any, key: str) -> Any:
+        if isinstance(value, Tensor):
+            tensors[key] = value.detach().cpu().contiguous().clone()
+            return {"__tensor__": key}
+        if isinstance(value, dict):
+            if all(isinstance(k, str) for k in value):
+                return {k: walk(v, f"{key}.{k}") for k, v in value.items()}
+            return {"__items__": [[k, walk(v, f"{key}.{k}")] for k, v in value.items()]}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, f"{key}.{i}") for i, v in enumerate(value)]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"cannot store {type(value).__name__} at {key} in a checkpoint")
+
+    return walk(obj, prefix), tensors
+
+
+def unflatten_tensors(skeleton: Any, tensors: dict[str, Tensor]) -> Any:
+    """The inverse of :func:`flatten_tensors`."""
+    if isinstance(skeleton, dict):
+        if set(skeleton) == {"__tensor__"}:
+            return tensors[skeleton["__tensor__"]]
+        if set(skeleton) == {"__items__"}:
+            return {k: unflatten_tensors(v, tensors) for k, v in skeleton["__items__"]}
+        return {k: unflatten_tensors(v, tensors) for k, v in skeleton.items()}
+    if isinstance(skeleton, list):
+        return [unflatten_tensors(v, tensors) for v in skeleton]
+    return skeleton
+
+
+# --- writing -------------------------------------------------------------------------------------
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as handle:
+        json.dump(obj, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _state_for_safetensors(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    # Clones break storage sharing (tied weights), which safetensors refuses to save.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    model_state: dict[str, Tensor],
+    meta: dict[str, Any],
+    ema_state: dict[str, Tensor] | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically; refuses to replace one that exists."""
+    directory = Path(directory)
+    if directory.exists():
+        raise FileExistsError(f"checkpoint {directory} exists; checkpoints are never overwritten")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
+    tmp.mkdir()
+    files = [tmp / MODEL_FILE]
+    save_file(_state_for_safetensors(model_state), tmp / MODEL_FILE, metadata={"format": "pt"})
+    meta = {**meta, "format_version": FORMAT_VERSION, "has_ema": ema_state is not None}
+    if ema_state is not None:
+        save_file(_state_for_safetensors(ema_state), tmp / EMA_FILE, metadata={"format": "pt"})
+        files.append(tmp / EMA_FILE)
+    if trainer_state is not None:
+        skeleton, tensors = flatten_tensors(trainer_state)
+        save_file(tensors, tmp / STATE_FILE, metadata={"format": "pt"})
+        files.append(tmp / STATE_FILE)
+        meta["trainer_state"] = skeleton
+    with open(tmp / META_FILE, "w") as handle:
+        json.dump(meta, handle, indent=2)
+        handle.write("\n")
+    files.append(tmp / META_FILE)
+    for file in files:
+        _fsync_file(file)
+    _fsync_dir(tmp)
+    os.rename(tmp, directory)
+    _fsync_dir(directory.parent)
+    return directory
+
+
+# --- reading -------------------------------------------------------------------------------------
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path} is corrupt or truncated ({error}); use another checkpoint") from None
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(path: str | Path, *, prefer: str = "best") -> Path:
+    """A checkpoint folder from a checkpoint folder or a run folder (its best, else its latest)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no checkpoint at {path}: the path does not exist")
+    if (path / META_FILE).is_file():
+        return path
+    pointer = path / "checkpoints" / BEST_POINTER
+    if prefer == "best" and pointer.is_file():
+        try:
+            name = json.loads(pointer.read_text())["checkpoint"]
+        except (ValueError, KeyError) as error:
+            raise UserError(f"{pointer} is corrupt ({error}); pass a checkpoint folder instead") from None
+        candidate = path / "checkpoints" / name
+        if (candidate / META_FILE).is_file():
+            return candidate
+    found = list_checkpoints(path)
+    if found:
+        return found[-1]
+    raise UserError(f"{path} holds no checkpoint (expected {META_FILE} or checkpoints/step-*/)")
+
+
+def read_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Checkpoint:
+    """Read a checkpoint (or a run folder's best one) from safetensors and JSON only."""
+    path = resolve_checkpoint(path)
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path / META_FILE} is corrupt ({error}); use another checkpoint") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} has checkpoint format {meta.get('format_version')}; this genmodels reads {FORMAT_VERSION}")
+    model_state = _load_tensors(path / MODEL_FILE)
+    ema_state = _load_tensors(path / EMA_FILE) if meta.get("has_ema") else None
+    trainer_state = None
+    if with_trainer_state and "trainer_state" in meta:
+        trainer_state = unflatten_tensors(meta["trainer_state"], _load_tensors(path / STATE_FILE))
+    return Checkpoint(path, meta, model_state, ema_state, trainer_state)
+
+
+def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu"):
+    """Rebuild a trained model from a checkpoint (or run folder): returns (model, checkpoint).
+
+    The EMA weights are used when the checkpoint has them and ``use_ema`` is true.
+    """
+    from .core import create_model
+    from .data.base import DataSpec
+
+    ckpt = read_checkpoint(path)
+    try:
+        spec = DataSpec.from_json(ckpt.meta["data"]["spec"])
+        model = create_model(ckpt.meta["model"], spec, ckpt.meta["model_config"])
+    except KeyError as error:
+        raise UserError(f"{ckpt.path / META_FILE} lacks {error}; it is not a genmodels checkpoint") from None
+    state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(
+            f"{ckpt.path} does not match model '{ckpt.meta['model']}' "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+        )
+    model.to(device).eval()
+    return model, ckpt

@@ -1,0 +1,149 @@
+"""What every data set is: a spec (shape, levels K, classes) and three splits of tensors.
+
+Discrete data are int64 tensors with values 0..K-1; continuous data (the toy 2D sets, a float
+``.npy``/``.csv``) are float32 tensors and have ``levels = None``. Images are (C, H, W).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+
+__all__ = ["DataSpec", "Split", "DynamicBinarizedSplit", "Dataset", "split_protocol", "check_array"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The facts about a data set that a model is built from.
+
+    Args:
+        name: the data set's registered name (or the path it was read from).
+        shape: the shape of one example; images are (C, H, W), vectors (D,).
+        levels: K, the number of discrete values (0..K-1) each dimension takes; None if continuous.
+        num_classes: how many labels there are, or None for unlabelled data.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    levels: int | None
+    num_classes: int | None = None
+
+    @property
+    def dims(self) -> int:
+        """D, the number of dimensions of one example (bits/dim divides by it)."""
+        return math.prod(self.shape)
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.levels is not None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> DataSpec:
+        return cls(obj["name"], tuple(obj["shape"]), obj["levels"], obj.get("num_classes"))
+
+
+class Split(torch.utils.data.Dataset):
+    """One split held in memory; items are dicts ``{"x": ..., "y": ...}`` ("y" only if labelled)."""
+
+    def __init__(self, x: Tensor, y: Tensor | None = None):
+        if y is not None and len(y) != len(x):
+            raise ValueError(f"{len(x)} examples but {len(y)} labels")
+        self.x = x
+        self.y = y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = {"x": self.x[index]}
+        if self.y is not None:
+            item["y"] = self.y[index]
+        return item
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer at the start of every epoch; a fixed split ignores it."""
+
+
+class DynamicBinarizedSplit(Split):
+    """Binary data redrawn each epoch: x_bin ~ Bernoulli(x / (K-1)) (dynamic binarization).
+
+    The draw for example i in epoch e depends only on (seed, e, i), so a resumed run sees the
+    same bits as an uninterrupted one, and any number of data-loader workers agree.
+    """
+
+    def __init__(self, x_levels: Tensor, levels: int, y: Tensor | None = None, seed: int = 0):
+        super().__init__(x_levels, y)
+        self.probabilities = x_levels.to(torch.float32) / (levels - 1)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, int(index))) & (2**63 - 1))
+        item = super().__getitem__(index)
+        item["x"] = torch.bernoulli(self.probabilities[index], generator=generator).to(torch.int64)
+        return item
+
+
+@dataclass
+class Dataset:
+    """A data set: its spec and its train / validation / test splits.
+
+    ``source`` is the JSON-able recipe that loads the same data again (a checkpoint stores it).
+    """
+
+    spec: DataSpec
+    train: Split
+    validation: Split
+    test: Split
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "validation", "test"):
+            raise UserError(f"unknown split '{name}'; valid splits: train, validation, test")
+        return getattr(self, name)
+
+
+def split_protocol(n: int, n_test: int, n_validation: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Indices (train, validation, test) of a seeded permutation: test first, then validation.
+
+    This is ../shared/PROTOCOL.md's rule for ``digits`` (n=1797, 360 test, 180 validation, seed 0).
+    """
+    idx = np.random.default_rng(seed).permutation(n)
+    return idx[n_test + n_validation :], idx[n_test : n_test + n_validation], idx[:n_test]
+
+
+def check_array(x: np.ndarray, where: str, levels: int | None) -> None:
+    """Reject data a model cannot use, naming the problem: NaN/inf, values outside 0..K-1."""
+    if x.size == 0:
+        raise UserError(f"{where}: no data")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise UserError(f"{where}: {bad} values are NaN or infinite; remove or impute them first")
+    if levels is not None:
+        lo, hi = x.min(), x.max()
+        if lo < 0 or hi > levels - 1:
+            raise UserError(
+                f"{where}: values must be integers in 0..{levels - 1}, found {lo}..{hi}; "
+                "rescale the data or state the number of levels"
+            )
+
+
+LoaderFn = Callable[..., Dataset]

@@ -1,0 +1,297 @@
+"""A user's own data: a folder of images, a ``.npy`` array or a ``.csv`` table.
+
+What each becomes:
+
+- **Folder of images** (png, jpg, jpeg, bmp, gif, webp, tif, tiff; read with Pillow): every image must
+  have the same size and mode. Grayscale (``L``) gives (1, H, W), ``RGB`` gives (3, H, W); K = 256.
+  Two modes are converted without loss: ``1`` (bilevel) to ``L`` (values 0 and 255) and ``P``
+  (palette) to ``RGB`` (a palette only encodes colours). Modes that would lose information if
+  converted silently (alpha in ``LA``/``RGBA``/``PA``, 16-bit or float ``I;16``/``I``/``F``,
+  ``CMYK``, ...) are refused with a note on how to convert them. Of an animated GIF the first frame
+  is read. If the images sit in subfolders, the sorted subfolder names are the class labels 0..C-1
+  (like torchvision's ImageFolder); else the data are unlabelled. Hidden files and folders (``.*``)
+  and files with other suffixes are skipped.
+- **.npy** (read with ``allow_pickle=False``; object arrays are refused, never unpickled): the first
+  axis indexes examples. bool gives K = 2, uint8 K = 256, other integers K = max + 1 (at least 2;
+  negative values are refused); floats are continuous (float32, ``levels = None``). (N,) gives
+  shape (1,), (N, D) gives (D,), (N, H, W) gives (1, H, W), (N, C, H, W) is kept.
+- **.csv**: comma-separated numbers, one example per row, shape (D,). The first row is a header if
+  none of its cells is a number. All-integral values give discrete data with K = max + 1 (at least 2;
+  negatives refused); otherwise continuous.
+
+Splits: ``idx = np.random.default_rng(0).permutation(N)``; test = ``idx[:n]``, validation =
+``idx[n:2n]``, train = the rest, with n = max(1, N // 10); at least 3 examples are needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .base import DataSpec, Dataset, Split, check_array, split_protocol
+
+__all__ = ["load_path", "IMAGE_SUFFIXES", "SUPPORTED"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SUPPORTED = "a folder of images (" + ", ".join(s[1:] for s in IMAGE_SUFFIXES) + "), a .npy array or a .csv table"
+MIN_EXAMPLES = 3  # one each for train, validation and test
+
+# Modes converted without loss; every other mode except L and RGB is refused.
+_LOSSLESS_CONVERSIONS = {"1": "L", "P": "RGB"}
+_CHANNELS = {"L": 1, "RGB": 3}
+
+
+def load_path(path: Path) -> Dataset:
+    """Load a user's data from a folder of images, a ``.npy`` or a ``.csv`` file (see the module doc).
+
+    Raises:
+        UserError: for a missing path, an unsupported file, or data a model cannot use, naming the
+            file and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder; give {SUPPORTED}")
+    if path.is_dir():
+        x, y, num_classes = _read_image_folder(path)
+        levels: int | None = 256
+    elif path.suffix.lower() == ".npy":
+        x, levels = _read_npy(path)
+        y, num_classes = None, None
+    elif path.suffix.lower() == ".csv":
+        x, levels = _read_csv(path)
+        y, num_classes = None, None
+    else:
+        raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
+    return _with_splits(x, y, DataSpec(str(path), tuple(x.shape[1:]), levels, num_classes), path)
+
+
+def _with_splits(x: np.ndarray, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
+    n = len(x)
+    if n < MIN_EXAMPLES:
+        raise UserError(f"{path}: {n} example(s); at least {MIN_EXAMPLES} are needed (train, validation, test)")
+    n_held_out = max(1, n // 10)
+    train, validation, test = split_protocol(n, n_test=n_held_out, n_validation=n_held_out, seed=0)
+    xt = torch.from_numpy(x)
+    yt = None if y is None else torch.from_numpy(y)
+    make = lambda idx: Split(xt[idx], None if yt is None else yt[idx])  # noqa: E731
+    return Dataset(spec, make(train), make(validation), make(test))
+
+
+def _discrete_levels(x: np.ndarray, where: str) -> int:
+    """K for integer data: max + 1, at least 2 (one level would make every model trivially exact)."""
+    lo, hi = x.min(), x.max()
+    if lo < 0:
+        raise UserError(
+            f"{where}: negative values (min {lo}); discrete data must be counts 0..K-1, "
+            "so shift them, or store floats for continuous data"
+        )
+    return max(int(hi) + 1, 2)
+
+
+# --- folders of images --------------------------------------------------------------------------
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+def _images_in(folder: Path, recursive: bool) -> list[Path]:
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in files
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and all(_visible(part) for part in p.relative_to(folder).parts)
+    )
+
+
+def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+    loose = _images_in(folder, recursive=False)
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+    per_class = [_images_in(d, recursive=True) for d in class_dirs]
+    labelled = any(per_class)
+    if labelled:
+        if loose:
+            raise UserError(
+                f"{folder}: has both class subfolders and images outside them (e.g. {loose[0].name}); "
+                "move every image into the subfolder of its class, or remove the subfolders"
+            )
+        empty = [d.name for d, files in zip(class_dirs, per_class) if not files]
+        if empty:
+            raise UserError(f"{folder}: class folder(s) {', '.join(empty)} hold no images; remove them or add images")
+        files = [f for group in per_class for f in group]
+        labels = np.concatenate([np.full(len(g), c, dtype=np.int64) for c, g in enumerate(per_class)])
+    else:
+        files, labels = loose, None
+    if not files:
+        raise UserError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, also in subfolders)")
+
+    arrays = []
+    first: tuple[Path, str, tuple[int, int]] | None = None
+    for f in files:
+        array, mode, size = _read_image(f)
+        if first is None:
+            first = (f, mode, size)
+        elif size != first[2]:
+            raise UserError(
+                f"images differ in size: {first[0]} is {_wxh(first[2])}, {f} is {_wxh(size)} (width x height); "
+                "resize or crop them all to one size first"
+            )
+        elif mode != first[1]:
+            raise UserError(
+                f"images differ in mode: {first[0]} is {first[1]}, {f} is {mode}; convert them all to "
+                "grayscale (L) or all to RGB first, e.g. Image.open(f).convert('RGB').save(f)"
+            )
+        arrays.append(array)
+    x = np.stack(arrays).astype(np.int64)  # (N, C, H, W)
+    return x, labels, (len(class_dirs) if labelled else None)
+
+
+def _wxh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """One image as uint8 (C, H, W), with its (converted) mode and its (width, height)."""
+    from PIL import Image
+
+    try:
+        with Image.open(f) as image:
+            image.load()  # decode now, so a truncated file fails here and not later
+            mode = image.mode
+            if mode in _LOSSLESS_CONVERSIONS:
+                image = image.convert(_LOSSLESS_CONVERSIONS[mode])
+            if image.mode not in _CHANNELS:
+                raise UserError(
+                    f"{f}: image mode {mode} is not supported; genmodels reads 8-bit grayscale (L) or RGB. "
+                    f"Convert the images first, e.g. with Pillow: Image.open(f).convert('RGB').save(f) "
+                    "(drops alpha), .convert('L') for grayscale; scale 16-bit images to 8 bits"
+                )
+            array = np.asarray(image, dtype=np.uint8)
+            size = image.size
+            mode = image.mode
+    except UserError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        # Pillow raises UnidentifiedImageError (an OSError) for unknown data, OSError for truncation,
+        # SyntaxError or ValueError from some decoders for malformed headers.
+        raise UserError(f"{f}: cannot read this image ({e}); the file is corrupt or not an image") from e
+    if array.ndim == 2:
+        array = array[None]  # (1, H, W)
+    else:
+        array = array.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    return array, mode, size
+
+
+# --- .npy -------------------------------------------------------------------------------------------
+def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise UserError(
+                f"{path}: holds Python objects (an object array), which genmodels will not unpickle; "
+                "save a numeric array instead, e.g. np.save(path, np.asarray(data, dtype=np.float32))"
+            ) from e
+        raise UserError(f"{path}: not a valid .npy file ({e})") from e
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read ({e}); is it a .npy file written by np.save?") from e
+    if not isinstance(x, np.ndarray):  # np.load also opens .npz archives
+        raise UserError(f"{path}: is an .npz archive, not a single array; save one array with np.save")
+
+    where = str(path)
+    if x.ndim == 0:
+        raise UserError(f"{where}: a single number; the first axis must index examples")
+    if x.ndim > 4:
+        raise UserError(f"{where}: array of shape {x.shape}; expected (N,), (N, D), (N, H, W) or (N, C, H, W)")
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        raise UserError(
+            f"{where}: shape {x.shape} looks channels-last (N, H, W, C); genmodels wants (N, C, H, W): "
+            "save x.transpose(0, 3, 1, 2)"
+        )
+    if x.ndim == 1:
+        x = x[:, None]  # N scalars: examples of one dimension
+    elif x.ndim == 3:
+        x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
+
+    if x.dtype == np.bool_:
+        levels: int | None = 2
+        x = x.astype(np.int64)
+    elif x.dtype == np.uint8:
+        levels = 256
+        x = x.astype(np.int64)
+    elif np.issubdtype(x.dtype, np.integer):
+        if x.size == 0:
+            raise UserError(f"{where}: no data")
+        if x.dtype == np.uint64 and x.max() > np.iinfo(np.int64).max:
+            raise UserError(f"{where}: values up to {x.max()} do not fit in int64")
+        levels = _discrete_levels(x, where)
+        x = x.astype(np.int64)
+    elif np.issubdtype(x.dtype, np.floating):
+        levels = None
+        check_array(x, where, None)
+        x = x.astype(np.float32)
+        check_array(x, f"{where} (as float32)", None)  # float64 values beyond 3.4e38 become inf
+    else:
+        raise UserError(f"{where}: unsupported dtype {x.dtype}; save integers, booleans or floats")
+    check_array(x, where, levels)
+    return np.ascontiguousarray(x), levels
+
+
+# --- .csv -------------------------------------------------------------------------------------------
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig drops the byte-order mark Excel writes
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read as UTF-8 text ({e})") from e
+    # (file line number, cells); blank lines (often a trailing one) are skipped.
+    rows = [(i, [c.strip() for c in r]) for i, r in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in r)]
+    if not rows:
+        raise UserError(f"{path}: no data")
+
+    header: list[str] | None = None
+    if all(_number(c) is None for c in rows[0][1]):
+        header = rows[0][1]
+        rows = rows[1:]
+        if not rows:
+            raise UserError(f"{path}: only a header row, no data")
+    width = len(header) if header is not None else len(rows[0][1])
+
+    values = np.empty((len(rows), width), dtype=np.float64)
+    for r, (line, cells) in enumerate(rows):
+        if len(cells) != width:
+            raise UserError(f"{path}: row {line} has {len(cells)} cells, expected {width} (as in row {rows[0][0]})")
+        for c, cell in enumerate(cells):
+            v = _number(cell)
+            if v is None:
+                name = f" ('{header[c]}')" if header is not None else ""
+                hint = ""
+                if ";" in cell or "\t" in cell:
+                    hint = "; genmodels reads comma-separated values"
+                elif r == 0 and header is None:
+                    hint = "; a header row must have no numeric names"
+                shown = repr(cell) if cell else "an empty cell"
+                raise UserError(f"{path}: row {line}, column {c + 1}{name}: {shown} is not a number{hint}")
+            values[r, c] = v
+
+    where = str(path)
+    check_array(values, where, None)
+    if np.array_equal(values, np.round(values)):
+        levels: int | None = _discrete_levels(values, where)
+        x = values.astype(np.int64)
+    else:
+        levels = None
+        x = values.astype(np.float32)
+        check_array(x, f"{where} (as float32)", None)
+    return x, levels

@@ -1,0 +1,132 @@
+"""Pictures: sample grids (PNG via Pillow) and loss curves (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+from .data.base import DataSpec
+
+__all__ = ["save_samples", "image_grid", "save_loss_curves", "read_metrics"]
+
+
+def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 1, min_cell: int = 32) -> np.ndarray:
+    """Tile (N, C, H, W) uint8 images into one (H', W', C) array with a 1-pixel border.
+
+    Small images are enlarged by an integer factor (nearest neighbour) to at least ``min_cell`` pixels.
+    """
+    n, channels, height, width = images.shape
+    scale = max(1, math.ceil(min_cell / max(height, width)))
+    images = images.repeat(scale, axis=2).repeat(scale, axis=3)
+    height, width = height * scale, width * scale
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), 128, np.uint8)
+    for index in range(n):
+        r, c = divmod(index, columns)
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        grid[top : top + height, left : left + width] = images[index].transpose(1, 2, 0)
+    return grid
+
+
+def _as_images(samples: np.ndarray, spec: DataSpec) -> np.ndarray | None:
+    """Discrete samples as (N, C, H, W) uint8, or None when they are not pictures."""
+    n = len(samples)
+    if spec.is_image:
+        images = samples.reshape(n, *spec.shape)
+    else:
+        side = math.isqrt(spec.dims)
+        if side * side != spec.dims:
+            return None
+        images = samples.reshape(n, 1, side, side)
+    if images.shape[1] not in (1, 3):
+        images = images[:, :1]
+    return np.round(images.astype(np.float64) * 255.0 / (spec.levels - 1)).astype(np.uint8)
+
+
+def save_samples(samples: Tensor, spec: DataSpec, path: str | Path, title: str | None = None) -> Path:
+    """Save samples as a PNG: an image grid for pictures, a scatter plot for 2-D continuous data,
+    a heat map (one row per sample) for other vectors."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = samples.detach().cpu().numpy()
+    if spec.is_discrete:
+        images = _as_images(array, spec)
+        if images is not None:
+            grid = image_grid(images)
+            Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(path)
+            return path
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    flat = array.reshape(len(array), -1)
+    if flat.shape[1] == 2 and not spec.is_discrete:
+        ax.scatter(flat[:, 0], flat[:, 1], s=2, alpha=0.5)
+        ax.set_aspect("equal")
+    else:
+        ax.imshow(flat, aspect="auto", interpolation="nearest", cmap="viridis")
+        ax.set_xlabel("dimension")
+        ax.set_ylabel("sample")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_metrics(path: str | Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """metrics.csv → {(split, metric): [(step, value), ...]} (the last row wins for a repeated step)."""
+    series: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            series[(row["split"], row["metric"])][int(row["step"])] = float(row["value"])
+    return {key: sorted(points.items()) for key, points in series.items()}
+
+
+def save_loss_curves(runs: dict[str, str | Path], path: str | Path, *, title: str | None = None) -> Path:
+    """Plot training loss and validation NLL (nats/example) against steps for one or more runs.
+
+    ``runs`` maps a label to a metrics.csv.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, csv_path in runs.items():
+        series = read_metrics(csv_path)
+        if ("train", "loss") in series:
+            steps, values = zip(*series[("train", "loss")])
+            ax_train.plot(steps, values, label=label)
+        for (split, metric), points in series.items():
+            if split == "validation" and metric.endswith("_nll"):
+                steps, values = zip(*points)
+                if len(points) == 1:  # fitted in closed form: one figure, drawn as a level line
+                    ax_val.axhline(values[0], linestyle="--", color="gray", label=f"{label} ({metric[:-4]})")
+                else:
+                    ax_val.plot(steps, values, marker="o", markersize=3, label=f"{label} ({metric[:-4]})")
+    ax_train.set_title("training loss")
+    ax_val.set_title("validation NLL (nats/example)")
+    for ax in (ax_train, ax_val):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

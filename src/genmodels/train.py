@@ -1,0 +1,552 @@
+"""Training on Hugging Face Accelerate: one loop for every model.
+
+The loop knows nothing of model families. Each step it steps every optimizer group the model
+declares (``optimizer_groups``, in order) on ``model(batch, step=, group=)``; it keeps an optional
+EMA of the weights, evaluates the validation and test splits every ``eval_every`` steps, keeps the
+checkpoint that is best on validation (test figures never choose anything, ../shared/PROTOCOL.md),
+writes metrics.csv, and can resume bit-exactly from its last checkpoint: model, optimizers, EMA,
+RNG states and the position in the data order all come back.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoint import (
+    BEST_POINTER,
+    checkpoint_name,
+    list_checkpoints,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+    write_json_atomic,
+)
+from .core import Batch, GenerativeModel, LikelihoodKind, create_model
+from .data.base import Dataset
+from .errors import UserError
+from .evaluate import LikelihoodRecord, evaluate_likelihood, format_records
+from .plotting import save_loss_curves, save_samples
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "TrainingDiverged", "EMA", "EpochSampler"]
+
+METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the checkpoints written before it are intact."""
+
+
+@dataclass
+class TrainConfig:
+    """How to train. The budget is ``steps``, ``epochs`` or ``minutes`` (training stops at the first
+    reached); everything else has a default.
+
+    Args:
+        batch_size: examples per step (per process).
+        lr: learning rate of AdamW, for every optimizer group.
+        weight_decay: AdamW's decoupled weight decay.
+        grad_clip: clip each group's gradient norm to this (None: no clipping).
+        ema_decay: keep an exponential moving average of the weights with this decay, used for
+            evaluation and sampling (None: no EMA).
+        eval_every: evaluate (validation and test) and checkpoint every this many steps, and at the end.
+        log_every: write the mean training loss to metrics.csv every this many steps.
+        eval_batch_size: examples per evaluation batch.
+        keep_checkpoints: how many of the latest checkpoints to keep besides the best one.
+        seed: seeds parameters' initialization, the data order and every random draw in training.
+        mixed_precision: "no", "fp16" or "bf16" (Accelerate's autocast).
+        cpu: train on the CPU even where a GPU is present.
+        num_samples: how many samples to draw for the grid at the end.
+        num_workers: data-loader worker processes.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    minutes: float | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    eval_every: int = 500
+    log_every: int = 10
+    eval_batch_size: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    mixed_precision: str = "no"
+    cpu: bool = False
+    num_samples: int = 64
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.epochs is None and self.minutes is None:
+            raise UserError("give a training budget: --steps N, --epochs N or --minutes M")
+        for name in ("steps", "epochs", "minutes"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UserError(f"--{name} must be ≥ 0, got {value}")
+        for name in ("batch_size", "eval_every", "log_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be ≥ 1")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise UserError(f"--mixed-precision must be no, fp16 or bf16, got '{self.mixed_precision}'")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise UserError(f"--ema must be in (0, 1), got {self.ema_decay}")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    test: list[LikelihoodRecord]
+    validation: list[LikelihoodRecord]
+    steps: int
+    train_seconds: float
+    examples_per_second: float
+    num_parameters: int
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffled order of the training set that depends only on (seed, epoch).
+
+    A resumed run rebuilds the same order and skips the batches it already took.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class EMA:
+    """Exponential moving average of a model's state: θ̄ ← d·θ̄ + (1 − d)·θ for floating tensors.
+
+    Works on the state_dict so that buffers follow too (integer buffers are copied, not averaged).
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        for key, value in state.items():
+            self.shadow[key].copy_(value)
+
+
+def _records_to_rows(records: list[LikelihoodRecord], split: str) -> list[tuple[str, str, float]]:
+    rows = []
+    for r in records:
+        rows.append((split, f"{r.measure}_nll", r.nll_nats))
+        rows.append((split, f"{r.measure}_bpd", r.bits_per_dim))
+    return rows
+
+
+class Trainer:
+    """Train ``model`` on ``dataset`` into ``run_dir`` (see the module docstring).
+
+    Args:
+        model: a freshly built model (the caller seeds before building it; :func:`train` does).
+        dataset: the data; ``dataset.source`` is stored so that ``genmodels eval`` can reload it.
+        config: the budget and settings.
+        run_dir: the run folder; must hold no checkpoint unless ``resume``.
+        resume: continue from the run folder's latest checkpoint.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        model: GenerativeModel,
+        dataset: Dataset,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        from accelerate import Accelerator
+
+        self.model = model
+        self.dataset = dataset
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        existing = list_checkpoints(self.run_dir)
+        if existing and not resume:
+            raise UserError(
+                f"{self.run_dir} already holds checkpoints; pass --resume to continue that run, "
+                "or --out a new folder (nothing is overwritten)"
+            )
+        if resume and not existing:
+            raise UserError(f"--resume: {self.run_dir} holds no checkpoint to resume from")
+        self.resume_from = existing[-1] if resume else None
+        if len(dataset.train) == 0:
+            raise UserError(f"data set '{dataset.spec.name}' has no training examples")
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu)
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+    def _meta(self, step: int, epoch: int, validation: list[LikelihoodRecord]) -> dict[str, Any]:
+        return {
+            "model": self.model.name,
+            "model_config": self.model.config.to_json(),
+            "data": {"source": self.dataset.source, "spec": self.dataset.spec.to_json()},
+            "train_config": self.config.to_json(),
+            "step": step,
+            "epoch": epoch,
+            "validation": [r.to_json() for r in validation],
+            "genmodels_version": __version__,
+            "torch_version": torch.__version__,
+        }
+
+    def _write_metrics(self, rows: list[tuple[str, str, float]], progress: dict[str, Any]) -> None:
+        if not self.accelerator.is_main_process or not rows:
+            return
+        with open(self.metrics_path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            for split, metric, value in rows:
+                writer.writerow(
+                    [progress["step"], progress["epoch"], progress["examples"], f"{progress['seconds']:.3f}",
+                     split, metric, repr(float(value))]
+                )
+
+    def _prepare_run_dir(self, start_step: int) -> None:
+        self.metrics_path = self.run_dir / "metrics.csv"
+        if not self.accelerator.is_main_process:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume_from is not None and self.metrics_path.exists():
+            # Rows logged after the checkpoint will be logged again by the resumed run.
+            with open(self.metrics_path, newline="") as handle:
+                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= start_step]
+            tmp = self.metrics_path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+                writer.writeheader()
+                writer.writerows(kept)
+            tmp.replace(self.metrics_path)
+        elif not self.metrics_path.exists():
+            with open(self.metrics_path, "w", newline="") as handle:
+                csv.writer(handle).writerow(METRIC_COLUMNS)
+        write_json_atomic(
+            self.run_dir / "run.json",
+            {
+                "model": self.model.name,
+                "model_config": self.model.config.to_json(),
+                "data": {"source": self.dataset.source, "spec": self.dataset.spec.to_json()},
+                "train_config": self.config.to_json(),
+                "num_parameters": self.model.num_parameters(),
+                "command": sys.argv,
+                "versions": {"genmodels": __version__, "torch": torch.__version__, "python": platform.python_version()},
+                "device": str(self.accelerator.device),
+                "processes": self.accelerator.num_processes,
+            },
+        )
+
+    def _rng_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    # --- the loop --------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
+        model = self.model
+        model.to(acc.device)
+        train_split = self.dataset.train
+        batch_size = min(cfg.batch_size, len(train_split))
+        steps_per_epoch = len(train_split) // batch_size  # full batches only: every step sees B examples
+        budget_steps = math.inf
+        if cfg.steps is not None:
+            budget_steps = cfg.steps
+        if cfg.epochs is not None:
+            budget_steps = min(budget_steps, math.ceil(cfg.epochs * steps_per_epoch))
+
+        if self.resume_from is None:
+            init_loader = DataLoader(train_split, batch_size=cfg.eval_batch_size, shuffle=False)
+            model.initialize(Batch.of(item).to(acc.device) for item in init_loader)
+
+        groups = model.optimizer_groups()
+        optimizers = {
+            name: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) for name, params in groups.items()
+        }
+        ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+
+        progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "examples": 0, "seconds": 0.0}
+        best: dict[str, Any] = {"nll": math.inf, "checkpoint": None}
+        if self.resume_from is not None:
+            ckpt = read_checkpoint(self.resume_from, with_trainer_state=True)
+            model.load_state_dict(ckpt.model_state)
+            if ema is not None:
+                if ckpt.ema_state is None:
+                    raise UserError(f"{self.resume_from} has no EMA weights but --ema was given")
+                ema.load_state_dict(ckpt.ema_state)
+            state = ckpt.trainer_state
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            progress = dict(state["progress"])
+            best = dict(state["best"])
+            rng_to_restore = state["rng"]
+        self._prepare_run_dir(progress["step"])
+
+        sampler = EpochSampler(len(train_split), cfg.seed)
+        loader = DataLoader(
+            train_split, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=cfg.num_workers
+        )
+        prepared = acc.prepare(model, *optimizers.values(), loader)
+        wrapped_model, prepared_optimizers, loader = prepared[0], prepared[1:-1], prepared[-1]
+        optimizers = dict(zip(optimizers, prepared_optimizers))
+        params_by_group = groups
+        if self.resume_from is not None:
+            self._set_rng_state(rng_to_restore)
+
+        def evaluate_and_checkpoint() -> None:
+            eval_model = self._eval_model(ema)
+            validation = evaluate_likelihood(eval_model, self.dataset.validation, batch_size=cfg.eval_batch_size)
+            test = evaluate_likelihood(eval_model, self.dataset.test, batch_size=cfg.eval_batch_size)
+            self._write_metrics(_records_to_rows(validation, "validation") + _records_to_rows(test, "test"), progress)
+            if validation:
+                improved = validation[0].nll_nats < best["nll"]
+            else:  # no likelihood (kind none): the latest checkpoint is the one to use
+                improved = True
+            name = checkpoint_name(progress["step"])
+            if improved:
+                best.update(nll=validation[0].nll_nats if validation else math.inf, checkpoint=name)
+            self._save(progress, best, optimizers, ema, validation)
+            if validation and self.progress:
+                tqdm.write(f"step {progress['step']}: validation {format_records(validation[:1])}")
+
+        if not optimizers:
+            tqdm.write(f"{model.name}: no trainable parameters (fitted in closed form); evaluating") if self.progress else None
+            budget_steps = progress["step"]
+        elif progress["step"] == 0 and self.resume_from is None:
+            evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best one
+
+        bar = tqdm(
+            total=None if math.isinf(budget_steps) else budget_steps,
+            initial=progress["step"],
+            disable=not (self.progress and acc.is_local_main_process),
+            desc=f"train {model.name}",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
+        start = time.perf_counter() - progress["seconds"]
+        window: dict[str, list[float]] = {}
+        window_examples, window_start = 0, time.perf_counter()
+        stop = progress["step"] >= budget_steps
+        while not stop:
+            sampler.set_epoch(progress["epoch"])
+            train_split.set_epoch(progress["epoch"])
+            epoch_loader = acc.skip_first_batches(loader, progress["batch_in_epoch"]) if progress["batch_in_epoch"] else loader
+            for item in epoch_loader:
+                batch = Batch.of(item)
+                for group, optimizer in optimizers.items():
+                    with acc.autocast():
+                        out = wrapped_model(batch, step=progress["step"], group=group)
+                    if not torch.isfinite(out.loss):
+                        raise TrainingDiverged(
+                            f"the {group} loss is {out.loss.item()} at step {progress['step']}; lower --lr or "
+                            f"set --grad-clip (checkpoints up to step {best.get('checkpoint') or 0} are intact)"
+                        )
+                    acc.backward(out.loss)
+                    if cfg.grad_clip is not None:
+                        acc.clip_grad_norm_(params_by_group[group], cfg.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    prefix = "" if len(optimizers) == 1 else f"{group}/"
+                    window.setdefault(f"{prefix}loss", []).append(out.loss.item())
+                    for term, values in out.terms.items():
+                        window.setdefault(f"{prefix}{term}", []).append(values.detach().float().mean().item())
+                if ema is not None:
+                    ema.update(acc.unwrap_model(wrapped_model))
+                progress["step"] += 1
+                progress["batch_in_epoch"] += 1
+                progress["examples"] += len(batch) * acc.num_processes
+                window_examples += len(batch) * acc.num_processes
+                progress["seconds"] = time.perf_counter() - start
+                bar.update(1)
+                step = progress["step"]
+                if step % cfg.log_every == 0:
+                    rows = [("train", k, sum(v) / len(v)) for k, v in window.items()]
+                    self._write_metrics(rows, progress)
+                    rate = window_examples / max(time.perf_counter() - window_start, 1e-9)
+                    first_loss = next(iter(window))
+                    bar.set_postfix({first_loss: f"{rows[0][2]:.4g}", "ex/s": f"{rate:.0f}"})
+                    window, window_examples, window_start = {}, 0, time.perf_counter()
+                out_of_time = cfg.minutes is not None and progress["seconds"] >= cfg.minutes * 60
+                stop = step >= budget_steps or out_of_time
+                if step % cfg.eval_every == 0 or stop:
+                    eval_started = time.perf_counter()
+                    evaluate_and_checkpoint()
+                    start += time.perf_counter() - eval_started  # `seconds` counts training time only
+                if stop:
+                    break
+            else:
+                progress["epoch"] += 1
+                progress["batch_in_epoch"] = 0
+        bar.close()
+        acc.wait_for_everyone()
+        if not optimizers and not list_checkpoints(self.run_dir):
+            evaluate_and_checkpoint()
+        return self._finish(progress, best)
+
+    def _eval_model(self, ema: EMA | None) -> GenerativeModel:
+        model = self.accelerator.unwrap_model(self.model)
+        if ema is None:
+            return model
+        if not hasattr(self, "_ema_model"):
+            import copy
+
+            self._ema_model = copy.deepcopy(model)
+        self._ema_model.load_state_dict(ema.state_dict())
+        return self._ema_model
+
+    def _save(self, progress, best, optimizers, ema, validation) -> None:
+        acc = self.accelerator
+        if not acc.is_main_process:
+            return
+        name = checkpoint_name(progress["step"])
+        folder = self.run_dir / "checkpoints" / name
+        if not folder.exists():
+            save_checkpoint(
+                folder,
+                model_state=acc.unwrap_model(self.model).state_dict(),
+                meta=self._meta(progress["step"], progress["epoch"], validation),
+                ema_state=None if ema is None else ema.state_dict(),
+                trainer_state={
+                    "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                    "progress": progress,
+                    "best": best,
+                    "rng": self._rng_state(),
+                },
+            )
+        if best["checkpoint"] == name:
+            write_json_atomic(self.run_dir / "checkpoints" / BEST_POINTER, {"checkpoint": name, "validation_nll_nats": best["nll"]})
+        # Keep the best checkpoint and the latest few; older intermediate ones go.
+        for old in list_checkpoints(self.run_dir)[: -self.config.keep_checkpoints]:
+            if old.name != best["checkpoint"]:
+                shutil.rmtree(old)
+
+    def _finish(self, progress: dict[str, Any], best: dict[str, Any]) -> TrainResult:
+        """Reload the best checkpoint from disk (as ``genmodels eval`` does) and report on it."""
+        acc = self.accelerator
+        best_dir = self.run_dir / "checkpoints" / best["checkpoint"]
+        model, ckpt = load_model(best_dir, device=acc.device)
+        validation = evaluate_likelihood(model, self.dataset.validation, batch_size=self.config.eval_batch_size)
+        test = evaluate_likelihood(model, self.dataset.test, batch_size=self.config.eval_batch_size)
+        files: dict[str, Path] = {}
+        seconds = progress["seconds"]
+        rate = progress["examples"] / seconds if seconds > 0 else 0.0
+        if acc.is_main_process:
+            generator = torch.Generator(device=acc.device).manual_seed(self.config.seed)
+            samples = model.sample(self.config.num_samples, generator=generator)
+            files["samples"] = save_samples(samples, model.spec, self.run_dir / "samples.png", title=model.name)
+            files["loss_curves"] = save_loss_curves({model.name: self.metrics_path}, self.run_dir / "loss_curves.png")
+            files["metrics"] = self.metrics_path
+            files["results"] = self.run_dir / "results.json"
+            write_json_atomic(
+                files["results"],
+                {
+                    "model": model.name,
+                    "data": model.spec.name,
+                    "likelihood_kind": model.likelihood_kind.value,
+                    "best_checkpoint": str(best_dir),
+                    "best_step": ckpt.meta["step"],
+                    "steps": progress["step"],
+                    "examples_seen": progress["examples"],
+                    "train_seconds": seconds,
+                    "examples_per_second": rate,
+                    "num_parameters": model.num_parameters(),
+                    "validation": [r.to_json() for r in validation],
+                    "test": [r.to_json() for r in test],
+                },
+            )
+        return TrainResult(
+            run_dir=self.run_dir,
+            best_checkpoint=best_dir,
+            test=test,
+            validation=validation,
+            steps=progress["step"],
+            train_seconds=seconds,
+            examples_per_second=rate,
+            num_parameters=model.num_parameters(),
+            files=files,
+        )
+
+
+def train(
+    model_name: str,
+    dataset: Dataset,
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    model_config: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Build ``model_name`` for ``dataset`` (seeded by ``config.seed``) and train it into ``run_dir``.
+
+    On resume the model is rebuilt from the run's stored config, and ``model_config`` must agree.
+    """
+    from accelerate.utils import set_seed
+
+    if resume:
+        stored = json.loads((Path(run_dir) / "run.json").read_text()) if (Path(run_dir) / "run.json").exists() else {}
+        if stored and stored["model"] != model_name:
+            raise UserError(f"--resume: {run_dir} trained '{stored['model']}', not '{model_name}'")
+        if stored and model_config and any(stored["model_config"].get(k) != v for k, v in model_config.items()):
+            raise UserError(f"--resume: config differs from the one {run_dir} was trained with: {stored['model_config']}")
+        model_config = stored.get("model_config", model_config)
+    set_seed(config.seed)
+    model = create_model(model_name, dataset.spec, model_config)
+    if model.likelihood_kind is LikelihoodKind.NONE and progress:
+        tqdm.write(f"{model_name} has no likelihood: the latest checkpoint is kept as the best")
+    return Trainer(model, dataset, config, run_dir, resume=resume, progress=progress).fit()
