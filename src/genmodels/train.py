@@ -224,6 +224,12 @@ class Trainer:
         self.resume_from = existing[-1] if resume else None
         if len(dataset.train) == 0:
             raise UserError(f"data set '{dataset.spec.name}' has no training examples")
+        # Accelerate keeps its settings in a process-wide singleton; a library that trains several
+        # models in one process (bench, notebooks) resets it so each run gets its own precision.
+        # The distributed set-up (PartialState) is kept.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu)
 
     # --- bookkeeping -----------------------------------------------------------------------------
@@ -337,8 +343,15 @@ class Trainer:
         self._prepare_run_dir(progress["step"])
 
         sampler = EpochSampler(len(train_split), cfg.seed)
+        # The loader draws its workers' base seed from its own generator, not the global RNG, so that
+        # starting an iterator (each epoch, and once more on resume) leaves the model's RNG stream alone.
         loader = DataLoader(
-            train_split, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=cfg.num_workers
+            train_split,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=cfg.num_workers,
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         prepared = acc.prepare(model, *optimizers.values(), loader)
         wrapped_model, prepared_optimizers, loader = prepared[0], prepared[1:-1], prepared[-1]
@@ -383,9 +396,11 @@ class Trainer:
         window_examples, window_start = 0, time.perf_counter()
         stop = progress["step"] >= budget_steps
         while not stop:
+            epoch_loader = acc.skip_first_batches(loader, progress["batch_in_epoch"]) if progress["batch_in_epoch"] else loader
+            # Accelerate's loader passes its own epoch counter to the sampler when iterated; set it.
+            epoch_loader.set_epoch(progress["epoch"])
             sampler.set_epoch(progress["epoch"])
             train_split.set_epoch(progress["epoch"])
-            epoch_loader = acc.skip_first_batches(loader, progress["batch_in_epoch"]) if progress["batch_in_epoch"] else loader
             for item in epoch_loader:
                 batch = Batch.of(item)
                 for group, optimizer in optimizers.items():
@@ -414,15 +429,15 @@ class Trainer:
                 progress["seconds"] = time.perf_counter() - start
                 bar.update(1)
                 step = progress["step"]
-                if step % cfg.log_every == 0:
+                out_of_time = cfg.minutes is not None and progress["seconds"] >= cfg.minutes * 60
+                stop = step >= budget_steps or out_of_time
+                if step % cfg.log_every == 0 or stop:
                     rows = [("train", k, sum(v) / len(v)) for k, v in window.items()]
                     self._write_metrics(rows, progress)
                     rate = window_examples / max(time.perf_counter() - window_start, 1e-9)
                     first_loss = next(iter(window))
                     bar.set_postfix({first_loss: f"{rows[0][2]:.4g}", "ex/s": f"{rate:.0f}"})
                     window, window_examples, window_start = {}, 0, time.perf_counter()
-                out_of_time = cfg.minutes is not None and progress["seconds"] >= cfg.minutes * 60
-                stop = step >= budget_steps or out_of_time
                 if step % cfg.eval_every == 0 or stop:
                     eval_started = time.perf_counter()
                     evaluate_and_checkpoint()

@@ -96,7 +96,9 @@ class DynamicBinarizedSplit(Split):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, int(index))) & (2**63 - 1))
+        # An explicit formula, not hash(): the same seed on every Python version and process.
+        seed = (self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + int(index)
+        generator = torch.Generator().manual_seed(seed % (2**63 - 1))
         item = super().__getitem__(index)
         item["x"] = torch.bernoulli(self.probabilities[index], generator=generator).to(torch.int64)
         return item

@@ -44,12 +44,15 @@ SourceFn = Callable[[str | None], tuple[DataSpec, dict[str, tuple[np.ndarray, np
 def threshold(x: np.ndarray, levels: int) -> np.ndarray:
     """Static binarization, threshold at half the range: 1 where x / (K-1) >= 0.5, as int64.
 
-    Integer arithmetic (2x >= K-1) so that no rounding decides a pixel exactly at the midpoint.
+    For integers, x >= (K-1)/2 is x >= ceil((K-1)/2) = floor(K/2): no division, no rounding at the
+    midpoint, and no widening of uint8 data before the comparison.
 
     >>> threshold(np.array([0, 7, 8, 16]), levels=17).tolist()
     [0, 0, 1, 1]
+    >>> threshold(np.array([127, 128], dtype=np.uint8), levels=256).tolist()
+    [0, 1]
     """
-    return (2 * x.astype(np.int64) >= levels - 1).astype(np.int64)
+    return (x >= levels // 2).astype(np.int64)
 
 
 def bernoulli_draw(x: np.ndarray, levels: int, seed: int) -> np.ndarray:

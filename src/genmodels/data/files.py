@@ -14,7 +14,8 @@ What each becomes:
 - **.npy** (read with ``allow_pickle=False``; object arrays are refused, never unpickled): the first
   axis indexes examples. bool gives K = 2, uint8 K = 256, other integers K = max + 1 (at least 2;
   negative values are refused); floats are continuous (float32, ``levels = None``). (N,) gives
-  shape (1,), (N, D) gives (D,), (N, H, W) gives (1, H, W), (N, C, H, W) is kept.
+  shape (1,), (N, D) gives (D,), (N, H, W) gives (1, H, W), (N, C, H, W) is kept (but an
+  (N, H, W, C) look, with 1, 3 or 4 last and more than 4 second, is refused with a transpose hint).
 - **.csv**: comma-separated numbers, one example per row, shape (D,). The first row is a header if
   none of its cells is a number. All-integral values give discrete data with K = max + 1 (at least 2;
   negatives refused); otherwise continuous.
@@ -95,7 +96,7 @@ def _discrete_levels(x: np.ndarray, where: str) -> int:
 
 # --- folders of images --------------------------------------------------------------------------
 def _visible(p: Path) -> bool:
-    return not p.name.startswith(".")
+    return not p.name.startswith(".")  # .ipynb_checkpoints, .DS_Store, ._x.png from macOS
 
 
 def _images_in(folder: Path, recursive: bool) -> list[Path]:
@@ -105,7 +106,7 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
         for p in files
         if p.is_file()
         and p.suffix.lower() in IMAGE_SUFFIXES
-        and all(_visible(part) for part in p.relative_to(folder).parts)
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
@@ -155,6 +156,25 @@ def _wxh(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
+def _conversion_hint(mode: str) -> str:
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        how = "drop the alpha channel first, e.g. with Pillow: Image.open(f).convert('RGB').save(f) or .convert('L')"
+    elif mode.startswith(("I", "F")):
+        how = "scale the images to 8 bits first, e.g. Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))"
+    else:
+        how = "convert them first, e.g. with Pillow: Image.open(f).convert('RGB').save(f)"
+    return "genmodels reads 8-bit grayscale (L) or RGB images; " + how
+
+
+def _as_float32(x: np.ndarray, where: str) -> np.ndarray:
+    """Continuous data as float32, refusing NaN/inf and values float32 cannot hold."""
+    check_array(x, where, None)
+    biggest = float(np.abs(x).max())
+    if biggest > float(np.finfo(np.float32).max):
+        raise UserError(f"{where}: values up to {biggest:.3g} exceed float32's range (3.4e38); rescale them")
+    return x.astype(np.float32)
+
+
 def _read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
     """One image as uint8 (C, H, W), with its (converted) mode and its (width, height)."""
     from PIL import Image
@@ -166,11 +186,7 @@ def _read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
             if mode in _LOSSLESS_CONVERSIONS:
                 image = image.convert(_LOSSLESS_CONVERSIONS[mode])
             if image.mode not in _CHANNELS:
-                raise UserError(
-                    f"{f}: image mode {mode} is not supported; genmodels reads 8-bit grayscale (L) or RGB. "
-                    f"Convert the images first, e.g. with Pillow: Image.open(f).convert('RGB').save(f) "
-                    "(drops alpha), .convert('L') for grayscale; scale 16-bit images to 8 bits"
-                )
+                raise UserError(f"{f}: image mode {mode} is not supported; {_conversion_hint(mode)}")
             array = np.asarray(image, dtype=np.uint8)
             size = image.size
             mode = image.mode
@@ -208,7 +224,8 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
         raise UserError(f"{where}: a single number; the first axis must index examples")
     if x.ndim > 4:
         raise UserError(f"{where}: array of shape {x.shape}; expected (N,), (N, D), (N, H, W) or (N, C, H, W)")
-    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+    # (N, H, W, C) with C = 1, 3 or 4 is the usual mistake; more than 4 channels first is rare.
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] > 4:
         raise UserError(
             f"{where}: shape {x.shape} looks channels-last (N, H, W, C); genmodels wants (N, C, H, W): "
             "save x.transpose(0, 3, 1, 2)"
@@ -233,9 +250,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
         x = x.astype(np.int64)
     elif np.issubdtype(x.dtype, np.floating):
         levels = None
-        check_array(x, where, None)
-        x = x.astype(np.float32)
-        check_array(x, f"{where} (as float32)", None)  # float64 values beyond 3.4e38 become inf
+        x = _as_float32(x, where)
     else:
         raise UserError(f"{where}: unsupported dtype {x.dtype}; save integers, booleans or floats")
     check_array(x, where, levels)
@@ -256,7 +271,8 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read as UTF-8 text ({e})") from e
     # (file line number, cells); blank lines (often a trailing one) are skipped.
-    rows = [(i, [c.strip() for c in r]) for i, r in enumerate(csv.reader(io.StringIO(text)), 1) if any(c.strip() for c in r)]
+    reader = csv.reader(io.StringIO(text))
+    rows = [(i, [c.strip() for c in r]) for i, r in enumerate(reader, 1) if any(c.strip() for c in r)]
     if not rows:
         raise UserError(f"{path}: no data")
 
@@ -267,11 +283,12 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
         if not rows:
             raise UserError(f"{path}: only a header row, no data")
     width = len(header) if header is not None else len(rows[0][1])
+    width_from = "the header" if header is not None else f"row {rows[0][0]}"
 
     values = np.empty((len(rows), width), dtype=np.float64)
     for r, (line, cells) in enumerate(rows):
         if len(cells) != width:
-            raise UserError(f"{path}: row {line} has {len(cells)} cells, expected {width} (as in row {rows[0][0]})")
+            raise UserError(f"{path}: row {line} has {len(cells)} cells, expected {width} (as in {width_from})")
         for c, cell in enumerate(cells):
             v = _number(cell)
             if v is None:
@@ -292,6 +309,5 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
         x = values.astype(np.int64)
     else:
         levels = None
-        x = values.astype(np.float32)
-        check_array(x, f"{where} (as float32)", None)
+        x = _as_float32(values, where)
     return x, levels

@@ -1,0 +1,107 @@
+"""The model interface and its records: kinds are explicit and a bound never passes for exact."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from genmodels.core import (
+    GenerativeModel,
+    LikelihoodKind,
+    LogLikelihood,
+    ModelConfig,
+    create_model,
+    model_class,
+    register_model,
+)
+from genmodels.data import DataSpec
+from genmodels.errors import UserError
+from genmodels.evaluate import evaluate_likelihood, format_records
+
+from .toy_models import NoisyBound, TwoPlayer, registered
+
+
+def test_log_prob_is_reserved_for_exact_models():
+    class BoundWithLogProb(NoisyBound):
+        def log_prob(self, x, y=None):
+            return torch.zeros(len(x))
+
+    with pytest.raises(TypeError, match="log_prob"):
+        register_model("bad-bound")(BoundWithLogProb)
+
+    class ExactWithoutLogProb(GenerativeModel):
+        likelihood_kind = LikelihoodKind.EXACT
+
+    with pytest.raises(TypeError, match="log_prob"):
+        register_model("bad-exact")(ExactWithoutLogProb)
+
+
+def test_likelihood_records_must_say_what_they_are():
+    values = torch.zeros(3)
+    with pytest.raises(ValueError):
+        LogLikelihood(values, LikelihoodKind.EXACT, "log_prob", samples=4)  # exact needs no samples
+    with pytest.raises(ValueError):
+        LogLikelihood(values, LikelihoodKind.ESTIMATE, "iwae")  # an estimate states its k or NFE
+    with pytest.raises(ValueError):
+        LogLikelihood(values, LikelihoodKind.NONE, "nothing")
+    with pytest.raises(ValueError):
+        LogLikelihood(torch.zeros(3, 2), LikelihoodKind.BOUND, "elbo")  # per example
+    record = LogLikelihood(values, "estimate", "iwae", samples=64)
+    assert record.kind is LikelihoodKind.ESTIMATE
+
+
+def test_a_bound_is_never_reported_as_exact(digits):
+    with registered("noisy-bound", NoisyBound):
+        model = create_model("noisy-bound", digits.spec)
+        records = evaluate_likelihood(model, digits.validation)
+    assert [r.kind for r in records] == ["bound"]
+    assert "exact" not in format_records(records)
+    assert "bound (k=2)" in format_records(records)
+
+
+def test_a_model_without_likelihood_yields_no_figure(digits):
+    with registered("two-player", TwoPlayer):
+        model = create_model("two-player", digits.spec)
+        assert evaluate_likelihood(model, digits.validation) == []
+        assert format_records([]) == "no likelihood (kind: none)"
+
+
+def test_evaluation_is_repeatable_for_stochastic_bounds(digits):
+    with registered("noisy-bound", NoisyBound):
+        model = create_model("noisy-bound", digits.spec)
+        first = evaluate_likelihood(model, digits.test, batch_size=100)
+        torch.randn(10)  # the global RNG moves on; evaluation does not depend on it
+        second = evaluate_likelihood(model, digits.test, batch_size=100)
+    assert first == second
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(UserError, match=r"unknown model 'pixelcn'.*fvsbn.*independent"):
+        model_class("pixelcn")
+
+
+def test_config_from_strings_parses_by_type_and_rejects_unknown_options():
+    @dataclasses.dataclass
+    class Config(ModelConfig):
+        width: int = 3
+        rate: float = 0.5
+        flag: bool = False
+        rank: int | None = None
+        name: str = "a"
+
+    parsed = Config.from_strings({"width": "7", "rate": "1e-3", "flag": "true", "rank": "none", "name": "b"})
+    assert parsed == Config(7, 1e-3, True, None, "b")
+    assert Config.from_strings({"rank": "4"}).rank == 4
+    with pytest.raises(UserError, match="valid options: flag, name, rank, rate, width"):
+        Config.from_strings({"depth": "2"})
+    with pytest.raises(UserError, match="cannot read 'seven'"):
+        Config.from_strings({"width": "seven"})
+    with pytest.raises(UserError, match="unknown config option"):
+        Config.from_json({"depth": 2})
+
+
+def test_models_refuse_data_they_cannot_model():
+    with pytest.raises(UserError, match="needs discrete data"):
+        create_model("fvsbn", DataSpec("checkerboard", (2,), None))

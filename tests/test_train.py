@@ -1,0 +1,157 @@
+"""The trainer: artifacts, resume, best-on-validation, EMA, several optimizers, NaN guard."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genmodels.checkpoint import list_checkpoints, load_model, read_checkpoint
+from genmodels.core import create_model
+from genmodels.errors import UserError
+from genmodels.evaluate import evaluate_likelihood
+from genmodels.train import Trainer, TrainConfig, TrainingDiverged, train
+
+from .toy_models import NoisyBound, TwoPlayer, registered
+
+
+def _config(**overrides):
+    defaults = dict(steps=30, eval_every=10, batch_size=64, lr=3e-3, num_samples=16)
+    return TrainConfig(**{**defaults, **overrides})
+
+
+def test_training_writes_every_artifact(digits, tmp_path):
+    result = train("fvsbn", digits, _config(), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("metrics.csv", "run.json", "results.json", "samples.png", "loss_curves.png"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert {r["split"] for r in rows} == {"train", "validation", "test"}
+    train_steps = [int(r["step"]) for r in rows if r["split"] == "train" and r["metric"] == "loss"]
+    assert train_steps == [10, 20, 30]
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert result.best_checkpoint.name == best["checkpoint"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["test"][0]["kind"] == "exact"
+    assert results["test"][0]["bits_per_dim"] == result.test[0].bits_per_dim
+    # Every file of a checkpoint is safetensors or JSON.
+    for file in result.best_checkpoint.iterdir():
+        assert file.suffix in (".safetensors", ".json"), file
+
+
+def test_best_checkpoint_is_chosen_on_validation_not_test(digits, tmp_path):
+    result = train("fvsbn", digits, _config(steps=40, lr=3e-2), tmp_path / "run", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    validation = {int(r["step"]): float(r["value"]) for r in rows if r["split"] == "validation" and r["metric"] == "log_prob_nll"}
+    best_step = min(validation, key=validation.get)
+    assert result.best_checkpoint.name == f"step-{best_step:09d}"
+    assert result.validation[0].nll_nats == pytest.approx(validation[best_step], rel=1e-12)
+
+
+def test_refuses_to_overwrite_a_run_and_resume_needs_one(digits, tmp_path):
+    train("fvsbn", digits, _config(steps=10), tmp_path / "run", progress=False)
+    before = sorted(p.name for p in list_checkpoints(tmp_path / "run"))
+    with pytest.raises(UserError, match="--resume"):
+        train("fvsbn", digits, _config(steps=10), tmp_path / "run", progress=False)
+    assert sorted(p.name for p in list_checkpoints(tmp_path / "run")) == before
+    with pytest.raises(UserError, match="no checkpoint"):
+        train("fvsbn", digits, _config(steps=10), tmp_path / "empty", resume=True, progress=False)
+
+
+def _final_state(run_dir):
+    return read_checkpoint(list_checkpoints(run_dir)[-1]).model_state
+
+
+@pytest.mark.parametrize("data_name", ["digits", "binary-digits-dynamic"])
+def test_resume_is_bit_exact(tmp_path, data_name):
+    """20 + 20 steps with a resume in between equals 40 uninterrupted steps, bit for bit —
+    also with RNG in the loss (NoisyBound), EMA, and data redrawn each epoch (dynamic binarization)."""
+    from genmodels.data import load_dataset
+
+    data = load_dataset(data_name)
+    with registered("noisy-bound", NoisyBound):
+        config = dict(eval_every=7, batch_size=100, ema_decay=0.9)  # 7 ∤ 20: resume mid-epoch, mid-interval
+        train("noisy-bound", data, _config(steps=40, **config), tmp_path / "straight", progress=False)
+        train("noisy-bound", data, _config(steps=20, **config), tmp_path / "split", progress=False)
+        train("noisy-bound", data, _config(steps=40, **config), tmp_path / "split", resume=True, progress=False)
+        straight, split = _final_state(tmp_path / "straight"), _final_state(tmp_path / "split")
+        assert straight.keys() == split.keys()
+        for key in straight:
+            assert torch.equal(straight[key], split[key]), key
+        ema_a = load_file(list_checkpoints(tmp_path / "straight")[-1] / "ema.safetensors")
+        ema_b = load_file(list_checkpoints(tmp_path / "split")[-1] / "ema.safetensors")
+        assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+        # Evaluations at the same steps agree too (the split run also evaluated at its stop, step 20).
+        rows_a = [r for r in csv.DictReader(open(tmp_path / "straight" / "metrics.csv")) if r["split"] != "train"]
+        rows_b = [r for r in csv.DictReader(open(tmp_path / "split" / "metrics.csv")) if r["split"] != "train" and r["step"] != "20"]
+        assert [(r["step"], r["metric"], r["value"]) for r in rows_a] == [(r["step"], r["metric"], r["value"]) for r in rows_b]
+        assert len(rows_a) > 10
+
+
+def test_ema_weights_are_used_for_evaluation(digits, tmp_path):
+    result = train("fvsbn", digits, _config(steps=20, ema_decay=0.5), tmp_path / "run", progress=False)
+    ckpt = read_checkpoint(result.best_checkpoint)
+    assert ckpt.ema_state is not None
+    assert not torch.equal(ckpt.ema_state["weight"], ckpt.model_state["weight"])
+    ema_model, _ = load_model(result.best_checkpoint)
+    raw_model, _ = load_model(result.best_checkpoint, use_ema=False)
+    assert torch.equal(ema_model.weight, ckpt.ema_state["weight"])
+    assert torch.equal(raw_model.weight, ckpt.model_state["weight"])
+    assert evaluate_likelihood(ema_model, digits.test)[0].nll_nats == pytest.approx(result.test[0].nll_nats, rel=1e-12)
+
+
+def test_bound_is_reported_as_a_bound_with_its_samples(digits, tmp_path):
+    with registered("noisy-bound", NoisyBound):
+        result = train("noisy-bound", digits, _config(steps=10), tmp_path / "run", progress=False)
+    [record] = result.test
+    assert record.kind == "bound" and record.measure == "noisy_bound" and record.samples == 2
+    assert record.kind_label == "bound (k=2)"
+    assert "log_p" in record.terms_nats
+
+
+def test_two_optimizers_are_stepped_in_turn_and_no_likelihood_is_claimed(digits, tmp_path):
+    with registered("two-player", TwoPlayer):
+        model = create_model("two-player", digits.spec)
+        trainer = Trainer(model, digits, _config(steps=6, eval_every=3), tmp_path / "run", progress=False)
+        result = trainer.fit()
+        assert model.calls == ["critic", "generator"] * 6
+        assert result.test == [] and result.validation == []
+        assert result.best_checkpoint.name == "step-000000006"  # no likelihood: the latest is kept
+        rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+        metrics = {r["metric"] for r in rows if r["split"] == "train"}
+        assert {"critic/loss", "generator/loss", "critic/critic_gap", "generator/fake_score"} <= metrics
+        assert not any(r["metric"].endswith("_bpd") for r in rows)
+        trainer_state = read_checkpoint(result.best_checkpoint, with_trainer_state=True).trainer_state
+        assert set(trainer_state["optimizers"]) == {"critic", "generator"}
+
+
+def test_nan_loss_stops_training_and_keeps_earlier_checkpoints(digits, tmp_path):
+    with registered("noisy-bound", NoisyBound):
+        with pytest.raises(TrainingDiverged, match="step 15"):
+            train("noisy-bound", digits, _config(steps=30), tmp_path / "run", model_config={"diverge_at": 15}, progress=False)
+    names = [p.name for p in list_checkpoints(tmp_path / "run")]
+    assert names[-1] == "step-000000010"
+    read_checkpoint(tmp_path / "run" / "checkpoints" / names[-1])  # intact
+
+
+def test_closed_form_model_trains_no_steps(digits, tmp_path):
+    result = train("independent", digits, _config(steps=50), tmp_path / "run", progress=False)
+    assert result.steps == 0
+    assert result.best_checkpoint.name == "step-000000000"
+
+
+def test_epoch_and_minute_budgets(digits, tmp_path):
+    result = train("fvsbn", digits, TrainConfig(epochs=2, batch_size=256, eval_every=100), tmp_path / "a", progress=False)
+    assert result.steps == 2 * (len(digits.train) // 256)
+    result = train("fvsbn", digits, TrainConfig(minutes=0.0, eval_every=100), tmp_path / "b", progress=False)
+    assert result.steps == 1  # a zero-minute budget still takes the step it started
+    with pytest.raises(UserError, match="budget"):
+        TrainConfig()
+
+
+def test_bf16_mixed_precision_runs_on_cpu(digits, tmp_path):
+    result = train("fvsbn", digits, _config(steps=5, mixed_precision="bf16"), tmp_path / "run", progress=False)
+    assert torch.isfinite(torch.tensor(result.test[0].nll_nats))

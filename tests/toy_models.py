@@ -1,0 +1,107 @@
+"""Small models that exercise the trainer's general paths: a stochastic bound (RNG in the loss),
+two optimizers stepped in turn with no likelihood (kind ``none``), and a loss that diverges.
+
+They are registered only inside the tests that use them (``registered``), so the registry-wide
+tests never see them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genmodels import core
+from genmodels.core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, Loss, ModelConfig
+
+
+@contextlib.contextmanager
+def registered(name: str, cls: type[GenerativeModel]):
+    core.register_model(name)(cls)
+    try:
+        yield cls
+    finally:
+        core._MODELS.pop(name, None)
+
+
+@dataclass
+class NoisyConfig(ModelConfig):
+    noise: float = 0.1
+    diverge_at: int = -1  # the step at which the loss becomes NaN (-1: never)
+
+
+class NoisyBound(GenerativeModel):
+    """Per-dimension categoricals whose logits are perturbed by Gaussian noise in the loss.
+
+    Its 'likelihood' is a Monte Carlo average over noise (a bound by Jensen), so evaluation draws
+    random numbers too: it tests that training, resume and evaluation handle RNG state.
+    """
+
+    Config = NoisyConfig
+    likelihood_kind = LikelihoodKind.BOUND
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.logits = nn.Parameter(torch.zeros(spec.dims, spec.levels))
+
+    def _log_p(self, x):
+        noisy = self.logits + self.config.noise * torch.randn_like(self.logits)
+        log_p = F.log_softmax(noisy, dim=1)
+        flat = x.reshape(len(x), -1)
+        return log_p.unsqueeze(0).expand(len(x), -1, -1).gather(2, flat.unsqueeze(2)).squeeze(2).sum(1)
+
+    def loss(self, batch, *, step=0, group="model"):
+        nll = -self._log_p(batch.x)
+        loss = nll.mean()
+        if step == self.config.diverge_at:
+            loss = loss * float("nan")
+        return Loss(loss, {"nll": nll})
+
+    def log_likelihoods(self, batch):
+        values = torch.stack([self._log_p(batch.x) for _ in range(2)]).mean(0)
+        return [LogLikelihood(values, LikelihoodKind.BOUND, "noisy_bound", samples=2, terms={"log_p": values})]
+
+    @torch.no_grad()
+    def sample(self, n, *, y=None, generator=None):
+        probs = F.softmax(self.logits, dim=1)
+        return torch.multinomial(probs, n, replacement=True, generator=generator).T.reshape(n, *self.spec.shape)
+
+
+class TwoPlayer(GenerativeModel):
+    """A minimal adversarial pair: a generator of per-pixel logits and a linear critic.
+
+    No likelihood (kind ``none``); two optimizer groups stepped in turn.
+    """
+
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.NONE
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.generator_logits = nn.Parameter(torch.zeros(spec.dims))
+        self.critic = nn.Linear(spec.dims, 1)
+        self.calls: list[str] = []
+
+    def optimizer_groups(self):
+        return {"critic": list(self.critic.parameters()), "generator": [self.generator_logits]}
+
+    def _fake(self, n):
+        return torch.sigmoid(self.generator_logits).expand(n, -1)
+
+    def loss(self, batch, *, step=0, group="model"):
+        self.calls.append(group)
+        real = batch.x.reshape(len(batch), -1).float() / (self.spec.levels - 1)
+        if group == "critic":
+            score = self.critic(real).squeeze(1) - self.critic(self._fake(len(batch)).detach()).squeeze(1)
+            return Loss(-score.mean(), {"critic_gap": score})
+        fake_score = self.critic(self._fake(len(batch))).squeeze(1)
+        return Loss(-fake_score.mean(), {"fake_score": fake_score})
+
+    @torch.no_grad()
+    def sample(self, n, *, y=None, generator=None):
+        probs = torch.sigmoid(self.generator_logits).expand(n, -1)
+        bits = torch.bernoulli(probs, generator=generator).to(torch.int64)
+        return (bits * (self.spec.levels - 1)).reshape(n, *self.spec.shape)
