@@ -73,7 +73,8 @@ def test_fashion_mnist_splits(fashion):
     assert (len(ds.train), len(ds.validation), len(ds.test)) == (55_000, 5_000, 10_000)
     assert ds.spec.shape == (1, 28, 28) and ds.spec.levels == 256 and ds.spec.num_classes == 10
     for split in (ds.train, ds.validation, ds.test):
-        assert split.x.dtype == torch.int64 and split.y.dtype == torch.int64
+        assert split.x.dtype == torch.uint8 and split.y.dtype == torch.int64  # stored compactly
+        assert split[0]["x"].dtype == torch.int64  # handed out as int64 levels
         assert split.x.shape[1:] == (1, 28, 28)
     assert int(ds.train.x.min()) == 0 and int(ds.train.x.max()) == 255
     assert set(ds.test.y.unique().tolist()) == set(range(10))

@@ -58,7 +58,11 @@ class DataSpec:
 
 
 class Split(torch.utils.data.Dataset):
-    """One split held in memory; items are dicts ``{"x": ..., "y": ...}`` ("y" only if labelled)."""
+    """One split held in memory; items are dicts ``{"x": ..., "y": ...}`` ("y" only if labelled).
+
+    Discrete ``x`` may be stored compactly (uint8: Fashion-MNIST takes 55 MB instead of 440 MB);
+    items are always int64 levels, the dtype every model receives.
+    """
 
     def __init__(self, x: Tensor, y: Tensor | None = None):
         if y is not None and len(y) != len(x):
@@ -70,7 +74,8 @@ class Split(torch.utils.data.Dataset):
         return len(self.x)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        item = {"x": self.x[index]}
+        x = self.x[index]
+        item = {"x": x if x.is_floating_point() else x.to(torch.int64)}
         if self.y is not None:
             item["y"] = self.y[index]
         return item
@@ -88,7 +93,7 @@ class DynamicBinarizedSplit(Split):
 
     def __init__(self, x_levels: Tensor, levels: int, y: Tensor | None = None, seed: int = 0):
         super().__init__(x_levels, y)
-        self.probabilities = x_levels.to(torch.float32) / (levels - 1)
+        self.levels = levels
         self.seed = seed
         self.epoch = 0
 
@@ -100,7 +105,8 @@ class DynamicBinarizedSplit(Split):
         seed = (self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + int(index)
         generator = torch.Generator().manual_seed(seed % (2**63 - 1))
         item = super().__getitem__(index)
-        item["x"] = torch.bernoulli(self.probabilities[index], generator=generator).to(torch.int64)
+        probabilities = self.x[index].to(torch.float32) / (self.levels - 1)
+        item["x"] = torch.bernoulli(probabilities, generator=generator).to(torch.int64)
         return item
 
 

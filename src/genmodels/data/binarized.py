@@ -87,7 +87,7 @@ def _static(name: str, source: SourceFn, data_dir: str | None) -> Dataset:
 def _dynamic(name: str, source: SourceFn, data_dir: str | None) -> Dataset:
     spec, splits = source(data_dir)
     label = lambda s: torch.from_numpy(splits[s][1].astype(np.int64))  # noqa: E731
-    x_train = torch.from_numpy(splits["train"][0].astype(np.int64))
+    x_train = torch.from_numpy(np.array(splits["train"][0]))  # the levels, kept in their compact dtype
     train = DynamicBinarizedSplit(x_train, spec.levels, label("train"), seed=TRAIN_SEED)
     fixed = {
         s: Split(torch.from_numpy(bernoulli_draw(splits[s][0], spec.levels, EVAL_SEEDS[s])), label(s))

@@ -207,7 +207,7 @@ def fashion_mnist_available(data_dir: str | None = None) -> bool:
     "Fashion-MNIST 28x28 grayscale, 256 levels, 55000/5000/10000 split (apt-get install dataset-fashion-mnist)",
 )
 def load_fashion_mnist(data_dir: str | None = None) -> Dataset:
-    # astype copies: the cached arrays stay read-only and the tensors are int64 like all discrete data.
-    make = lambda x, y: Split(torch.from_numpy(x.astype(np.int64)), torch.from_numpy(y.astype(np.int64)))  # noqa: E731
+    # Copies, so the cached arrays stay read-only; x stays uint8 (Split hands out int64 items).
+    make = lambda x, y: Split(torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64)))  # noqa: E731
     s = fashion_mnist_splits(data_dir)
     return Dataset(SPEC, make(*s["train"]), make(*s["validation"]), make(*s["test"]))

@@ -1,0 +1,139 @@
+"""The command line: the whole path train → eval → sample, and one-line errors with status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genmodels.cli import main
+
+
+def _bpd(text: str) -> str:
+    return re.search(r"([0-9.]+) bits/dim", text).group(1)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", "fvsbn", "--data", "digits", "--steps", "40", "--eval-every", "20", "--lr", "3e-3",
+                 "--out", str(run), "--no-progress", "--set", "rank=4"])
+    assert code == 0
+    return run
+
+
+def test_eval_reproduces_the_figure_printed_after_training(trained_run, capsys, tmp_path):
+    results = json.loads((trained_run / "results.json").read_text())
+    printed_at_training = f"{results['test'][0]['bits_per_dim']:.6g}"
+    assert main(["eval", str(trained_run)]) == 0
+    out = capsys.readouterr().out
+    assert _bpd(out) == printed_at_training
+    assert "exact" in out
+    assert main(["eval", str(trained_run), "--json", "--split", "validation"]) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert records[0]["kind"] == "exact" and records[0]["examples"] == 180
+
+
+def test_train_prints_the_test_figure_and_where_files_are(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "independent", "--steps", "1", "--out", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "exact" in out and "bits/dim" in out and str(run / "samples.png") in out
+    assert main(["eval", str(run)]) == 0
+    assert _bpd(capsys.readouterr().out) == _bpd(out)
+
+
+def test_sample_writes_a_png_grid_and_an_array(trained_run, tmp_path, capsys):
+    png, npy = tmp_path / "grid.png", tmp_path / "samples.npy"
+    assert main(["sample", str(trained_run), "-n", "16", "--out", str(png), "--npy", str(npy)]) == 0
+    assert "samples/s" in capsys.readouterr().out
+    assert Image.open(png).size[0] > 4 * 8
+    samples = np.load(npy)
+    assert samples.shape == (16, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 16
+
+
+def test_resume_continues_a_run(trained_run, tmp_path, capsys):
+    run = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(trained_run, run)
+    assert main(["train", "fvsbn", "--steps", "60", "--eval-every", "20", "--lr", "3e-3", "--out", str(run),
+                 "--resume", "--no-progress", "--set", "rank=4"]) == 0
+    assert json.loads((run / "results.json").read_text())["steps"] == 60
+
+
+def test_list_names_models_and_data_sets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("independent", "fvsbn", "digits", "fashion-mnist", "binary-digits", "checkerboard", "two-moons"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "pixelcnnn", "--steps", "1"], "unknown model 'pixelcnnn'; valid models: "),
+        (["train", "fvsbn", "--data", "mnist", "--steps", "1"], "unknown data set 'mnist'"),
+        (["train", "fvsbn", "--data", "checkerboard", "--steps", "1"], "needs discrete data"),
+        (["train", "fvsbn"], "give a training budget"),
+        (["train", "fvsbn", "--steps", "1", "--set", "depth=3"], "unknown config option 'depth'"),
+        (["train", "fvsbn", "--data", "fashion-mnist", "--data-dir", "/nonexistent", "--steps", "1"],
+         "apt-get install dataset-fashion-mnist"),
+        (["eval", "/nonexistent/run"], "does not exist"),
+        (["sample", "/nonexistent/run"], "does not exist"),
+        (["bench", "--models", "fvsbn,nope"], "unknown model 'nope'"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    argv = argv + (["--out", str(tmp_path / "x")] if argv[0] in ("train", "bench") else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_exits_2(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "broken"
+    shutil.copytree(trained_run, run)
+    for file in run.rglob("model.safetensors"):
+        file.write_bytes(b"not safetensors")
+    assert main(["eval", str(run)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_installed_command_exits_2_without_traceback():
+    """The real entry point, in a subprocess with no stdin (as CI runs it)."""
+    env = {**os.environ, "CI": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "genmodels.cli", "train", "nope", "--steps", "1"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=120,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("genmodels: error: unknown model 'nope'; valid models: ") and "fvsbn" in line
+    argparse_error = subprocess.run(
+        [sys.executable, "-m", "genmodels.cli", "train"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120
+    )
+    assert argparse_error.returncode == 2 and "Traceback" not in argparse_error.stderr
+
+
+def test_bench_writes_one_table_for_all_models(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--steps", "30", "--eval-every", "15", "--out", str(out), "--no-progress"]) == 0
+    table = (out / "results.md").read_text()
+    assert "| digits | fvsbn | log_prob | exact |" in table
+    assert "| digits | independent | log_prob | exact |" in table
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {"fvsbn", "independent"}
+    for name in ("samples-digits-fvsbn.png", "samples-digits-independent.png", "loss_curves-digits.png"):
+        assert (out / name).is_file()
+    # Nothing written is overwritten: a second bench into the same folder is refused.
+    assert main(["bench", "--steps", "1", "--out", str(out), "--no-progress"]) == 2
