@@ -176,6 +176,42 @@ class EMA:
             self.shadow[key].copy_(value)
 
 
+class _LossWindow:
+    """Training losses summed on the device between two log lines (no per-step host sync)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.examples = 0
+        self.started = time.perf_counter()
+        self.examples_per_second = 0.0
+
+    def add(self, prefix: str, out, examples: int) -> None:
+        pieces = {f"{prefix}loss": out.loss.detach().float()}
+        pieces.update({f"{prefix}{k}": v.detach().float().mean() for k, v in out.terms.items()})
+        for key, value in pieces.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self.counts[key] = self.counts.get(key, 0) + 1
+        self.examples += examples
+
+    def flush(self, step: int) -> list[tuple[str, str, float]]:
+        """Mean of each quantity since the last flush, as metrics rows; checks they are finite."""
+        rows = [("train", key, total.item() / self.counts[key]) for key, total in self.sums.items()]
+        for _, key, value in rows:
+            if not math.isfinite(value) and key.endswith("loss"):
+                raise TrainingDiverged(
+                    f"the {key} became {value} by step {step}; lower --lr or --grad-clip "
+                    "(the checkpoints written before are intact)"
+                )
+        rate = self.examples / max(time.perf_counter() - self.started, 1e-9)
+        self._reset()
+        self.examples_per_second = rate
+        return rows
+
+
 def _records_to_rows(records: list[LikelihoodRecord], split: str) -> list[tuple[str, str, float]]:
     rows = []
     for r in records:
@@ -353,34 +389,24 @@ class Trainer:
             num_workers=cfg.num_workers,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        prepared = acc.prepare(model, *optimizers.values(), loader)
-        wrapped_model, prepared_optimizers, loader = prepared[0], prepared[1:-1], prepared[-1]
-        optimizers = dict(zip(optimizers, prepared_optimizers))
-        params_by_group = groups
+        if optimizers:
+            prepared = acc.prepare(model, *optimizers.values(), loader)
+            wrapped_model, prepared_optimizers, loader = prepared[0], prepared[1:-1], prepared[-1]
+            optimizers = dict(zip(optimizers, prepared_optimizers))
+        else:  # nothing to train (a closed-form fit): no wrapper, which DDP would refuse anyway
+            wrapped_model = model
         if self.resume_from is not None:
             self._set_rng_state(rng_to_restore)
 
-        def evaluate_and_checkpoint() -> None:
-            eval_model = self._eval_model(ema)
-            validation = evaluate_likelihood(eval_model, self.dataset.validation, batch_size=cfg.eval_batch_size)
-            test = evaluate_likelihood(eval_model, self.dataset.test, batch_size=cfg.eval_batch_size)
-            self._write_metrics(_records_to_rows(validation, "validation") + _records_to_rows(test, "test"), progress)
-            if validation:
-                improved = validation[0].nll_nats < best["nll"]
-            else:  # no likelihood (kind none): the latest checkpoint is the one to use
-                improved = True
-            name = checkpoint_name(progress["step"])
-            if improved:
-                best.update(nll=validation[0].nll_nats if validation else math.inf, checkpoint=name)
-            self._save(progress, best, optimizers, ema, validation)
-            if validation and self.progress:
-                tqdm.write(f"step {progress['step']}: validation {format_records(validation[:1])}")
-
+        self._progress, self._best, self._optimizers, self._ema = progress, best, optimizers, ema
         if not optimizers:
-            tqdm.write(f"{model.name}: no trainable parameters (fitted in closed form); evaluating") if self.progress else None
-            budget_steps = progress["step"]
-        elif progress["step"] == 0 and self.resume_from is None:
-            evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best one
+            if self.progress:
+                tqdm.write(f"{model.name}: no trainable parameters (fitted in closed form); evaluating")
+            if not list_checkpoints(self.run_dir):
+                self._evaluate_and_checkpoint()
+            return self._finish(progress, best)
+        if progress["step"] == 0 and self.resume_from is None:
+            self._evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best one
 
         bar = tqdm(
             total=None if math.isinf(budget_steps) else budget_steps,
@@ -389,11 +415,11 @@ class Trainer:
             desc=f"train {model.name}",
             unit="step",
             dynamic_ncols=True,
-            mininterval=0.5,
+            # A log file (no terminal) gets a line every 15 s instead of a redraw every 0.5 s.
+            mininterval=0.5 if sys.stderr.isatty() else 15.0,
         )
         start = time.perf_counter() - progress["seconds"]
-        window: dict[str, list[float]] = {}
-        window_examples, window_start = 0, time.perf_counter()
+        window = _LossWindow()
         stop = progress["step"] >= budget_steps
         while not stop:
             epoch_loader = acc.skip_first_batches(loader, progress["batch_in_epoch"]) if progress["batch_in_epoch"] else loader
@@ -403,44 +429,22 @@ class Trainer:
             train_split.set_epoch(progress["epoch"])
             for item in epoch_loader:
                 batch = Batch.of(item)
-                for group, optimizer in optimizers.items():
-                    with acc.autocast():
-                        out = wrapped_model(batch, step=progress["step"], group=group)
-                    if not torch.isfinite(out.loss):
-                        raise TrainingDiverged(
-                            f"the {group} loss is {out.loss.item()} at step {progress['step']}; lower --lr or "
-                            f"set --grad-clip (checkpoints up to step {best.get('checkpoint') or 0} are intact)"
-                        )
-                    acc.backward(out.loss)
-                    if cfg.grad_clip is not None:
-                        acc.clip_grad_norm_(params_by_group[group], cfg.grad_clip)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    prefix = "" if len(optimizers) == 1 else f"{group}/"
-                    window.setdefault(f"{prefix}loss", []).append(out.loss.item())
-                    for term, values in out.terms.items():
-                        window.setdefault(f"{prefix}{term}", []).append(values.detach().float().mean().item())
-                if ema is not None:
-                    ema.update(acc.unwrap_model(wrapped_model))
+                self._train_step(wrapped_model, batch, groups, window)
                 progress["step"] += 1
                 progress["batch_in_epoch"] += 1
                 progress["examples"] += len(batch) * acc.num_processes
-                window_examples += len(batch) * acc.num_processes
                 progress["seconds"] = time.perf_counter() - start
                 bar.update(1)
                 step = progress["step"]
                 out_of_time = cfg.minutes is not None and progress["seconds"] >= cfg.minutes * 60
                 stop = step >= budget_steps or out_of_time
                 if step % cfg.log_every == 0 or stop:
-                    rows = [("train", k, sum(v) / len(v)) for k, v in window.items()]
+                    rows = window.flush(step)  # raises TrainingDiverged on a non-finite loss
                     self._write_metrics(rows, progress)
-                    rate = window_examples / max(time.perf_counter() - window_start, 1e-9)
-                    first_loss = next(iter(window))
-                    bar.set_postfix({first_loss: f"{rows[0][2]:.4g}", "ex/s": f"{rate:.0f}"})
-                    window, window_examples, window_start = {}, 0, time.perf_counter()
+                    bar.set_postfix({rows[0][1]: f"{rows[0][2]:.4g}", "ex/s": f"{window.examples_per_second:.0f}"})
                 if step % cfg.eval_every == 0 or stop:
                     eval_started = time.perf_counter()
-                    evaluate_and_checkpoint()
+                    self._evaluate_and_checkpoint()
                     start += time.perf_counter() - eval_started  # `seconds` counts training time only
                 if stop:
                     break
@@ -449,9 +453,38 @@ class Trainer:
                 progress["batch_in_epoch"] = 0
         bar.close()
         acc.wait_for_everyone()
-        if not optimizers and not list_checkpoints(self.run_dir):
-            evaluate_and_checkpoint()
         return self._finish(progress, best)
+
+    def _train_step(self, model: torch.nn.Module, batch: Batch, groups: dict, window: _LossWindow) -> None:
+        """One step: each optimizer group in turn computes its loss, backpropagates and steps."""
+        acc, step = self.accelerator, self._progress["step"]
+        for group, optimizer in self._optimizers.items():
+            with acc.autocast():
+                out = model(batch, step=step, group=group)
+            acc.backward(out.loss)
+            if self.config.grad_clip is not None:
+                acc.clip_grad_norm_(groups[group], self.config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            prefix = "" if len(self._optimizers) == 1 else f"{group}/"
+            window.add(prefix, out, len(batch) * acc.num_processes)
+        if self._ema is not None:
+            self._ema.update(acc.unwrap_model(model))
+
+    def _evaluate_and_checkpoint(self) -> None:
+        """Evaluate validation and test, log them, checkpoint, and move the best pointer if improved."""
+        progress, best, batch_size = self._progress, self._best, self.config.eval_batch_size
+        eval_model = self._eval_model(self._ema)
+        validation = evaluate_likelihood(eval_model, self.dataset.validation, batch_size=batch_size)
+        test = evaluate_likelihood(eval_model, self.dataset.test, batch_size=batch_size)
+        self._write_metrics(_records_to_rows(validation, "validation") + _records_to_rows(test, "test"), progress)
+        # Without a likelihood (kind none) there is nothing to select on: the latest checkpoint is used.
+        nll = validation[0].nll_nats if validation else math.inf
+        if not validation or nll < best["nll"]:
+            best.update(nll=nll, checkpoint=checkpoint_name(progress["step"]))
+        self._save(progress, best, self._optimizers, self._ema, validation)
+        if validation and self.progress:
+            tqdm.write(f"step {progress['step']}: validation {format_records(validation[:1])}")
 
     def _eval_model(self, ema: EMA | None) -> GenerativeModel:
         model = self.accelerator.unwrap_model(self.model)
