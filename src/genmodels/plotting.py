@@ -16,6 +16,16 @@ from .data.base import DataSpec
 __all__ = ["save_samples", "image_grid", "save_loss_curves", "read_metrics"]
 
 
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend: files only, no display needed (CI has none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 1, min_cell: int = 32) -> np.ndarray:
     """Tile (N, C, H, W) uint8 images into one (H', W', C) array with a 1-pixel border.
 
@@ -62,11 +72,7 @@ def save_samples(samples: Tensor, spec: DataSpec, path: str | Path, title: str |
             grid = image_grid(images)
             Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(path)
             return path
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     flat = array.reshape(len(array), -1)
     if flat.shape[1] == 2 and not spec.is_discrete:
@@ -98,11 +104,7 @@ def save_loss_curves(runs: dict[str, str | Path], path: str | Path, *, title: st
 
     ``runs`` maps a label to a metrics.csv.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     path = Path(path)
     fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
     for label, csv_path in runs.items():

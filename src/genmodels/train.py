@@ -528,7 +528,9 @@ class Trainer:
         acc = self.accelerator
         best_dir = self.run_dir / "checkpoints" / best["checkpoint"]
         model, ckpt = load_model(best_dir, device=acc.device)
-        validation = evaluate_likelihood(model, self.dataset.validation, batch_size=self.config.eval_batch_size)
+        # Validation was measured when the checkpoint was chosen; test is measured now, from disk,
+        # exactly as `genmodels eval` does.
+        validation = [LikelihoodRecord(**r) for r in ckpt.meta["validation"]]
         test = evaluate_likelihood(model, self.dataset.test, batch_size=self.config.eval_batch_size)
         files: dict[str, Path] = {}
         seconds = progress["seconds"]

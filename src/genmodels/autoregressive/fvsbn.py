@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
 from ..data.base import DataSpec
 
@@ -90,12 +91,8 @@ class FVSBN(GenerativeModel):
     def initialize(self, batches: Iterable[Batch]) -> None:
         if not self.config.marginal_init:
             return
-        counts = torch.zeros_like(self.bias, dtype=torch.float64)
-        for batch in batches:
-            x = batch.x.reshape(len(batch), -1).to(self.bias.device)
-            counts += F.one_hot(x, self.spec.levels).sum(dim=0).to(torch.float64)
-        # Laplace-smoothed marginal log-frequencies; with W = 0 this is the `independent` fit.
-        self.bias.copy_((counts + 0.5).log() - (counts + 0.5).sum(dim=1, keepdim=True).log())
+        # With W = 0 this is exactly the `independent` model's fit (add-1/2 smoothing).
+        self.bias.copy_(smoothed_log_marginals(batches, self.spec, 0.5, self.bias.device))
 
     @torch.no_grad()
     def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:

@@ -17,7 +17,21 @@ from torch import Tensor
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
 from ..data.base import DataSpec
 
-__all__ = ["Independent", "IndependentConfig"]
+__all__ = ["Independent", "IndependentConfig", "smoothed_log_marginals"]
+
+
+@torch.no_grad()
+def smoothed_log_marginals(
+    batches: Iterable[Batch], spec: DataSpec, pseudocount: float, device: torch.device | str = "cpu"
+) -> Tensor:
+    """log π_ik = log (n_ik + α) / (N + Kα): each dimension's smoothed level frequencies, (D, K)."""
+    counts = torch.zeros(spec.dims, spec.levels, dtype=torch.float64, device=device)
+    total = 0
+    for batch in batches:
+        x = batch.x.reshape(len(batch), -1).to(device)  # (B, D)
+        counts += F.one_hot(x, spec.levels).sum(dim=0).to(torch.float64)  # (D, K)
+        total += len(batch)
+    return ((counts + pseudocount) / (total + spec.levels * pseudocount)).log().to(torch.float32)
 
 
 @dataclass
@@ -48,15 +62,7 @@ class Independent(GenerativeModel):
 
     @torch.no_grad()
     def initialize(self, batches: Iterable[Batch]) -> None:
-        counts = torch.zeros_like(self.logits, dtype=torch.float64)
-        total = 0
-        for batch in batches:
-            x = batch.x.reshape(len(batch), -1).to(self.logits.device)  # (B, D)
-            counts += F.one_hot(x, self.spec.levels).sum(dim=0).to(torch.float64)  # (D, K)
-            total += len(batch)
-        alpha = self.config.pseudocount
-        probs = (counts + alpha) / (total + self.spec.levels * alpha)
-        self.logits.copy_(probs.log().to(self.logits.dtype))
+        self.logits.copy_(smoothed_log_marginals(batches, self.spec, self.config.pseudocount, self.logits.device))
 
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         flat = x.reshape(len(x), -1)  # (B, D)
