@@ -155,3 +155,24 @@ def test_epoch_and_minute_budgets(digits, tmp_path):
 def test_bf16_mixed_precision_runs_on_cpu(digits, tmp_path):
     result = train("fvsbn", digits, _config(steps=5, mixed_precision="bf16"), tmp_path / "run", progress=False)
     assert torch.isfinite(torch.tensor(result.test[0].nll_nats))
+
+
+def test_two_processes_share_the_work_through_torch_distributed(tmp_path):
+    """torchrun with 2 CPU processes (gloo): one run folder, written once, twice the examples per step."""
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "genmodels.cli",
+         "train", "fvsbn", "--steps", "10", "--eval-every", "5", "--batch-size", "32", "--out", str(run), "--no-progress"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("best-on-validation checkpoint") == 1
+    assert json.loads((run / "run.json").read_text())["processes"] == 2
+    results = json.loads((run / "results.json").read_text())
+    assert results["examples_seen"] == 10 * 32 * 2
+    assert [p.name for p in list_checkpoints(run)] == ["step-000000005", "step-000000010"]

@@ -152,6 +152,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.model, dataset, _train_config(args), run_dir, model_config=config, resume=args.resume,
         progress=not args.no_progress,
     )
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # several processes: one report
+        return
     print(f"{args.model} on {dataset.spec.name}: test split, best-on-validation checkpoint "
           f"{result.best_checkpoint.name}")
     print(format_records(result.test))

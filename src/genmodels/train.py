@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -266,7 +267,10 @@ class Trainer:
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=False)
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu)
+        # Several processes on a machine without a GPU (torchrun/accelerate launch on CPUs) form a
+        # gloo group only when Accelerate is told cpu=True; on one process, cpu=False keeps MPS etc.
+        several_cpu_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu or several_cpu_processes)
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _meta(self, step: int, epoch: int, validation: list[LikelihoodRecord]) -> dict[str, Any]:
