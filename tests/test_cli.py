@@ -137,3 +137,35 @@ def test_bench_writes_one_table_for_all_models(tmp_path, capsys):
         assert (out / name).is_file()
     # Nothing written is overwritten: a second bench into the same folder is refused.
     assert main(["bench", "--steps", "1", "--out", str(out), "--no-progress"]) == 2
+
+
+def test_sampling_options_and_labels_are_checked(trained_run, tmp_path, capsys):
+    png = str(tmp_path / "g.png")
+    assert main(["sample", str(trained_run), "-n", "4", "--out", png, "--option", "temperature=0.5"]) == 2
+    assert "no sampling option 'temperature'" in capsys.readouterr().err
+    assert main(["sample", str(trained_run), "-n", "4", "--out", png, "--label", "3"]) == 2
+    assert "not class-conditional" in capsys.readouterr().err
+    assert main(["sample", str(trained_run), "-n", "0", "--out", png]) == 2
+    assert main(["sample", str(trained_run), "-n", "4", "--out", str(tmp_path / "g.jpg")]) == 2
+
+
+def test_a_sampling_option_reaches_the_model_parsed(digits, tmp_path, monkeypatch, capsys):
+    from genmodels import checkpoint
+    from genmodels.train import TrainConfig, train
+
+    from .toy_models import NoisyBound, registered
+
+    seen = {}
+    original = checkpoint.load_model
+
+    def spy(*args, **kwargs):
+        model, ckpt = original(*args, **kwargs)
+        seen["model"] = model
+        return model, ckpt
+
+    monkeypatch.setattr(checkpoint, "load_model", spy)
+    with registered("noisy-bound", NoisyBound):
+        train("noisy-bound", digits, TrainConfig(steps=2, eval_every=2), tmp_path / "run", progress=False)
+        png = str(tmp_path / "g.png")
+        assert main(["sample", str(tmp_path / "run"), "-n", "4", "--out", png, "--option", "temperature=0.5"]) == 0
+    assert seen["model"].last_temperature == 0.5

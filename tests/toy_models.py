@@ -65,8 +65,9 @@ class NoisyBound(GenerativeModel):
         return [LogLikelihood(values, LikelihoodKind.BOUND, "noisy_bound", samples=2, terms={"log_p": values})]
 
     @torch.no_grad()
-    def sample(self, n, *, y=None, generator=None):
-        probs = F.softmax(self.logits, dim=1)
+    def sample(self, n, *, y=None, generator=None, temperature: float = 1.0):
+        self.last_temperature = temperature
+        probs = F.softmax(self.logits / temperature, dim=1)
         return torch.multinomial(probs, n, replacement=True, generator=generator).T.reshape(n, *self.spec.shape)
 
 

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png", help="PNG to write")
     p.add_argument("--npy", help="also save the samples as a .npy array here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", type=int, help="draw from p(x | y=LABEL) (class-conditional models)")
+    p.add_argument("--option", dest="options", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="a sampling option of the model (repeatable), e.g. --option temperature=0.8")
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--cpu", action="store_true")
 
@@ -194,15 +197,48 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if not args.out.lower().endswith(".png"):
         raise UserError(f"--out must name a .png file, got '{args.out}'")
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
+    options = _sampling_options(model, dict(args.options))
+    if args.label is not None:
+        if not model.conditional:
+            raise UserError(f"model '{model.name}' is not class-conditional; drop --label")
+        if not 0 <= args.label < (model.spec.num_classes or 0):
+            raise UserError(f"--label must be in 0..{(model.spec.num_classes or 1) - 1}, got {args.label}")
+        options["y"] = torch.full((args.num,), args.label, dtype=torch.int64, device=model.device)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     started = time.perf_counter()
-    samples = model.sample(args.num, generator=generator)
+    samples = model.sample(args.num, generator=generator, **options)
     seconds = time.perf_counter() - started
     path = save_samples(samples, model.spec, args.out, title=ckpt.meta["model"])
     print(f"{args.num} samples from {ckpt.path} in {seconds:.2f}s ({args.num / seconds:.1f} samples/s) → {path}")
     if args.npy:
         np.save(args.npy, samples.cpu().numpy())
         print(f"  array → {args.npy}")
+
+
+def _literal(text: str):
+    """A command-line value as int, float, bool or str, in that order of preference."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _sampling_options(model, options: dict[str, str]) -> dict:
+    """Check ``--option`` names against the model's ``sample`` keywords and parse their values."""
+    import inspect
+
+    accepted = [
+        name for name, p in inspect.signature(model.sample).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("y", "generator")
+    ]
+    for key in options:
+        if key not in accepted:
+            raise UserError(
+                f"model '{model.name}' has no sampling option '{key}'; its options: {', '.join(accepted) or '(none)'}"
+            )
+    return {key: _literal(value) for key, value in options.items()}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

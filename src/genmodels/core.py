@@ -185,6 +185,8 @@ class GenerativeModel(nn.Module):
     handles_continuous: ClassVar[bool] = False
     #: whether the model can be fitted to discrete data
     handles_discrete: ClassVar[bool] = True
+    #: whether the model is class-conditional, p(x | y): it reads ``batch.y`` and ``sample(y=...)``
+    conditional: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig, spec: DataSpec):
         super().__init__()
@@ -237,7 +239,11 @@ class GenerativeModel(nn.Module):
 
     # --- sampling ---------------------------------------------------------------------------------
     def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """n examples in the data's own space: int64 levels 0..K−1 (or floats for continuous data)."""
+        """n examples in the data's own space: int64 levels 0..K−1 (or floats for continuous data).
+
+        Models add their own keyword-only sampling choices after these (a temperature, a solver and
+        its number of steps); ``genmodels sample --option KEY=VALUE`` reaches them by name.
+        """
         raise NotImplementedError
 
     # --- helpers ----------------------------------------------------------------------------------
