@@ -176,3 +176,12 @@ def test_two_processes_share_the_work_through_torch_distributed(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["examples_seen"] == 10 * 32 * 2
     assert [p.name for p in list_checkpoints(run)] == ["step-000000005", "step-000000010"]
+
+
+def test_resume_keeps_the_first_invocation_and_appends_the_next(digits, tmp_path):
+    train("fvsbn", digits, _config(steps=10), tmp_path / "run", progress=False)
+    first = json.loads((tmp_path / "run" / "run.json").read_text())
+    train("fvsbn", digits, _config(steps=20), tmp_path / "run", resume=True, progress=False)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["train_config"] == first["train_config"]
+    assert [(r["from_step"], r["train_config"]["steps"]) for r in record["resumed"]] == [(10, 20)]

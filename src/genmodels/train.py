@@ -273,12 +273,18 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu or several_cpu_processes)
 
     # --- bookkeeping -----------------------------------------------------------------------------
-    def _meta(self, step: int, epoch: int, validation: list[LikelihoodRecord]) -> dict[str, Any]:
+    def _description(self) -> dict[str, Any]:
+        """What is trained on what, and how: enough to rebuild the model and reload the data."""
         return {
             "model": self.model.name,
             "model_config": self.model.config.to_json(),
             "data": {"source": self.dataset.source, "spec": self.dataset.spec.to_json()},
             "train_config": self.config.to_json(),
+        }
+
+    def _meta(self, step: int, epoch: int, validation: list[LikelihoodRecord]) -> dict[str, Any]:
+        return {
+            **self._description(),
             "step": step,
             "epoch": epoch,
             "validation": [r.to_json() for r in validation],
@@ -315,20 +321,21 @@ class Trainer:
         elif not self.metrics_path.exists():
             with open(self.metrics_path, "w", newline="") as handle:
                 csv.writer(handle).writerow(METRIC_COLUMNS)
-        write_json_atomic(
-            self.run_dir / "run.json",
-            {
-                "model": self.model.name,
-                "model_config": self.model.config.to_json(),
-                "data": {"source": self.dataset.source, "spec": self.dataset.spec.to_json()},
-                "train_config": self.config.to_json(),
-                "num_parameters": self.model.num_parameters(),
-                "command": sys.argv,
-                "versions": {"genmodels": __version__, "torch": torch.__version__, "python": platform.python_version()},
-                "device": str(self.accelerator.device),
-                "processes": self.accelerator.num_processes,
-            },
-        )
+        invocation = {
+            "command": sys.argv,
+            "train_config": self.config.to_json(),
+            "versions": {"genmodels": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "device": str(self.accelerator.device),
+            "processes": self.accelerator.num_processes,
+        }
+        run_json = self.run_dir / "run.json"
+        if self.resume_from is not None and run_json.exists():
+            # The first invocation stays as it was; each resume is appended.
+            record = json.loads(run_json.read_text())
+            record.setdefault("resumed", []).append({**invocation, "from_step": start_step})
+        else:
+            record = {**self._description(), "num_parameters": self.model.num_parameters(), **invocation}
+        write_json_atomic(run_json, record)
 
     def _rng_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"torch": torch.get_rng_state()}
