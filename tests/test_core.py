@@ -105,3 +105,22 @@ def test_config_from_strings_parses_by_type_and_rejects_unknown_options():
 def test_models_refuse_data_they_cannot_model():
     with pytest.raises(UserError, match="needs discrete data"):
         create_model("fvsbn", DataSpec("checkerboard", (2,), None))
+
+
+def test_evaluation_rejects_data_that_does_not_fit_the_model(digits):
+    from genmodels.core import Batch
+
+    model = create_model("independent", digits.spec)
+    bad = {
+        "shape": torch.zeros(4, 64, dtype=torch.int64),
+        "levels": torch.full((4, 1, 8, 8), 17),
+        "negative": torch.full((4, 1, 8, 8), -1),
+        "float": torch.zeros(4, 1, 8, 8),
+    }
+    messages = {"shape": r"expected \(B, 1, 8, 8\)", "levels": "outside", "negative": "outside", "float": "integer levels"}
+    for name, x in bad.items():
+        with pytest.raises(UserError, match=messages[name]):
+            evaluate_likelihood(model, [Batch(x)])
+    continuous = DataSpec("toy", (2,), None)
+    with pytest.raises(UserError, match="NaN"):
+        continuous.check(torch.tensor([[0.0, float("nan")]]))

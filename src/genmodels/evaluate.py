@@ -83,6 +83,7 @@ def evaluate_likelihood(
         torch.manual_seed(seed)
         for item in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
             batch = Batch.of(item).to(device)
+            model.spec.check(batch.x)
             for ll in model.log_likelihoods(batch):
                 values = ll.values.detach().to("cpu", torch.float64)
                 if not torch.isfinite(values).all():

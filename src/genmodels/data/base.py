@@ -49,6 +49,27 @@ class DataSpec:
     def is_image(self) -> bool:
         return len(self.shape) == 3
 
+    def check(self, x: Tensor) -> None:
+        """Raise a UserError unless ``x`` is a batch of this data: shape (B, *shape), levels 0..K−1.
+
+        >>> DataSpec("d", (1, 8, 8), 17).check(torch.zeros(2, 64, dtype=torch.int64))
+        Traceback (most recent call last):
+        genmodels.errors.UserError: data of shape (2, 64) does not fit 'd': expected (B, 1, 8, 8)
+        """
+        if tuple(x.shape[1:]) != self.shape:
+            raise UserError(
+                f"data of shape {tuple(x.shape)} does not fit '{self.name}': expected (B, {', '.join(map(str, self.shape))})"
+            )
+        if self.is_discrete:
+            if x.is_floating_point() or x.is_complex():
+                raise UserError(f"'{self.name}' holds integer levels 0..{self.levels - 1}, got {x.dtype} values")
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) > self.levels - 1):
+                raise UserError(
+                    f"values {int(x.min())}..{int(x.max())} are outside '{self.name}''s levels 0..{self.levels - 1}"
+                )
+        elif not torch.isfinite(x).all():
+            raise UserError(f"data for '{self.name}' contains NaN or infinite values")
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "shape": list(self.shape)}
 
