@@ -66,3 +66,19 @@ def test_fvsbn_beats_independent_on_digits(digits, tmp_path):
     independent = train("independent", digits, TrainConfig(steps=1), tmp_path / "independent", progress=False)
     assert fvsbn.test[0].kind == independent.test[0].kind == "exact"
     assert fvsbn.test[0].nll_nats < independent.test[0].nll_nats - 5.0
+
+
+def test_fvsbn_temperature_near_zero_samples_the_greedy_sequence(binary10_spec):
+    model = create_model("fvsbn", binary10_spec)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    cold = model.sample(50, generator=torch.Generator().manual_seed(0), temperature=1e-4)
+    assert (cold == cold[0]).all()  # every draw takes each conditional's most likely level
+    # Greedy: each pixel is the argmax of its conditional given the pixels before it.
+    logits = model.conditional_logits(cold[:1])
+    assert torch.equal(logits.argmax(-1).reshape(-1), cold[0].reshape(-1))
+    hot = model.sample(200, generator=torch.Generator().manual_seed(0), temperature=100.0)
+    assert 0.4 < hot.float().mean().item() < 0.6  # near-uniform bits
+    with pytest.raises(Exception, match="temperature must be > 0"):
+        model.sample(2, temperature=0.0)

@@ -177,7 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if dataset.spec != model.spec:
         raise UserError(f"the data found ({dataset.spec}) is not what {ckpt.path} was trained on ({model.spec})")
     batch_size = args.batch_size or ckpt.meta.get("train_config", {}).get("eval_batch_size", 500)
-    records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size)
+    records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size, progress=True)
     if args.json:
         print(json.dumps({"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records]}, indent=2))
     else:

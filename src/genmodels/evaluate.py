@@ -81,7 +81,7 @@ def evaluate_likelihood(
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        for item in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        for item in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
             batch = Batch.of(item).to(device)
             model.spec.check(batch.x)
             for ll in model.log_likelihoods(batch):

@@ -486,8 +486,9 @@ class Trainer:
         """Evaluate validation and test, log them, checkpoint, and move the best pointer if improved."""
         progress, best, batch_size = self._progress, self._best, self.config.eval_batch_size
         eval_model = self._eval_model(self._ema)
-        validation = evaluate_likelihood(eval_model, self.dataset.validation, batch_size=batch_size)
-        test = evaluate_likelihood(eval_model, self.dataset.test, batch_size=batch_size)
+        show = self.progress and self.accelerator.is_local_main_process
+        validation = evaluate_likelihood(eval_model, self.dataset.validation, batch_size=batch_size, progress=show)
+        test = evaluate_likelihood(eval_model, self.dataset.test, batch_size=batch_size, progress=show)
         self._write_metrics(_records_to_rows(validation, "validation") + _records_to_rows(test, "test"), progress)
         # Without a likelihood (kind none) there is nothing to select on: the latest checkpoint is used.
         nll = validation[0].nll_nats if validation else math.inf

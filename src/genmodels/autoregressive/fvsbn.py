@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
 from ..data.base import DataSpec
+from ..errors import UserError
 
 __all__ = ["FVSBN", "FVSBNConfig"]
 
@@ -95,7 +96,13 @@ class FVSBN(GenerativeModel):
         self.bias.copy_(smoothed_log_marginals(batches, self.spec, 0.5, self.bias.device))
 
     @torch.no_grad()
-    def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> Tensor:
+        """Ancestral sampling in raster order; ``temperature`` divides every conditional's logits
+        (below 1 sharper, above 1 flatter; 1 samples the model itself)."""
+        if not temperature > 0:
+            raise UserError(f"temperature must be > 0, got {temperature}")
         dims = self.spec.dims
         x = torch.zeros(n, dims, dtype=torch.int64, device=self.bias.device)
         for i in range(dims):
@@ -104,6 +111,6 @@ class FVSBN(GenerativeModel):
                 logits = inputs @ (self.weight[i] * self.mask[i]).T  # (n, K)
             else:
                 logits = (inputs @ (self.in_proj[i] * self.mask[i]).T) @ self.out_proj[i].T
-            probs = F.softmax(logits + self.bias[i], dim=-1)
+            probs = F.softmax((logits + self.bias[i]) / temperature, dim=-1)
             x[:, i] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return x.reshape(n, *self.spec.shape)
