@@ -375,18 +375,7 @@ class Trainer:
         progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "examples": 0, "seconds": 0.0}
         best: dict[str, Any] = {"nll": math.inf, "checkpoint": None}
         if self.resume_from is not None:
-            ckpt = read_checkpoint(self.resume_from, with_trainer_state=True)
-            model.load_state_dict(ckpt.model_state)
-            if ema is not None:
-                if ckpt.ema_state is None:
-                    raise UserError(f"{self.resume_from} has no EMA weights but --ema was given")
-                ema.load_state_dict(ckpt.ema_state)
-            state = ckpt.trainer_state
-            for name, optimizer in optimizers.items():
-                optimizer.load_state_dict(state["optimizers"][name])
-            progress = dict(state["progress"])
-            best = dict(state["best"])
-            rng_to_restore = state["rng"]
+            progress, best, rng_to_restore = self._restore(optimizers, ema)
         self._prepare_run_dir(progress["step"])
 
         sampler = EpochSampler(len(train_split), cfg.seed)
@@ -463,8 +452,21 @@ class Trainer:
                 progress["epoch"] += 1
                 progress["batch_in_epoch"] = 0
         bar.close()
-        acc.wait_for_everyone()
         return self._finish(progress, best)
+
+    def _restore(self, optimizers: dict[str, torch.optim.Optimizer], ema: EMA | None):
+        """Load the model, optimizers and EMA of the checkpoint resumed from; return its progress,
+        best-so-far and RNG states (restored only once the data loader exists)."""
+        ckpt = read_checkpoint(self.resume_from, with_trainer_state=True)
+        self.model.load_state_dict(ckpt.model_state)
+        if ema is not None:
+            if ckpt.ema_state is None:
+                raise UserError(f"{self.resume_from} has no EMA weights but --ema was given")
+            ema.load_state_dict(ckpt.ema_state)
+        state = ckpt.trainer_state
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        return dict(state["progress"]), dict(state["best"]), state["rng"]
 
     def _train_step(self, model: torch.nn.Module, batch: Batch, groups: dict, window: _LossWindow) -> None:
         """One step: each optimizer group in turn computes its loss, backpropagates and steps."""
@@ -538,6 +540,7 @@ class Trainer:
     def _finish(self, progress: dict[str, Any], best: dict[str, Any]) -> TrainResult:
         """Reload the best checkpoint from disk (as ``genmodels eval`` does) and report on it."""
         acc = self.accelerator
+        acc.wait_for_everyone()  # the first process has written the checkpoint
         best_dir = self.run_dir / "checkpoints" / best["checkpoint"]
         model, ckpt = load_model(best_dir, device=acc.device)
         # Validation was measured when the checkpoint was chosen; test is measured now, from disk,
