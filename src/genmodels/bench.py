@@ -9,7 +9,6 @@ from __future__ import annotations
 import platform
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from .checkpoint import load_model, write_json_atomic
 from .core import model_class
 from .data import load_dataset
 from .errors import UserError
+from .evaluate import LikelihoodRecord
 from .plotting import save_loss_curves
 from .train import TrainConfig, train
 
@@ -53,7 +53,7 @@ def results_markdown(rows: list[dict[str, Any]], config: TrainConfig) -> str:
         records = row["test"] or [None]
         for record in records:
             measure = record["measure"] if record else "—"
-            kind = _kind_label(record) if record else "none"
+            kind = LikelihoodRecord(**record).kind_label if record else "none"
             nll = f"{record['nll_nats']:.3f} ± {record['stderr_nats']:.2f}" if record else "—"
             bpd = f"{record['bits_per_dim']:.4f}" if record else "—"
             lines.append(
@@ -62,12 +62,6 @@ def results_markdown(rows: list[dict[str, Any]], config: TrainConfig) -> str:
                 f"{row['samples_per_second']:.1f} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def _kind_label(record: dict[str, Any]) -> str:
-    extras = [f"k={record['samples']}"] if record.get("samples") is not None else []
-    extras += [f"NFE={record['evaluations']}"] if record.get("evaluations") is not None else []
-    return f"{record['kind']} ({', '.join(extras)})" if extras else record["kind"]
 
 
 def run_bench(
@@ -98,7 +92,7 @@ def run_bench(
                 continue
             print(f"== {name} on {data_name}", flush=True)
             run_dir = out / data_name / name
-            result = train(name, dataset, replace(config), run_dir, progress=progress)
+            result = train(name, dataset, config, run_dir, progress=progress)
             curves[name] = result.files["metrics"]
             sample_png = out / f"samples-{data_name}-{name}.png"
             shutil.copyfile(result.files["samples"], sample_png)
