@@ -102,6 +102,21 @@ def test_config_from_strings_parses_by_type_and_rejects_unknown_options():
         Config.from_json({"depth": 2})
 
 
+def test_tuple_options_parse_from_commas_and_survive_json():
+    import json
+
+    @dataclasses.dataclass
+    class Config(ModelConfig):
+        channels: tuple[int, ...] = (8, 16)
+        rates: tuple[float, ...] | None = None
+
+    parsed = Config.from_strings({"channels": "32,64,128", "rates": "0.5, 1e-3"})
+    assert parsed.channels == (32, 64, 128) and parsed.rates == (0.5, 1e-3)
+    assert Config.from_json(json.loads(json.dumps(parsed.to_json()))) == parsed
+    with pytest.raises(UserError, match="cannot read 'x'"):
+        Config.from_strings({"channels": "1,x"})
+
+
 def test_models_refuse_data_they_cannot_model():
     with pytest.raises(UserError, match="needs discrete data"):
         create_model("fvsbn", DataSpec("checkerboard", (2,), None))

@@ -135,7 +135,10 @@ class ModelConfig:
                 f"unknown config option(s) {', '.join(unknown)} for {cls.__name__}; "
                 f"valid options: {', '.join(sorted(valid)) or '(none)'}"
             )
-        return cls(**obj)
+        hints = typing.get_type_hints(cls)
+        # JSON has no tuples: a tuple-typed field comes back as a list.
+        fixed = {k: tuple(v) if isinstance(v, list) and _is_sequence_hint(hints[k]) else v for k, v in obj.items()}
+        return cls(**fixed)
 
     @classmethod
     def from_strings(cls, options: dict[str, str]) -> ModelConfig:
@@ -153,11 +156,22 @@ class ModelConfig:
         return cls(**parsed)
 
 
+def _is_sequence_hint(hint: Any) -> bool:
+    return any(typing.get_origin(h) in (tuple, list) for h in [hint, *typing.get_args(hint)])
+
+
 def _parse_value(text: str, hint: Any, key: str) -> Any:
+    """Read one command-line value by its field's type: int, float, bool, str, None, or a tuple of
+    those written with commas (``channels=64,128``)."""
     options = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if typing.get_origin(hint) in (tuple, list):
+        options = [hint]
     if text.lower() in ("none", "null") and type(None) in typing.get_args(hint):
         return None
     for option in options:
+        if typing.get_origin(option) in (tuple, list):
+            element = typing.get_args(option)[0] if typing.get_args(option) else str
+            return tuple(_parse_value(part.strip(), element, key) for part in text.split(",") if part.strip())
         try:
             if option is bool:
                 if text.lower() in ("true", "1", "yes"):
