@@ -12,8 +12,9 @@ from genmodels.core import Batch, LikelihoodKind, create_model, model_class, mod
 from genmodels.data import DataSpec
 
 ALL_MODELS = model_names()
-EXACT_MODELS = [m for m in ALL_MODELS if model_class(m).likelihood_kind is LikelihoodKind.EXACT]
 DISCRETE_MODELS = [m for m in ALL_MODELS if model_class(m).handles_discrete]
+# Models whose likelihood of discrete data is exact (a continuous-only density is not a probability).
+EXACT_MODELS = [m for m in DISCRETE_MODELS if model_class(m).likelihood_kind is LikelihoodKind.EXACT]
 
 
 def _random_batches(spec, n=64, batch_size=16, seed=0):
