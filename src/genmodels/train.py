@@ -198,9 +198,16 @@ class _LossWindow:
             self.counts[key] = self.counts.get(key, 0) + 1
         self.examples += examples
 
-    def flush(self, step: int) -> list[tuple[str, str, float]]:
-        """Mean of each quantity since the last flush, as metrics rows; checks they are finite."""
-        rows = [("train", key, total.item() / self.counts[key]) for key, total in self.sums.items()]
+    def flush(self, step: int, accelerator=None) -> list[tuple[str, str, float]]:
+        """Mean of each quantity since the last flush, as metrics rows; checks they are finite.
+
+        With several processes the means are averaged across them (equal batches per process).
+        """
+        keys = list(self.sums)
+        means = torch.stack([self.sums[key] / self.counts[key] for key in keys])
+        if accelerator is not None and accelerator.num_processes > 1:
+            means = accelerator.reduce(means, reduction="mean")
+        rows = [("train", key, value) for key, value in zip(keys, means.tolist())]
         for _, key, value in rows:
             if not math.isfinite(value) and key.endswith("loss"):
                 raise TrainingDiverged(
@@ -439,7 +446,7 @@ class Trainer:
                 out_of_time = cfg.minutes is not None and progress["seconds"] >= cfg.minutes * 60
                 stop = step >= budget_steps or out_of_time
                 if step % cfg.log_every == 0 or stop:
-                    rows = window.flush(step)  # raises TrainingDiverged on a non-finite loss
+                    rows = window.flush(step, acc)  # raises TrainingDiverged on a non-finite loss
                     self._write_metrics(rows, progress)
                     bar.set_postfix({rows[0][1]: f"{rows[0][2]:.4g}", "ex/s": f"{window.examples_per_second:.0f}"})
                 if step % cfg.eval_every == 0 or stop:
