@@ -40,6 +40,9 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0: none)")
     parser.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights")
     parser.add_argument("--eval-every", type=int, default=500, help="steps between evaluations/checkpoints")
+    parser.add_argument("--eval-batch-size", type=int, default=500, help="examples per evaluation batch")
+    parser.add_argument("--keep-checkpoints", type=int, default=2, help="latest checkpoints kept besides the best")
+    parser.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
@@ -110,6 +113,9 @@ def _train_config(args: argparse.Namespace):
         grad_clip=args.grad_clip or None,
         ema_decay=args.ema,
         eval_every=args.eval_every,
+        eval_batch_size=args.eval_batch_size,
+        keep_checkpoints=args.keep_checkpoints,
+        num_workers=args.num_workers,
         seed=args.seed,
         mixed_precision=args.mixed_precision,
         cpu=args.cpu,

@@ -102,6 +102,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise UserError(f"--{name} must be ≥ 0, got {value}")
+        if self.keep_checkpoints < 1 or self.num_workers < 0:
+            raise UserError("--keep-checkpoints must be ≥ 1 and --num-workers ≥ 0")
         for name in ("batch_size", "eval_every", "log_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be ≥ 1")
