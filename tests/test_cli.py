@@ -172,3 +172,14 @@ def test_a_sampling_option_reaches_the_model_parsed(digits, tmp_path, monkeypatc
         png = str(tmp_path / "g.png")
         assert main(["sample", str(tmp_path / "run"), "-n", "4", "--out", png, "--option", "temperature=0.5"]) == 0
     assert seen["model"].last_temperature == 0.5
+
+
+def test_sample_reports_what_the_model_says_about_its_draw(digits, tmp_path, capsys):
+    from genmodels.train import TrainConfig, train
+
+    from .toy_models import NoisyBound, registered
+
+    with registered("noisy-bound", NoisyBound):
+        train("noisy-bound", digits, TrainConfig(steps=2, eval_every=2), tmp_path / "run", progress=False)
+        assert main(["sample", str(tmp_path / "run"), "-n", "4", "--out", str(tmp_path / "g.png")]) == 0
+    assert "nfe 7" in capsys.readouterr().out

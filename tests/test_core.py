@@ -55,10 +55,19 @@ def test_likelihood_records_must_say_what_they_are():
 def test_a_bound_is_never_reported_as_exact(digits):
     with registered("noisy-bound", NoisyBound):
         model = create_model("noisy-bound", digits.spec)
-        records = evaluate_likelihood(model, digits.validation)
-    assert [r.kind for r in records] == ["bound"]
+        records = evaluate_likelihood(model, digits.validation, batch_size=50)  # 180 = 50+50+50+30
+    assert [(r.measure, r.kind) for r in records] == [("noisy_bound", "bound"), ("ode", "estimate")]
     assert "exact" not in format_records(records)
     assert "bound (k=2)" in format_records(records)
+    # Network evaluations are averaged per example over batches of different cost: every batch here
+    # has an even size, so each took 20.
+    assert records[1].evaluations == 20 and records[1].kind_label == "estimate (NFE=20)"
+    with registered("noisy-bound", NoisyBound):
+        records = evaluate_likelihood(create_model("noisy-bound", digits.spec), digits.validation, batch_size=61)
+    assert records[1].evaluations == pytest.approx((61 * 10 + 61 * 10 + 58 * 20) / 180)  # 61, 61, 58
+    with registered("noisy-bound", NoisyBound):
+        records = evaluate_likelihood(create_model("noisy-bound", digits.spec), digits.validation, batch_size=45)
+    assert records[1].evaluations == 10  # four odd batches of 45
 
 
 def test_a_model_without_likelihood_yields_no_figure(digits):

@@ -106,8 +106,9 @@ def test_ema_weights_are_used_for_evaluation(digits, tmp_path):
 def test_bound_is_reported_as_a_bound_with_its_samples(digits, tmp_path):
     with registered("noisy-bound", NoisyBound):
         result = train("noisy-bound", digits, _config(steps=10), tmp_path / "run", progress=False)
-    [record] = result.test
+    record, estimate = result.test
     assert record.kind == "bound" and record.measure == "noisy_bound" and record.samples == 2
+    assert estimate.kind == "estimate" and estimate.evaluations is not None
     assert record.kind_label == "bound (k=2)"
     assert "log_p" in record.terms_nats
 

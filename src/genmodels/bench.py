@@ -26,12 +26,13 @@ from .train import TrainConfig, train
 __all__ = ["run_bench", "results_markdown"]
 
 
-def _sampling_rate(run_best: Path, n: int, seed: int) -> float:
+def _time_sampling(run_best: Path, n: int, seed: int) -> tuple[float, dict[str, Any]]:
+    """Samples per second of one draw of n from the best checkpoint, and what the model reports."""
     model, _ = load_model(run_best, device="cuda" if torch.cuda.is_available() else "cpu")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     started = time.perf_counter()
-    model.sample(n, generator=generator)
-    return n / max(time.perf_counter() - started, 1e-9)
+    _, info = model.sample_with_info(n, generator=generator)
+    return n / max(time.perf_counter() - started, 1e-9), info
 
 
 def results_markdown(rows: list[dict[str, Any]], config: TrainConfig) -> str:
@@ -94,6 +95,7 @@ def run_bench(
             run_dir = out / data_name / name
             result = train(name, dataset, config, run_dir, progress=progress)
             curves[name] = result.files["metrics"]
+            samples_per_second, sampling_info = _time_sampling(result.best_checkpoint, config.num_samples, config.seed)
             sample_png = out / f"samples-{data_name}-{name}.png"
             shutil.copyfile(result.files["samples"], sample_png)
             files[f"samples {name}"] = sample_png
@@ -109,7 +111,8 @@ def run_bench(
                     "best_step": int(result.best_checkpoint.name.split("-")[1]),
                     "train_seconds": result.train_seconds,
                     "examples_per_second": result.examples_per_second,
-                    "samples_per_second": _sampling_rate(result.best_checkpoint, config.num_samples, config.seed),
+                    "samples_per_second": samples_per_second,
+                    "sampling": sampling_info,
                     "run_dir": str(run_dir),
                 }
             )

@@ -212,10 +212,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
         options["y"] = torch.full((args.num,), args.label, dtype=torch.int64, device=model.device)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     started = time.perf_counter()
-    samples = model.sample(args.num, generator=generator, **options)
+    samples, info = model.sample_with_info(args.num, generator=generator, **options)
     seconds = time.perf_counter() - started
     path = save_samples(samples, model.spec, args.out, title=ckpt.meta["model"])
-    print(f"{args.num} samples from {ckpt.path} in {seconds:.2f}s ({args.num / seconds:.1f} samples/s) → {path}")
+    details = "".join(f", {key} {value}" for key, value in info.items())
+    print(f"{args.num} samples from {ckpt.path} in {seconds:.2f}s ({args.num / seconds:.1f} samples/s{details}) → {path}")
     if args.npy:
         np.save(args.npy, samples.cpu().numpy())
         print(f"  array → {args.npy}")

@@ -260,6 +260,14 @@ class GenerativeModel(nn.Module):
         """
         raise NotImplementedError
 
+    def sample_with_info(self, n: int, **options: Any) -> tuple[Tensor, dict[str, Any]]:
+        """``sample`` plus what stands behind the draw, for reports: e.g. {"nfe": 35, "solver": "heun"}.
+
+        Models whose cost depends on sampling-time choices (diffusion's solver and steps) override
+        this; the default reports nothing beyond the samples.
+        """
+        return self.sample(n, **options), {}
+
     # --- helpers ----------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

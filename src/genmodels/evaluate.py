@@ -39,7 +39,8 @@ class LikelihoodRecord:
     examples: int
     dims: int
     samples: int | None = None
-    evaluations: int | None = None
+    #: network evaluations per example: the mean over batches (an adaptive ODE solver varies)
+    evaluations: float | None = None
     terms_nats: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -49,7 +50,7 @@ class LikelihoodRecord:
         if self.samples is not None:
             parts.append(f"k={self.samples}")
         if self.evaluations is not None:
-            parts.append(f"NFE={self.evaluations}")
+            parts.append(f"NFE={self.evaluations:g}")
         return f"{self.kind} ({', '.join(parts)})" if parts else self.kind
 
     def to_json(self) -> dict[str, Any]:
@@ -90,9 +91,11 @@ def evaluate_likelihood(
                     raise FloatingPointError(f"{ll.measure} is not finite for some examples")
                 acc = sums.setdefault(
                     ll.measure,
-                    {"ll": ll, "n": 0, "sum": 0.0, "sum_sq": 0.0, "terms": {}},
+                    {"ll": ll, "n": 0, "sum": 0.0, "sum_sq": 0.0, "terms": {}, "evaluations": 0.0},
                 )
                 acc["n"] += len(values)
+                if ll.evaluations is not None:
+                    acc["evaluations"] += ll.evaluations * len(values)
                 acc["sum"] += float(values.sum())
                 acc["sum_sq"] += float((values**2).sum())
                 for name, term in ll.terms.items():
@@ -114,7 +117,7 @@ def evaluate_likelihood(
                 examples=n,
                 dims=dims,
                 samples=ll.samples,
-                evaluations=ll.evaluations,
+                evaluations=None if ll.evaluations is None else acc["evaluations"] / n,
                 terms_nats={name: total / n for name, total in acc["terms"].items()},
             )
         )
