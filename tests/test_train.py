@@ -208,3 +208,13 @@ def test_continuous_data_trains_evaluates_and_plots(tmp_path):
     assert floor < moment_matched
     assert record.kind == "exact" and record.nll_nats == pytest.approx(moment_matched, abs=0.05)
     assert (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_a_folder_with_other_files_is_not_written_into(digits, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="already holds files"):
+        train("fvsbn", digits, _config(steps=5), tmp_path / "run", progress=False)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    train("fvsbn", digits, _config(steps=5), tmp_path / "empty", progress=False)  # an empty folder is fine

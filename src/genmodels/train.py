@@ -260,9 +260,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         existing = list_checkpoints(self.run_dir)
-        if existing and not resume:
+        if not resume and self.run_dir.is_dir() and any(self.run_dir.iterdir()):
+            what = "checkpoints" if existing else "files"
             raise UserError(
-                f"{self.run_dir} already holds checkpoints; pass --resume to continue that run, "
+                f"{self.run_dir} already holds {what}; pass --resume to continue that run, "
                 "or --out a new folder (nothing is overwritten)"
             )
         if resume and not existing:
