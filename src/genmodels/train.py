@@ -10,6 +10,7 @@ RNG states and the position in the data order all come back.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -281,6 +282,7 @@ class Trainer:
         # gloo group only when Accelerate is told cpu=True; on one process, cpu=False keeps MPS etc.
         several_cpu_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu or several_cpu_processes)
+        self._ema_model: GenerativeModel | None = None  # a copy holding the EMA weights, made on first use
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _description(self) -> dict[str, Any]:
@@ -414,7 +416,7 @@ class Trainer:
                 tqdm.write(f"{model.name}: no trainable parameters (fitted in closed form); evaluating")
             if not list_checkpoints(self.run_dir):
                 self._evaluate_and_checkpoint()
-            return self._finish(progress, best)
+            return self._finish()
         if progress["step"] == 0 and self.resume_from is None:
             self._evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best one
 
@@ -462,7 +464,7 @@ class Trainer:
                 progress["epoch"] += 1
                 progress["batch_in_epoch"] = 0
         bar.close()
-        return self._finish(progress, best)
+        return self._finish()
 
     def _restore(self, optimizers: dict[str, torch.optim.Optimizer], ema: EMA | None):
         """Load the model, optimizers and EMA of the checkpoint resumed from; return its progress,
@@ -497,7 +499,7 @@ class Trainer:
     def _evaluate_and_checkpoint(self) -> None:
         """Evaluate validation and test, log them, checkpoint, and move the best pointer if improved."""
         progress, best, batch_size = self._progress, self._best, self.config.eval_batch_size
-        eval_model = self._eval_model(self._ema)
+        eval_model = self._eval_model()
         show = self.progress and self.accelerator.is_local_main_process
         validation = evaluate_likelihood(eval_model, self.dataset.validation, batch_size=batch_size, progress=show)
         test = evaluate_likelihood(eval_model, self.dataset.test, batch_size=batch_size, progress=show)
@@ -506,23 +508,22 @@ class Trainer:
         nll = validation[0].nll_nats if validation else math.inf
         if not validation or nll < best["nll"]:
             best.update(nll=nll, checkpoint=checkpoint_name(progress["step"]))
-        self._save(progress, best, self._optimizers, self._ema, validation)
+        self._save(validation)
         if validation and self.progress:
             tqdm.write(f"step {progress['step']}: validation {format_records(validation[:1])}")
 
-    def _eval_model(self, ema: EMA | None) -> GenerativeModel:
+    def _eval_model(self) -> GenerativeModel:
+        """The model evaluated and checkpointed as best: the EMA weights when training keeps them."""
         model = self.accelerator.unwrap_model(self.model)
-        if ema is None:
+        if self._ema is None:
             return model
-        if not hasattr(self, "_ema_model"):
-            import copy
-
+        if self._ema_model is None:
             self._ema_model = copy.deepcopy(model)
-        self._ema_model.load_state_dict(ema.state_dict())
+        self._ema_model.load_state_dict(self._ema.state_dict())
         return self._ema_model
 
-    def _save(self, progress, best, optimizers, ema, validation) -> None:
-        acc = self.accelerator
+    def _save(self, validation: list[LikelihoodRecord]) -> None:
+        acc, progress, best, ema = self.accelerator, self._progress, self._best, self._ema
         if not acc.is_main_process:
             return
         name = checkpoint_name(progress["step"])
@@ -534,7 +535,7 @@ class Trainer:
                 meta=self._meta(progress["step"], progress["epoch"], validation),
                 ema_state=None if ema is None else ema.state_dict(),
                 trainer_state={
-                    "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                    "optimizers": {k: o.state_dict() for k, o in self._optimizers.items()},
                     "progress": progress,
                     "best": best,
                     "rng": self._rng_state(),
@@ -547,9 +548,9 @@ class Trainer:
             if old.name != best["checkpoint"]:
                 shutil.rmtree(old)
 
-    def _finish(self, progress: dict[str, Any], best: dict[str, Any]) -> TrainResult:
+    def _finish(self) -> TrainResult:
         """Reload the best checkpoint from disk (as ``genmodels eval`` does) and report on it."""
-        acc = self.accelerator
+        acc, progress, best = self.accelerator, self._progress, self._best
         acc.wait_for_everyone()  # the first process has written the checkpoint
         best_dir = self.run_dir / "checkpoints" / best["checkpoint"]
         model, ckpt = load_model(best_dir, device=acc.device)
