@@ -222,20 +222,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
         print(f"  array → {args.npy}")
 
 
-def _literal(text: str):
-    """A command-line value as int, float, bool or str, in that order of preference."""
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def _sampling_options(model, options: dict[str, str]) -> dict:
-    """Check ``--option`` names against the model's ``sample`` keywords and parse their values."""
+    """Check ``--option`` names against the model's ``sample`` keywords and parse each value by its
+    annotation (as config options are parsed; an unannotated keyword gets the text)."""
     import inspect
+    import typing
 
+    from .core import parse_option
+
+    hints = typing.get_type_hints(model.sample)
     accepted = [
         name for name, p in inspect.signature(model.sample).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("y", "generator")
@@ -245,7 +240,7 @@ def _sampling_options(model, options: dict[str, str]) -> dict:
             raise UserError(
                 f"model '{model.name}' has no sampling option '{key}'; its options: {', '.join(accepted) or '(none)'}"
             )
-    return {key: _literal(value) for key, value in options.items()}
+    return {key: parse_option(value, hints.get(key, str), key) for key, value in options.items()}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

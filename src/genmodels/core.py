@@ -43,6 +43,7 @@ __all__ = [
     "model_names",
     "model_class",
     "create_model",
+    "parse_option",
     "BUILTIN_MODEL_MODULES",
 ]
 
@@ -152,7 +153,7 @@ class ModelConfig:
                     f"unknown config option '{key}' for {cls.__name__}; "
                     f"valid options: {', '.join(sorted(valid)) or '(none)'}"
                 )
-            parsed[key] = _parse_value(text, hints[key], key)
+            parsed[key] = parse_option(text, hints[key], key)
         return cls(**parsed)
 
 
@@ -160,9 +161,10 @@ def _is_sequence_hint(hint: Any) -> bool:
     return any(typing.get_origin(h) in (tuple, list) for h in [hint, *typing.get_args(hint)])
 
 
-def _parse_value(text: str, hint: Any, key: str) -> Any:
-    """Read one command-line value by its field's type: int, float, bool, str, None, or a tuple of
-    those written with commas (``channels=64,128``)."""
+def parse_option(text: str, hint: Any, key: str) -> Any:
+    """Read one command-line value by its annotated type (a config field's, or a keyword of
+    ``sample``): int, float, bool, str, None, or a tuple of those written with commas
+    (``channels=64,128``)."""
     options = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     if typing.get_origin(hint) in (tuple, list):
         options = [hint]
@@ -171,7 +173,7 @@ def _parse_value(text: str, hint: Any, key: str) -> Any:
     for option in options:
         if typing.get_origin(option) in (tuple, list):
             element = typing.get_args(option)[0] if typing.get_args(option) else str
-            return tuple(_parse_value(part.strip(), element, key) for part in text.split(",") if part.strip())
+            return tuple(parse_option(part.strip(), element, key) for part in text.split(",") if part.strip())
         try:
             if option is bool:
                 if text.lower() in ("true", "1", "yes"):
@@ -183,7 +185,7 @@ def _parse_value(text: str, hint: Any, key: str) -> Any:
                 return option(text)
         except ValueError:
             continue
-    raise UserError(f"config option '{key}': cannot read '{text}' as {hint}")
+    raise UserError(f"option '{key}': cannot read '{text}' as {hint}")
 
 
 class GenerativeModel(nn.Module):
