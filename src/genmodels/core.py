@@ -12,16 +12,21 @@ constructor arguments) and the data's :class:`~genmodels.data.DataSpec` (shape, 
 
 Optional hooks, all with defaults, cover the families on ../shared/ROADMAP.md without special cases
 in the trainer: ``initialize(batches)`` (data-dependent init, closed-form fits), ``optimizer_groups()``
-(several optimizers stepped in turn, e.g. generator and discriminator) and the ``step`` passed to
-``loss`` (terms switched on after a warm-up).
+(several optimizers with their own settings, e.g. generator and discriminator), ``training_step``
+(what one training step computes, e.g. one generator forward shared by two losses), the ``step``
+passed to ``loss`` (terms switched on after a warm-up), ``kind_for(spec)`` (a likelihood kind that
+depends on the data: a flow is exact on continuous data and a bound on dequantized discrete data),
+and keyword options of ``log_likelihoods`` and ``sample`` chosen at evaluation and sampling time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import inspect
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
@@ -38,13 +43,19 @@ __all__ = [
     "Loss",
     "Batch",
     "ModelConfig",
+    "OptimizerGroup",
     "GenerativeModel",
     "register_model",
     "model_names",
     "model_class",
     "create_model",
     "parse_option",
+    "keyword_options",
+    "parse_keyword_options",
+    "import_model_module",
+    "model_module",
     "BUILTIN_MODEL_MODULES",
+    "ENTRY_POINT_GROUP",
 ]
 
 
@@ -99,10 +110,20 @@ class Loss:
 
 @dataclass
 class Batch:
-    """A batch of examples ``x`` (B, *shape) and, for labelled data, their labels ``y`` (B,)."""
+    """A batch of examples ``x`` (B, *shape) and, for labelled data, their labels ``y`` (B,).
+
+    Models draw the noise of a stochastic bound or estimate (dequantization, importance samples,
+    Hutchinson probes, diffusion times) with :meth:`rand` and :meth:`randn`. In training these use
+    the global RNG (which resume restores); in evaluation the evaluator sets ``seeds``, one per
+    example, and row i of every draw depends only on example i's seed and the draw's position in
+    the call sequence, so a figure does not change with the evaluation batch size.
+    """
 
     x: Tensor
     y: Tensor | None = None
+    #: per-example seeds set by the evaluator (B,) int64; None in training
+    seeds: Tensor | None = None
+    _draws: int = field(default=0, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, item: dict[str, Tensor] | Batch | Tensor) -> Batch:
@@ -114,10 +135,81 @@ class Batch:
         return cls(item["x"], item.get("y"))
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.x.to(device), None if self.y is None else self.y.to(device))
+        return Batch(self.x.to(device), None if self.y is None else self.y.to(device), self.seeds)
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def rand(self, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """(B, *shape) draws from U[0, 1), per example (see the class docstring)."""
+        return self._draw(torch.rand, shape, dtype)
+
+    def randn(self, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """(B, *shape) draws from N(0, 1), per example (see the class docstring)."""
+        return self._draw(torch.randn, shape, dtype)
+
+    def _draw(self, fn: Callable[..., Tensor], shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        if self.seeds is None:
+            return fn((len(self), *shape), device=self.x.device, dtype=dtype)
+        self._draws += 1
+        generator = torch.Generator()
+        rows = []
+        for seed in self.seeds.tolist():
+            # An explicit formula (not hash()) so that every process and Python version agrees.
+            generator.manual_seed((int(seed) * 1_000_003 + self._draws) % (2**63 - 1))
+            rows.append(fn(shape, generator=generator, dtype=dtype))
+        return torch.stack(rows).to(self.x.device)
+
+
+@dataclass
+class OptimizerGroup:
+    """One optimizer: its parameters and its settings. ``None`` takes the TrainConfig's value.
+
+    The trainer builds an AdamW per group (models never own optimizers) and, each training step,
+    steps the groups that are due, in the order ``optimizer_groups`` lists them.
+
+    Args:
+        params: the parameters this optimizer steps.
+        no_decay: those of ``params`` exempt from weight decay (biases, norms, embeddings).
+        lr: this group's learning rate; None: ``lr_scale`` × the TrainConfig's lr.
+        lr_scale: a factor of the TrainConfig's lr (used when ``lr`` is None).
+        betas: AdamW's betas (a GAN's (0.5, 0.999), a Transformer's (0.9, 0.95)).
+        weight_decay: AdamW's decoupled weight decay.
+        grad_clip: clip this group's gradient norm to this; ``math.inf``: never clip.
+        every: step this group on training steps k with k % every == 0 (a generator stepped once
+            per ``every`` discriminator steps: WGAN's n_critic).
+        start_step: do not step this group before this training step (an adversary switched on
+            after a warm-up).
+    """
+
+    params: list[nn.Parameter]
+    no_decay: list[nn.Parameter] = field(default_factory=list)
+    lr: float | None = None
+    lr_scale: float = 1.0
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    every: int = 1
+    start_step: int = 0
+
+    def __post_init__(self) -> None:
+        self.params = list(self.params)
+        self.no_decay = list(self.no_decay)
+        ids = {id(p) for p in self.params}
+        if any(id(p) not in ids for p in self.no_decay):
+            raise ValueError("no_decay must list parameters of the same group")
+        if self.every < 1 or self.start_step < 0:
+            raise ValueError(f"every must be ≥ 1 and start_step ≥ 0, got {self.every}, {self.start_step}")
+        for name in ("lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be ≥ 0, got {value}")
+        if not self.lr_scale > 0:
+            raise ValueError(f"lr_scale must be > 0, got {self.lr_scale}")
+
+    def due(self, step: int) -> bool:
+        """Whether this group steps at training step ``step`` (0-based)."""
+        return step >= self.start_step and step % self.every == 0
 
 
 @dataclass
@@ -139,7 +231,15 @@ class ModelConfig:
         hints = typing.get_type_hints(cls)
         # JSON has no tuples: a tuple-typed field comes back as a list.
         fixed = {k: tuple(v) if isinstance(v, list) and _is_sequence_hint(hints[k]) else v for k, v in obj.items()}
-        return cls(**fixed)
+        return cls.build(**fixed)
+
+    @classmethod
+    def build(cls, **values: Any) -> ModelConfig:
+        """The config of these values; a value its ``__post_init__`` refuses becomes a UserError."""
+        try:
+            return cls(**values)
+        except (ValueError, TypeError) as error:
+            raise UserError(f"{cls.__name__}: {error}") from None
 
     @classmethod
     def from_strings(cls, options: dict[str, str]) -> ModelConfig:
@@ -154,7 +254,53 @@ class ModelConfig:
                     f"valid options: {', '.join(sorted(valid)) or '(none)'}"
                 )
             parsed[key] = parse_option(text, hints[key], key)
-        return cls(**parsed)
+        return cls.build(**parsed)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str, str]]:
+        """(name, type, default, doc) of every option, the docs read from the docstring's Args."""
+        hints = typing.get_type_hints(cls)
+        docs = docstring_args(cls.__doc__ or "")
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)"
+            )
+            rows.append((f.name, type_name(hints[f.name]), repr(default), docs.get(f.name, "")))
+        return rows
+
+
+def type_name(hint: Any) -> str:
+    """``int | None`` rather than ``typing.Optional[int]``."""
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def docstring_args(doc: str) -> dict[str, str]:
+    """The ``Args:`` section of a Google-style docstring: {name: one-line description}."""
+    out: dict[str, str] = {}
+    lines = doc.splitlines()
+    inside, current, indent = False, None, None
+    for line in lines:
+        stripped = line.strip()
+        if stripped.endswith("Args:"):
+            inside, current, indent = True, None, None
+            continue
+        if not inside:
+            continue
+        if not stripped:
+            current = None
+            continue
+        level = len(line) - len(line.lstrip())
+        head, sep, rest = stripped.partition(":")
+        if sep and head.replace("_", "").isalnum() and (indent is None or level <= indent):
+            indent = level
+            current = head
+            out[current] = rest.strip()
+        elif current is not None:
+            out[current] = f"{out[current]} {stripped}".strip()
+    return out
 
 
 def _is_sequence_hint(hint: Any) -> bool:
@@ -188,26 +334,66 @@ def parse_option(text: str, hint: Any, key: str) -> Any:
     raise UserError(f"option '{key}': cannot read '{text}' as {hint}")
 
 
+def keyword_options(method: Callable[..., Any], exclude: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
+    """{name: (type hint, default)} of a method's keyword-only arguments: the options a user can set
+    by name (``--option KEY=VALUE``) for ``sample`` or ``log_likelihoods``."""
+    hints = typing.get_type_hints(method)
+    return {
+        name: (hints.get(name, str), p.default)
+        for name, p in inspect.signature(method).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in exclude
+    }
+
+
+def parse_keyword_options(
+    method: Callable[..., Any], options: dict[str, str], *, what: str, model: str, exclude: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Check ``KEY=VALUE`` strings against ``method``'s keyword-only options and parse each value
+    by its annotation (as config options are parsed; an unannotated keyword gets the text)."""
+    accepted = keyword_options(method, exclude)
+    for key in options:
+        if key not in accepted:
+            raise UserError(
+                f"model '{model}' has no {what} option '{key}'; its {what} options: {', '.join(accepted) or '(none)'}"
+            )
+    return {key: parse_option(value, accepted[key][0], key) for key, value in options.items()}
+
+
 class GenerativeModel(nn.Module):
     """Base class of every model. Subclasses set ``Config`` and ``likelihood_kind`` and implement
-    ``loss`` and ``sample``; exact models implement ``log_prob(x, y=None)``, the others override
-    ``log_likelihoods``.
+    ``sample``; exact models implement ``log_prob(x, y=None)`` (and get the mean NLL as their loss),
+    the others implement ``loss`` and override ``log_likelihoods``.
+
+    ``likelihood_kind`` on the class is the kind on any data; a model whose kind depends on the
+    data (a flow: exact on continuous data, a bound on dequantized discrete data) overrides
+    :meth:`kind_for`, and each instance's ``likelihood_kind`` is the kind on its own data. A class
+    may define ``log_prob`` only if it is exact on some data, and ``log_prob`` refuses to run on an
+    instance that is not exact, so a bound can never pass for an exact likelihood.
     """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
-    likelihood_kind: ClassVar[LikelihoodKind]
+    likelihood_kind: LikelihoodKind  # the class's kind; each instance's kind on its data (kind_for)
     #: whether the model can be fitted to continuous data (``spec.levels is None``)
     handles_continuous: ClassVar[bool] = False
     #: whether the model can be fitted to discrete data
     handles_discrete: ClassVar[bool] = True
     #: whether the model is class-conditional, p(x | y): it reads ``batch.y`` and ``sample(y=...)``
     conditional: ClassVar[bool] = False
+    #: options of ``log_likelihoods`` used for the validation split during training, where a
+    #: cheaper measure will do (e.g. {"k": 64} for an IWAE estimate whose test figure uses 5 000)
+    validation_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: ModelConfig, spec: DataSpec):
         super().__init__()
         self.config = config
         self.spec = spec
+        self.likelihood_kind = type(self).kind_for(spec)
+
+    @classmethod
+    def kind_for(cls, spec: DataSpec) -> LikelihoodKind:
+        """The kind of this model's likelihood on data of ``spec`` (by default the class's kind)."""
+        return LikelihoodKind(cls.likelihood_kind)
 
     @classmethod
     def check_data(cls, spec: DataSpec) -> None:
@@ -218,6 +404,8 @@ class GenerativeModel(nn.Module):
             raise UserError(
                 f"model '{cls.name}' needs discrete data (levels 0..K-1); '{spec.name}' is continuous"
             )
+        if cls.conditional and not spec.num_classes:
+            raise UserError(f"model '{cls.name}' is class-conditional; '{spec.name}' has no labels")
 
     # --- training ---------------------------------------------------------------------------------
     def forward(self, batch: Batch, step: int = 0, group: str = "model") -> Loss:
@@ -225,11 +413,18 @@ class GenerativeModel(nn.Module):
         return self.loss(batch, step=step, group=group)
 
     def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
-        """The training objective for optimizer ``group`` at training ``step``."""
-        raise NotImplementedError
+        """The training objective for optimizer ``group`` at training ``step``.
 
-    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters of each optimizer, stepped in this order every training step.
+        Exact models minimize the mean negative log-likelihood by default.
+        """
+        if self.likelihood_kind is LikelihoodKind.EXACT and callable(getattr(self, "log_prob", None)):
+            nll = -self.log_prob(batch.x, batch.y)  # type: ignore[attr-defined]
+            return Loss(nll.mean(), {"nll": nll})
+        raise NotImplementedError(f"{type(self).__name__} must implement loss")
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter] | OptimizerGroup]:
+        """Each optimizer's parameters (or an :class:`OptimizerGroup` with its own settings), in the
+        order they step every training step.
 
         One group by default; a GAN returns {"discriminator": ..., "generator": ...}. A model whose
         parameters are all fitted in closed form by :meth:`initialize` has no group.
@@ -237,18 +432,41 @@ class GenerativeModel(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return {"model": params} if params else {}
 
+    def training_step(
+        self, batch: Batch, step: int, groups: list[str], forward: Callable[..., Loss]
+    ) -> Iterator[tuple[str, Loss]]:
+        """What one training step computes: yield ``(group, loss)`` for each group due, in order.
+
+        After each yield the trainer zeroes every gradient, backpropagates that loss, clips and steps
+        that group's optimizer alone (with its own settings and mixed-precision scaling), then
+        resumes this generator, so the next loss sees the updated parameters and may reuse tensors
+        computed before (one generator forward shared by the discriminator's loss, on its detached
+        output, and the generator's loss). ``forward(batch, step=, group=)`` is the model's own
+        forward as the trainer wraps it: with several processes, gradients are synchronized only
+        for losses computed inside it. The default computes each group's loss with it.
+        """
+        for group in groups:
+            yield group, forward(batch, step=step, group=group)
+
     @torch.no_grad()
     def initialize(self, batches: Iterable[Batch]) -> None:
-        """Data-dependent initialization before training, given the training set in batches.
+        """Data-dependent initialization before training (not on resume).
 
-        Actnorm reads the first batch; a closed-form model fits itself to all of them.
+        ``batches`` is the whole training split in its stored order (no shuffling), in batches of
+        the TrainConfig's ``batch_size``, on the training device: actnorm reads the first, a
+        closed-form model fits itself to all of them.
         """
 
     # --- likelihood -------------------------------------------------------------------------------
     def log_likelihoods(self, batch: Batch) -> list[LogLikelihood]:
-        """Every likelihood measure this model offers for ``batch``, the headline one first."""
+        """Every likelihood measure this model offers for ``batch``, the headline one first.
+
+        Models add keyword-only options after ``batch`` (IWAE's ``k``, the number of dequantization
+        draws, an ODE solver's tolerance); ``genmodels eval --option KEY=VALUE`` reaches them by name
+        and the records keep them. Random draws come from ``batch.rand``/``batch.randn``.
+        """
         if self.likelihood_kind is LikelihoodKind.EXACT:
-            return [LogLikelihood(self.log_prob(batch.x, batch.y), LikelihoodKind.EXACT, "log_prob")]
+            return [LogLikelihood(self.log_prob(batch.x, batch.y), LikelihoodKind.EXACT, "log_prob")]  # type: ignore[attr-defined]
         if self.likelihood_kind is LikelihoodKind.NONE:
             return []
         raise NotImplementedError(f"{type(self).__name__} must override log_likelihoods")
@@ -283,15 +501,52 @@ class GenerativeModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def resolve_groups(model: GenerativeModel) -> dict[str, OptimizerGroup]:
+    """The model's optimizer groups, each as an :class:`OptimizerGroup` (a bare list gets defaults)."""
+    groups = {
+        name: group if isinstance(group, OptimizerGroup) else OptimizerGroup(list(group))
+        for name, group in model.optimizer_groups().items()
+    }
+    seen: dict[int, str] = {}
+    for name, group in groups.items():
+        for p in group.params:
+            if id(p) in seen:
+                raise ValueError(f"{type(model).__name__}: a parameter is in groups '{seen[id(p)]}' and '{name}'")
+            seen[id(p)] = name
+    return groups
+
+
 # --- registry -------------------------------------------------------------------------------------
 #: Modules that register the built-in models. A new model is one file and one line here.
 BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.baselines.independent",
     "genmodels.autoregressive.fvsbn",
 )
+#: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
+ENTRY_POINT_GROUP = "genmodels.models"
 
 _MODELS: dict[str, type[GenerativeModel]] = {}
 _loaded = False
+_PROBE_SPECS = (DataSpec("probe-discrete", (1, 2, 2), 2, 2), DataSpec("probe-continuous", (2,), None, 2))
+
+
+def _guard_log_prob(cls: type[GenerativeModel]) -> None:
+    """Make ``log_prob`` refuse instances whose kind on their data is not exact."""
+    original = cls.log_prob  # type: ignore[attr-defined]
+    if getattr(original, "_exact_only", False):
+        return
+
+    @functools.wraps(original)
+    def log_prob(self, x, y=None, *args, **kwargs):
+        if self.likelihood_kind is not LikelihoodKind.EXACT:
+            raise TypeError(
+                f"{type(self).__name__} on '{self.spec.name}' is not exact ({self.likelihood_kind.value}); "
+                "use log_likelihoods(), whose records say what they are"
+            )
+        return original(self, x, y, *args, **kwargs)
+
+    log_prob._exact_only = True  # type: ignore[attr-defined]
+    cls.log_prob = log_prob  # type: ignore[attr-defined]
 
 
 def register_model(name: str):
@@ -299,14 +554,21 @@ def register_model(name: str):
 
     def wrap(cls: type[GenerativeModel]) -> type[GenerativeModel]:
         if name in _MODELS and _MODELS[name] is not cls:
-            raise ValueError(f"model '{name}' is registered twice")
+            first = _MODELS[name]
+            raise ValueError(
+                f"model '{name}' is registered twice: by {first.__module__}.{first.__qualname__} "
+                f"and by {cls.__module__}.{cls.__qualname__}"
+            )
         if not (isinstance(cls.Config, type) and issubclass(cls.Config, ModelConfig)):
             raise TypeError(f"{cls.__name__}.Config must be a ModelConfig dataclass")
-        kind = LikelihoodKind(cls.likelihood_kind)
+        probes = [s for s in _PROBE_SPECS if (cls.handles_discrete if s.is_discrete else cls.handles_continuous)]
+        kinds = {LikelihoodKind(cls.kind_for(s)) for s in probes}
         has_log_prob = callable(getattr(cls, "log_prob", None))
         # log_prob is reserved for exact likelihoods: a bound must never pass for one.
-        if has_log_prob != (kind is LikelihoodKind.EXACT):
-            raise TypeError(f"{cls.__name__}: define log_prob exactly when likelihood_kind is 'exact'")
+        if has_log_prob != (LikelihoodKind.EXACT in kinds):
+            raise TypeError(f"{cls.__name__}: define log_prob exactly when the model is exact on some data")
+        if has_log_prob:
+            _guard_log_prob(cls)
         cls.name = name
         _MODELS[name] = cls
         return cls
@@ -314,12 +576,33 @@ def register_model(name: str):
     return wrap
 
 
+def import_model_module(module: str) -> None:
+    """Import a module that registers models (``--import MODULE``); a clear error if it fails."""
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise UserError(
+            f"cannot import model module '{module}' ({error}); install it or put its folder on PYTHONPATH"
+        ) from None
+
+
 def _load_builtins() -> None:
     global _loaded
-    if not _loaded:
-        for module in BUILTIN_MODEL_MODULES:
-            importlib.import_module(module)
-        _loaded = True
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODEL_MODULES:
+        importlib.import_module(module)
+    from importlib.metadata import entry_points
+
+    # Installed packages are trusted as any installed code is; each entry point names a module.
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as error:  # one broken plugin must not take the built-in models down
+            import warnings
+
+            warnings.warn(f"genmodels: plugin '{entry.name}' ({entry.value}) failed to load: {error}", stacklevel=2)
 
 
 def model_names() -> list[str]:
@@ -335,12 +618,22 @@ def model_class(name: str) -> type[GenerativeModel]:
     return _MODELS[name]
 
 
+def model_module(name: str) -> str:
+    """The module that defines model ``name`` (recorded in checkpoints)."""
+    return model_class(name).__module__
+
+
+def is_registered(name: str) -> bool:
+    _load_builtins()
+    return name in _MODELS
+
+
 def create_model(name: str, spec: DataSpec, config: ModelConfig | dict[str, Any] | None = None) -> GenerativeModel:
     """Build model ``name`` for data of ``spec``; ``config`` is a Config, a JSON dict or None (defaults)."""
     cls = model_class(name)
     cls.check_data(spec)
     if config is None:
-        config = cls.Config()
+        config = cls.Config.build()
     elif isinstance(config, dict):
         config = cls.Config.from_json(config)
     return cls(config, spec)

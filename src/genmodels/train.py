@@ -227,7 +227,8 @@ def _records_to_rows(records: list[LikelihoodRecord], split: str) -> list[tuple[
     rows = []
     for r in records:
         rows.append((split, f"{r.measure}_nll", r.nll_nats))
-        rows.append((split, f"{r.measure}_bpd", r.bits_per_dim))
+        if r.bits_per_dim is not None:
+            rows.append((split, f"{r.measure}_bpd", r.bits_per_dim))
     return rows
 
 

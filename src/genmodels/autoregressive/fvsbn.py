@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..baselines.independent import smoothed_log_marginals
-from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
+from ..core import Batch, GenerativeModel, LikelihoodKind, ModelConfig, register_model
 from ..data.base import DataSpec
 from ..errors import UserError
 
@@ -41,6 +41,10 @@ class FVSBNConfig(ModelConfig):
 
     rank: int | None = None
     marginal_init: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rank is not None and self.rank < 0:
+            raise ValueError(f"rank must be ≥ 0 (0: full weights) or None, got {self.rank}")
 
 
 @register_model("fvsbn")
@@ -83,10 +87,6 @@ class FVSBN(GenerativeModel):
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         log_p = F.log_softmax(self.conditional_logits(x), dim=-1)  # (B, D, K)
         return log_p.gather(2, x.reshape(len(x), -1, 1)).squeeze(2).sum(dim=1)
-
-    def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
-        nll = -self.log_prob(batch.x)
-        return Loss(nll.mean(), {"nll": nll})
 
     @torch.no_grad()
     def initialize(self, batches: Iterable[Batch]) -> None:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
+from ..core import Batch, GenerativeModel, LikelihoodKind, ModelConfig, register_model
 from ..data.base import DataSpec
 
 __all__ = ["Independent", "IndependentConfig", "smoothed_log_marginals"]
@@ -69,10 +69,6 @@ class Independent(GenerativeModel):
         log_probs = F.log_softmax(self.logits, dim=1)  # (D, K)
         per_dim = log_probs.unsqueeze(0).expand(len(x), -1, -1).gather(2, flat.unsqueeze(2))  # (B, D, 1)
         return per_dim.squeeze(2).sum(dim=1)
-
-    def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
-        nll = -self.log_prob(batch.x)
-        return Loss(nll.mean(), {"nll": nll})
 
     def num_parameters(self) -> int:
         """The fitted probabilities count as parameters, although no gradient trains them."""
