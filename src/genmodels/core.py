@@ -378,8 +378,10 @@ class GenerativeModel(nn.Module):
     handles_continuous: ClassVar[bool] = False
     #: whether the model can be fitted to discrete data
     handles_discrete: ClassVar[bool] = True
-    #: whether the model is class-conditional, p(x | y): it reads ``batch.y`` and ``sample(y=...)``
-    conditional: ClassVar[bool] = False
+    #: whether the model is class-conditional, p(x | y): it reads ``batch.y`` and ``sample(y=...)``.
+    #: A model may set it per instance from its config (``self.conditional = config.conditional``),
+    #: refusing in ``__init__`` (UserError) data without labels.
+    conditional: bool = False
     #: options of ``log_likelihoods`` used for the validation split during training, where a
     #: cheaper measure will do (e.g. {"k": 64} for an IWAE estimate whose test figure uses 5 000)
     validation_options: ClassVar[dict[str, Any]] = {}
@@ -404,8 +406,6 @@ class GenerativeModel(nn.Module):
             raise UserError(
                 f"model '{cls.name}' needs discrete data (levels 0..K-1); '{spec.name}' is continuous"
             )
-        if cls.conditional and not spec.num_classes:
-            raise UserError(f"model '{cls.name}' is class-conditional; '{spec.name}' has no labels")
 
     # --- training ---------------------------------------------------------------------------------
     def forward(self, batch: Batch, step: int = 0, group: str = "model") -> Loss:
