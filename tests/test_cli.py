@@ -142,7 +142,7 @@ def test_bench_writes_one_table_for_all_models(tmp_path, capsys):
 def test_sampling_options_and_labels_are_checked(trained_run, tmp_path, capsys):
     png = str(tmp_path / "g.png")
     assert main(["sample", str(trained_run), "-n", "4", "--out", png, "--option", "steps=5"]) == 2
-    assert "no sampling option 'steps'; its options: temperature" in capsys.readouterr().err
+    assert "no sampling option 'steps'; its sampling options: temperature" in capsys.readouterr().err
     assert main(["sample", str(trained_run), "-n", "4", "--out", png, "--option", "temperature=0"]) == 2
     assert "temperature must be > 0" in capsys.readouterr().err
     assert main(["sample", str(trained_run), "-n", "4", "--out", png, "--option", "temperature=0.7"]) == 0

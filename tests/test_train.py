@@ -153,9 +153,20 @@ def test_epoch_and_minute_budgets(digits, tmp_path):
         TrainConfig()
 
 
-def test_bf16_mixed_precision_runs_on_cpu(digits, tmp_path):
-    result = train("fvsbn", digits, _config(steps=5, mixed_precision="bf16"), tmp_path / "run", progress=False)
-    assert torch.isfinite(torch.tensor(result.test[0].nll_nats))
+def test_bf16_mixed_precision_runs_on_cpu_in_its_own_process(tmp_path):
+    """Accelerate keeps one precision per process: bf16 runs in a process of its own (the CLI), and
+    a second precision in this process is refused with the fix instead of a private reset."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "genmodels.cli", "train", "fvsbn", "--steps", "5", "--eval-every", "5",
+         "--mixed-precision", "bf16", "--out", str(tmp_path / "bf16"), "--no-progress"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "bf16" / "results.json").read_text())
+    assert results["test"][0]["nll_nats"] > 0
 
 
 def test_two_processes_share_the_work_through_torch_distributed(tmp_path):

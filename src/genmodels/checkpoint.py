@@ -16,6 +16,7 @@ that was best on the validation split).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ __all__ = [
     "load_model",
     "list_checkpoints",
     "write_json_atomic",
+    "read_json",
+    "strict_json",
     "flatten_tensors",
     "unflatten_tensors",
     "checkpoint_name",
@@ -129,12 +132,32 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None: JSON has no such numbers,
+    and Python's ``Infinity`` is not JSON that other tools can read."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file the project wrote; a clear error if it is corrupt."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path} is not readable JSON ({error}); it may be corrupt") from None
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
+    """Write strict JSON (no NaN/Infinity) to a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=False)
+        json.dump(strict_json(obj), handle, indent=2, sort_keys=False, allow_nan=False)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
@@ -174,7 +197,7 @@ def save_checkpoint(
         files.append(tmp / STATE_FILE)
         meta["trainer_state"] = skeleton
     with open(tmp / META_FILE, "w") as handle:
-        json.dump(meta, handle, indent=2)
+        json.dump(strict_json(meta), handle, indent=2, allow_nan=False)
         handle.write("\n")
     files.append(tmp / META_FILE)
     for file in files:
@@ -246,10 +269,18 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
 
     The EMA weights are used when the checkpoint has them and ``use_ema`` is true.
     """
-    from .core import create_model
+    from .core import create_model, is_registered
     from .data.base import DataSpec
 
     ckpt = read_checkpoint(path)
+    name = ckpt.meta.get("model")
+    if isinstance(name, str) and not is_registered(name):
+        module = ckpt.meta.get("model_module", "?")
+        # A checkpoint is data: it never makes genmodels import code on its own (docs/ARCHITECTURE.md).
+        raise UserError(
+            f"{ckpt.path} holds model '{name}', defined in module '{module}', which is not imported; "
+            f"if you trust that module, pass --import {module} (CLI) or import it before load_model (Python)"
+        )
     try:
         spec = DataSpec.from_json(ckpt.meta["data"]["spec"])
         model = create_model(ckpt.meta["model"], spec, ckpt.meta["model_config"])

@@ -7,10 +7,14 @@ no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import textwrap
 import time
+import typing
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import UserError
@@ -25,60 +29,138 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _add_budget(parser: argparse.ArgumentParser, *, steps: int | None = None) -> None:
-    group = parser.add_argument_group("budget (training stops at the first reached)")
-    group.add_argument("--steps", type=int, default=steps, help="optimizer steps")
-    group.add_argument("--epochs", type=float, help="passes over the training split")
-    group.add_argument("--minutes", type=float, help="minutes of training time")
+#: Settings whose command-line default differs for ``bench`` (a fixed, comparable budget).
+BENCH_DEFAULTS = {"steps": 3000, "lr": 3e-3, "eval_every": 250}
 
 
-def _add_training(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="folder holding the data set's files (e.g. Fashion-MNIST's IDX files)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0: none)")
-    parser.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights")
-    parser.add_argument("--eval-every", type=int, default=500, help="steps between evaluations/checkpoints")
-    parser.add_argument("--eval-batch-size", type=int, default=500, help="examples per evaluation batch")
-    parser.add_argument("--keep-checkpoints", type=int, default=2, help="latest checkpoints kept besides the best")
-    parser.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
-    parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+def _flag_type(hint: Any, name: str):
+    """An argparse ``type`` reading a value by the field's annotation (None from 'none')."""
+    from .core import parse_option
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_option(text, hint, name)
+        except UserError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = name  # argparse names the type in its error message
+    return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type, *, defaults: dict[str, Any] | None = None) -> None:
+    """One flag per field of a config dataclass, with its type, default and the docstring's doc.
+
+    The flags' defaults are left out of the parsed namespace (argparse.SUPPRESS), so the caller
+    knows which settings were given explicitly (a resumed run keeps its stored ones otherwise).
+    """
+    from .core import docstring_args, type_name
+
+    defaults = defaults or {}
+    docs = docstring_args(config_class.__doc__ or "")
+    hints = typing.get_type_hints(config_class)
+    budget = parser.add_argument_group("budget (training stops at the first reached)")
+    settings = parser.add_argument_group("training settings")
+    for f in dataclasses.fields(config_class):
+        hint = hints[f.name]
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        default = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
+        doc = docs.get(f.name, "").replace("%", "%%")
+        group = budget if f.name in ("steps", "epochs", "minutes") else settings
+        common = {"dest": f.name, "default": argparse.SUPPRESS}
+        origin = typing.get_origin(hint)
+        if origin is dict:
+            group.add_argument(flag, action="append", type=_key_value, metavar="KEY=VALUE",
+                               help=f"{doc} (repeatable)", **common)
+        elif hint is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{doc} (default: {default})", **common)
+        elif origin is typing.Literal:
+            choices = typing.get_args(hint)
+            group.add_argument(flag, choices=choices, help=f"{doc} (default: {default})", **common)
+        else:
+            group.add_argument(flag, type=_flag_type(hint, flag), metavar=f.metadata.get("metavar", type_name(hint).upper().replace(" ", "")),
+                               help=f"{doc} (default: {default})", **common)
+
+
+def _explicit(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The config settings given on the command line (dict-typed ones from their KEY=VALUE lists)."""
+    out = {}
+    for f in dataclasses.fields(config_class):
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            out[f.name] = dict(value) if isinstance(value, list) else value
+    return out
+
+
+def _model_help(model: str | None) -> str:
+    """The options of one model for ``genmodels train MODEL --help``: name, type, default, doc."""
+    from .core import keyword_options, model_class
+
+    if not model:
+        return "Run `genmodels train MODEL --help` to see that model's options (set them with --set KEY=VALUE)."
+    try:
+        cls = model_class(model)
+    except UserError as error:
+        return str(error)
+    lines = [f"options of model '{model}' (--set KEY=VALUE):"]
+    rows = cls.Config.describe()
+    for name, kind, default, doc in rows:
+        lines.append(f"  {name} ({kind}, default {default})")
+        if doc:
+            lines.extend(textwrap.wrap(doc, 88, initial_indent="      ", subsequent_indent="      "))
+    if not rows:
+        lines.append("  (none)")
+    for what, method, exclude in (("sampling", cls.sample, ("y", "generator")), ("likelihood", cls.log_likelihoods, ())):
+        options = keyword_options(method, exclude)
+        if options:
+            shown = ", ".join(f"{k} (default {v[1]!r})" for k, v in options.items())
+            flag = "--sample-option" if what == "sampling" else "--eval-option"
+            lines.append(f"{what} options ({flag} KEY=VALUE): {shown}")
+    return "\n".join(lines)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    from .training.config import TrainConfig
+
     parser = argparse.ArgumentParser(
         prog="genmodels",
         description="Train, evaluate and sample deep generative models with honest likelihoods.",
     )
     parser.add_argument("--version", action="version", version=f"genmodels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    imports = argparse.ArgumentParser(add_help=False)
+    imports.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                         help="import a module that registers models (repeatable); only modules you trust")
 
-    sub.add_parser("list", help="list the models and data sets")
+    sub.add_parser("list", help="list the models and data sets", parents=[imports])
 
-    p = sub.add_parser("train", help="train a model on a data set")
+    argv = list(argv or [])
+    model = argv[1] if len(argv) > 1 and argv[0] == "train" and not argv[1].startswith("-") else None
+    p = sub.add_parser("train", help="train a model on a data set", parents=[imports],
+                       epilog=_model_help(model), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model name (see `genmodels list`)")
     p.add_argument("--data", default="digits", help="a data set name, or a path to images / .npy / .csv")
-    _add_budget(p)
-    _add_training(p)
+    p.add_argument("--data-dir", help="folder holding the data set's files (e.g. Fashion-MNIST's IDX files)")
+    add_config_flags(p, TrainConfig)
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its stored settings")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="on --resume, accept settings that break bit-exactness (recorded in run.json)")
     p.add_argument("--set", dest="options", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                   help="a model config option (repeatable), e.g. --set rank=8")
+                   help="a model config option (repeatable), e.g. --set rank=8; see `genmodels train MODEL --help`")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log and validation lines stay)")
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint's likelihood on a split")
+    p = sub.add_parser("eval", help="evaluate a checkpoint's likelihood on a split", parents=[imports])
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size")
+    p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size (figures do not depend on it)")
+    p.add_argument("--option", dest="options", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="a likelihood option of the model (repeatable), e.g. --option k=5000")
     p.add_argument("--data-dir", help="where the data set's files are, if not where training found them")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
 
-    p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid")
+    p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid", parents=[imports])
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
     p.add_argument("-n", "--num", type=int, default=64, help="how many samples")
     p.add_argument("--out", default="samples.png", help="PNG to write")
@@ -90,42 +172,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--cpu", action="store_true")
 
-    p = sub.add_parser("bench", help="train and evaluate several models on data sets; write one table")
+    p = sub.add_parser("bench", help="train and evaluate several models on data sets; write one table", parents=[imports])
     p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
     p.add_argument("--data", default="digits", help="comma-separated data set names")
-    _add_budget(p, steps=3000)
-    _add_training(p)
-    p.set_defaults(lr=3e-3, eval_every=250)
+    p.add_argument("--data-dir", help="folder holding the data sets' files")
+    add_config_flags(p, TrainConfig, defaults=BENCH_DEFAULTS)
     p.add_argument("--out", help="bench folder (default: runs/bench-TIME)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log and validation lines stay)")
     return parser
 
 
-def _train_config(args: argparse.Namespace):
-    from .train import TrainConfig
+def _train_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None):
+    from .training.config import TrainConfig
 
-    return TrainConfig(
-        steps=args.steps,
-        epochs=args.epochs,
-        minutes=args.minutes,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip or None,
-        ema_decay=args.ema,
-        eval_every=args.eval_every,
-        eval_batch_size=args.eval_batch_size,
-        keep_checkpoints=args.keep_checkpoints,
-        num_workers=args.num_workers,
-        seed=args.seed,
-        mixed_precision=args.mixed_precision,
-        cpu=args.cpu,
-    )
+    return TrainConfig.from_json({**(defaults or {}), **_explicit(args, TrainConfig)})
 
 
 def _device(cpu: bool) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+
+
+def _kind_summary(cls) -> str:
+    """The likelihood kind(s) of a model class, e.g. ``exact`` or ``exact (continuous) / bound (discrete)``."""
+    from .core import _PROBE_SPECS
+
+    kinds = {}
+    for spec in _PROBE_SPECS:
+        if cls.handles_discrete if spec.is_discrete else cls.handles_continuous:
+            kinds["discrete" if spec.is_discrete else "continuous"] = cls.kind_for(spec).value
+    if len(set(kinds.values())) == 1:
+        return next(iter(kinds.values()))
+    return " / ".join(f"{kind} ({data})" for data, kind in kinds.items())
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -136,7 +215,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name in model_names():
         cls = model_class(name)
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"  {name:<14} likelihood: {cls.likelihood_kind.value:<9} {summary}")
+        print(f"  {name:<16} likelihood: {_kind_summary(cls):<10} {summary}")
     print("data sets:")
     for name, description in dataset_descriptions().items():
         print(f"  {name:<30} {description}")
@@ -147,19 +226,29 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .core import model_class
     from .data import load_dataset
     from .evaluate import format_records
-    from .train import train
+    from .training import train
+    from .training.config import TrainConfig
 
     cls = model_class(args.model)  # an unknown name fails before the data is loaded
     options = dict(args.options)
     config = cls.Config.from_strings(options).to_json() if options else None
     if args.resume and not args.out:
         raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
+    if args.resume:
+        # The run's stored settings, changed only where the command line says so.
+        train_config = _explicit(args, TrainConfig) or None
+    else:
+        train_config = _train_config(args)
     dataset = load_dataset(args.data, args.data_dir)
     safe_data = Path(args.data).stem if Path(args.data).exists() else args.data
     run_dir = Path(args.out or f"runs/{args.model}-{safe_data}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.resume and train_config is not None:
+        from .training import resumed_config
+
+        train_config, _ = resumed_config(run_dir, train_config, allow_config_change=args.allow_config_change)
     result = train(
-        args.model, dataset, _train_config(args), run_dir, model_config=config, resume=args.resume,
-        progress=not args.no_progress,
+        args.model, dataset, train_config, run_dir, model_config=config, resume=args.resume,
+        progress=not args.no_progress, allow_config_change=args.allow_config_change,
     )
     from accelerate import PartialState
 
@@ -174,18 +263,24 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
+    from .core import parse_keyword_options
     from .data import load_dataset
     from .evaluate import evaluate_likelihood, format_records
 
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
+    options = parse_keyword_options(model.log_likelihoods, dict(args.options), what="likelihood", model=model.name)
     source = ckpt.meta["data"]["source"]
     dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
     if dataset.spec != model.spec:
         raise UserError(f"the data found ({dataset.spec}) is not what {ckpt.path} was trained on ({model.spec})")
     batch_size = args.batch_size or ckpt.meta.get("train_config", {}).get("eval_batch_size", 500)
-    records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size, progress=True)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
+    records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size,
+                                  progress=sys.stderr.isatty(), options=options)
     if args.json:
-        print(json.dumps({"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records]}, indent=2))
+        print(json.dumps({"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records]},
+                         indent=2, allow_nan=False))
     else:
         print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split, {ckpt.path}")
         print(format_records(records))
@@ -197,50 +292,28 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
     from .checkpoint import load_model
     from .plotting import save_samples
+    from .training.report import draw_samples, sample_title
 
     if args.num < 1:
         raise UserError(f"-n must be ≥ 1, got {args.num}")
     if not args.out.lower().endswith(".png"):
         raise UserError(f"--out must name a .png file, got '{args.out}'")
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
-    options = _sampling_options(model, dict(args.options))
+    extra = {}
     if args.label is not None:
         if not model.conditional:
             raise UserError(f"model '{model.name}' is not class-conditional; drop --label")
         if not 0 <= args.label < (model.spec.num_classes or 0):
             raise UserError(f"--label must be in 0..{(model.spec.num_classes or 1) - 1}, got {args.label}")
-        options["y"] = torch.full((args.num,), args.label, dtype=torch.int64, device=model.device)
-    generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    started = time.perf_counter()
-    samples, info = model.sample_with_info(args.num, generator=generator, **options)
-    seconds = time.perf_counter() - started
-    path = save_samples(samples, model.spec, args.out, title=ckpt.meta["model"])
-    details = "".join(f", {key} {value}" for key, value in info.items())
+        extra["y"] = torch.full((args.num,), args.label, dtype=torch.int64, device=model.device)
+    samples, info = draw_samples(model, args.num, seed=args.seed, options=dict(args.options), **extra)
+    seconds = info["seconds"]
+    path = save_samples(samples, model.spec, args.out, title=sample_title(ckpt.meta["model"], model.spec.name, ckpt.meta.get("step"), info))
+    details = "".join(f", {key} {value}" for key, value in info.items() if key not in ("seconds", "options"))
     print(f"{args.num} samples from {ckpt.path} in {seconds:.2f}s ({args.num / seconds:.1f} samples/s{details}) → {path}")
     if args.npy:
         np.save(args.npy, samples.cpu().numpy())
         print(f"  array → {args.npy}")
-
-
-def _sampling_options(model, options: dict[str, str]) -> dict:
-    """Check ``--option`` names against the model's ``sample`` keywords and parse each value by its
-    annotation (as config options are parsed; an unannotated keyword gets the text)."""
-    import inspect
-    import typing
-
-    from .core import parse_option
-
-    hints = typing.get_type_hints(model.sample)
-    accepted = [
-        name for name, p in inspect.signature(model.sample).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("y", "generator")
-    ]
-    for key in options:
-        if key not in accepted:
-            raise UserError(
-                f"model '{model.name}' has no sampling option '{key}'; its options: {', '.join(accepted) or '(none)'}"
-            )
-    return {key: parse_option(value, hints.get(key, str), key) for key, value in options.items()}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -250,7 +323,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     models = model_names() if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
     out = Path(args.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    files = run_bench(models, datasets, _train_config(args), out, data_dir=args.data_dir, progress=not args.no_progress)
+    config = _train_config(args, BENCH_DEFAULTS)
+    files = run_bench(models, datasets, config, out, data_dir=args.data_dir, progress=not args.no_progress)
     print("\nwritten:")
     for what, path in files.items():
         print(f"  {what:<12} {path}")
@@ -259,9 +333,23 @@ def cmd_bench(args: argparse.Namespace) -> None:
 COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 
+def _pre_import(argv: list[str]) -> None:
+    """Import ``--import MODULE`` modules before the parser is built, so that their models are known
+    to ``train MODEL --help`` and to checkpoints that name them."""
+    from .core import import_model_module
+
+    for i, arg in enumerate(argv):
+        if arg == "--import" and i + 1 < len(argv):
+            import_model_module(argv[i + 1])
+        elif arg.startswith("--import="):
+            import_model_module(arg.split("=", 1)[1])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        _pre_import(argv)
+        args = build_parser(argv).parse_args(argv)
         COMMANDS[args.command](args)
     except UserError as error:
         print(f"genmodels: error: {error}", file=sys.stderr)

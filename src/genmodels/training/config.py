@@ -1,0 +1,125 @@
+"""``TrainConfig``: how to train, in one dataclass. The CLI's training flags are generated from it
+(:mod:`genmodels.cli`), so a setting exists in exactly one place, with its type, default and doc."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import UserError
+
+__all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
+
+#: Settings a resumed run may change freely: the budget and what is logged or kept. Anything else
+#: (EMA, batch size, seed, learning rate, precision, ...) breaks bit-exactness or comparability with
+#: the part already trained, and needs ``allow_config_change`` (recorded in run.json).
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "epochs", "minutes", "eval_every", "log_every", "eval_batch_size", "keep_checkpoints",
+     "num_samples", "num_workers", "sample_options", "eval_options", "log_with"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """How to train. The budget is ``steps``, ``epochs`` or ``minutes`` (training stops at the first
+    reached); everything else has a default.
+
+    Args:
+        steps: optimizer steps of training.
+        epochs: passes over the training split.
+        minutes: minutes of training time (evaluation excluded).
+        batch_size: examples per step (per process).
+        lr: AdamW's learning rate; a model's optimizer group may set its own or a factor of it.
+        weight_decay: AdamW's decoupled weight decay (a group may set its own and exempt parameters).
+        grad_clip: clip each group's gradient norm to this (0 or none: no clipping).
+        lr_schedule: constant or cosine (to 0 at the end of a steps/epochs budget), after the warm-up.
+        warmup_steps: linear learning-rate warm-up from 0 over this many steps.
+        ema_decay: keep an exponential moving average of the weights with this decay, used for evaluation and sampling.
+        ema_warmup: ramp the EMA decay up as min(decay, (1+t)/(10+t)) over the first updates.
+        eval_every: evaluate the validation split and checkpoint every this many steps, and at the end.
+        log_every: log the mean training loss every this many steps.
+        eval_batch_size: examples per evaluation batch (figures do not depend on it).
+        keep_checkpoints: how many of the latest checkpoints to keep besides the best one.
+        seed: seeds parameters' initialization, the data order and every random draw in training.
+        mixed_precision: no, fp16 or bf16 (Accelerate's autocast; one precision per process).
+        cpu: train on the CPU even where a GPU is present.
+        num_samples: how many samples to draw for the grid at the end.
+        num_workers: data-loader worker processes.
+        log_with: also log to a tracker through Accelerate (tensorboard; needs the tensorboard extra).
+        sample_options: the model's sampling options for the end-of-run grid, KEY=VALUE.
+        eval_options: the model's likelihood options for the final test figures, KEY=VALUE.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    minutes: float | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    ema_decay: float | None = field(default=None, metadata={"flag": "--ema", "metavar": "DECAY"})
+    ema_warmup: bool = False
+    eval_every: int = 500
+    log_every: int = 10
+    eval_batch_size: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    cpu: bool = False
+    num_samples: int = 64
+    num_workers: int = 0
+    log_with: Literal["none", "tensorboard"] = "none"
+    sample_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--sample-option"})
+    eval_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--eval-option"})
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.epochs is None and self.minutes is None:
+            raise UserError("give a training budget: --steps N, --epochs N or --minutes M")
+        for name in ("steps", "epochs", "minutes", "warmup_steps", "num_workers"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise UserError(f"--{_flag(name)} must be ≥ 0, got {value}")
+        for name in ("batch_size", "eval_every", "log_every", "eval_batch_size", "keep_checkpoints", "num_samples"):
+            if not getattr(self, name) >= 1:
+                raise UserError(f"--{_flag(name)} must be ≥ 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UserError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
+        if self.grad_clip == 0:
+            self.grad_clip = None
+        if self.grad_clip is not None and not (self.grad_clip > 0):
+            raise UserError(f"--grad-clip must be > 0 (or 0/none for no clipping), got {self.grad_clip}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise UserError(f"--mixed-precision must be no, fp16 or bf16, got '{self.mixed_precision}'")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise UserError(f"--lr-schedule must be constant or cosine, got '{self.lr_schedule}'")
+        if self.lr_schedule == "cosine" and self.steps is None and self.epochs is None:
+            raise UserError("--lr-schedule cosine needs a --steps or --epochs budget to decay over")
+        if self.log_with not in ("none", "tensorboard"):
+            raise UserError(f"--log-with must be none or tensorboard, got '{self.log_with}'")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise UserError(f"--ema must be in (0, 1), got {self.ema_decay}")
+        self.sample_options = {str(k): str(v) for k, v in dict(self.sample_options).items()}
+        self.eval_options = {str(k): str(v) for k, v in dict(self.eval_options).items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
+        valid = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in valid})
+
+    def changes_from(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
+        """{setting: (other's value, this value)} for every setting that differs."""
+        mine, theirs = self.to_json(), other.to_json()
+        return {k: (theirs[k], v) for k, v in mine.items() if theirs.get(k) != v}
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

@@ -1,0 +1,437 @@
+"""The training loop on Hugging Face Accelerate: one loop for every model.
+
+The loop knows nothing of model families. Each step it asks the model's ``training_step`` for the
+loss of every optimizer group that is due, and steps each group in isolation
+(:func:`~genmodels.training.optim.step_group`); it keeps an optional EMA of the weights, evaluates
+the validation split every ``eval_every`` steps, keeps the checkpoint that is best on validation
+(test figures are measured once, at the end, on that checkpoint: ../shared/PROTOCOL.md), writes
+metrics.csv, and resumes bit-exactly from its last checkpoint: model, optimizers, schedules, EMA,
+RNG states and the position in the data order all come back.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from ..checkpoint import BEST_POINTER, checkpoint_name, list_checkpoints, read_checkpoint, save_checkpoint, write_json_atomic
+from ..core import Batch, GenerativeModel, LikelihoodKind, Loss
+from ..data.base import Dataset
+from ..errors import UserError
+from ..evaluate import LikelihoodRecord, evaluate_likelihood, format_records
+from .config import TrainConfig
+from .ema import EMA
+from .optim import build_optimizers, build_schedulers, step_group
+from .progress import ProgressLog
+from .report import TrainResult, finish_run
+from .rundir import RunDir, check_run_dir, invocation_record
+from .state import TrainState, rng_state, set_rng_state
+
+__all__ = ["Trainer", "TrainingDiverged", "EpochSampler", "LossWindow"]
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the checkpoints written before it are intact."""
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffled order of the training set that depends only on (seed, epoch).
+
+    A resumed run rebuilds the same order and skips the batches it already took.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class LossWindow:
+    """Training losses summed on the device between two log lines (no per-step host sync)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.examples = 0
+        self.started = time.perf_counter()
+
+    def add(self, prefix: str, out: Loss) -> None:
+        pieces = {f"{prefix}loss": out.loss.detach().float()}
+        pieces.update({f"{prefix}{k}": v.detach().float().mean() for k, v in out.terms.items()})
+        for key, value in pieces.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def flush(self, step: int, accelerator=None) -> tuple[dict[str, float], float]:
+        """The mean of each quantity since the last flush (averaged across processes), and the
+        examples per second; raises :class:`TrainingDiverged` on a non-finite loss."""
+        keys = list(self.sums)
+        rate = self.examples / max(time.perf_counter() - self.started, 1e-9)
+        if not keys:
+            self._reset()
+            return {}, rate
+        means = torch.stack([self.sums[key] / self.counts[key] for key in keys])
+        if accelerator is not None and accelerator.num_processes > 1:
+            means = accelerator.reduce(means, reduction="mean")
+        values = dict(zip(keys, means.tolist()))
+        for key, value in values.items():
+            if not math.isfinite(value) and key.endswith("loss"):
+                raise TrainingDiverged(
+                    f"the {key} became {value} by step {step}; lower --lr or set --grad-clip "
+                    "(the checkpoints written before are intact)"
+                )
+        self._reset()
+        return values, rate
+
+
+def _records_to_rows(records: list[LikelihoodRecord], split: str) -> list[tuple[str, str, float]]:
+    rows = []
+    for r in records:
+        rows.append((split, f"{r.measure}_nll", r.nll_nats))
+        if r.bits_per_dim is not None:
+            rows.append((split, f"{r.measure}_bpd", r.bits_per_dim))
+    return rows
+
+
+def _accelerator(config: TrainConfig, several_groups: bool, run_dir: Path):
+    """The Accelerator of this run, through Accelerate's public API only.
+
+    Accelerate keeps the precision in a process-wide state that its public API cannot change once
+    set, so a process trains in one precision: a different one is refused with the fix (run it in a
+    new process), never forced through a private reset.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, is_initialized
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    if is_initialized() and AcceleratorState().mixed_precision != config.mixed_precision:
+        raise UserError(
+            f"this process already trains with mixed precision '{AcceleratorState().mixed_precision}'; "
+            f"Accelerate keeps one precision per process: run the '{config.mixed_precision}' training in a new process"
+        )
+    # Several processes on a machine without a GPU (torchrun/accelerate launch on CPUs) form a gloo
+    # group only when Accelerate is told cpu=True; on one process, cpu=False keeps MPS etc.
+    several_cpu_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    # With several groups each group's forward uses only part of the parameters (a discriminator's
+    # loss on detached fakes never reaches the generator): DDP must be told, or it waits for them.
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if several_groups else []
+    tracking = {} if config.log_with == "none" else {"log_with": config.log_with, "project_dir": str(run_dir)}
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        cpu=config.cpu or several_cpu_processes,
+        kwargs_handlers=handlers,
+        **tracking,
+    )
+
+
+class Trainer:
+    """Train ``model`` on ``dataset`` into ``run_dir`` (see the module docstring).
+
+    Args:
+        model: a freshly built model (the caller seeds before building it; :func:`train` does).
+        dataset: the data; ``dataset.source`` is stored so that ``genmodels eval`` can reload it.
+        config: the budget and settings.
+        run_dir: the run folder; must hold nothing unless ``resume``.
+        resume: continue from the run folder's latest checkpoint.
+        progress: show a progress bar on a terminal (log lines and validation lines stay).
+        extra_record: more facts for run.json (e.g. a resume's allowed config changes).
+    """
+
+    def __init__(
+        self,
+        model: GenerativeModel,
+        dataset: Dataset,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        extra_record: dict[str, Any] | None = None,
+    ):
+        self.model, self.dataset, self.config = model, dataset, config
+        self.run_dir = Path(run_dir)
+        self.show_bar = progress
+        self.extra_record = extra_record or {}
+        self.resume_from = check_run_dir(self.run_dir, resume)
+        if len(dataset.train) == 0:
+            raise UserError(f"data set '{dataset.spec.name}' has no training examples")
+        self.groups, self.settings, self.optimizers = build_optimizers(model, config)
+        self.accelerator = _accelerator(config, len(self.groups) > 1, self.run_dir)
+        self.batch_size = min(config.batch_size, len(dataset.train))
+        # Full batches only: every step sees B examples.
+        self.steps_per_epoch = len(dataset.train) // self.batch_size
+        budget = math.inf if config.steps is None else config.steps
+        if config.epochs is not None:
+            budget = min(budget, math.ceil(config.epochs * self.steps_per_epoch))
+        self.budget_steps = budget
+        self.schedulers = build_schedulers(self.optimizers, config, budget)
+        model.to(self.accelerator.device)
+        if self.resume_from is None:
+            init_loader = DataLoader(dataset.train, batch_size=self.batch_size, shuffle=False)
+            model.initialize(Batch.of(item).to(self.accelerator.device) for item in init_loader)
+        self.ema = None
+        if config.ema_decay is not None:
+            self.ema = EMA(model, config.ema_decay, warmup=config.ema_warmup)
+        self.state = TrainState()
+        self.run = RunDir(self.run_dir, is_main=self.accelerator.is_main_process)
+        self.window = LossWindow()
+        self.display: ProgressLog | None = None
+        self._ema_model: GenerativeModel | None = None
+
+    # --- what a checkpoint says ------------------------------------------------------------------
+    def description(self) -> dict[str, Any]:
+        """What is trained on what, and how: enough to rebuild the model and reload the data."""
+        return {
+            "model": self.model.name,
+            "model_module": type(self.model).__module__,
+            "model_config": self.model.config.to_json(),
+            "likelihood_kind": self.model.likelihood_kind.value,
+            "data": {"source": self.dataset.source, "spec": self.dataset.spec.to_json()},
+            "train_config": self.config.to_json(),
+        }
+
+    # --- the run ---------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        acc = self.accelerator
+        rng_to_restore = self._restore() if self.resume_from is not None else None
+        self.run.prepare(
+            {**self.description(), "num_parameters": self.model.num_parameters()},
+            invocation_record(self.config.to_json(), str(acc.device), acc.num_processes, **self.extra_record),
+            None if self.resume_from is None else self.state.step,
+        )
+        if self.config.log_with != "none":
+            acc.init_trackers("tensorboard", config=_flat_hyperparameters(self.config))
+        self.display = ProgressLog(
+            self.budget_steps, self.state.step, f"train {self.model.name}",
+            bar=self.show_bar, enabled=acc.is_local_main_process,
+        )
+        try:
+            if not self.optimizers:
+                self.display.message(f"{self.model.name}: no trainable parameters (fitted in closed form); evaluating")
+                if not list_checkpoints(self.run_dir):
+                    self.evaluate_and_checkpoint()
+            else:
+                loader, forward, sampler = self._prepare()
+                if rng_to_restore is not None:
+                    set_rng_state(rng_to_restore)
+                if self.state.step == 0 and self.resume_from is None:
+                    self.evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best
+                self._loop(loader, forward, sampler)
+        finally:
+            self.display.close()
+        result = finish_run(self)
+        if self.config.log_with != "none":
+            acc.end_training()
+        return result
+
+    def _prepare(self):
+        """The data loader (sharded across processes) and the model's forward as Accelerate wraps it."""
+        acc = self.accelerator
+        sampler = EpochSampler(len(self.dataset.train), self.config.seed)
+        # The loader draws its workers' base seed from its own generator, not the global RNG, so that
+        # starting an iterator (each epoch, and once more on resume) leaves the model's RNG stream alone.
+        loader = DataLoader(
+            self.dataset.train,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.config.num_workers,
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+        prepared = acc.prepare(self.model, *self.optimizers.values(), loader)
+        forward, optimizers, loader = prepared[0], prepared[1:-1], prepared[-1]
+        self.optimizers = dict(zip(self.optimizers, optimizers))
+        return loader, forward, sampler
+
+    def _loop(self, loader, forward, sampler: EpochSampler) -> None:
+        """The loop alone: steps, log lines, evaluations, until the budget is spent."""
+        cfg, acc, state = self.config, self.accelerator, self.state
+        start = time.perf_counter() - state.seconds
+        stop = state.step >= self.budget_steps
+        while not stop:
+            epoch_loader = acc.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
+            # Accelerate's loader passes its own epoch counter to the sampler when iterated; set it.
+            epoch_loader.set_epoch(state.epoch)
+            sampler.set_epoch(state.epoch)
+            self.dataset.train.set_epoch(state.epoch)
+            for item in epoch_loader:
+                batch = Batch.of(item)
+                self.train_step(forward, batch)
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.examples += len(batch) * acc.num_processes
+                self.window.examples += len(batch) * acc.num_processes
+                state.seconds = time.perf_counter() - start
+                self.display.update(1)
+                out_of_time = cfg.minutes is not None and state.seconds >= cfg.minutes * 60
+                stop = state.step >= self.budget_steps or out_of_time
+                if state.step % cfg.log_every == 0 or stop:
+                    self._log_training(final=stop)
+                if state.step % cfg.eval_every == 0 or stop:
+                    eval_started = time.perf_counter()
+                    self.evaluate_and_checkpoint()
+                    start += time.perf_counter() - eval_started  # `seconds` counts training time only
+                if stop:
+                    break
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+
+    def train_step(self, forward, batch: Batch) -> None:
+        """One training step: every group that is due, in order, each updated in isolation."""
+        acc, step = self.accelerator, self.state.step
+        due = [name for name, s in self.settings.items() if s.due(step)]
+        model = acc.unwrap_model(forward)
+        losses = model.training_step(batch, step, due, forward)
+        stepped: list[str] = []
+        while True:
+            with acc.autocast():
+                try:
+                    group, out = next(losses)
+                except StopIteration:
+                    break
+            if group not in due or group in stepped:
+                raise RuntimeError(
+                    f"{type(model).__name__}.training_step yielded group '{group}' at step {step}; "
+                    f"due once each, in order: {due}"
+                )
+            stepped.append(group)
+            step_group(acc, model, out.loss, self.groups[group].params, self.optimizers[group], self.settings[group])
+            self.window.add("" if len(self.groups) == 1 else f"{group}/", out)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        if self.ema is not None:
+            self.ema.update(model)
+
+    def _log_training(self, *, final: bool) -> None:
+        values, rate = self.window.flush(self.state.step, self.accelerator)  # raises on a non-finite loss
+        values["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
+        self.run.write_metrics([("train", k, v) for k, v in values.items()], self.state.to_json())
+        self.display.log(self.state.step, values, rate, final=final)
+        if self.config.log_with != "none":
+            self.accelerator.log({f"train/{k}": v for k, v in values.items()}, step=self.state.step)
+
+    # --- evaluation and checkpoints --------------------------------------------------------------
+    def evaluation_model(self) -> GenerativeModel:
+        """The model evaluated and checkpointed as best: the EMA weights when training keeps them."""
+        model = self.accelerator.unwrap_model(self.model)
+        if self.ema is None:
+            return model
+        if self._ema_model is None:
+            self._ema_model = copy.deepcopy(model)
+        self._ema_model.load_state_dict(self.ema.state_dict())
+        return self._ema_model
+
+    def evaluate_and_checkpoint(self) -> None:
+        """Evaluate validation (with the model's cheaper validation options), log it, checkpoint,
+        and move the best pointer if it improved. The test split waits for the end of the run."""
+        state = self.state
+        show = self.display.is_bar if self.display is not None else False
+        validation = evaluate_likelihood(
+            self.evaluation_model(), self.dataset.validation, batch_size=self.config.eval_batch_size,
+            progress=show, options=self.model.validation_options,
+        )
+        rows = _records_to_rows(validation, "validation")
+        self.run.write_metrics(rows, state.to_json())
+        if self.config.log_with != "none" and rows:
+            self.accelerator.log({f"{split}/{metric}": v for split, metric, v in rows}, step=state.step)
+        nll = validation[0].nll_nats if validation else None
+        if state.improves(nll):
+            state.best_nll, state.best_checkpoint = nll, checkpoint_name(state.step)
+        self._save(validation)
+        if validation and self.display is not None:
+            self.display.message(f"step {state.step}: validation {format_records(validation[:1])}")
+
+    def _save(self, validation: list[LikelihoodRecord]) -> None:
+        acc, state = self.accelerator, self.state
+        if self.ema is not None:
+            state.ema_updates = self.ema.updates
+        if acc.is_main_process:
+            name = checkpoint_name(state.step)
+            folder = self.run_dir / "checkpoints" / name
+            if not folder.exists():
+                save_checkpoint(
+                    folder,
+                    model_state=acc.unwrap_model(self.model).state_dict(),
+                    meta={**self.description(), "step": state.step, "epoch": state.epoch,
+                          "validation": [r.to_json() for r in validation]},
+                    ema_state=None if self.ema is None else self.ema.state_dict(),
+                    trainer_state={
+                        "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                        "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                        "state": state.to_json(),
+                        "rng": rng_state(),
+                    },
+                )
+            if state.best_checkpoint == name:
+                write_json_atomic(
+                    self.run_dir / "checkpoints" / BEST_POINTER,
+                    {"checkpoint": name, "validation_nll_nats": state.best_nll},
+                )
+            # Keep the best checkpoint and the latest few; older intermediate ones go.
+            import shutil
+
+            for old in list_checkpoints(self.run_dir)[: -self.config.keep_checkpoints]:
+                if old.name != state.best_checkpoint:
+                    shutil.rmtree(old)
+        acc.wait_for_everyone()
+
+    def _restore(self) -> dict[str, Any]:
+        """Load the model, optimizers, schedules, EMA and state of the checkpoint resumed from;
+        return its RNG states (restored only once the data loader exists)."""
+        ckpt = read_checkpoint(self.resume_from, with_trainer_state=True)
+        trainer_state = ckpt.trainer_state or {}
+        if "state" not in trainer_state:
+            raise UserError(f"{self.resume_from} was written by an older genmodels and cannot be resumed; start a new run")
+        self.model.load_state_dict(ckpt.model_state)
+        if self.ema is not None:
+            if ckpt.ema_state is None:
+                raise UserError(f"{self.resume_from} has no EMA weights but --ema was given")
+            self.ema.load_state_dict(ckpt.ema_state)
+        self.state = TrainState.from_json(trainer_state["state"])
+        if self.ema is not None:
+            self.ema.updates = self.state.ema_updates
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(trainer_state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(trainer_state["schedulers"][name])
+        return trainer_state["rng"]
+
+
+def _flat_hyperparameters(config: TrainConfig) -> dict[str, Any]:
+    """TensorBoard's hyperparameters take numbers, strings and booleans only."""
+    out = {}
+    for key, value in config.to_json().items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def kind_none_notice(model: GenerativeModel) -> str | None:
+    if model.likelihood_kind is LikelihoodKind.NONE:
+        return f"{model.name} has no likelihood: the latest checkpoint is kept as the best"
+    return None

@@ -1,0 +1,201 @@
+"""The end of a run, and what ``bench`` shares with it: reload the best checkpoint from disk (as
+``genmodels eval`` does), measure the test split once, draw a titled sample grid with the model's
+sampling options, draw the loss curves, and write results.json and results.md."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..checkpoint import load_model, write_json_atomic
+from ..core import GenerativeModel, parse_keyword_options
+from ..evaluate import LikelihoodRecord, evaluate_likelihood
+from ..plotting import save_loss_curves, save_samples
+
+if TYPE_CHECKING:
+    from .loop import Trainer
+
+__all__ = ["TrainResult", "finish_run", "draw_samples", "sample_title", "results_markdown", "has_training_curve"]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    test: list[LikelihoodRecord]
+    validation: list[LikelihoodRecord]
+    steps: int
+    best_step: int
+    train_seconds: float
+    examples_per_second: float
+    num_parameters: int
+    sampling: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def sampling_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → the model's ``sample`` keyword options, parsed by their annotations."""
+    return parse_keyword_options(model.sample, options, what="sampling", model=model.name, exclude=("y", "generator"))
+
+
+def draw_samples(
+    model: GenerativeModel, n: int, *, seed: int, options: dict[str, str] | None = None, **extra: Any
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """n samples from ``model`` under ``seed`` with its sampling ``options`` (text, parsed by the
+    model's annotations), and what the draw reports: the options, NFE and the like, and seconds."""
+    parsed = sampling_options(model, dict(options or {}))
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    started = time.perf_counter()
+    samples, info = model.sample_with_info(n, generator=generator, **parsed, **extra)
+    seconds = time.perf_counter() - started
+    return samples, {"options": dict(options or {}), **info, "seconds": seconds}
+
+
+def sample_title(model: str, data: str, step: int | None, info: dict[str, Any]) -> str:
+    """What a grid shows: model, data, checkpoint step, sampling options and what the model reported."""
+    parts = [f"{model} on {data}"]
+    if step is not None:
+        parts.append(f"step {step}")
+    options = info.get("options") or {}
+    if options:
+        parts.append(", ".join(f"{k}={v}" for k, v in options.items()))
+    reported = {k: v for k, v in info.items() if k not in ("options", "seconds")}
+    if reported:
+        parts.append(", ".join(f"{k} {v}" for k, v in reported.items()))
+    return " · ".join(parts)
+
+
+def has_training_curve(metrics: Path) -> bool:
+    """Whether metrics.csv holds any training-loss row (a closed-form fit has none)."""
+    with open(metrics, newline="") as handle:
+        return any(row["split"] == "train" for row in csv.DictReader(handle))
+
+
+def finish_run(trainer: Trainer) -> TrainResult:
+    """Reload the best checkpoint from disk and report on it (the test split is measured here only)."""
+    acc, state, config = trainer.accelerator, trainer.state, trainer.config
+    acc.wait_for_everyone()  # the first process has written the checkpoint
+    best_dir = trainer.run_dir / "checkpoints" / state.best_checkpoint
+    model, ckpt = load_model(best_dir, device=acc.device)
+    # Validation was measured when the checkpoint was chosen; test is measured now, from disk,
+    # exactly as `genmodels eval` does, with the final report's likelihood options.
+    validation = [LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]]
+    eval_options = _likelihood_options(model, config.eval_options)
+    test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, options=eval_options)
+    run = trainer.run
+    from .loop import _records_to_rows
+
+    run.write_metrics(_records_to_rows(test, "test"), state.to_json())
+    files: dict[str, Path] = {}
+    seconds = state.seconds
+    rate = state.examples / seconds if seconds > 0 else 0.0
+    sampling: dict[str, Any] = {}
+    if acc.is_main_process:
+        samples, sampling = draw_samples(model, config.num_samples, seed=config.seed, options=config.sample_options)
+        title = sample_title(model.name, model.spec.name, ckpt.meta["step"], sampling)
+        files["samples"] = save_samples(samples, model.spec, trainer.run_dir / "samples.png", title=title)
+        if has_training_curve(run.metrics):
+            files["loss_curves"] = save_loss_curves({model.name: run.metrics}, trainer.run_dir / "loss_curves.png")
+        elif trainer.display is not None:
+            trainer.display.message(f"{model.name} was fitted in closed form: no training curve to draw")
+        files["metrics"] = run.metrics
+        results = {
+            "model": model.name,
+            "data": model.spec.name,
+            "likelihood_kind": model.likelihood_kind.value,
+            "best_checkpoint": str(best_dir),
+            "best_step": ckpt.meta["step"],
+            "steps": state.step,
+            "examples_seen": state.examples,
+            "train_seconds": seconds,
+            "examples_per_second": rate,
+            "num_parameters": model.num_parameters(),
+            "sampling": sampling,
+            "validation": [r.to_json() for r in validation],
+            "test": [r.to_json() for r in test],
+        }
+        files["results"] = trainer.run_dir / "results.json"
+        write_json_atomic(files["results"], results)
+        files["table"] = trainer.run_dir / "results.md"
+        files["table"].write_text(results_markdown([{**results, "train_config": config.to_json()}]))
+        if config.log_with != "none":
+            _log_images(acc, files, ckpt.meta["step"])
+    return TrainResult(
+        run_dir=trainer.run_dir,
+        best_checkpoint=best_dir,
+        test=test,
+        validation=validation,
+        steps=state.step,
+        best_step=ckpt.meta["step"],
+        train_seconds=seconds,
+        examples_per_second=rate,
+        num_parameters=model.num_parameters(),
+        sampling=sampling,
+        files=files,
+    )
+
+
+def _likelihood_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
+    return parse_keyword_options(model.log_likelihoods, options, what="likelihood", model=model.name)
+
+
+def _log_images(acc, files: dict[str, Path], step: int) -> None:
+    """The sample grid and loss curves, as images in the tracker."""
+    import numpy as np
+    from PIL import Image
+
+    images = {name: np.asarray(Image.open(files[name]).convert("RGB")) for name in ("samples", "loss_curves") if name in files}
+    for tracker in acc.trackers:
+        if hasattr(tracker, "log_images"):
+            tracker.log_images(images, step=step, dataformats="HWC")
+
+
+def results_markdown(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of test likelihoods (one line per measure), ready to paste into a paper.
+
+    Each row is a results.json record (plus ``train_config``, or ``skipped``: why a model refused the
+    data). NLL is of the discrete data (nats/example, and bits/dim) or, on continuous data, of the
+    density (nats/example; bits/dim does not apply). Sampling options and NFE are recorded beside.
+    """
+    configs = {json.dumps({k: v for k, v in r["train_config"].items() if k in ("steps", "epochs", "minutes", "batch_size", "lr", "seed")},
+                          sort_keys=True) for r in rows if "train_config" in r}
+    lines = []
+    for text in sorted(configs):
+        budget = ", ".join(f"{k} {v}" for k, v in json.loads(text).items() if v is not None)
+        lines.append(f"Training: {budget}.")
+    lines += [
+        "Test split; the checkpoint best on validation. NLL in nats per example ± standard error: of the discrete "
+        "data where bits/dim is given, of the density on continuous data otherwise.",
+        "",
+        "| data | model | measure | kind | test NLL (nats) | bits/dim | params | steps (best) | train ex/s | sampling |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        if "skipped" in row:
+            lines.append(f"| {row['data']} | {row['model']} | — | — | skipped: {row['skipped']} | | | | | |")
+            continue
+        records = row["test"] or [None]
+        sampling = row.get("sampling") or {}
+        shown = {**(sampling.get("options") or {}), **{k: v for k, v in sampling.items() if k not in ("options", "seconds")}}
+        sampling_text = ", ".join(f"{k}={v}" for k, v in shown.items()) or "defaults"
+        for record in records:
+            r = LikelihoodRecord.from_json(record) if record else None
+            measure = r.measure if r else "—"
+            kind = r.kind_label if r else "none"
+            if r and r.options:
+                kind += " " + ", ".join(f"{k}={v}" for k, v in r.options.items())
+            nll = f"{r.nll_nats:.3f} ± {r.stderr_nats:.2f}" if r else "—"
+            bpd = f"{r.bits_per_dim:.4f}" if r and r.bits_per_dim is not None else "—"
+            lines.append(
+                f"| {row['data']} | {row['model']} | {measure} | {kind} | {nll} | {bpd} | {row['num_parameters']:,} | "
+                f"{row['steps']} ({row['best_step']}) | {row['examples_per_second']:.0f} | {sampling_text} |"
+            )
+    return "\n".join(lines) + "\n"

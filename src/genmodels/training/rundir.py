@@ -1,0 +1,91 @@
+"""The run folder: run.json (what was trained, how, and every invocation), metrics.csv (one row per
+logged figure), checkpoints/ and the end-of-run artifacts. Only the main process writes."""
+
+from __future__ import annotations
+
+import csv
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..checkpoint import list_checkpoints, read_json, write_json_atomic
+from ..errors import UserError
+
+__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir"]
+
+METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (or None); refuses to train into anything already written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file, not a folder; choose a new folder for the run")
+    existing = list_checkpoints(run_dir)
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        what = "checkpoints" if existing else "files"
+        raise UserError(
+            f"{run_dir} already holds {what}; pass --resume to continue that run, "
+            "or --out a new folder (nothing is overwritten)"
+        )
+    if resume and not existing:
+        raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
+    return existing[-1] if resume else None
+
+
+class RunDir:
+    """Writes a run's metrics.csv and run.json (main process only)."""
+
+    def __init__(self, path: Path, *, is_main: bool):
+        self.path = path
+        self.is_main = is_main
+        self.metrics = path / "metrics.csv"
+        self.run_json = path / "run.json"
+
+    def prepare(self, description: dict[str, Any], invocation: dict[str, Any], resumed_at: int | None) -> None:
+        """Create the folder and files; on resume, drop metrics rows logged after the checkpoint
+        (the resumed run logs them again) and append the invocation to run.json."""
+        if not self.is_main:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        if resumed_at is not None and self.metrics.exists():
+            with open(self.metrics, newline="") as handle:
+                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= resumed_at and row["split"] != "test"]
+            tmp = self.metrics.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+                writer.writeheader()
+                writer.writerows(kept)
+            tmp.replace(self.metrics)
+        elif not self.metrics.exists():
+            with open(self.metrics, "w", newline="") as handle:
+                csv.writer(handle).writerow(METRIC_COLUMNS)
+        if resumed_at is not None and self.run_json.exists():
+            record = read_json(self.run_json)
+            record.setdefault("resumed", []).append({**invocation, "from_step": resumed_at})
+        else:
+            record = {**description, **invocation}
+        write_json_atomic(self.run_json, record)
+
+    def write_metrics(self, rows: list[tuple[str, str, float]], where: dict[str, Any]) -> None:
+        if not self.is_main or not rows:
+            return
+        with open(self.metrics, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            for split, metric, value in rows:
+                writer.writerow([where["step"], where["epoch"], where["examples"], f"{where['seconds']:.3f}",
+                                 split, metric, repr(float(value))])
+
+
+def invocation_record(config_json: dict[str, Any], device: str, processes: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "command": sys.argv,
+        "train_config": config_json,
+        "versions": {"genmodels": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "device": device,
+        "processes": processes,
+        **extra,
+    }
