@@ -46,6 +46,9 @@ def resumed_config(
         config = TrainConfig.from_json({**stored.to_json(), **overrides})
     changes = config.changes_from(stored)
     breaking = {k: v for k, v in changes.items() if k not in RESUMABLE_CHANGES}
+    if stored.lr_schedule == "cosine":
+        # A cosine decays over the budget: another budget is another schedule.
+        breaking.update({k: v for k, v in changes.items() if k in ("steps", "epochs")})
     if breaking and not allow_config_change:
         described = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in breaking.items())
         raise UserError(

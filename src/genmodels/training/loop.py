@@ -15,6 +15,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -320,8 +321,12 @@ class Trainer:
             stepped.append(group)
             step_group(acc, model, out.loss, self.groups[group].params, self.optimizers[group], self.settings[group])
             self.window.add("" if len(self.groups) == 1 else f"{group}/", out)
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+        with warnings.catch_warnings():
+            # A group not due this step (n_critic, a warm-up) has not stepped its optimizer; its
+            # schedule still counts the global step, which is what we want.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            for scheduler in self.schedulers.values():
+                scheduler.step()
         if self.ema is not None:
             self.ema.update(model)
 
