@@ -26,7 +26,7 @@ def _pyplot():
     return plt
 
 
-def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 1, min_cell: int = 32) -> np.ndarray:
+def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 2, min_cell: int = 64) -> np.ndarray:
     """Tile (N, C, H, W) uint8 images into one (H', W', C) array with a 1-pixel border.
 
     Small images are enlarged by an integer factor (nearest neighbour) to at least ``min_cell`` pixels.
@@ -60,6 +60,28 @@ def _as_images(samples: np.ndarray, spec: DataSpec) -> np.ndarray | None:
     return np.round(images.astype(np.float64) * 255.0 / (spec.levels - 1)).astype(np.uint8)
 
 
+def _titled(picture: Image.Image, title: str) -> Image.Image:
+    """The picture under a white band holding its title (wrapped to the picture's width)."""
+    import textwrap
+
+    from PIL import ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        font = ImageFont.load_default()
+    width = max(picture.width, 360)
+    characters = max(20, width // 8)
+    lines = textwrap.wrap(title, characters) or [""]
+    band = 8 + 18 * len(lines)
+    canvas = Image.new("RGB", (width, picture.height + band), "white")
+    canvas.paste(picture, ((width - picture.width) // 2, band))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((6, 4 + 18 * i), line, fill="black", font=font)
+    return canvas
+
+
 def save_samples(samples: Tensor, spec: DataSpec, path: str | Path, title: str | None = None) -> Path:
     """Save samples as a PNG: an image grid for pictures, a scatter plot for 2-D continuous data,
     a heat map (one row per sample) for other vectors."""
@@ -70,7 +92,8 @@ def save_samples(samples: Tensor, spec: DataSpec, path: str | Path, title: str |
         images = _as_images(array, spec)
         if images is not None:
             grid = image_grid(images)
-            Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(path)
+            picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).convert("RGB")
+            (_titled(picture, title) if title else picture).save(path)
             return path
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..baselines.independent import smoothed_log_marginals
-from ..core import Batch, GenerativeModel, LikelihoodKind, ModelConfig, register_model
+from ..core import Batch, GenerativeModel, LikelihoodKind, ModelConfig, OptimizerGroup, register_model
 from ..data.base import DataSpec
 from ..errors import UserError
 
@@ -87,6 +87,11 @@ class FVSBN(GenerativeModel):
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         log_p = F.log_softmax(self.conditional_logits(x), dim=-1)  # (B, D, K)
         return log_p.gather(2, x.reshape(len(x), -1, 1)).squeeze(2).sum(dim=1)
+
+    def optimizer_groups(self) -> dict[str, OptimizerGroup]:
+        """One group whose biases are exempt from weight decay: as in a logistic regression, the
+        penalty shrinks the weights between dimensions, not each dimension's own marginal."""
+        return {"model": OptimizerGroup([p for p in self.parameters() if p.requires_grad], no_decay=[self.bias])}
 
     @torch.no_grad()
     def initialize(self, batches: Iterable[Batch]) -> None:

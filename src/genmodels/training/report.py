@@ -93,7 +93,10 @@ def finish_run(trainer: Trainer) -> TrainResult:
     run = trainer.run
     from .loop import _records_to_rows
 
-    run.write_metrics(_records_to_rows(test, "test"), state.to_json())
+    test_rows = _records_to_rows(test, "test")
+    run.write_metrics(test_rows, state.to_json())
+    if config.log_with != "none" and test_rows:
+        acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)
     files: dict[str, Path] = {}
     seconds = state.seconds
     rate = state.examples / seconds if seconds > 0 else 0.0
