@@ -183,3 +183,34 @@ def test_sample_reports_what_the_model_says_about_its_draw(digits, tmp_path, cap
         train("noisy-bound", digits, TrainConfig(steps=2, eval_every=2), tmp_path / "run", progress=False)
         assert main(["sample", str(tmp_path / "run"), "-n", "4", "--out", str(tmp_path / "g.png")]) == 0
     assert "nfe 7" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "-1"], "--lr must be a positive number, got -1.0"),
+        (["--lr", "nan"], "--lr must be a positive number, got nan"),
+        (["--weight-decay", "-1"], "--weight-decay must be ≥ 0"),
+        (["--grad-clip", "-1"], "--grad-clip must be > 0 (or 0/none for no clipping), got -1.0"),
+        (["--set", "rank=-3"], "FVSBNConfig: rank must be ≥ 0"),
+        (["--batch-size", "0"], "--batch-size must be ≥ 1"),
+    ],
+)
+def test_bad_training_values_get_one_line_and_exit_2(args, message, tmp_path, capsys):
+    assert main(["train", "fvsbn", "--steps", "1", "--out", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing was started
+
+
+def test_bad_model_option_of_a_closed_form_model(tmp_path, capsys):
+    assert main(["train", "independent", "--steps", "1", "--set", "pseudocount=0", "--out", str(tmp_path / "r")]) == 2
+    assert "IndependentConfig: pseudocount must be > 0" in capsys.readouterr().err
+
+
+def test_out_naming_an_existing_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "taken.txt"
+    target.write_text("mine")
+    assert main(["train", "fvsbn", "--steps", "1", "--out", str(target)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert target.read_text() == "mine"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -13,20 +14,27 @@ from genmodels.data import DataSpec
 
 ALL_MODELS = model_names()
 DISCRETE_MODELS = [m for m in ALL_MODELS if model_class(m).handles_discrete]
+CONTINUOUS_MODELS = [m for m in ALL_MODELS if model_class(m).handles_continuous]
 # Models whose likelihood of discrete data is exact (a continuous-only density is not a probability).
-EXACT_MODELS = [m for m in DISCRETE_MODELS if model_class(m).likelihood_kind is LikelihoodKind.EXACT]
+EXACT_MODELS = [m for m in DISCRETE_MODELS if model_class(m).kind_for(DataSpec("b", (1, 2, 5), 2)) is LikelihoodKind.EXACT]
+# Models with a class-conditional variant, switched on by their config.
+CONDITIONAL_MODELS = [m for m in DISCRETE_MODELS if "conditional" in {f.name for f in dataclasses.fields(model_class(m).Config)}]
 
 
 def _random_batches(spec, n=64, batch_size=16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, spec.levels, (n, *spec.shape), generator=g)
-    return [Batch(x[i : i + batch_size]) for i in range(0, n, batch_size)]
+    if spec.is_discrete:
+        x = torch.randint(0, spec.levels, (n, *spec.shape), generator=g)
+    else:
+        x = torch.randn(n, *spec.shape, generator=g)
+    y = torch.randint(0, spec.num_classes, (n,), generator=g) if spec.num_classes else None
+    return [Batch(x[i : i + batch_size], None if y is None else y[i : i + batch_size]) for i in range(0, n, batch_size)]
 
 
-def _randomized(name, spec, seed=0):
+def _randomized(name, spec, seed=0, config=None):
     """A model fitted on random data and then perturbed, so no test passes by symmetry."""
     torch.manual_seed(seed)
-    model = create_model(name, spec)
+    model = create_model(name, spec, config)
     model.initialize(_random_batches(spec, seed=seed))
     with torch.no_grad():
         for p in model.parameters():
@@ -67,36 +75,65 @@ def test_samples_follow_the_exact_likelihood(name):
     assert total_variation < 0.02, (probs, index)
 
 
-@pytest.mark.parametrize("name", DISCRETE_MODELS)
-@pytest.mark.parametrize("spec", [DataSpec("b", (1, 2, 5), 2), DataSpec("d", (1, 8, 8), 17, 10)], ids=["binary", "digits"])
-def test_interface_contract(name, spec):
-    model = _randomized(name, spec)
+def _check_contract(model, spec, batch):
     model.train()
-    batch = _random_batches(spec, n=8, batch_size=8)[0]
     groups = model.optimizer_groups()
     for group in groups or {"model": []}:
         out = model(batch, step=0, group=group)
         assert out.loss.dim() == 0 and torch.isfinite(out.loss)
         for term in out.terms.values():
-            assert term.shape == (8,)
+            assert term.shape == (len(batch),)
     for group, params in groups.items():
+        params = params.params if hasattr(params, "params") else params
         model.zero_grad()
         model(batch, step=0, group=group).loss.backward()
         assert all(p.grad is not None for p in params), f"{group}: a parameter gets no gradient"
+    model.eval()
     records = model.log_likelihoods(batch)
     kind = model.likelihood_kind
+    assert kind is type(model).kind_for(spec)
     if kind is LikelihoodKind.NONE:
         assert records == []
     else:
         assert records[0].kind is kind
-        assert records[0].values.shape == (8,)
-        assert torch.isfinite(records[0].values).all()
-        assert (records[0].values <= 1e-6).all()  # a probability of discrete data is ≤ 1
-    samples = model.sample(5, generator=torch.Generator().manual_seed(0))
+        for record in records:
+            assert record.values.shape == (len(batch),) and torch.isfinite(record.values).all()
+            if record.terms:  # named terms are signed contributions that sum to the value
+                total = sum(record.terms.values())
+                assert torch.allclose(total, record.values, rtol=1e-4, atol=1e-3), record.measure
+        if spec.is_discrete:
+            assert (records[0].values <= 1e-6).all()  # a probability of discrete data is ≤ 1
+    extra = {"y": batch.y[:5]} if model.conditional else {}
+    samples = model.sample(5, generator=torch.Generator().manual_seed(0), **extra)
     assert samples.shape == (5, *spec.shape)
-    assert samples.dtype == torch.int64
-    assert samples.min() >= 0 and samples.max() <= spec.levels - 1
+    if spec.is_discrete:
+        assert samples.dtype == torch.int64
+        assert samples.min() >= 0 and samples.max() <= spec.levels - 1
+    else:
+        assert samples.is_floating_point() and torch.isfinite(samples).all()
     assert model.config.to_json() == type(model.config).from_json(model.config.to_json()).to_json()
+
+
+@pytest.mark.parametrize("name", DISCRETE_MODELS)
+@pytest.mark.parametrize("spec", [DataSpec("b", (1, 2, 5), 2), DataSpec("d", (1, 8, 8), 17, 10)], ids=["binary", "digits"])
+def test_interface_contract(name, spec):
+    model = _randomized(name, spec)
+    _check_contract(model, spec, _random_batches(spec, n=8, batch_size=8)[0])
+
+
+@pytest.mark.parametrize("name", CONTINUOUS_MODELS)
+def test_interface_contract_on_continuous_data(name):
+    spec = DataSpec("c", (2,), None)
+    model = _randomized(name, spec)
+    _check_contract(model, spec, _random_batches(spec, n=8, batch_size=8)[0])
+
+
+@pytest.mark.parametrize("name", CONDITIONAL_MODELS)
+def test_interface_contract_of_class_conditional_variants(name):
+    spec = DataSpec("d", (1, 8, 8), 17, 10)
+    model = _randomized(name, spec, config={"conditional": True})
+    assert model.conditional
+    _check_contract(model, spec, _random_batches(spec, n=8, batch_size=8)[0])
 
 
 @pytest.mark.parametrize("name", DISCRETE_MODELS)
@@ -108,8 +145,9 @@ def test_save_and_load_round_trip(name, tmp_path):
     loaded, _ = load_model(tmp_path / "ckpt")
     batch = _random_batches(spec, n=8, batch_size=8)[0]
     torch.manual_seed(5)
-    before = [r.values for r in model.log_likelihoods(batch)]
+    before = [(r.measure, r.kind, r.values) for r in model.log_likelihoods(batch)]
     torch.manual_seed(5)
-    after = [r.values for r in loaded.log_likelihoods(batch)]
-    for a, b in zip(before, after):
-        assert torch.equal(a, b)
+    after = [(r.measure, r.kind, r.values) for r in loaded.log_likelihoods(batch)]
+    assert len(after) == len(before)  # a reloaded model that returns no likelihoods fails here
+    for (measure_a, kind_a, a), (measure_b, kind_b, b) in zip(before, after):
+        assert (measure_a, kind_a) == (measure_b, kind_b) and torch.equal(a, b)
