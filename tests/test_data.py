@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from genmodels.data import DynamicBinarizedSplit, load_dataset
+from genmodels.data.base import MAX_LEVELS
 from genmodels.data.binarized import EVAL_SEEDS, bernoulli_draw, threshold
 from genmodels.data.fashion_mnist import DEFAULT_DIR, IDX_FILES, fashion_mnist_available, fashion_mnist_splits
 from genmodels.data.files import load_path
@@ -328,7 +329,7 @@ def test_image_folder_rgb_with_classes(tmp_path):
             images[(cls, i)] = image
             _save(tmp_path / cls / f"{i}.png", image)
     ds = load_path(tmp_path)
-    assert ds.spec.shape == (3, 6, 4) and ds.spec.num_classes == 3 and ds.spec.name == str(tmp_path)
+    assert ds.spec.shape == (3, 6, 4) and ds.spec.num_classes == 3 and ds.spec.name == str(tmp_path.resolve())
     x = torch.cat([ds.train.x, ds.validation.x, ds.test.x])
     y = torch.cat([ds.train.y, ds.validation.y, ds.test.y])
     assert sorted(y.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
@@ -435,8 +436,78 @@ def test_npy_errors(tmp_path, array, problem):
 def test_npy_not_an_array(tmp_path):
     path = tmp_path / "x.npy"
     path.write_bytes(b"hello")
-    with pytest.raises(UserError, match=r"x\.npy"):
+    with pytest.raises(UserError, match=r"x\.npy: not a valid \.npy file"):
         load_path(path)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        # Random bytes were once reported as "holds Python objects" (np.load tried to unpickle them).
+        (np.random.default_rng(0).bytes(1000), r"not a valid \.npy file.*np\.save"),
+        (b"", r"not a valid \.npy file"),
+        (b"\x93NUMPY\x01\x00" + bytes(50), r"not a valid \.npy file"),
+    ],
+)
+def test_npy_invalid_bytes(tmp_path, content, problem):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=problem) as e:
+        load_path(path)
+    assert "bad.npy" in str(e.value) and "objects" not in str(e.value)
+
+
+def test_npy_truncated_and_npz_in_disguise(tmp_path):
+    path = tmp_path / "cut.npy"
+    np.save(path, np.zeros((100, 5)))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(UserError, match=r"cut\.npy: not a valid \.npy file"):
+        load_path(path)
+    npz = tmp_path / "zipped.npy"
+    with open(npz, "wb") as handle:
+        np.savez(handle, a=np.zeros(3))
+    with pytest.raises(UserError, match=r"zipped\.npy: is an \.npz archive.*np\.save"):
+        load_path(npz)
+
+
+@pytest.mark.parametrize(
+    "array, problem",
+    [
+        (np.zeros((0, 3)), "no data"),
+        (np.zeros((0, 3), np.int64), "no data"),
+        (np.zeros((0, 3), np.uint8), "no data"),
+        (np.zeros((0, 3), bool), "no data"),
+        (np.zeros((5, 0)), "no data"),
+        (np.zeros((5, 2), complex), "unsupported dtype complex128"),
+        (np.zeros(5, dtype=[("a", "i4"), ("b", "f4")]), "unsupported dtype"),
+        (np.zeros(5, dtype="datetime64[s]"), "unsupported dtype"),
+        (np.array([[0.0], [np.inf], [1.0]]), r"1 value is NaN or infinite \(the first in example 1"),
+        (np.array([[0], [1], [2], [2]], np.int8) - 1, "negative"),
+    ],
+)
+def test_npy_more_errors(tmp_path, array, problem):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    with pytest.raises(UserError, match=problem) as e:
+        load_path(path)
+    assert "bad.npy" in str(e.value)
+
+
+@pytest.mark.parametrize("biggest", [2**40, MAX_LEVELS, 70_000])
+def test_npy_refuses_more_than_max_levels(tmp_path, biggest):
+    """K = max + 1 beyond 65 536 is refused before anything of size K is allocated."""
+    path = tmp_path / "counts.npy"
+    np.save(path, np.array([[0], [1], [biggest]], dtype=np.int64))
+    with pytest.raises(UserError, match=rf"K = {biggest + 1} .*more than the 65536.*rescale") as e:
+        load_path(path)
+    assert "counts.npy" in str(e.value)
+
+
+def test_npy_sixteen_bit_values_are_the_largest_accepted(tmp_path):
+    assert MAX_LEVELS == 2**16
+    path = tmp_path / "deep.npy"
+    np.save(path, np.array([[0], [1], [65_535]], dtype=np.uint16))
+    assert load_path(path).spec.levels == MAX_LEVELS
 
 
 # --- users' files: .csv -----------------------------------------------------------------------------
@@ -469,6 +540,12 @@ def test_csv_without_header_floats(tmp_path):
         ("1.5,2\nnan,4\n5,6\n", "NaN"),
         ("a,b\n", "no data"),
         ("", "no data"),
+        ("x,y,label\n1,2,cat\n3,4,dog\n5,6,cat\n", r"column 3 \('label'\) holds text .*drop the column"),
+        ("x,y\n1,a\n3,4\n5,6\n", r"row 2, column 2 \('y'\): 'a' is not a number"),  # mixed: one bad cell
+        ("0\n1\n1099511627776\n", r"K = 1099511627777 .*more than the 65536"),
+        ("0\n1\n1e20\n", r"more than the 65536"),
+        ("0\n1e400\n2\n", r"1 value is NaN or infinite \(the first in example 1"),
+        ('"' + "1" * 200_000 + '",2\n3,4\n5,6\n', r"not a readable \.csv table \(line 1"),
     ],
 )
 def test_csv_errors(tmp_path, text, problem):
@@ -479,7 +556,41 @@ def test_csv_errors(tmp_path, text, problem):
     assert "bad.csv" in str(e.value)
 
 
+def test_csv_that_is_not_text(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(UserError, match=r"bad\.csv: cannot read as UTF-8 text"):
+        load_path(path)
+
+
 # --- users' files: paths ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["npy", "csv", "folder"])
+def test_relative_path_reloads_from_its_source_elsewhere(tmp_path, monkeypatch, kind):
+    """``--data good.npy`` then ``genmodels eval`` from another folder: the source reloads an equal spec."""
+    work = tmp_path / "work"
+    if kind == "npy":
+        name = "good.npy"
+        work.mkdir()
+        np.save(work / name, np.arange(20 * 3).reshape(20, 3) % 5)
+    elif kind == "csv":
+        name = "good.csv"
+        work.mkdir()
+        (work / name).write_text("".join(f"{i % 3},{i % 4}\n" for i in range(10)))
+    else:
+        name = "images"
+        for i in range(4):
+            _save(work / name / f"{i}.png", np.full((3, 2), i, np.uint8))
+    monkeypatch.chdir(work)
+    trained = load_dataset(name)
+    assert trained.spec.name == str((work / name).resolve()) == trained.source["name"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    reloaded = load_dataset(trained.source["name"], trained.source["data_dir"])
+    assert reloaded.spec == trained.spec
+    assert torch.equal(reloaded.test.x, trained.test.x)
+
+
 def test_missing_and_unsupported_paths(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         load_dataset(str(tmp_path / "missing.npy"))

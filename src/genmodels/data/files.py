@@ -13,12 +13,16 @@ What each becomes:
   and files with other suffixes are skipped.
 - **.npy** (read with ``allow_pickle=False``; object arrays are refused, never unpickled): the first
   axis indexes examples. bool gives K = 2, uint8 K = 256, other integers K = max + 1 (at least 2;
-  negative values are refused); floats are continuous (float32, ``levels = None``). (N,) gives
+  negative values and K beyond ``MAX_LEVELS`` = 65 536 are refused); floats are continuous (float32, ``levels = None``). (N,) gives
   shape (1,), (N, D) gives (D,), (N, H, W) gives (1, H, W), (N, C, H, W) is kept (but an
   (N, H, W, C) look, with 1, 3 or 4 last and more than 4 second, is refused with a transpose hint).
 - **.csv**: comma-separated numbers, one example per row, shape (D,). The first row is a header if
   none of its cells is a number. All-integral values give discrete data with K = max + 1 (at least 2;
-  negatives refused); otherwise continuous.
+  negatives and K beyond 65 536 refused); otherwise continuous. Every cell must be a number: a .csv
+  carries no labels, so a text column (e.g. class names) is refused with a note to drop it.
+
+The data set's name (``DataSpec.name``) is the file's resolved absolute path, the same string that
+``Dataset.source`` records, so a checkpoint's data reload to an equal spec from any working folder.
 
 Splits: ``idx = np.random.default_rng(0).permutation(N)``; test = ``idx[:n]``, validation =
 ``idx[n:2n]``, train = the rest, with n = max(1, N // 10); at least 3 examples are needed.
@@ -34,13 +38,15 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .base import DataSpec, Dataset, Split, check_array, split_protocol
+from .base import MAX_LEVELS, DataSpec, Dataset, Split, check_array, split_protocol
 
 __all__ = ["load_path", "IMAGE_SUFFIXES", "SUPPORTED"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SUPPORTED = "a folder of images (" + ", ".join(s[1:] for s in IMAGE_SUFFIXES) + "), a .npy array or a .csv table"
 MIN_EXAMPLES = 3  # one each for train, validation and test
+_NPY_MAGIC = b"\x93NUMPY"  # the first six bytes of every .npy file (numpy.lib.format)
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz archive is a zip file
 
 # Modes converted without loss; every other mode except L and RGB is refused.
 _LOSSLESS_CONVERSIONS = {"1": "L", "P": "RGB"}
@@ -50,11 +56,14 @@ _CHANNELS = {"L": 1, "RGB": 3}
 def load_path(path: Path) -> Dataset:
     """Load a user's data from a folder of images, a ``.npy`` or a ``.csv`` file (see the module doc).
 
+    The spec's name is the resolved absolute path, so that the same data read from another working
+    folder (``genmodels eval`` of a run trained with ``--data good.npy``) have an equal spec.
+
     Raises:
         UserError: for a missing path, an unsupported file, or data a model cannot use, naming the
             file and the problem.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"{path}: no such file or folder; give {SUPPORTED}")
     if path.is_dir():
@@ -68,7 +77,8 @@ def load_path(path: Path) -> Dataset:
         y, num_classes = None, None
     else:
         raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
-    return _with_splits(x, y, DataSpec(str(path), tuple(x.shape[1:]), levels, num_classes), path)
+    name = str(path.resolve())
+    return _with_splits(x, y, DataSpec(name, tuple(x.shape[1:]), levels, num_classes), path)
 
 
 def _with_splits(x: np.ndarray, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
@@ -84,12 +94,21 @@ def _with_splits(x: np.ndarray, y: np.ndarray | None, spec: DataSpec, path: Path
 
 
 def _discrete_levels(x: np.ndarray, where: str) -> int:
-    """K for integer data: max + 1, at least 2 (one level would make every model trivially exact)."""
+    """K for integer data: max + 1, at least 2 (one level would make every model trivially exact).
+
+    K beyond ``MAX_LEVELS`` is refused (see its note): models hold K numbers per dimension.
+    """
     lo, hi = x.min(), x.max()
     if lo < 0:
         raise UserError(
             f"{where}: negative values (min {lo}); discrete data must be counts 0..K-1, "
             "so shift them, or store floats for continuous data"
+        )
+    if hi > MAX_LEVELS - 1:
+        raise UserError(
+            f"{where}: values up to {int(hi)} would mean K = {int(hi) + 1} discrete levels, more than the "
+            f"{MAX_LEVELS} (16 bits) genmodels handles; rescale them, e.g. to 0..255 with "
+            "x * 255 // x.max(), or store floats for continuous data"
         )
     return max(int(hi) + 1, 2)
 
@@ -206,6 +225,19 @@ def _read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
 # --- .npy -------------------------------------------------------------------------------------------
 def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e})") from e
+    if magic.startswith(_ZIP_MAGIC):
+        raise UserError(f"{path}: is an .npz archive, not a single array; save one array with np.save")
+    if magic != _NPY_MAGIC:
+        # Without this check np.load would try to unpickle the bytes, and report "object arrays".
+        raise UserError(
+            f"{path}: not a valid .npy file (it does not start with numpy's magic bytes \\x93NUMPY); "
+            "write it with np.save(path, array)"
+        )
+    try:
         x = np.load(path, allow_pickle=False)
     except ValueError as e:
         if "allow_pickle" in str(e):
@@ -215,9 +247,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
             ) from e
         raise UserError(f"{path}: not a valid .npy file ({e})") from e
     except (OSError, EOFError) as e:
-        raise UserError(f"{path}: cannot read ({e}); is it a .npy file written by np.save?") from e
-    if not isinstance(x, np.ndarray):  # np.load also opens .npz archives
-        raise UserError(f"{path}: is an .npz archive, not a single array; save one array with np.save")
+        raise UserError(f"{path}: not a valid .npy file ({e}); write it with np.save(path, array)") from e
 
     where = str(path)
     if x.ndim == 0:
@@ -272,7 +302,12 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
         raise UserError(f"{path}: cannot read as UTF-8 text ({e})") from e
     # (file line number, cells); blank lines (often a trailing one) are skipped.
     reader = csv.reader(io.StringIO(text))
-    rows = [(i, [c.strip() for c in r]) for i, r in enumerate(reader, 1) if any(c.strip() for c in r)]
+    try:
+        rows = [(i, [c.strip() for c in r]) for i, r in enumerate(reader, 1) if any(c.strip() for c in r)]
+    except csv.Error as e:  # e.g. a cell longer than the csv module's field limit, an open quote
+        raise UserError(
+            f"{path}: not a readable .csv table (line {reader.line_num}: {e}); save plain comma-separated numbers"
+        ) from e
     if not rows:
         raise UserError(f"{path}: no data")
 
@@ -293,8 +328,16 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
             v = _number(cell)
             if v is None:
                 name = f" ('{header[c]}')" if header is not None else ""
+                separated = ";" in cell or "\t" in cell
+                text_column = all(_number(row[c]) is None for _, row in rows if len(row) == width)
+                if header is not None and text_column and not separated:
+                    raise UserError(
+                        f"{path}: column {c + 1}{name} holds text (e.g. {cell!r}), not numbers; a .csv must be "
+                        "all numbers and genmodels reads no labels from it: drop the column (labelled images "
+                        "go in a folder with one subfolder per class)"
+                    )
                 hint = ""
-                if ";" in cell or "\t" in cell:
+                if separated:
                     hint = "; genmodels reads comma-separated values"
                 elif r == 0 and header is None:
                     hint = "; a header row must have no numeric names"

@@ -54,7 +54,9 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
         from .files import load_path  # a user's own files
 
         dataset = load_path(path)
-        dataset.source = {"name": str(path.resolve()), "data_dir": None}
+        # The spec's name is already the resolved path: the source records that same string, so a
+        # checkpoint's data reload, from any working folder, to a spec equal to the one it stored.
+        dataset.source = {"name": dataset.spec.name, "data_dir": None}
         return dataset
     raise unknown_name(
         "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
