@@ -231,13 +231,20 @@ def read_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Ch
         meta = json.loads((path / META_FILE).read_text())
     except (ValueError, OSError) as error:
         raise UserError(f"{path / META_FILE} is corrupt ({error}); use another checkpoint") from None
+    _check_meta(meta, path / META_FILE)
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} has checkpoint format {meta.get('format_version')}; this genmodels reads {FORMAT_VERSION}")
     model_state = _load_tensors(path / MODEL_FILE)
     ema_state = _load_tensors(path / EMA_FILE) if meta.get("has_ema") else None
     trainer_state = None
     if with_trainer_state and "trainer_state" in meta:
-        trainer_state = unflatten_tensors(meta["trainer_state"], _load_tensors(path / STATE_FILE))
+        try:
+            trainer_state = unflatten_tensors(meta["trainer_state"], _load_tensors(path / STATE_FILE))
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(
+                f"{path}: the trainer state in {META_FILE} does not match {STATE_FILE} ({error!r}); "
+                "the checkpoint is damaged, resume from another checkpoint"
+            ) from None
     return Checkpoint(path, meta, model_state, ema_state, trainer_state)
 
 
@@ -255,12 +262,75 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
         model = create_model(ckpt.meta["model"], spec, ckpt.meta["model_config"])
     except KeyError as error:
         raise UserError(f"{ckpt.path / META_FILE} lacks {error}; it is not a genmodels checkpoint") from None
-    state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise UserError(
-            f"{ckpt.path} does not match model '{ckpt.meta['model']}' "
-            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
-        )
+    except UserError as error:
+        raise UserError(f"{ckpt.path / META_FILE}: {error}") from None
+    ema = use_ema and ckpt.ema_state is not None
+    state = ckpt.ema_state if ema else ckpt.model_state
+    _check_state(model, state, ckpt.path / (EMA_FILE if ema else MODEL_FILE), ckpt.meta["model"])
+    model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, ckpt
+
+
+# --- validation of what a checkpoint holds (a file may be damaged, crafted or another model's) -------
+def _check_meta(meta: Any, where: Path) -> None:
+    """Refuse checkpoint.json content of the wrong types before anything is built from it."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{where} holds {type(meta).__name__}, not an object; it is not a genmodels checkpoint")
+    expected = {"model": str, "model_config": dict, "data": dict}
+    for key, kind in expected.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise UserError(
+                f"{where}: '{key}' is {type(meta[key]).__name__}, expected {kind.__name__}; "
+                "the file is damaged, use another checkpoint"
+            )
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "boolean"
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "floating-point"
+    return "integer"
+
+
+def _check_state(model: torch.nn.Module, state: dict[str, Tensor], where: Path, model_name: str) -> None:
+    """Refuse weights that do not fit ``model``, each with one line naming the tensor and the fix.
+
+    Checked against the freshly built model's own ``state_dict``: the same names; the same shape
+    (``load_state_dict`` would raise a RuntimeError traceback); the same kind of dtype (an int64
+    tensor where a float parameter is expected would be cast silently; float32 vs float64 is a
+    precision, not a kind, and is cast); and finite values wherever the fresh model's tensor is
+    finite (NaN or inf weights evaluate to NaN; a buffer that is non-finite by design, such as an
+    attention mask of -inf, is left alone).
+    """
+    expected = model.state_dict()
+    fix = "the file was damaged or written for another model; use another checkpoint"
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise UserError(
+            f"{where} does not match model '{model_name}' "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]}); use another checkpoint"
+        )
+    for name, want in expected.items():
+        got = state[name]
+        if tuple(got.shape) != tuple(want.shape):
+            raise UserError(
+                f"{where}: tensor '{name}' has shape {tuple(got.shape)}, model '{model_name}' expects "
+                f"{tuple(want.shape)}; {fix}"
+            )
+        if _kind(got.dtype) != _kind(want.dtype):
+            raise UserError(
+                f"{where}: tensor '{name}' holds {_kind(got.dtype)} values ({got.dtype}), model '{model_name}' "
+                f"expects {_kind(want.dtype)} ({want.dtype}); {fix}"
+            )
+        if (got.is_floating_point() or got.is_complex()) and not torch.isfinite(got).all():
+            if torch.isfinite(want).all():
+                bad = int((~torch.isfinite(got)).sum())
+                raise UserError(
+                    f"{where}: tensor '{name}' holds {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
+                    "the weights diverged or were damaged, use another (earlier) checkpoint"
+                )

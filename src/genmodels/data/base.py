@@ -92,7 +92,28 @@ class DataSpec:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> DataSpec:
-        return cls(obj["name"], tuple(obj["shape"]), obj["levels"], obj.get("num_classes"))
+        """The spec of :meth:`to_json`'s output, checked (it is read from files a user may hand us).
+
+        >>> DataSpec.from_json({"name": "d", "shape": [1, 8, 8], "levels": 2**40})
+        Traceback (most recent call last):
+        genmodels.errors.UserError: data spec levels 1099511627776: expected None (continuous) or an integer 2..65536
+        """
+        if not isinstance(obj, dict):
+            raise UserError(f"data spec {obj!r}: expected an object with name, shape, levels")
+        name, shape, levels, classes = obj["name"], obj["shape"], obj["levels"], obj.get("num_classes")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not isinstance(name, str):
+            raise UserError(f"data spec name {name!r}: expected a string")
+        if not isinstance(shape, list) or not shape or not all(is_int(n) and n > 0 for n in shape):
+            raise UserError(f"data spec shape {shape!r}: expected a list of positive integers")
+        if levels is not None and not (is_int(levels) and 2 <= levels <= MAX_LEVELS):
+            raise UserError(f"data spec levels {levels!r}: expected None (continuous) or an integer 2..{MAX_LEVELS}")
+        if classes is not None and not (is_int(classes) and classes >= 1):
+            raise UserError(f"data spec num_classes {classes!r}: expected None or a positive integer")
+        return cls(name, tuple(shape), levels, classes)
 
 
 class Split(torch.utils.data.Dataset):
