@@ -27,6 +27,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 "$python" -m mutmut run --max-children 1 > mutmut-run.log 2>&1 || { tail -c 4000 mutmut-run.log; exit 1; }
 "$python" -m mutmut results --all true > results.txt
 echo "mutants: $(grep -c ': ' results.txt)  killed: $(grep -c ': killed' results.txt)  survived: $(grep -c ': survived' results.txt || true)"
+sed 's/^ *genmodels\.units\.x_//; s/__mutmut_[0-9]*//' results.txt | sort | uniq -c  # per function and status
 grep -v ': killed' results.txt || true
 for name in $(grep -v ': killed' results.txt | sed 's/^ *//; s/:.*//'); do
     "$python" -m mutmut show "$name"
