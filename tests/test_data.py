@@ -510,6 +510,30 @@ def test_npy_sixteen_bit_values_are_the_largest_accepted(tmp_path):
     assert load_path(path).spec.levels == MAX_LEVELS
 
 
+def test_npy_header_declaring_more_than_the_file_holds(tmp_path):
+    """A damaged header declaring 10**13 values was a MemoryError (numpy tried to allocate 73 TiB)."""
+    from numpy.lib import format as npy_format
+
+    path = tmp_path / "liar.npy"
+    with open(path, "wb") as handle:
+        npy_format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 10)})
+        handle.write(bytes(800))
+    with pytest.raises(UserError, match=r"liar\.npy: not a valid \.npy file \(truncated: .*shape \(1000000000000, 10\)"):
+        load_path(path)
+
+
+def test_data_too_large_for_memory(tmp_path, monkeypatch):
+    path = tmp_path / "large.npy"
+    np.save(path, np.zeros((5, 2)))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.2 TiB")
+
+    monkeypatch.setattr(np, "load", no_memory)
+    with pytest.raises(UserError, match=r"large\.npy: too large to hold in memory.*smaller subset"):
+        load_path(path)
+
+
 # --- users' files: .csv -----------------------------------------------------------------------------
 def test_csv_with_header_integers(tmp_path):
     path = tmp_path / "data.csv"
@@ -589,6 +613,21 @@ def test_relative_path_reloads_from_its_source_elsewhere(tmp_path, monkeypatch, 
     reloaded = load_dataset(trained.source["name"], trained.source["data_dir"])
     assert reloaded.spec == trained.spec
     assert torch.equal(reloaded.test.x, trained.test.x)
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_name_never_reads_the_working_folder(tmp_path, monkeypatch, name):
+    _save(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"unknown data set .*valid data sets: .*digits.*or give a path"):
+        load_dataset(name)
+
+
+def test_a_path_the_system_refuses(tmp_path):
+    with pytest.raises(UserError, match=r"not a usable path \(File name too long\)"):
+        load_dataset(str(tmp_path / ("x" * 5000 + ".npy")))
+    with pytest.raises(UserError, match=r"not a usable path"):
+        load_path(tmp_path / ("y" * 5000))
 
 
 def test_missing_and_unsupported_paths(tmp_path):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ import torch
 from ..errors import UserError
 from .base import MAX_LEVELS, DataSpec, Dataset, Split, check_array, split_protocol
 
-__all__ = ["load_path", "IMAGE_SUFFIXES", "SUPPORTED"]
+__all__ = ["load_path", "path_exists", "IMAGE_SUFFIXES", "SUPPORTED"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SUPPORTED = "a folder of images (" + ", ".join(s[1:] for s in IMAGE_SUFFIXES) + "), a .npy array or a .csv table"
@@ -64,21 +65,34 @@ def load_path(path: Path) -> Dataset:
             file and the problem.
     """
     path = Path(path).expanduser()
-    if not path.exists():
+    if not path_exists(path):
         raise UserError(f"{path}: no such file or folder; give {SUPPORTED}")
-    if path.is_dir():
-        x, y, num_classes = _read_image_folder(path)
-        levels: int | None = 256
-    elif path.suffix.lower() == ".npy":
-        x, levels = _read_npy(path)
-        y, num_classes = None, None
-    elif path.suffix.lower() == ".csv":
-        x, levels = _read_csv(path)
-        y, num_classes = None, None
-    else:
-        raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
+    try:
+        if path.is_dir():
+            x, y, num_classes = _read_image_folder(path)
+            levels: int | None = 256
+        elif path.suffix.lower() == ".npy":
+            x, levels = _read_npy(path)
+            y, num_classes = None, None
+        elif path.suffix.lower() == ".csv":
+            x, levels = _read_csv(path)
+            y, num_classes = None, None
+        else:
+            raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
+    except MemoryError as e:
+        raise UserError(f"{path}: too large to hold in memory ({e}); use a smaller subset of the data") from None
     name = str(path.resolve())
     return _with_splits(x, y, DataSpec(name, tuple(x.shape[1:]), levels, num_classes), path)
+
+
+def path_exists(path: Path) -> bool:
+    """``path.exists()``, but a name the system refuses (too long, ...) is a UserError, not an OSError."""
+    try:
+        return path.exists()
+    except (OSError, ValueError) as e:
+        shown = str(path) if len(str(path)) <= 80 else str(path)[:77] + "..."
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise UserError(f"{shown}: not a usable path ({reason}); give {SUPPORTED}") from None
 
 
 def _with_splits(x: np.ndarray, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
@@ -237,6 +251,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
             f"{path}: not a valid .npy file (it does not start with numpy's magic bytes \\x93NUMPY); "
             "write it with np.save(path, array)"
         )
+    _check_npy_size(path)
     try:
         x = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -285,6 +300,33 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
         raise UserError(f"{where}: unsupported dtype {x.dtype}; save integers, booleans or floats")
     check_array(x, where, levels)
     return np.ascontiguousarray(x), levels
+
+
+def _check_npy_size(path: Path) -> None:
+    """Refuse a .npy whose header declares more data than the file holds, before np.load allocates it
+    (a damaged header declaring 10**13 values would otherwise ask for terabytes)."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as handle:
+            version = npy_format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = npy_format.read_array_header_2_0(handle)
+            else:
+                return  # format 3.0 (utf-8 field names): np.load checks it
+            have = path.stat().st_size - handle.tell()
+    except (OSError, ValueError, SyntaxError, TypeError) as e:
+        raise UserError(f"{path}: not a valid .npy file (bad header: {e}); write it with np.save(path, array)") from e
+    if dtype.hasobject or any(n < 0 for n in shape):
+        return  # refused by np.load below, with its own message
+    need = math.prod(shape) * dtype.itemsize
+    if need > have:
+        raise UserError(
+            f"{path}: not a valid .npy file (truncated: its header declares shape {shape} of {dtype}, "
+            f"{need} bytes, the file holds {have}); write it again with np.save(path, array)"
+        )
 
 
 # --- .csv -------------------------------------------------------------------------------------------

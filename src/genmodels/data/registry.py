@@ -49,9 +49,14 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
         dataset = _DATASETS[name].loader(data_dir)
         dataset.source = {"name": name, "data_dir": data_dir}
         return dataset
+    if not name.strip():  # Path("") is ".", the working folder: never read it by accident
+        raise unknown_name(
+            "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
+        )
+    from .files import load_path, path_exists  # a user's own files
+
     path = Path(name)
-    if path.exists() or path.suffix.lower() in (".npy", ".csv"):
-        from .files import load_path  # a user's own files
+    if path_exists(path) or path.suffix.lower() in (".npy", ".csv"):
 
         dataset = load_path(path)
         # The spec's name is already the resolved path: the source records that same string, so a
