@@ -389,6 +389,22 @@ def test_image_folder_errors(tmp_path):
         load_path(few)
 
 
+@pytest.mark.parametrize(
+    "image, suffix, problem",
+    [
+        (lambda: Image.fromarray(np.zeros((4, 4), np.uint16)), "png", r"mode I;16 .*>> 8"),
+        (lambda: Image.fromarray(np.zeros((4, 4), np.float32)), "tif", r"mode F .*np\.clip.*\* 255"),
+        (lambda: Image.new("CMYK", (4, 4)), "jpg", r"mode CMYK .*convert\('RGB'\)"),
+        (lambda: Image.new("LA", (4, 4)), "png", r"mode LA .*alpha"),
+    ],
+)
+def test_image_modes_refused_with_a_conversion_that_fits(tmp_path, image, suffix, problem):
+    for i in range(3):
+        image().save(tmp_path / f"{i}.{suffix}")
+    with pytest.raises(UserError, match=problem):
+        load_path(tmp_path)
+
+
 # --- users' files: .npy -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "array, levels, shape",

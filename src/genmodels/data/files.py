@@ -192,7 +192,12 @@ def _wxh(size: tuple[int, int]) -> str:
 def _conversion_hint(mode: str) -> str:
     if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
         how = "drop the alpha channel first, e.g. with Pillow: Image.open(f).convert('RGB').save(f) or .convert('L')"
-    elif mode.startswith(("I", "F")):
+    elif mode.startswith("F"):
+        how = (
+            "scale the float images to 0..255 first, e.g. for values in [0, 1] "
+            "Image.fromarray((np.clip(np.asarray(im), 0, 1) * 255).round().astype(np.uint8))"
+        )
+    elif mode.startswith("I"):
         how = "scale the images to 8 bits first, e.g. Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))"
     else:
         how = "convert them first, e.g. with Pillow: Image.open(f).convert('RGB').save(f)"
