@@ -252,13 +252,17 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
     """Rebuild a trained model from a checkpoint (or run folder): returns (model, checkpoint).
 
     The EMA weights are used when the checkpoint has them and ``use_ema`` is true.
+
+    Raises:
+        UserError: one line naming the file and the problem when checkpoint.json is damaged (wrong
+            types, an invalid data spec) or the weights do not fit the model it describes (names,
+            shapes, dtype kinds, NaN/inf values; see ``_check_state``).
     """
     from .core import create_model
-    from .data.base import DataSpec
 
     ckpt = read_checkpoint(path)
     try:
-        spec = DataSpec.from_json(ckpt.meta["data"]["spec"])
+        spec = _spec_from_meta(ckpt.meta)
         model = create_model(ckpt.meta["model"], spec, ckpt.meta["model_config"])
     except KeyError as error:
         raise UserError(f"{ckpt.path / META_FILE} lacks {error}; it is not a genmodels checkpoint") from None
@@ -284,6 +288,16 @@ def _check_meta(meta: Any, where: Path) -> None:
                 f"{where}: '{key}' is {type(meta[key]).__name__}, expected {kind.__name__}; "
                 "the file is damaged, use another checkpoint"
             )
+
+
+def _spec_from_meta(meta: dict[str, Any]):
+    """The data spec a checkpoint's model was built for, checked (DataSpec.from_json validates it)."""
+    from .data.base import DataSpec
+
+    try:
+        return DataSpec.from_json(meta["data"]["spec"])
+    except UserError as error:
+        raise UserError(f"{error}; the file is damaged, use another checkpoint") from None
 
 
 def _kind(dtype: torch.dtype) -> str:
