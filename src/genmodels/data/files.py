@@ -380,8 +380,9 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
                 if header is not None and text_column and not separated:
                     raise UserError(
                         f"{path}: column {c + 1}{name} holds text (e.g. {cell!r}), not numbers; a .csv must be "
-                        "all numbers and genmodels reads no labels from it: drop the column (labelled images "
-                        "go in a folder with one subfolder per class)"
+                        "all numbers and genmodels reads no labels from it: drop the column, or write its values "
+                        "as numbers 0..K-1 if they are data (labelled images go in a folder with one subfolder "
+                        "per class)"
                     )
                 hint = ""
                 if separated:
