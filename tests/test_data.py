@@ -460,8 +460,8 @@ def test_npy_not_an_array(tmp_path):
     "content, problem",
     [
         # Random bytes were once reported as "holds Python objects" (np.load tried to unpickle them).
-        (np.random.default_rng(0).bytes(1000), r"not a valid \.npy file.*np\.save"),
-        (b"", r"not a valid \.npy file"),
+        (np.random.default_rng(0).bytes(1000), r"not a valid \.npy file \(it does not start with numpy's magic.*np\.save"),
+        (b"", r"not a valid \.npy file \(it does not start with numpy's magic"),
         (b"\x93NUMPY\x01\x00" + bytes(50), r"not a valid \.npy file"),
     ],
 )
