@@ -177,14 +177,14 @@ def test_higher_precision_weights_are_accepted(tmp_path):
 
 def test_non_finite_buffers_by_design_are_accepted(tmp_path):
     """A tensor the fresh model itself holds non-finite (an attention mask of -inf) is not refused."""
-    from genmodels.checkpoint import _check_state
+    from genmodels.checkpoint import check_state
 
     module = torch.nn.Module()
     module.register_buffer("mask", torch.tensor([0.0, float("-inf")]))
-    _check_state(module, {"mask": torch.tensor([0.0, float("-inf")])}, tmp_path / "model.safetensors", "m")
+    check_state(module, {"mask": torch.tensor([0.0, float("-inf")])}, tmp_path / "model.safetensors", "m")
     module.mask.fill_(0.0)
     with pytest.raises(UserError, match="'mask' holds 1 NaN or infinite value"):
-        _check_state(module, {"mask": torch.tensor([0.0, float("-inf")])}, tmp_path / "model.safetensors", "m")
+        check_state(module, {"mask": torch.tensor([0.0, float("-inf")])}, tmp_path / "model.safetensors", "m")
 
 
 def _edit_meta(path, change):

@@ -36,6 +36,7 @@ __all__ = [
     "read_checkpoint",
     "resolve_checkpoint",
     "load_model",
+    "check_state",
     "list_checkpoints",
     "write_json_atomic",
     "flatten_tensors",
@@ -256,7 +257,7 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
     Raises:
         UserError: one line naming the file and the problem when checkpoint.json is damaged (wrong
             types, an invalid data spec) or the weights do not fit the model it describes (names,
-            shapes, dtype kinds, NaN/inf values; see ``_check_state``).
+            shapes, dtype kinds, NaN/inf values; see ``check_state``).
     """
     from .core import create_model
 
@@ -270,7 +271,7 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
         raise UserError(f"{ckpt.path / META_FILE}: {error}") from None
     ema = use_ema and ckpt.ema_state is not None
     state = ckpt.ema_state if ema else ckpt.model_state
-    _check_state(model, state, ckpt.path / (EMA_FILE if ema else MODEL_FILE), ckpt.meta["model"])
+    check_state(model, state, ckpt.path / (EMA_FILE if ema else MODEL_FILE), ckpt.meta["model"])
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, ckpt
@@ -310,8 +311,11 @@ def _kind(dtype: torch.dtype) -> str:
     return "integer"
 
 
-def _check_state(model: torch.nn.Module, state: dict[str, Tensor], where: Path, model_name: str) -> None:
+def check_state(model: torch.nn.Module, state: dict[str, Tensor], where: Path, model_name: str) -> None:
     """Refuse weights that do not fit ``model``, each with one line naming the tensor and the fix.
+
+    ``load_model`` calls it; a trainer resuming from a checkpoint should call it on the model and EMA
+    states before ``load_state_dict``. ``where`` is the file the state came from (for the message).
 
     Checked against the freshly built model's own ``state_dict``: the same names; the same shape
     (``load_state_dict`` would raise a RuntimeError traceback); the same kind of dtype (an int64
