@@ -187,6 +187,17 @@ def test_non_finite_buffers_by_design_are_accepted(tmp_path):
         check_state(module, {"mask": torch.tensor([0.0, float("-inf")])}, tmp_path / "model.safetensors", "m")
 
 
+def test_lazy_parameters_take_their_shape_from_the_checkpoint(tmp_path):
+    from genmodels.checkpoint import check_state
+
+    trained = torch.nn.LazyLinear(3)
+    trained(torch.zeros(2, 5))
+    fresh = torch.nn.LazyLinear(3)
+    check_state(fresh, trained.state_dict(), tmp_path / "model.safetensors", "m")
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.weight.shape == (3, 5)
+
+
 def _edit_meta(path, change):
     meta = json.loads((path / "checkpoint.json").read_text())
     change(meta)
