@@ -538,6 +538,16 @@ def test_npy_header_declaring_more_than_the_file_holds(tmp_path):
         load_path(path)
 
 
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_npy_every_format_version_is_read(tmp_path, version):
+    from numpy.lib import format as npy_format
+
+    path = tmp_path / "v.npy"
+    with open(path, "wb") as handle:
+        npy_format.write_array(handle, np.arange(30).reshape(10, 3) % 4, version=version)
+    assert load_path(path).spec.levels == 4
+
+
 def test_data_too_large_for_memory(tmp_path, monkeypatch):
     path = tmp_path / "large.npy"
     np.save(path, np.zeros((5, 2)))
