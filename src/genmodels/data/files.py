@@ -22,7 +22,7 @@ What each becomes:
   carries no labels, so a text column (e.g. class names) is refused with a note to drop it.
 
 The data set's name (``DataSpec.name``) is the file's resolved absolute path, the same string that
-``Dataset.source`` records, so a checkpoint's data reload to an equal spec from any working folder.
+``Dataset.source`` records, so that a checkpoint's data reload, from any working folder, to an equal spec.
 
 Splits: ``idx = np.random.default_rng(0).permutation(N)``; test = ``idx[:n]``, validation =
 ``idx[n:2n]``, train = the rest, with n = max(1, N // 10); at least 3 examples are needed.

@@ -57,10 +57,9 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
 
     path = Path(name)
     if path_exists(path) or path.suffix.lower() in (".npy", ".csv"):
-
         dataset = load_path(path)
-        # The spec's name is already the resolved path: the source records that same string, so a
-        # checkpoint's data reload, from any working folder, to a spec equal to the one it stored.
+        # The spec's name is the resolved path and the source records that same string, so that a
+        # checkpoint's data, reloaded from any working folder, have a spec equal to the one it stored.
         dataset.source = {"name": dataset.spec.name, "data_dir": None}
         return dataset
     raise unknown_name(
