@@ -13,16 +13,19 @@ What each becomes:
   and files with other suffixes are skipped.
 - **.npy** (read with ``allow_pickle=False``; object arrays are refused, never unpickled): the first
   axis indexes examples. bool gives K = 2, uint8 K = 256, other integers K = max + 1 (at least 2;
-  negative values and K beyond ``MAX_LEVELS`` = 65 536 are refused); floats are continuous (float32, ``levels = None``). (N,) gives
-  shape (1,), (N, D) gives (D,), (N, H, W) gives (1, H, W), (N, C, H, W) is kept (but an
-  (N, H, W, C) look, with 1, 3 or 4 last and more than 4 second, is refused with a transpose hint).
+  negative values and K beyond ``MAX_LEVELS`` = 65 536 are refused); floats are continuous
+  (float32, ``levels = None``). (N,) gives shape (1,), (N, D) gives (D,), (N, H, W) gives
+  (1, H, W), (N, C, H, W) is kept (but an (N, H, W, C) look, with 1, 3 or 4 last and more than 4
+  second, is refused with a transpose hint). A file that is not a .npy (random bytes, an .npz, a
+  header declaring more data than the file holds) is refused before anything is allocated.
 - **.csv**: comma-separated numbers, one example per row, shape (D,). The first row is a header if
   none of its cells is a number. All-integral values give discrete data with K = max + 1 (at least 2;
   negatives and K beyond 65 536 refused); otherwise continuous. Every cell must be a number: a .csv
   carries no labels, so a text column (e.g. class names) is refused with a note to drop it.
 
 The data set's name (``DataSpec.name``) is the file's resolved absolute path, the same string that
-``Dataset.source`` records, so that a checkpoint's data reload, from any working folder, to an equal spec.
+``Dataset.source`` records, so a checkpoint's data, reloaded from any working folder, have an equal
+spec.
 
 Splits: ``idx = np.random.default_rng(0).permutation(N)``; test = ``idx[:n]``, validation =
 ``idx[n:2n]``, train = the rest, with n = max(1, N // 10); at least 3 examples are needed.
