@@ -239,6 +239,40 @@ def test_trainer_state_that_does_not_match_its_tensors_is_refused(tmp_path):
         read_checkpoint(path, with_trainer_state=True)
 
 
+def test_checkpoints_from_before_absolute_spec_names_find_their_data(tmp_path, monkeypatch):
+    """Runs trained with ``--data good.npy`` before the fix stored spec name "good.npy" beside the
+    resolved source name; they load with the source's name, so that their data compare equal."""
+    import numpy as np
+
+    from genmodels.data import load_dataset
+
+    np.save(tmp_path / "good.npy", np.arange(30).reshape(10, 3) % 4)
+    data_spec = load_dataset(str(tmp_path / "good.npy")).spec
+    path, _ = _save(tmp_path / "ckpt")
+    old_spec = {**data_spec.to_json(), "name": "good.npy"}
+    old_source = {"name": str(tmp_path / "good.npy"), "data_dir": None}
+    model_config = create_model("fvsbn", data_spec).config.to_json()
+
+    def as_before(meta):
+        meta["data"] = {"spec": old_spec, "source": old_source}
+        meta["model_config"] = model_config
+
+    _edit_meta(path, as_before)
+    (path / "model.safetensors").unlink()
+    from safetensors.torch import save_file
+
+    save_file(create_model("fvsbn", data_spec).state_dict(), path / "model.safetensors")
+    monkeypatch.chdir(tmp_path.parent)
+    model, ckpt = load_model(path)
+    assert model.spec == load_dataset(ckpt.meta["data"]["source"]["name"]).spec
+
+
+def test_registered_names_are_kept(tmp_path):
+    path, model = _save(tmp_path / "ckpt")
+    _edit_meta(path, lambda m: m["data"].update(source={"name": "d", "data_dir": None}))
+    assert load_model(path)[0].spec == SPEC
+
+
 def test_a_good_checkpoint_round_trips(tmp_path):
     path, model = _save(tmp_path / "ckpt")
     loaded, ckpt = load_model(path)

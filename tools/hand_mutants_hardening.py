@@ -17,6 +17,7 @@ mutants = [
     ("checkpoint.py", "finite check gone", "and not torch.isfinite(got).all():", "and False:"),
     ("checkpoint.py", "by-design guard gone", "            if torch.isfinite(want).all():", "            if True:"),
     ("checkpoint.py", "int counted as float", '    if dtype.is_floating_point:\n        return "floating-point"', '    if True:\n        return "floating-point"'),
+    ("checkpoint.py", "legacy relative spec name kept", "        spec = dataclasses.replace(spec, name=recorded)", "        pass"),
     ("checkpoint.py", "meta check gone", "    _check_meta(meta, path / META_FILE)\n", ""),
     ("data/base.py", "levels upper bound gone", "2 <= levels <= MAX_LEVELS", "2 <= levels"),
     ("data/files.py", "K limit off by one", "if hi > MAX_LEVELS - 1:", "if hi > MAX_LEVELS:"),

@@ -15,11 +15,12 @@ that was best on the validation split).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import torch
@@ -292,13 +293,29 @@ def _check_meta(meta: Any, where: Path) -> None:
 
 
 def _spec_from_meta(meta: dict[str, Any]):
-    """The data spec a checkpoint's model was built for, checked (DataSpec.from_json validates it)."""
+    """The data spec a checkpoint's model was built for, checked (DataSpec.from_json validates it).
+
+    Checkpoints written before a user's file was named by its resolved path recorded the path as
+    given (``--data good.npy`` → spec name "good.npy") beside a resolved source name
+    ("/home/me/good.npy"), so ``genmodels eval`` found "other" data. Such a relative spec name is
+    replaced by the source's absolute one when both name the same file name.
+    """
     from .data.base import DataSpec
 
     try:
-        return DataSpec.from_json(meta["data"]["spec"])
+        spec = DataSpec.from_json(meta["data"]["spec"])
     except UserError as error:
         raise UserError(f"{error}; the file is damaged, use another checkpoint") from None
+    source = meta["data"].get("source")
+    recorded = source.get("name") if isinstance(source, dict) else None
+    if (
+        isinstance(recorded, str)
+        and PurePath(recorded).is_absolute()
+        and not PurePath(spec.name).is_absolute()
+        and PurePath(recorded).name == PurePath(spec.name).name
+    ):
+        spec = dataclasses.replace(spec, name=recorded)
+    return spec
 
 
 def _kind(dtype: torch.dtype) -> str:
