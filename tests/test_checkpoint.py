@@ -110,6 +110,177 @@ def test_weights_of_another_model_are_refused(tmp_path):
         load_model(path)
 
 
+def _tamper(path, file, change):
+    """Rewrite one safetensors file of a checkpoint with ``change(state)`` applied."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(path / file)
+    change(state)
+    save_file(state, path / file, metadata={"format": "pt"})
+
+
+def _nan(state):
+    state["weight"][0, 0, 0] = float("nan")
+
+
+def _inf(state):
+    state["bias"][1, 2] = float("-inf")
+
+
+def _wrong_shape(state):
+    state["weight"] = torch.zeros(6, 4, 5)
+
+
+def _integer(state):
+    state["bias"] = torch.zeros(6, 4, dtype=torch.int64)
+
+
+def _boolean(state):
+    state["mask"] = torch.ones(6, 6, dtype=torch.bool)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (_nan, r"model\.safetensors: tensor 'weight' holds 1 NaN or infinite value; .*use another \(earlier\) checkpoint"),
+        (_inf, r"tensor 'bias' holds 1 NaN or infinite value"),
+        # load_state_dict's RuntimeError traceback, before.
+        (_wrong_shape, r"tensor 'weight' has shape \(6, 4, 5\), model 'fvsbn' expects \(6, 4, 6\); .*use another checkpoint"),
+        # Cast silently to float and evaluated, before.
+        (_integer, r"tensor 'bias' holds integer values \(torch\.int64\), model 'fvsbn' expects floating-point \(torch\.float32\)"),
+        (_boolean, r"tensor 'mask' holds boolean values"),
+    ],
+)
+def test_bad_weights_are_refused_naming_the_tensor(tmp_path, change, problem):
+    path, _ = _save(tmp_path / "ckpt")
+    _tamper(path, "model.safetensors", change)
+    with pytest.raises(UserError, match=problem):
+        load_model(path)
+
+
+def test_ema_weights_are_checked_when_used_and_only_then(tmp_path):
+    path, model = _save(tmp_path / "ckpt", ema_state=create_model("fvsbn", SPEC).state_dict())
+    _tamper(path, "ema.safetensors", _nan)
+    with pytest.raises(UserError, match=r"ema\.safetensors: tensor 'weight' holds 1 NaN"):
+        load_model(path)
+    loaded, _ = load_model(path, use_ema=False)
+    assert torch.equal(loaded.weight, model.weight)
+
+
+def test_higher_precision_weights_are_accepted(tmp_path):
+    """float64 where the model has float32 is a precision, not a kind: loaded (cast), not refused."""
+    path, model = _save(tmp_path / "ckpt")
+    _tamper(path, "model.safetensors", lambda state: state.update(bias=state["bias"].double()))
+    loaded, _ = load_model(path)
+    assert loaded.bias.dtype == torch.float32 and torch.equal(loaded.bias, model.bias)
+
+
+def test_non_finite_buffers_by_design_are_accepted(tmp_path):
+    """A tensor the fresh model itself holds non-finite (an attention mask of -inf) is not refused."""
+    from genmodels.checkpoint import check_state
+
+    module = torch.nn.Module()
+    module.register_buffer("mask", torch.tensor([0.0, float("-inf")]))
+    check_state(module, {"mask": torch.tensor([0.0, float("-inf")])}, tmp_path / "model.safetensors", "m")
+    module.mask.fill_(0.0)
+    with pytest.raises(UserError, match="'mask' holds 1 NaN or infinite value"):
+        check_state(module, {"mask": torch.tensor([0.0, float("-inf")])}, tmp_path / "model.safetensors", "m")
+
+
+def test_lazy_parameters_take_their_shape_from_the_checkpoint(tmp_path):
+    from genmodels.checkpoint import check_state
+
+    trained = torch.nn.LazyLinear(3)
+    trained(torch.zeros(2, 5))
+    fresh = torch.nn.LazyLinear(3)
+    check_state(fresh, trained.state_dict(), tmp_path / "model.safetensors", "m")
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.weight.shape == (3, 5)
+
+
+def _edit_meta(path, change):
+    meta = json.loads((path / "checkpoint.json").read_text())
+    change(meta)
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda m: m["data"]["spec"].update(levels=2**40), r"checkpoint\.json: data spec levels 1099511627776.*use another checkpoint"),
+        (lambda m: m["data"]["spec"].update(shape=[1, -2, 3]), r"checkpoint\.json: data spec shape \[1, -2, 3\]"),
+        (lambda m: m["data"]["spec"].update(shape="abc"), r"data spec shape 'abc'"),
+        (lambda m: m["data"]["spec"].update(num_classes=0), r"data spec num_classes 0"),
+        (lambda m: m.update(model_config=[1, 2]), r"'model_config' is list, expected dict"),
+        (lambda m: m.update(model=3), r"'model' is int, expected str"),
+        (lambda m: m.update(model="no-such-model"), r"checkpoint\.json: unknown model 'no-such-model'"),
+        (lambda m: m["model_config"].update(no_such_option=1), r"checkpoint\.json: unknown config option"),
+        (lambda m: m["data"].pop("spec"), r"lacks 'spec'"),
+    ],
+)
+def test_damaged_meta_is_refused(tmp_path, change, problem):
+    path, _ = _save(tmp_path / "ckpt")
+    _edit_meta(path, change)
+    with pytest.raises(UserError, match=problem):
+        load_model(path)
+
+
+def test_meta_that_is_not_an_object_is_refused(tmp_path):
+    path, _ = _save(tmp_path / "ckpt")
+    (path / "checkpoint.json").write_text("[1, 2, 3]")
+    with pytest.raises(UserError, match="not an object"):
+        load_model(path)
+
+
+def test_trainer_state_that_does_not_match_its_tensors_is_refused(tmp_path):
+    path, _ = _save(tmp_path / "ckpt", trainer_state={"step": 3, "rng": {"torch": torch.get_rng_state()}})
+    _edit_meta(path, lambda m: m["trainer_state"]["rng"].update(torch={"__tensor__": "t.rng.gone"}))
+    with pytest.raises(UserError, match="trainer state.*does not match.*resume from another checkpoint"):
+        read_checkpoint(path, with_trainer_state=True)
+
+
+def test_checkpoints_from_before_absolute_spec_names_find_their_data(tmp_path, monkeypatch):
+    """Runs trained with ``--data good.npy`` before the fix stored spec name "good.npy" beside the
+    resolved source name; they load with the source's name, so that their data compare equal."""
+    import numpy as np
+
+    from genmodels.data import load_dataset
+
+    np.save(tmp_path / "good.npy", np.arange(30).reshape(10, 3) % 4)
+    data_spec = load_dataset(str(tmp_path / "good.npy")).spec
+    path, _ = _save(tmp_path / "ckpt")
+    old_spec = {**data_spec.to_json(), "name": "good.npy"}
+    old_source = {"name": str(tmp_path / "good.npy"), "data_dir": None}
+    model_config = create_model("fvsbn", data_spec).config.to_json()
+
+    def as_before(meta):
+        meta["data"] = {"spec": old_spec, "source": old_source}
+        meta["model_config"] = model_config
+
+    _edit_meta(path, as_before)
+    (path / "model.safetensors").unlink()
+    from safetensors.torch import save_file
+
+    save_file(create_model("fvsbn", data_spec).state_dict(), path / "model.safetensors")
+    monkeypatch.chdir(tmp_path.parent)
+    model, ckpt = load_model(path)
+    assert model.spec == load_dataset(ckpt.meta["data"]["source"]["name"]).spec
+
+
+def test_registered_names_are_kept(tmp_path):
+    path, model = _save(tmp_path / "ckpt")
+    _edit_meta(path, lambda m: m["data"].update(source={"name": "d", "data_dir": None}))
+    assert load_model(path)[0].spec == SPEC
+
+
+def test_a_good_checkpoint_round_trips(tmp_path):
+    path, model = _save(tmp_path / "ckpt")
+    loaded, ckpt = load_model(path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+    assert ckpt.meta["model"] == "fvsbn" and not loaded.training
+
+
 def test_no_module_unpickles():
     """Loading reads safetensors and JSON only: no torch.load, pickle or exec in the package."""
     root = pathlib.Path(__import__("genmodels").__file__).parent

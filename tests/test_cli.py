@@ -214,3 +214,70 @@ def test_out_naming_an_existing_file_is_refused(tmp_path, capsys):
     assert main(["train", "fvsbn", "--steps", "1", "--out", str(target)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert target.read_text() == "mine"
+
+
+def _one_error_line(capsys, pattern):
+    import re
+
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_user_files_get_one_line_and_exit_2(tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "big.npy", np.array([[0, 2**40], [1, 2]], dtype=np.int64))
+    (tmp_path / "rand.npy").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "labels.csv").write_text("x,y,label\n1,2,cat\n3,4,dog\n")
+    cases = [
+        ("big.npy", r"K = 1099511627777 .*rescale"),
+        ("rand.npy", r"not a valid \.npy file"),
+        ("labels.csv", r"column 3 \('label'\) holds text"),
+        ("", r"unknown data set"),
+    ]
+    for data, pattern in cases:
+        path = str(tmp_path / data) if data else ""
+        assert main(["train", "fvsbn", "--data", path, "--steps", "1", "--out", str(tmp_path / "r")]) == 2
+        _one_error_line(capsys, pattern)
+
+
+def test_damaged_checkpoints_get_one_line_and_exit_2(trained_run, tmp_path, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from genmodels.checkpoint import list_checkpoints
+
+    cases = [
+        (lambda s: s["out_proj"].view(-1).__setitem__(0, float("nan")), r"tensor 'out_proj' holds 1 NaN"),
+        (lambda s: s.__setitem__("out_proj", torch.zeros(3, 3)), r"has shape \(3, 3\), model 'fvsbn' expects"),
+        (lambda s: s.__setitem__("bias", s["bias"].to(torch.int64)), r"holds integer values"),
+    ]
+    source = list_checkpoints(trained_run)[-1]
+    for i, (damage, pattern) in enumerate(cases):
+        ckpt = tmp_path / f"ckpt{i}"
+        shutil.copytree(source, ckpt)
+        state = load_file(ckpt / "model.safetensors")
+        damage(state)
+        save_file({k: v.contiguous() for k, v in state.items()}, ckpt / "model.safetensors")
+        assert main(["eval", str(ckpt), "--no-ema"]) == 2
+        _one_error_line(capsys, pattern)
+        assert main(["sample", str(ckpt), "--no-ema", "-n", "2", "--out", str(tmp_path / "s.png")]) == 2
+        _one_error_line(capsys, pattern)
+
+
+def test_a_run_on_a_relative_path_is_evaluated_from_another_folder(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    np.save(data_dir / "good.npy", np.random.default_rng(0).integers(0, 4, size=(60, 2, 3)))
+    monkeypatch.chdir(data_dir)
+    assert main(["train", "fvsbn", "--data", "good.npy", "--steps", "2", "--eval-every", "2", "--out", "run",
+                 "--no-progress"]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["eval", str(data_dir / "run")]) == 0
+    assert "log_prob" in capsys.readouterr().out

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from genmodels.data import DynamicBinarizedSplit, load_dataset
+from genmodels.data.base import MAX_LEVELS
 from genmodels.data.binarized import EVAL_SEEDS, bernoulli_draw, threshold
 from genmodels.data.fashion_mnist import DEFAULT_DIR, IDX_FILES, fashion_mnist_available, fashion_mnist_splits
 from genmodels.data.files import load_path
@@ -328,7 +329,7 @@ def test_image_folder_rgb_with_classes(tmp_path):
             images[(cls, i)] = image
             _save(tmp_path / cls / f"{i}.png", image)
     ds = load_path(tmp_path)
-    assert ds.spec.shape == (3, 6, 4) and ds.spec.num_classes == 3 and ds.spec.name == str(tmp_path)
+    assert ds.spec.shape == (3, 6, 4) and ds.spec.num_classes == 3 and ds.spec.name == str(tmp_path.resolve())
     x = torch.cat([ds.train.x, ds.validation.x, ds.test.x])
     y = torch.cat([ds.train.y, ds.validation.y, ds.test.y])
     assert sorted(y.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
@@ -388,6 +389,22 @@ def test_image_folder_errors(tmp_path):
         load_path(few)
 
 
+@pytest.mark.parametrize(
+    "image, suffix, problem",
+    [
+        (lambda: Image.fromarray(np.zeros((4, 4), np.uint16)), "png", r"mode I;16 .*>> 8"),
+        (lambda: Image.fromarray(np.zeros((4, 4), np.float32)), "tif", r"mode F .*np\.clip.*\* 255"),
+        (lambda: Image.new("CMYK", (4, 4)), "jpg", r"mode CMYK .*convert\('RGB'\)"),
+        (lambda: Image.new("LA", (4, 4)), "png", r"mode LA .*alpha"),
+    ],
+)
+def test_image_modes_refused_with_a_conversion_that_fits(tmp_path, image, suffix, problem):
+    for i in range(3):
+        image().save(tmp_path / f"{i}.{suffix}")
+    with pytest.raises(UserError, match=problem):
+        load_path(tmp_path)
+
+
 # --- users' files: .npy -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "array, levels, shape",
@@ -435,7 +452,111 @@ def test_npy_errors(tmp_path, array, problem):
 def test_npy_not_an_array(tmp_path):
     path = tmp_path / "x.npy"
     path.write_bytes(b"hello")
-    with pytest.raises(UserError, match=r"x\.npy"):
+    with pytest.raises(UserError, match=r"x\.npy: not a valid \.npy file"):
+        load_path(path)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        # Random bytes were once reported as "holds Python objects" (np.load tried to unpickle them).
+        (np.random.default_rng(0).bytes(1000), r"not a valid \.npy file \(it does not start with numpy's magic.*np\.save"),
+        (b"", r"not a valid \.npy file \(it does not start with numpy's magic"),
+        (b"\x93NUMPY\x01\x00" + bytes(50), r"not a valid \.npy file"),
+    ],
+)
+def test_npy_invalid_bytes(tmp_path, content, problem):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=problem) as e:
+        load_path(path)
+    assert "bad.npy" in str(e.value) and "objects" not in str(e.value)
+
+
+def test_npy_truncated_and_npz_in_disguise(tmp_path):
+    path = tmp_path / "cut.npy"
+    np.save(path, np.zeros((100, 5)))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(UserError, match=r"cut\.npy: not a valid \.npy file"):
+        load_path(path)
+    npz = tmp_path / "zipped.npy"
+    with open(npz, "wb") as handle:
+        np.savez(handle, a=np.zeros(3))
+    with pytest.raises(UserError, match=r"zipped\.npy: is an \.npz archive.*np\.save"):
+        load_path(npz)
+
+
+@pytest.mark.parametrize(
+    "array, problem",
+    [
+        (np.zeros((0, 3)), "no data"),
+        (np.zeros((0, 3), np.int64), "no data"),
+        (np.zeros((0, 3), np.uint8), "no data"),
+        (np.zeros((0, 3), bool), "no data"),
+        (np.zeros((5, 0)), "no data"),
+        (np.zeros((5, 2), complex), "unsupported dtype complex128"),
+        (np.zeros(5, dtype=[("a", "i4"), ("b", "f4")]), "unsupported dtype"),
+        (np.zeros(5, dtype="datetime64[s]"), "unsupported dtype"),
+        (np.array([[0.0], [np.inf], [1.0]]), r"1 value is NaN or infinite \(the first in example 1"),
+        (np.array([[0], [1], [2], [2]], np.int8) - 1, "negative"),
+    ],
+)
+def test_npy_more_errors(tmp_path, array, problem):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    with pytest.raises(UserError, match=problem) as e:
+        load_path(path)
+    assert "bad.npy" in str(e.value)
+
+
+@pytest.mark.parametrize("biggest", [2**40, MAX_LEVELS, 70_000])
+def test_npy_refuses_more_than_max_levels(tmp_path, biggest):
+    """K = max + 1 beyond 65 536 is refused before anything of size K is allocated."""
+    path = tmp_path / "counts.npy"
+    np.save(path, np.array([[0], [1], [biggest]], dtype=np.int64))
+    with pytest.raises(UserError, match=rf"K = {biggest + 1} .*more than the 65536.*rescale") as e:
+        load_path(path)
+    assert "counts.npy" in str(e.value)
+
+
+def test_npy_sixteen_bit_values_are_the_largest_accepted(tmp_path):
+    assert MAX_LEVELS == 2**16
+    path = tmp_path / "deep.npy"
+    np.save(path, np.array([[0], [1], [65_535]], dtype=np.uint16))
+    assert load_path(path).spec.levels == MAX_LEVELS
+
+
+def test_npy_header_declaring_more_than_the_file_holds(tmp_path):
+    """A damaged header declaring 10**13 values was a MemoryError (numpy tried to allocate 73 TiB)."""
+    from numpy.lib import format as npy_format
+
+    path = tmp_path / "liar.npy"
+    with open(path, "wb") as handle:
+        npy_format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 10)})
+        handle.write(bytes(800))
+    with pytest.raises(UserError, match=r"liar\.npy: not a valid \.npy file \(truncated: .*shape \(1000000000000, 10\)"):
+        load_path(path)
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_npy_every_format_version_is_read(tmp_path, version):
+    from numpy.lib import format as npy_format
+
+    path = tmp_path / "v.npy"
+    with open(path, "wb") as handle:
+        npy_format.write_array(handle, np.arange(30).reshape(10, 3) % 4, version=version)
+    assert load_path(path).spec.levels == 4
+
+
+def test_data_too_large_for_memory(tmp_path, monkeypatch):
+    path = tmp_path / "large.npy"
+    np.save(path, np.zeros((5, 2)))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.2 TiB")
+
+    monkeypatch.setattr(np, "load", no_memory)
+    with pytest.raises(UserError, match=r"large\.npy: too large to hold in memory.*smaller subset"):
         load_path(path)
 
 
@@ -469,6 +590,12 @@ def test_csv_without_header_floats(tmp_path):
         ("1.5,2\nnan,4\n5,6\n", "NaN"),
         ("a,b\n", "no data"),
         ("", "no data"),
+        ("x,y,label\n1,2,cat\n3,4,dog\n5,6,cat\n", r"column 3 \('label'\) holds text .*drop the column"),
+        ("x,y\n1,a\n3,4\n5,6\n", r"row 2, column 2 \('y'\): 'a' is not a number"),  # mixed: one bad cell
+        ("0\n1\n1099511627776\n", r"K = 1099511627777 .*more than the 65536"),
+        ("0\n1\n1e20\n", r"more than the 65536"),
+        ("0\n1e400\n2\n", r"1 value is NaN or infinite \(the first in example 1"),
+        ('"' + "1" * 200_000 + '",2\n3,4\n5,6\n', r"not a readable \.csv table \(line 1"),
     ],
 )
 def test_csv_errors(tmp_path, text, problem):
@@ -479,7 +606,56 @@ def test_csv_errors(tmp_path, text, problem):
     assert "bad.csv" in str(e.value)
 
 
+def test_csv_that_is_not_text(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(UserError, match=r"bad\.csv: cannot read as UTF-8 text"):
+        load_path(path)
+
+
 # --- users' files: paths ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["npy", "csv", "folder"])
+def test_relative_path_reloads_from_its_source_elsewhere(tmp_path, monkeypatch, kind):
+    """``--data good.npy`` then ``genmodels eval`` from another folder: the source reloads an equal spec."""
+    work = tmp_path / "work"
+    if kind == "npy":
+        name = "good.npy"
+        work.mkdir()
+        np.save(work / name, np.arange(20 * 3).reshape(20, 3) % 5)
+    elif kind == "csv":
+        name = "good.csv"
+        work.mkdir()
+        (work / name).write_text("".join(f"{i % 3},{i % 4}\n" for i in range(10)))
+    else:
+        name = "images"
+        for i in range(4):
+            _save(work / name / f"{i}.png", np.full((3, 2), i, np.uint8))
+    monkeypatch.chdir(work)
+    trained = load_dataset(name)
+    assert trained.spec.name == str((work / name).resolve()) == trained.source["name"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    reloaded = load_dataset(trained.source["name"], trained.source["data_dir"])
+    assert reloaded.spec == trained.spec
+    assert torch.equal(reloaded.test.x, trained.test.x)
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_name_never_reads_the_working_folder(tmp_path, monkeypatch, name):
+    _save(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"unknown data set .*valid data sets: .*digits.*or give a path"):
+        load_dataset(name)
+
+
+def test_a_path_the_system_refuses(tmp_path):
+    with pytest.raises(UserError, match=r"not a usable path \(File name too long\)"):
+        load_dataset(str(tmp_path / ("x" * 5000 + ".npy")))
+    with pytest.raises(UserError, match=r"not a usable path"):
+        load_path(tmp_path / ("y" * 5000))
+
+
 def test_missing_and_unsupported_paths(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         load_dataset(str(tmp_path / "missing.npy"))

@@ -91,3 +91,110 @@ def test_variational_dequantization_with_uniform_q_equals_uniform_dequantization
         units.variational_dequantization_bound(log_density, zero_log_q, 5, 17),
         units.discrete_bound_from_density(log_density, 5, 17),
     )
+
+
+# --- values where a right and a wrong formula disagree (each kills a one-line mutant) ---------------
+def test_variational_dequantization_bound_closed_form():
+    """log p(y) − log q(u|x) − D ln K with log q ≠ 0, so the sign of log q matters."""
+    log_density = torch.tensor([1.5, -2.0], dtype=torch.float64)
+    log_q = torch.tensor([0.25, -0.75], dtype=torch.float64)
+    expected = log_density - log_q - 3 * math.log(4)
+    bound = units.variational_dequantization_bound(log_density, log_q, 3, 4)
+    assert torch.allclose(bound, expected, rtol=0, atol=1e-15)
+
+
+def test_variational_dequantization_with_the_true_posterior_is_exact_for_every_u():
+    """With q(u|x) = p(y) / (K^D P(x)), the dequantization posterior, the Flow++ bound equals log P(x)
+    for every draw of u (Ho et al. 2019, eq. 4 is tight). Here D = 1, K = 2, p(y) = 2y on [0, 1):
+    P(x=0) = ∫_0^½ 2y dy = 1/4, P(x=1) = 3/4, and q(u|x) = 2 (x + u) / (K² P(x))."""
+    levels = 2
+    u = torch.rand(1000, dtype=torch.float64) * 0.998 + 0.001
+    for x, probability in ((0, 0.25), (1, 0.75)):
+        y = (x + u) / levels
+        log_density = torch.log(2 * y)
+        log_q = torch.log(2 * (x + u) / (levels**2 * probability))
+        bound = units.variational_dequantization_bound(log_density, log_q, 1, levels)
+        assert torch.allclose(bound, torch.full_like(bound, math.log(probability)), rtol=0, atol=1e-12)
+
+
+def test_density_bound_and_log_jacobian_closed_forms():
+    assert units.dequantization_log_jacobian(3, 5) == pytest.approx(-3 * math.log(5), abs=1e-15)
+    log_density = torch.tensor([0.5, -1.25], dtype=torch.float64)
+    bound = units.discrete_bound_from_density(log_density, 3, 5)
+    assert torch.allclose(bound, log_density - 3 * math.log(5), rtol=0, atol=1e-15)
+    assert units.bits_per_dim(10.0, 4) == pytest.approx(10.0 / (4 * math.log(2)), rel=1e-15)
+    assert units.nats_from_bits_per_dim(2.0, 3) == pytest.approx(6 * math.log(2), rel=1e-15)
+    assert units.LN2 == math.log(2)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 2, 2)])
+def test_scale_to_symmetric_values_and_log_jacobian_per_example(shape):
+    y = torch.rand(*shape, dtype=torch.float64)
+    z, logdet = units.scale_to_symmetric(y)
+    dims = math.prod(shape[1:])
+    assert torch.equal(z, 2 * y - 1)
+    assert logdet.shape == (shape[0],) and logdet.dtype == torch.float64
+    assert torch.allclose(logdet, torch.full((shape[0],), dims * math.log(2), dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_logit_transform_closed_form_on_images(alpha):
+    """Per-dimension log-derivative log(1 − 2α) − log s − log(1 − s), summed per example of a (B, C, H, W) batch."""
+    torch.manual_seed(3)
+    y = torch.rand(2, 3, 2, 2, dtype=torch.float64)
+    z, logdet = units.logit_transform(y, alpha)
+    s = alpha + (1 - 2 * alpha) * y
+    assert torch.allclose(z, torch.log(s / (1 - s)), rtol=0, atol=1e-12)
+    expected = (math.log(1 - 2 * alpha) - torch.log(s) - torch.log(1 - s)).reshape(2, -1).sum(dim=1)
+    assert logdet.shape == (2,)
+    assert torch.allclose(logdet, expected, rtol=0, atol=1e-12)
+    assert torch.allclose(units.inverse_logit_transform(z, alpha), y, rtol=0, atol=1e-12)
+
+
+def test_logit_defaults_agree_and_match_realnvp():
+    """The forward and inverse share α = 0.05 (RealNVP's value) by default."""
+    y = torch.tensor([[0.0, 0.5, 0.999]], dtype=torch.float64)
+    z, _ = units.logit_transform(y)
+    assert torch.allclose(units.inverse_logit_transform(z), y, rtol=0, atol=1e-12)
+    assert z[0, 0].item() == pytest.approx(math.log(0.05 / 0.95), abs=1e-12)
+    assert z[0, 1].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_uniform_dequantize_cells_mean_and_generator():
+    levels = 5
+    x = torch.arange(levels).repeat(4000)
+    y = units.uniform_dequantize(x, levels, generator=torch.Generator().manual_seed(0))
+    assert y.dtype == torch.float32
+    assert ((y >= x / levels) & (y < (x + 1) / levels)).all()  # each y in its level's cell of width 1/K
+    means = y.reshape(-1, levels).double().mean(dim=0)
+    assert torch.allclose(means, (torch.arange(levels) + 0.5).double() / levels, atol=0.005)
+    again = units.uniform_dequantize(x, levels, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(y, again)  # the generator is the only source of randomness
+
+
+def test_quantize_cell_edges():
+    levels = 4
+    edges = torch.tensor([0.0, 0.2499, 0.25, 0.5, 0.7499, 0.75, 0.9999, 1.0, -0.1, 1.5])
+    assert units.quantize(edges, levels).tolist() == [0, 0, 1, 2, 2, 3, 3, 3, 0, 3]
+    assert units.quantize(edges, levels).dtype == torch.int64
+
+
+# --- device and dtype follow the data, not global state (kills mutants that drop device=/dtype=) ----
+def test_outputs_stay_on_the_inputs_device():
+    """On the 'meta' device (shapes only, no memory) a tensor made on the default device instead
+    of the input's fails, as it would on a GPU."""
+    x = torch.zeros(4, 3, dtype=torch.int64, device="meta")
+    y = units.uniform_dequantize(x, 17)
+    assert y.device.type == "meta" and y.shape == (4, 3)
+    z, logdet = units.scale_to_symmetric(torch.zeros(4, 3, device="meta"))
+    assert z.device.type == "meta" and logdet.device.type == "meta" and logdet.shape == (4,)
+
+
+def test_dequantized_data_are_float32_whatever_the_default_dtype():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        y = units.uniform_dequantize(torch.tensor([[0, 3]]), 4)
+    finally:
+        torch.set_default_dtype(previous)
+    assert y.dtype == torch.float32

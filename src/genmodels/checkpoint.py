@@ -15,12 +15,13 @@ that was best on the validation split).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "read_checkpoint",
     "resolve_checkpoint",
     "load_model",
+    "check_state",
     "list_checkpoints",
     "write_json_atomic",
     "read_json",
@@ -254,13 +256,20 @@ def read_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Ch
         meta = json.loads((path / META_FILE).read_text())
     except (ValueError, OSError) as error:
         raise UserError(f"{path / META_FILE} is corrupt ({error}); use another checkpoint") from None
+    _check_meta(meta, path / META_FILE)
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} has checkpoint format {meta.get('format_version')}; this genmodels reads {FORMAT_VERSION}")
     model_state = _load_tensors(path / MODEL_FILE)
     ema_state = _load_tensors(path / EMA_FILE) if meta.get("has_ema") else None
     trainer_state = None
     if with_trainer_state and "trainer_state" in meta:
-        trainer_state = unflatten_tensors(meta["trainer_state"], _load_tensors(path / STATE_FILE))
+        try:
+            trainer_state = unflatten_tensors(meta["trainer_state"], _load_tensors(path / STATE_FILE))
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(
+                f"{path}: the trainer state in {META_FILE} does not match {STATE_FILE} ({error!r}); "
+                "the checkpoint is damaged, resume from another checkpoint"
+            ) from None
     return Checkpoint(path, meta, model_state, ema_state, trainer_state)
 
 
@@ -268,30 +277,128 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
     """Rebuild a trained model from a checkpoint (or run folder): returns (model, checkpoint).
 
     The EMA weights are used when the checkpoint has them and ``use_ema`` is true.
+
+    Raises:
+        UserError: one line naming the file and the problem when checkpoint.json is damaged (wrong
+            types, an invalid data spec) or the weights do not fit the model it describes (names,
+            shapes, dtype kinds, NaN/inf values; see ``check_state``).
     """
     from .core import create_model, is_registered
-    from .data.base import DataSpec
 
     ckpt = read_checkpoint(path)
     name = ckpt.meta.get("model")
-    if isinstance(name, str) and not is_registered(name):
-        module = ckpt.meta.get("model_module", "?")
+    module = ckpt.meta.get("model_module")
+    if isinstance(name, str) and isinstance(module, str) and not is_registered(name):
         # A checkpoint is data: it never makes genmodels import code on its own (docs/ARCHITECTURE.md).
         raise UserError(
             f"{ckpt.path} holds model '{name}', defined in module '{module}', which is not imported; "
             f"if you trust that module, pass --import {module} (CLI) or import it before load_model (Python)"
         )
     try:
-        spec = DataSpec.from_json(ckpt.meta["data"]["spec"])
+        spec = _spec_from_meta(ckpt.meta)
         model = create_model(ckpt.meta["model"], spec, ckpt.meta["model_config"])
     except KeyError as error:
         raise UserError(f"{ckpt.path / META_FILE} lacks {error}; it is not a genmodels checkpoint") from None
-    state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise UserError(
-            f"{ckpt.path} does not match model '{ckpt.meta['model']}' "
-            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
-        )
+    except UserError as error:
+        raise UserError(f"{ckpt.path / META_FILE}: {error}") from None
+    ema = use_ema and ckpt.ema_state is not None
+    state = ckpt.ema_state if ema else ckpt.model_state
+    check_state(model, state, ckpt.path / (EMA_FILE if ema else MODEL_FILE), ckpt.meta["model"])
+    model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, ckpt
+
+
+# --- validation of what a checkpoint holds (a file may be damaged, crafted or another model's) -------
+def _check_meta(meta: Any, where: Path) -> None:
+    """Refuse checkpoint.json content of the wrong types before anything is built from it."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{where} holds {type(meta).__name__}, not an object; it is not a genmodels checkpoint")
+    expected = {"model": str, "model_config": dict, "data": dict}
+    for key, kind in expected.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise UserError(
+                f"{where}: '{key}' is {type(meta[key]).__name__}, expected {kind.__name__}; "
+                "the file is damaged, use another checkpoint"
+            )
+
+
+def _spec_from_meta(meta: dict[str, Any]):
+    """The data spec a checkpoint's model was built for, checked (DataSpec.from_json validates it).
+
+    Checkpoints written before a user's file was named by its resolved path recorded the path as
+    given (``--data good.npy`` → spec name "good.npy") beside a resolved source name
+    ("/home/me/good.npy"), so ``genmodels eval`` found "other" data. Such a relative spec name is
+    replaced by the source's absolute one when both name the same file name.
+    """
+    from .data.base import DataSpec
+
+    try:
+        spec = DataSpec.from_json(meta["data"]["spec"])
+    except UserError as error:
+        raise UserError(f"{error}; the file is damaged, use another checkpoint") from None
+    source = meta["data"].get("source")
+    recorded = source.get("name") if isinstance(source, dict) else None
+    if (
+        isinstance(recorded, str)
+        and PurePath(recorded).is_absolute()
+        and not PurePath(spec.name).is_absolute()
+        and PurePath(recorded).name == PurePath(spec.name).name
+    ):
+        spec = dataclasses.replace(spec, name=recorded)
+    return spec
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "boolean"
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "floating-point"
+    return "integer"
+
+
+def check_state(model: torch.nn.Module, state: dict[str, Tensor], where: Path, model_name: str) -> None:
+    """Refuse weights that do not fit ``model``, each with one line naming the tensor and the fix.
+
+    ``load_model`` calls it; a trainer resuming from a checkpoint should call it on the model and EMA
+    states before ``load_state_dict``. ``where`` is the file the state came from (for the message).
+
+    Checked against the freshly built model's own ``state_dict``: the same names; the same shape
+    (``load_state_dict`` would raise a RuntimeError traceback); the same kind of dtype (an int64
+    tensor where a float parameter is expected would be cast silently; float32 vs float64 is a
+    precision, not a kind, and is cast); and finite values wherever the fresh model's tensor is
+    finite (NaN or inf weights evaluate to NaN; a buffer that is non-finite by design, such as an
+    attention mask of -inf, is left alone).
+    """
+    expected = model.state_dict()
+    fix = "the file was damaged or written for another model; use another checkpoint"
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise UserError(
+            f"{where} does not match model '{model_name}' "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]}); use another checkpoint"
+        )
+    for name, want in expected.items():
+        got = state[name]
+        if torch.nn.parameter.is_lazy(want):
+            continue  # a lazy module's parameter takes its shape from the checkpoint
+        if tuple(got.shape) != tuple(want.shape):
+            raise UserError(
+                f"{where}: tensor '{name}' has shape {tuple(got.shape)}, model '{model_name}' expects "
+                f"{tuple(want.shape)}; {fix}"
+            )
+        if _kind(got.dtype) != _kind(want.dtype):
+            raise UserError(
+                f"{where}: tensor '{name}' holds {_kind(got.dtype)} values ({got.dtype}), model '{model_name}' "
+                f"expects {_kind(want.dtype)} ({want.dtype}); {fix}"
+            )
+        if (got.is_floating_point() or got.is_complex()) and not torch.isfinite(got).all():
+            if torch.isfinite(want).all():
+                bad = int((~torch.isfinite(got)).sum())
+                raise UserError(
+                    f"{where}: tensor '{name}' holds {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
+                    "the weights diverged or were damaged, use another (earlier) checkpoint"
+                )

@@ -52,6 +52,9 @@ def nats_from_bits_per_dim(bpd: Tensor | float, dims: int) -> Tensor | float:
 def uniform_dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
     """y = (x + u) / K with u ~ U[0,1)^D: discrete levels 0..K−1 → a point of [0,1)^D.
 
+    ``y`` is float32 on ``x``'s device, whatever torch's default dtype; ``generator`` is the only
+    source of randomness.
+
     >>> y = uniform_dequantize(torch.tensor([0, 16]), 17)
     >>> bool((y >= 0).all() and (y < 1).all())
     True

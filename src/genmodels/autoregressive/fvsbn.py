@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..baselines.independent import smoothed_log_marginals
-from ..core import Batch, GenerativeModel, LikelihoodKind, ModelConfig, OptimizerGroup, register_model
+from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, OptimizerGroup, register_model
 from ..data.base import DataSpec
 from ..errors import UserError
 
@@ -37,14 +37,19 @@ class FVSBNConfig(ModelConfig):
         None chooses full when D²K ≤ 4 194 304, else 16.
     marginal_init: start the biases at the training marginals (the ``independent`` fit), so that
         training begins at the floor it must beat.
+    l2: λ of a Gaussian prior on the weights (not the biases): the loss adds (λ/2)·‖W‖² to the mean NLL,
+        i.e. logistic regression's L2 penalty with C = 1/(λN) for N training examples.
     """
 
     rank: int | None = None
     marginal_init: bool = True
+    l2: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rank is not None and self.rank < 0:
             raise ValueError(f"rank must be ≥ 0 (0: full weights) or None, got {self.rank}")
+        if not self.l2 >= 0:
+            raise ValueError(f"l2 must be ≥ 0, got {self.l2}")
 
 
 @register_model("fvsbn")
@@ -87,6 +92,14 @@ class FVSBN(GenerativeModel):
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         log_p = F.log_softmax(self.conditional_logits(x), dim=-1)  # (B, D, K)
         return log_p.gather(2, x.reshape(len(x), -1, 1)).squeeze(2).sum(dim=1)
+
+    def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
+        out = super().loss(batch, step=step, group=group)  # the mean NLL, with its per-example terms
+        if self.config.l2 > 0:
+            weights = [self.weight] if self.rank == 0 else [self.in_proj, self.out_proj]
+            penalty = 0.5 * self.config.l2 * sum((w * w).sum() for w in weights)
+            out = Loss(out.loss + penalty, out.terms)
+        return out
 
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """One group whose biases are exempt from weight decay: as in a logistic regression, the

@@ -17,7 +17,24 @@ from torch import Tensor
 
 from ..errors import UserError
 
-__all__ = ["DataSpec", "Split", "DynamicBinarizedSplit", "Dataset", "split_protocol", "check_array"]
+__all__ = [
+    "MAX_LEVELS",
+    "DataSpec",
+    "Split",
+    "DynamicBinarizedSplit",
+    "Dataset",
+    "split_protocol",
+    "check_array",
+]
+
+MAX_LEVELS = 65_536
+"""The largest K genmodels accepts: 16-bit data (0..65 535), the deepest common discrete format.
+
+Models of discrete data hold K numbers per dimension (a softmax over the levels, a K-entry output
+layer, one-hot inputs): at K = 65 536 an 8x8 image already needs 4.2 M logits per example, and a K
+read from stray values (an ID column, a timestamp, 2**40) would ask for terabytes. Beyond 16 bits
+the data are better rescaled to fewer levels, or treated as continuous (stored as floats).
+"""
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,28 @@ class DataSpec:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> DataSpec:
-        return cls(obj["name"], tuple(obj["shape"]), obj["levels"], obj.get("num_classes"))
+        """The spec of :meth:`to_json`'s output, checked (it is read from files a user may hand us).
+
+        >>> DataSpec.from_json({"name": "d", "shape": [1, 8, 8], "levels": 2**40})
+        Traceback (most recent call last):
+        genmodels.errors.UserError: data spec levels 1099511627776: expected None (continuous) or an integer 2..65536
+        """
+        if not isinstance(obj, dict):
+            raise UserError(f"data spec {obj!r}: expected an object with name, shape, levels")
+        name, shape, levels, classes = obj["name"], obj["shape"], obj["levels"], obj.get("num_classes")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not isinstance(name, str):
+            raise UserError(f"data spec name {name!r}: expected a string")
+        if not isinstance(shape, list) or not shape or not all(is_int(n) and n > 0 for n in shape):
+            raise UserError(f"data spec shape {shape!r}: expected a list of positive integers")
+        if levels is not None and not (is_int(levels) and 2 <= levels <= MAX_LEVELS):
+            raise UserError(f"data spec levels {levels!r}: expected None (continuous) or an integer 2..{MAX_LEVELS}")
+        if classes is not None and not (is_int(classes) and classes >= 1):
+            raise UserError(f"data spec num_classes {classes!r}: expected None or a positive integer")
+        return cls(name, tuple(shape), levels, classes)
 
 
 class Split(torch.utils.data.Dataset):
@@ -164,8 +202,13 @@ def check_array(x: np.ndarray, where: str, levels: int | None) -> None:
     if x.size == 0:
         raise UserError(f"{where}: no data")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise UserError(f"{where}: {bad} values are NaN or infinite; remove or impute them first")
+        finite = np.isfinite(x.reshape(len(x), -1)) if x.ndim else np.isfinite(x)[None]
+        bad = int((~finite).sum())
+        first = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise UserError(
+            f"{where}: {bad} value{'s are' if bad > 1 else ' is'} NaN or infinite (the first in example "
+            f"{first}, counting from 0); remove or impute them first"
+        )
     if levels is not None:
         lo, hi = x.min(), x.max()
         if lo < 0 or hi > levels - 1:

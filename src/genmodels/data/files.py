@@ -13,12 +13,19 @@ What each becomes:
   and files with other suffixes are skipped.
 - **.npy** (read with ``allow_pickle=False``; object arrays are refused, never unpickled): the first
   axis indexes examples. bool gives K = 2, uint8 K = 256, other integers K = max + 1 (at least 2;
-  negative values are refused); floats are continuous (float32, ``levels = None``). (N,) gives
-  shape (1,), (N, D) gives (D,), (N, H, W) gives (1, H, W), (N, C, H, W) is kept (but an
-  (N, H, W, C) look, with 1, 3 or 4 last and more than 4 second, is refused with a transpose hint).
+  negative values and K beyond ``MAX_LEVELS`` = 65 536 are refused); floats are continuous
+  (float32, ``levels = None``). (N,) gives shape (1,), (N, D) gives (D,), (N, H, W) gives
+  (1, H, W), (N, C, H, W) is kept (but an (N, H, W, C) look, with 1, 3 or 4 last and more than 4
+  second, is refused with a transpose hint). A file that is not a .npy (random bytes, an .npz, a
+  header declaring more data than the file holds) is refused before anything is allocated.
 - **.csv**: comma-separated numbers, one example per row, shape (D,). The first row is a header if
   none of its cells is a number. All-integral values give discrete data with K = max + 1 (at least 2;
-  negatives refused); otherwise continuous.
+  negatives and K beyond 65 536 refused); otherwise continuous. Every cell must be a number: a .csv
+  carries no labels, so a text column (e.g. class names) is refused with a note to drop it.
+
+The data set's name (``DataSpec.name``) is the file's resolved absolute path, the same string that
+``Dataset.source`` records, so a checkpoint's data, reloaded from any working folder, have an equal
+spec.
 
 Splits: ``idx = np.random.default_rng(0).permutation(N)``; test = ``idx[:n]``, validation =
 ``idx[n:2n]``, train = the rest, with n = max(1, N // 10); at least 3 examples are needed.
@@ -28,19 +35,22 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from .base import DataSpec, Dataset, Split, check_array, split_protocol
+from .base import MAX_LEVELS, DataSpec, Dataset, Split, check_array, split_protocol
 
-__all__ = ["load_path", "IMAGE_SUFFIXES", "SUPPORTED"]
+__all__ = ["load_path", "path_exists", "IMAGE_SUFFIXES", "SUPPORTED"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SUPPORTED = "a folder of images (" + ", ".join(s[1:] for s in IMAGE_SUFFIXES) + "), a .npy array or a .csv table"
 MIN_EXAMPLES = 3  # one each for train, validation and test
+_NPY_MAGIC = b"\x93NUMPY"  # the first six bytes of every .npy file (numpy.lib.format)
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz archive is a zip file
 
 # Modes converted without loss; every other mode except L and RGB is refused.
 _LOSSLESS_CONVERSIONS = {"1": "L", "P": "RGB"}
@@ -50,25 +60,42 @@ _CHANNELS = {"L": 1, "RGB": 3}
 def load_path(path: Path) -> Dataset:
     """Load a user's data from a folder of images, a ``.npy`` or a ``.csv`` file (see the module doc).
 
+    The spec's name is the resolved absolute path, so that the same data read from another working
+    folder (``genmodels eval`` of a run trained with ``--data good.npy``) have an equal spec.
+
     Raises:
         UserError: for a missing path, an unsupported file, or data a model cannot use, naming the
             file and the problem.
     """
-    path = Path(path)
-    if not path.exists():
+    path = Path(path).expanduser()
+    if not path_exists(path):
         raise UserError(f"{path}: no such file or folder; give {SUPPORTED}")
-    if path.is_dir():
-        x, y, num_classes = _read_image_folder(path)
-        levels: int | None = 256
-    elif path.suffix.lower() == ".npy":
-        x, levels = _read_npy(path)
-        y, num_classes = None, None
-    elif path.suffix.lower() == ".csv":
-        x, levels = _read_csv(path)
-        y, num_classes = None, None
-    else:
-        raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
-    return _with_splits(x, y, DataSpec(str(path), tuple(x.shape[1:]), levels, num_classes), path)
+    try:
+        if path.is_dir():
+            x, y, num_classes = _read_image_folder(path)
+            levels: int | None = 256
+        elif path.suffix.lower() == ".npy":
+            x, levels = _read_npy(path)
+            y, num_classes = None, None
+        elif path.suffix.lower() == ".csv":
+            x, levels = _read_csv(path)
+            y, num_classes = None, None
+        else:
+            raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
+    except MemoryError as e:
+        raise UserError(f"{path}: too large to hold in memory ({e}); use a smaller subset of the data") from None
+    name = str(path.resolve())
+    return _with_splits(x, y, DataSpec(name, tuple(x.shape[1:]), levels, num_classes), path)
+
+
+def path_exists(path: Path) -> bool:
+    """``path.exists()``, but a name the system refuses (too long, ...) is a UserError, not an OSError."""
+    try:
+        return path.exists()
+    except (OSError, ValueError) as e:
+        shown = str(path) if len(str(path)) <= 80 else str(path)[:77] + "..."
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise UserError(f"{shown}: not a usable path ({reason}); give {SUPPORTED}") from None
 
 
 def _with_splits(x: np.ndarray, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
@@ -84,12 +111,21 @@ def _with_splits(x: np.ndarray, y: np.ndarray | None, spec: DataSpec, path: Path
 
 
 def _discrete_levels(x: np.ndarray, where: str) -> int:
-    """K for integer data: max + 1, at least 2 (one level would make every model trivially exact)."""
+    """K for integer data: max + 1, at least 2 (one level would make every model trivially exact).
+
+    K beyond ``MAX_LEVELS`` is refused (see its note): models hold K numbers per dimension.
+    """
     lo, hi = x.min(), x.max()
     if lo < 0:
         raise UserError(
             f"{where}: negative values (min {lo}); discrete data must be counts 0..K-1, "
             "so shift them, or store floats for continuous data"
+        )
+    if hi > MAX_LEVELS - 1:
+        raise UserError(
+            f"{where}: values up to {int(hi)} would mean K = {int(hi) + 1} discrete levels, more than the "
+            f"{MAX_LEVELS} (16 bits) genmodels handles; rescale them, e.g. to 0..255 with "
+            "x * 255 // x.max(), or store floats for continuous data"
         )
     return max(int(hi) + 1, 2)
 
@@ -159,7 +195,12 @@ def _wxh(size: tuple[int, int]) -> str:
 def _conversion_hint(mode: str) -> str:
     if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
         how = "drop the alpha channel first, e.g. with Pillow: Image.open(f).convert('RGB').save(f) or .convert('L')"
-    elif mode.startswith(("I", "F")):
+    elif mode.startswith("F"):
+        how = (
+            "scale the float images to 0..255 first, e.g. for values in [0, 1] "
+            "Image.fromarray((np.clip(np.asarray(im), 0, 1) * 255).round().astype(np.uint8))"
+        )
+    elif mode.startswith("I"):
         how = "scale the images to 8 bits first, e.g. Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))"
     else:
         how = "convert them first, e.g. with Pillow: Image.open(f).convert('RGB').save(f)"
@@ -206,6 +247,20 @@ def _read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
 # --- .npy -------------------------------------------------------------------------------------------
 def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e})") from e
+    if magic.startswith(_ZIP_MAGIC):
+        raise UserError(f"{path}: is an .npz archive, not a single array; save one array with np.save")
+    if magic != _NPY_MAGIC:
+        # Without this check np.load would try to unpickle the bytes, and report "object arrays".
+        raise UserError(
+            f"{path}: not a valid .npy file (it does not start with numpy's magic bytes \\x93NUMPY); "
+            "write it with np.save(path, array)"
+        )
+    _check_npy_size(path)
+    try:
         x = np.load(path, allow_pickle=False)
     except ValueError as e:
         if "allow_pickle" in str(e):
@@ -215,9 +270,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
             ) from e
         raise UserError(f"{path}: not a valid .npy file ({e})") from e
     except (OSError, EOFError) as e:
-        raise UserError(f"{path}: cannot read ({e}); is it a .npy file written by np.save?") from e
-    if not isinstance(x, np.ndarray):  # np.load also opens .npz archives
-        raise UserError(f"{path}: is an .npz archive, not a single array; save one array with np.save")
+        raise UserError(f"{path}: not a valid .npy file ({e}); write it with np.save(path, array)") from e
 
     where = str(path)
     if x.ndim == 0:
@@ -257,6 +310,33 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
     return np.ascontiguousarray(x), levels
 
 
+def _check_npy_size(path: Path) -> None:
+    """Refuse a .npy whose header declares more data than the file holds, before np.load allocates it
+    (a damaged header declaring 10**13 values would otherwise ask for terabytes)."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as handle:
+            version = npy_format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = npy_format.read_array_header_2_0(handle)
+            else:
+                return  # format 3.0 (utf-8 field names): np.load checks it
+            have = path.stat().st_size - handle.tell()
+    except (OSError, ValueError, SyntaxError, TypeError) as e:
+        raise UserError(f"{path}: not a valid .npy file (bad header: {e}); write it with np.save(path, array)") from e
+    if dtype.hasobject or any(n < 0 for n in shape):
+        return  # refused by np.load below, with its own message
+    need = math.prod(shape) * dtype.itemsize
+    if need > have:
+        raise UserError(
+            f"{path}: not a valid .npy file (truncated: its header declares shape {shape} of {dtype}, "
+            f"{need} bytes, the file holds {have}); write it again with np.save(path, array)"
+        )
+
+
 # --- .csv -------------------------------------------------------------------------------------------
 def _number(cell: str) -> float | None:
     try:
@@ -272,7 +352,12 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
         raise UserError(f"{path}: cannot read as UTF-8 text ({e})") from e
     # (file line number, cells); blank lines (often a trailing one) are skipped.
     reader = csv.reader(io.StringIO(text))
-    rows = [(i, [c.strip() for c in r]) for i, r in enumerate(reader, 1) if any(c.strip() for c in r)]
+    try:
+        rows = [(i, [c.strip() for c in r]) for i, r in enumerate(reader, 1) if any(c.strip() for c in r)]
+    except csv.Error as e:  # e.g. a cell longer than the csv module's field limit, an open quote
+        raise UserError(
+            f"{path}: not a readable .csv table (line {reader.line_num}: {e}); save plain comma-separated numbers"
+        ) from e
     if not rows:
         raise UserError(f"{path}: no data")
 
@@ -293,8 +378,17 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
             v = _number(cell)
             if v is None:
                 name = f" ('{header[c]}')" if header is not None else ""
+                separated = ";" in cell or "\t" in cell
+                text_column = all(_number(row[c]) is None for _, row in rows if len(row) == width)
+                if header is not None and text_column and not separated:
+                    raise UserError(
+                        f"{path}: column {c + 1}{name} holds text (e.g. {cell!r}), not numbers; a .csv must be "
+                        "all numbers and genmodels reads no labels from it: drop the column, or write its values "
+                        "as numbers 0..K-1 if they are data (labelled images go in a folder with one subfolder "
+                        "per class)"
+                    )
                 hint = ""
-                if ";" in cell or "\t" in cell:
+                if separated:
                     hint = "; genmodels reads comma-separated values"
                 elif r == 0 and header is None:
                     hint = "; a header row must have no numeric names"

@@ -49,12 +49,18 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
         dataset = _DATASETS[name].loader(data_dir)
         dataset.source = {"name": name, "data_dir": data_dir}
         return dataset
-    path = Path(name)
-    if path.exists() or path.suffix.lower() in (".npy", ".csv"):
-        from .files import load_path  # a user's own files
+    if not name.strip():  # Path("") is ".", the working folder: never read it by accident
+        raise unknown_name(
+            "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
+        )
+    from .files import load_path, path_exists  # a user's own files
 
+    path = Path(name)
+    if path_exists(path) or path.suffix.lower() in (".npy", ".csv"):
         dataset = load_path(path)
-        dataset.source = {"name": str(path.resolve()), "data_dir": None}
+        # The spec's name is the resolved path and the source records that same string, so that a
+        # checkpoint's data, reloaded from any working folder, have a spec equal to the one it stored.
+        dataset.source = {"name": dataset.spec.name, "data_dir": None}
         return dataset
     raise unknown_name(
         "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"

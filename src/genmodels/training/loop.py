@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from ..checkpoint import BEST_POINTER, checkpoint_name, list_checkpoints, read_checkpoint, save_checkpoint, write_json_atomic
+from ..checkpoint import BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkpoint_name, list_checkpoints, read_checkpoint, save_checkpoint, write_json_atomic
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss
 from ..data.base import Dataset
 from ..errors import UserError
@@ -410,10 +410,12 @@ class Trainer:
         trainer_state = ckpt.trainer_state or {}
         if "state" not in trainer_state:
             raise UserError(f"{self.resume_from} was written by an older genmodels and cannot be resumed; start a new run")
+        check_state(self.model, ckpt.model_state, ckpt.path / MODEL_FILE, self.model.name)
         self.model.load_state_dict(ckpt.model_state)
         if self.ema is not None:
             if ckpt.ema_state is None:
                 raise UserError(f"{self.resume_from} has no EMA weights but --ema was given")
+            check_state(self.model, ckpt.ema_state, ckpt.path / EMA_FILE, self.model.name)
             self.ema.load_state_dict(ckpt.ema_state)
         self.state = TrainState.from_json(trainer_state["state"])
         if self.ema is not None:
