@@ -82,3 +82,20 @@ def test_fvsbn_temperature_near_zero_samples_the_greedy_sequence(binary10_spec):
     assert 0.4 < hot.float().mean().item() < 0.6  # near-uniform bits
     with pytest.raises(Exception, match="temperature must be > 0"):
         model.sample(2, temperature=0.0)
+
+
+def test_fvsbn_l2_prior_adds_half_lambda_times_the_squared_weights(digits):
+    import torch
+
+    from genmodels.core import Batch, create_model
+
+    torch.manual_seed(0)
+    plain = create_model("fvsbn", digits.spec)
+    with torch.no_grad():
+        plain.weight.normal_()
+    prior = create_model("fvsbn", digits.spec, {"l2": 0.01})
+    prior.load_state_dict(plain.state_dict())
+    batch = Batch(digits.train.x[:32].long())
+    expected = plain.loss(batch).loss + 0.5 * 0.01 * (plain.weight**2).sum()
+    assert torch.allclose(prior.loss(batch).loss, expected)
+    assert prior.optimizer_groups()["model"].no_decay == [prior.bias]
