@@ -52,9 +52,10 @@ def rational_quadratic_spline(
     w_raw, h_raw, d_raw = params[..., :bins], params[..., bins : 2 * bins], params[..., 2 * bins :]
     cw, widths = _knots(w_raw, bound, MIN_BIN_WIDTH)
     ch, heights = _knots(h_raw, bound, MIN_BIN_HEIGHT)
-    # softplus(c) = 1 − MIN_DERIVATIVE at the two boundary knots: derivative 1, matching the tails.
-    edge = torch.log(torch.expm1(torch.tensor(1.0 - MIN_DERIVATIVE, dtype=params.dtype)))
-    d_raw = F.pad(d_raw, (1, 1), value=float(edge))
+    # softplus(c) = 1 − MIN_DERIVATIVE: derivative 1 at the two boundary knots, matching the identity
+    # tails; the inner ones are shifted by c too, so that all-zero parameters give the identity map.
+    c = float(torch.log(torch.expm1(torch.tensor(1.0 - MIN_DERIVATIVE, dtype=torch.float64))))
+    d_raw = F.pad(d_raw + c, (1, 1), value=c)
     derivatives = MIN_DERIVATIVE + F.softplus(d_raw)  # (…, K+1)
 
     inside = (x >= -bound) & (x <= bound)
