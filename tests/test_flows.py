@@ -147,7 +147,17 @@ def test_coupling_leaves_its_conditioning_half_unchanged_and_made_is_autoregress
     y, _ = t.call_and_ladj(x)
     kept = parity_mask(4, 1).bool()
     assert torch.equal(y[:, kept], x[:, kept]) and not torch.allclose(y[:, ~kept], x[:, ~kept])
-    # MADE: output i depends only on inputs < i (the Jacobian of the MAF layer is lower triangular).
+    # MADE: output (i, p) depends only on inputs j < i, by gradients.
+    torch.manual_seed(0)
+    made = MaskedMLP(5, 2, (7, 9)).double()
+    _perturb(made)
+    J = sum(  # over several points, so that no dependence hides behind a ReLU that is off at one
+        jacobian(lambda v: made(v.reshape(1, 5)).reshape(5, 2), torch.randn(5, dtype=torch.float64)).abs()
+        for _ in range(20)
+    )  # (5, 2, 5)
+    dependence = J.sum(dim=1) > 0  # [i, j]
+    assert torch.equal(dependence, torch.ones(5, 5).tril(-1).bool())
+    # The MAF layer's Jacobian is lower triangular.
     t, _ = _built("maf", torch.float64)
     J = jacobian(lambda v: t(v.reshape(1, 4)).reshape(-1), torch.randn(4, dtype=torch.float64))
     assert torch.equal(torch.triu(J, 1), torch.zeros(4, 4))
@@ -386,3 +396,29 @@ def test_a_spline_with_zero_parameters_is_the_identity():
     x = torch.linspace(-6, 6, 101, dtype=torch.float64)
     y, ladj = rational_quadratic_spline(x, torch.zeros(101, 3 * 8 - 1, dtype=torch.float64), bound=5.0)
     assert torch.allclose(y, x, atol=1e-12) and torch.allclose(ladj, torch.zeros_like(ladj), atol=1e-12)
+
+
+def test_the_variational_dequantizer_density_integrates_to_one_and_matches_its_samples():
+    from genmodels.flows.dequantization import VariationalDequantizer
+
+    torch.manual_seed(0)
+    q = VariationalDequantizer(2, 4, (16,), 2).double()
+    _perturb(q, 0.2)  # more, and q piles mass within float rounding of the cell's faces
+    x = torch.tensor([[1, 3]])
+
+    def log_q(u):  # log q(u | x) evaluated from u through the inverse map
+        v = torch.log(u) - torch.log1p(-u)
+        eps = q.transform.inverse(v, q.context(x.expand(len(u), 2)))
+        _, ladj = q.transform.call_and_ladj(eps, q.context(x.expand(len(u), 2)))
+        log_normal = -0.5 * (eps**2).sum(1) - math.log(2 * math.pi)
+        return log_normal - ladj - (torch.log(u) + torch.log1p(-u)).sum(1)  # − log σ'(v)
+
+    step = 1 / 400
+    g = step * (torch.arange(400, dtype=torch.float64) + 0.5)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), dim=-1).reshape(-1, 2)
+    with torch.no_grad():
+        assert (log_q(grid).exp().sum() * step * step).item() == pytest.approx(1.0, abs=2e-3)
+        eps = torch.randn(50, 2, dtype=torch.float64)
+        u, reported = q(eps, x.expand(50, 2))
+        assert ((u > 0) & (u < 1)).all()
+        assert torch.allclose(reported, log_q(u), atol=1e-6)
