@@ -381,7 +381,7 @@ def test_plot_density_writes_a_png(tmp_path):
     from genmodels.data import load_dataset
     from genmodels.plot_density import plot_density
 
-    data = load_dataset("two-moons")
+    data = load_dataset("eight-gaussians")
     model = create_model("nsf", data.spec, {"transforms": 2, "hidden": (16,)})
     model.initialize([Batch(data.train.x[:1000])])
     out = plot_density(model, data, tmp_path / "density.png", points=500, resolution=40)
@@ -408,8 +408,8 @@ def test_the_variational_dequantizer_density_integrates_to_one_and_matches_its_s
 
     def log_q(u):  # log q(u | x) evaluated from u through the inverse map
         v = torch.log(u) - torch.log1p(-u)
-        eps = q.transform.inverse(v, q.context(x.expand(len(u), 2)))
-        _, ladj = q.transform.call_and_ladj(eps, q.context(x.expand(len(u), 2)))
+        eps = q.transform.inverse(v, q.context(x.expand(len(u), 2), u.dtype))
+        _, ladj = q.transform.call_and_ladj(eps, q.context(x.expand(len(u), 2), u.dtype))
         log_normal = -0.5 * (eps**2).sum(1) - math.log(2 * math.pi)
         return log_normal - ladj - (torch.log(u) + torch.log1p(-u)).sum(1)  # − log σ'(v)
 

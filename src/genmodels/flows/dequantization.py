@@ -44,13 +44,13 @@ class VariationalDequantizer(nn.Module):
             )
         )
 
-    def context(self, x: Tensor) -> Tensor:
+    def context(self, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         """x's levels scaled to [−1, 1]: what the couplings read."""
-        return x.flatten(1).to(torch.float32) * (2.0 / max(self.levels - 1, 1)) - 1.0
+        return x.flatten(1).to(dtype) * (2.0 / max(self.levels - 1, 1)) - 1.0
 
     def forward(self, eps: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """(u (B, D) in (0,1), log q(u | x) (B,)) for the standard normal draws ``eps`` (B, D)."""
-        v, ladj = self.transform.call_and_ladj(eps, self.context(x))
+        v, ladj = self.transform.call_and_ladj(eps, self.context(x, eps.dtype))
         log_normal = -0.5 * (eps**2).sum(dim=1) - 0.5 * eps.shape[1] * math.log(2 * math.pi)
         log_sigmoid_derivative = -(F.softplus(v) + F.softplus(-v)).sum(dim=1)  # log σ'(v) = −softplus(v) − softplus(−v)
         return torch.sigmoid(v), log_normal - ladj - log_sigmoid_derivative
