@@ -47,10 +47,6 @@ def _perturb(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> None
 
 
 # --- transforms -----------------------------------------------------------------------------------
-def _vector(D=4):
-    return (D,)
-
-
 TRANSFORMS = {
     "additive": (lambda: AdditiveCoupling(parity_mask(4, 0), MLP(4, 4, (16,))), (4,)),
     "affine": (lambda: AffineCoupling(parity_mask(4, 1), MLP(4, 8, (16,))), (4,)),

@@ -21,7 +21,6 @@ Every term is reported (``LogLikelihood.terms``) and they sum to the value.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
