@@ -79,14 +79,13 @@ def plot_density(
     extent = bounds
     axes[0].imshow(np.exp(log_p), origin="lower", extent=extent, aspect="auto", cmap="viridis")
     axes[0].set_title(f"{model.name}: density ({kind.value})")
-    for ax, pts, title in ((axes[1], data, f"data ({split}, {len(data)})"), (axes[2], samples, f"samples ({len(samples)})")):
+    for ax, pts, title in ((axes[1], data, f"{spec.name}: {split} data ({len(data)})"), (axes[2], samples, f"samples ({len(samples)})")):
         ax.hist2d(pts[:, 0], pts[:, 1], bins=resolution // 2, range=[bounds[:2], bounds[2:]], cmap="viridis")
         ax.set_title(title)
     for ax in axes:
         ax.set_xlim(bounds[0], bounds[1])
         ax.set_ylim(bounds[2], bounds[3])
         ax.set_aspect("equal")
-    figure.suptitle(spec.name)
     figure.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

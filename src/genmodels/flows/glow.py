@@ -40,7 +40,6 @@ class GlowConfig(FlowConfig):
     hidden_layers: int = 2
     coupling: str = "affine"
     clamp: float = 3.0
-    preprocess: str = "scale"
 
     def __post_init__(self) -> None:
         super().__post_init__()
