@@ -521,6 +521,11 @@ def resolve_groups(model: GenerativeModel) -> dict[str, OptimizerGroup]:
 BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.baselines.independent",
     "genmodels.autoregressive.fvsbn",
+    "genmodels.flows.nice",
+    "genmodels.flows.realnvp",
+    "genmodels.flows.glow",
+    "genmodels.flows.nsf",
+    "genmodels.flows.maf",
 )
 #: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
 ENTRY_POINT_GROUP = "genmodels.models"

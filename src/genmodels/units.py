@@ -23,6 +23,7 @@ __all__ = [
     "bits_per_dim",
     "nats_from_bits_per_dim",
     "uniform_dequantize",
+    "dequantize_with_noise",
     "dequantization_log_jacobian",
     "discrete_bound_from_density",
     "variational_dequantization_bound",
@@ -61,6 +62,18 @@ def uniform_dequantize(x: Tensor, levels: int, generator: torch.Generator | None
     """
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float32)
     return (x.to(torch.float32) + u) / levels
+
+
+def dequantize_with_noise(x: Tensor, u: Tensor, levels: int) -> Tensor:
+    """y = (x + u) / K for given noise u ∈ [0,1)^D (drawn by the caller, e.g. with ``Batch.rand``, so
+    that an evaluation does not depend on the batch size; or learned, as in Flow++).
+
+    >>> dequantize_with_noise(torch.tensor([0, 3]), torch.tensor([0.5, 0.25]), 4).tolist()
+    [0.125, 0.8125]
+    """
+    if u.shape != x.shape:
+        raise ValueError(f"noise of shape {tuple(u.shape)} for data of shape {tuple(x.shape)}")
+    return (x.to(u.dtype) + u) / levels
 
 
 def dequantization_log_jacobian(dims: int, levels: int) -> float:

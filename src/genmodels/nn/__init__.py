@@ -1,0 +1,1 @@
+"""Network architectures shared by the model families (no likelihoods here, only networks)."""

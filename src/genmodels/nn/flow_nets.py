@@ -1,0 +1,141 @@
+"""The conditioner networks of normalizing flows: an MLP, a convolutional net and a masked MLP (MADE).
+
+Each maps its input (and an optional context) to the parameters of an elementwise bijection. The last
+layer starts at zero, so a freshly built coupling or autoregressive layer is the identity map, which
+keeps a deep flow's initial log-determinant at 0 (Kingma & Dhariwal 2018, Glow, sec. 3.3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["MLP", "ConvNet", "MaskedLinear", "MaskedMLP"]
+
+
+class MLP(nn.Module):
+    """x (B, D) [and context (B, C)] → (B, out_features), ReLU hidden layers, zero-initialized output.
+
+    Args:
+        in_features: D.
+        out_features: the number of outputs.
+        hidden: the widths of the hidden layers.
+        context_features: C, the width of a context concatenated to the input (0: none).
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: tuple[int, ...] = (64, 64), context_features: int = 0):
+        super().__init__()
+        widths = [in_features + context_features, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        last = nn.Linear(widths[-1], out_features)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+        self.context_features = context_features
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        h = x.flatten(1)
+        if self.context_features:
+            h = torch.cat([h, context.flatten(1)], dim=1)
+        return self.net(h)
+
+
+class ConvNet(nn.Module):
+    """Glow's coupling network NN() (Kingma & Dhariwal 2018, sec. 3.3): 3×3 conv → ReLU → 1×1 conv →
+    ReLU → zero-initialized 3×3 conv, with ``blocks`` residual 3×3 blocks in between (RealNVP's ResNet).
+
+    With ``norm``, each hidden activation is normalized per example (GroupNorm with one group, in
+    place of Glow's actnorm / RealNVP's batch norm: no batch statistics, so a figure does not
+    depend on the batch), which keeps a deep stack of couplings well scaled.
+
+    Args:
+        in_channels: input channels (the masked input).
+        out_channels: output channels (parameters per input channel × channels).
+        hidden: hidden channels.
+        blocks: residual blocks in the middle.
+        context_channels: channels of an image-shaped context concatenated to the input.
+        norm: normalize hidden activations per example (see above).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 0, context_channels: int = 0,
+        norm: bool = True,
+    ):
+        super().__init__()
+
+        def normalization() -> nn.Module:
+            return nn.GroupNorm(1, hidden) if norm else nn.Identity()
+
+        self.first = nn.Sequential(nn.Conv2d(in_channels + context_channels, hidden, 3, padding=1), normalization())
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1), normalization(),
+                nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1), normalization(),
+            )
+            for _ in range(blocks)
+        )
+        self.middle = nn.Sequential(nn.Conv2d(hidden, hidden, 1), normalization())
+        self.last = nn.Conv2d(hidden, out_channels, 3, padding=1)
+        nn.init.zeros_(self.last.weight)
+        nn.init.zeros_(self.last.bias)
+        self.context_channels = context_channels
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.context_channels:
+            x = torch.cat([x, context], dim=1)
+        h = self.first(x)
+        for block in self.blocks:
+            h = h + block(h)
+        h = F.relu(self.middle(F.relu(h)))
+        return self.last(h)
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, mask: Tensor):
+        super().__init__(in_features, out_features)
+        self.register_buffer("mask", mask.to(torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MaskedMLP(nn.Module):
+    """MADE (Germain et al. 2015): output (i, p) depends only on inputs j < i, for i in 0..D−1.
+
+    Degrees (eq. 12-13): input j has degree j+1, hidden units degrees in 1..D−1 (cyclic, so every
+    degree is represented), output i has degree i+1; a hidden weight is kept when deg_out ≥ deg_in,
+    an output weight when deg_out > deg_in. The output is (B, D·P) ordered (i, p), i.e. it reshapes
+    to (B, D, P). A context (B, C) enters the first layer unmasked.
+    """
+
+    def __init__(self, features: int, params: int, hidden: tuple[int, ...] = (64, 64), context_features: int = 0):
+        super().__init__()
+        D = features
+        in_degrees = torch.arange(1, D + 1)
+        degrees = [in_degrees]
+        for width in hidden:
+            degrees.append(torch.arange(width) % max(1, D - 1) + 1)
+        out_degrees = torch.arange(1, D + 1).repeat_interleave(params)
+        layers: list[nn.Module] = []
+        for i, width in enumerate(hidden):
+            mask = (degrees[i + 1][:, None] >= degrees[i][None, :]).float()
+            layers.append(MaskedLinear(degrees[i].numel(), width, mask))
+        self.hidden = nn.ModuleList(layers)
+        self.out = MaskedLinear(degrees[-1].numel(), D * params, (out_degrees[:, None] > degrees[-1][None, :]).float())
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.context = nn.Linear(context_features, hidden[0]) if context_features and hidden else None
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        h = x
+        for i, layer in enumerate(self.hidden):
+            h = layer(h)
+            if i == 0 and self.context is not None:
+                h = h + self.context(context.flatten(1))
+            h = F.relu(h)
+        return self.out(h)
