@@ -125,9 +125,10 @@ def test_installed_command_exits_2_without_traceback():
     assert argparse_error.returncode == 2 and "Traceback" not in argparse_error.stderr
 
 
-def test_bench_writes_one_table_for_all_models(tmp_path, capsys):
+def test_bench_writes_one_table_for_its_models(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["bench", "--steps", "30", "--eval-every", "15", "--out", str(out), "--no-progress"]) == 0
+    assert main(["bench", "--models", "fvsbn,independent", "--steps", "30", "--eval-every", "15", "--out", str(out),
+                 "--no-progress"]) == 0
     table = (out / "results.md").read_text()
     assert "| digits | fvsbn | log_prob | exact |" in table
     assert "| digits | independent | log_prob | exact |" in table
@@ -136,7 +137,7 @@ def test_bench_writes_one_table_for_all_models(tmp_path, capsys):
     for name in ("samples-digits-fvsbn.png", "samples-digits-independent.png", "loss_curves-digits.png"):
         assert (out / name).is_file()
     # Nothing written is overwritten: a second bench into the same folder is refused.
-    assert main(["bench", "--steps", "1", "--out", str(out), "--no-progress"]) == 2
+    assert main(["bench", "--models", "fvsbn", "--steps", "1", "--out", str(out), "--no-progress"]) == 2
 
 
 def test_sampling_options_and_labels_are_checked(trained_run, tmp_path, capsys):

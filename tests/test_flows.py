@@ -418,3 +418,18 @@ def test_the_variational_dequantizer_density_integrates_to_one_and_matches_its_s
         u, reported = q(eps, x.expand(50, 2))
         assert ((u > 0) & (u < 1)).all()
         assert torch.allclose(reported, log_q(u), atol=1e-6)
+
+
+def test_plot_density_from_the_command_line(tmp_path, capsys):
+    from genmodels.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "nsf", "--data", "eight-gaussians", "--steps", "5", "--eval-every", "5", "--batch-size", "256",
+                 "--out", str(run), "--no-progress"]) == 0
+    assert main(["plot-density", str(run), "--out", str(tmp_path / "d.png"), "--points", "200", "--resolution", "40"]) == 0
+    assert (tmp_path / "d.png").is_file()
+    assert main(["train", "fvsbn", "--steps", "2", "--eval-every", "2", "--out", str(tmp_path / "f"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["plot-density", str(tmp_path / "f"), "--out", str(tmp_path / "e.png")]) == 2
+    err = capsys.readouterr().err
+    assert "genmodels: error:" in err and ("2-D" in err or "continuous" in err)

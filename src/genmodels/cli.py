@@ -172,6 +172,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--cpu", action="store_true")
 
+    p = sub.add_parser("plot-density", help="draw a 2-D model's density beside the data and its samples", parents=[imports])
+    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
+    p.add_argument("--out", default="density.png", help="PNG to write")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"], help="the data drawn beside it")
+    p.add_argument("--points", type=int, default=5000, help="data points and samples drawn")
+    p.add_argument("--resolution", type=int, default=200, help="grid cells per axis")
+    p.add_argument("--data-dir", help="where the data set's files are, if not where training found them")
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--cpu", action="store_true")
+
     p = sub.add_parser("bench", help="train and evaluate several models on data sets; write one table", parents=[imports])
     p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
     p.add_argument("--data", default="digits", help="comma-separated data set names")
@@ -330,7 +340,23 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"  {what:<12} {path}")
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
+def cmd_plot_density(args: argparse.Namespace) -> None:
+    from .checkpoint import load_model
+    from .data import load_dataset
+    from .plot_density import plot_density
+
+    if not args.out.lower().endswith(".png"):
+        raise UserError(f"--out must name a .png file, got '{args.out}'")
+    if args.points < 1 or args.resolution < 2:
+        raise UserError("--points must be ≥ 1 and --resolution ≥ 2")
+    model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
+    source = ckpt.meta["data"]["source"]
+    dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
+    path = plot_density(model, dataset, args.out, split=args.split, points=args.points, resolution=args.resolution)
+    print(f"density of {ckpt.meta['model']} on {model.spec.name} → {path}")
+
+
+COMMANDS = {"plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 
 def _pre_import(argv: list[str]) -> None:
