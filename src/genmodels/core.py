@@ -521,6 +521,9 @@ def resolve_groups(model: GenerativeModel) -> dict[str, OptimizerGroup]:
 BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.baselines.independent",
     "genmodels.autoregressive.fvsbn",
+    "genmodels.latent.vae",
+    "genmodels.latent.iwae",
+    "genmodels.latent.discrete_vae",
 )
 #: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
 ENTRY_POINT_GROUP = "genmodels.models"
