@@ -232,15 +232,19 @@ def test_kl_warmup_and_free_bits_shape_the_training_loss():
     out.terms = {k: v.detach() for k, v in out.terms.items()}
     assert float(out.loss.detach()) == pytest.approx(-float(out.terms["reconstruction"].mean()), rel=1e-6)  # β_0 = 0
 
-    fb = create_model("vae", DIGITS, {"free_bits": 5.0})
+    _perturbed(model, 0.1)
+    with torch.no_grad():
+        mu, log_sigma = model.encode(x)
+        per_example = 0.5 * (mu**2 + (2 * log_sigma).exp() - 1) - log_sigma  # (B, L)
+    lam = float(per_example.median())  # λ between the per-example values: a per-example clamp differs
+    expected_kl = float(per_example.mean(0).clamp_min(lam).sum())  # IAF: Σ_j max(λ, E_batch KL_j)
+    assert abs(expected_kl - float(per_example.clamp_min(lam).sum(1).mean())) > 1e-2
+    fb = create_model("vae", DIGITS, {"free_bits": lam})
     fb.load_state_dict(model.state_dict())
     torch.manual_seed(0)
     out = fb.loss(Batch(x), step=0)
     out.terms = {k: v.detach() for k, v in out.terms.items()}
-    with torch.no_grad():
-        mu, log_sigma = fb.encode(x)
-        per_dim = (0.5 * (mu**2 + (2 * log_sigma).exp() - 1) - log_sigma).mean(0)  # batch-mean KL_j
-    expected = -float(out.terms["reconstruction"].mean()) + float(per_dim.clamp_min(5.0).sum())
+    expected = -float(out.terms["reconstruction"].mean()) + expected_kl
     assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-5)
 
 
@@ -307,3 +311,15 @@ def test_conv_networks_fit_mnist_sized_images():
     x = torch.randint(0, 256, (2, 1, 28, 28))
     assert torch.isfinite(model(Batch(x)).loss)
     assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("name,config", [("iwae", {"k": 7}), ("discrete-vae", {"estimator": "vimco", "k": 7})])
+def test_multi_sample_training_objective_is_the_recorded_k_sample_bound(name, config):
+    """With the same noise, the training loss is −mean log (1/k) Σ w_i, the IWAE record's value."""
+    model = _perturbed(create_model(name, DIGITS, config))
+    x = torch.randint(0, 17, (9, 1, 8, 8))
+    torch.manual_seed(3)
+    loss = float(model.loss(Batch(x)).loss.detach())
+    torch.manual_seed(3)
+    _, iwae = model.log_likelihoods(Batch(x), k=7)
+    assert loss == pytest.approx(-float(iwae.values.mean()), rel=1e-5)
