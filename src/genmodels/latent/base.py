@@ -28,7 +28,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, ModelConfig
@@ -42,7 +41,7 @@ __all__ = ["LatentConfig", "LatentVariableModel", "SAMPLE_CHUNK", "EVAL_FLOATS",
 #: draws do not depend on the evaluation batch size)
 SAMPLE_CHUNK = 100
 #: the most decoder outputs (rows × D × P) computed at once in evaluation (the memory bound)
-EVAL_FLOATS = 2**23
+EVAL_FLOATS = 2**25
 #: the default k of the IWAE estimate (test figures); validation during training uses k = 64
 DEFAULT_EVAL_K = 1000
 

@@ -39,7 +39,7 @@ from ..estimators import (
     vimco_surrogate,
 )
 from .base import LatentConfig, LatentVariableModel
-from .networks import _mlp, make_decoder, make_encoder
+from .networks import mlp, make_decoder, make_encoder
 
 __all__ = ["DiscreteVAE", "DiscreteVAEConfig", "ESTIMATORS"]
 
@@ -105,7 +105,7 @@ class DiscreteVAE(LatentVariableModel):
         self.decoder = make_decoder(spec, c.architecture, c.hidden, c.channels, features, self.per_dim, self.num_classes)
         if c.estimator == "reinforce":
             # NVIL's input-dependent baseline b_ψ(x) and a moving average c of the learning signal.
-            self.baseline_net = _mlp([spec.dims + self.num_classes, c.hidden[0] if c.hidden else 64, 1])
+            self.baseline_net = mlp([spec.dims + self.num_classes, c.hidden[0] if c.hidden else 64, 1])
             self.moving_average = MovingAverageBaseline(c.baseline_decay)
 
     # --- posterior and prior ------------------------------------------------------------------------

@@ -33,6 +33,9 @@ __all__ = [
     "discretized_logistic_log_probs",
     "make_encoder",
     "make_decoder",
+    "mlp",
+    "Encoder",
+    "Decoder",
 ]
 
 LIKELIHOODS = ("auto", "bernoulli", "categorical", "logistic")
@@ -93,7 +96,8 @@ def decoder_log_prob(params: Tensor, x: Tensor, likelihood: str, levels: int) ->
     return log_p.gather(2, x.unsqueeze(2)).squeeze(2).sum(dim=1)
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of these sizes with GELU between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -129,7 +133,7 @@ class _ConvEncoder(nn.Module):
         self.body = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.body(torch.zeros(1, c, h, w)).numel()
-        self.head = _mlp([flat + extra, hidden, out])
+        self.head = mlp([flat + extra, hidden, out])
 
     def forward(self, x: Tensor, extra: Tensor | None) -> Tensor:
         h = self.body(x).flatten(1)
@@ -147,7 +151,7 @@ class _ConvDecoder(nn.Module):
         self.sizes = sizes
         ch = list(reversed(channels))
         self.start = (ch[0], *sizes[-1])
-        self.fc = _mlp([in_features, hidden, math.prod(self.start)])
+        self.fc = mlp([in_features, hidden, math.prod(self.start)])
         blocks = []
         for i in range(len(ch)):
             out_ch = ch[i + 1] if i + 1 < len(ch) else ch[-1]
@@ -182,7 +186,7 @@ class Encoder(nn.Module):
         if architecture == "conv":
             self.net: nn.Module = _ConvEncoder(spec, channels, num_classes, out, hidden[0] if hidden else 256)
         else:
-            self.net = _mlp([spec.dims + num_classes, *hidden, out])
+            self.net = mlp([spec.dims + num_classes, *hidden, out])
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         inputs = x.to(torch.float32) / (self.levels - 1)  # levels → [0, 1]
@@ -204,7 +208,7 @@ class Decoder(nn.Module):
         if architecture == "conv":
             self.net: nn.Module = _ConvDecoder(spec, channels, inputs, per_dim, hidden[0] if hidden else 256)
         else:
-            self.net = _mlp([inputs, *reversed(hidden), spec.dims * per_dim])
+            self.net = mlp([inputs, *reversed(hidden), spec.dims * per_dim])
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.num_classes:
