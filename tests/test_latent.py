@@ -81,8 +81,10 @@ def test_iwae_rises_with_k_towards_the_exact_log_p(three_state):
     model, x, exact, exact_elbo = three_state
     means, errors = [], []
     for k in (1, 4, 32, 1000):
-        _, iwae = _records(model, x, k=k, seed=k)
+        elbo, iwae = _records(model, x, k=k, seed=k)
         assert iwae.kind is LikelihoodKind.ESTIMATE and iwae.samples == k
+        if k > 1:  # ELBO ≤ IWAE_k (at k = 1 they are equal in expectation)
+            assert float(elbo.values.mean()) < float(iwae.values.mean())
         means.append(float(iwae.values.double().mean()))
         errors.append(float((iwae.values.double() - exact).abs().mean()))
     # rises with k in expectation (at k = 32 the remaining gap is within the Monte Carlo noise)
@@ -323,3 +325,51 @@ def test_multi_sample_training_objective_is_the_recorded_k_sample_bound(name, co
     torch.manual_seed(3)
     _, iwae = model.log_likelihoods(Batch(x), k=7)
     assert loss == pytest.approx(-float(iwae.values.mean()), rel=1e-5)
+
+
+def _exact_objective_gradient(model, x, k=None):
+    """∇ of the exact objective of a 1-variable discrete-vae by summing over the latent states:
+    the ELBO Σ_z q(z|x) log p(x|z) − KL (k None) or the k-sample bound over all C^k tuples."""
+    model.zero_grad()
+    log_q = model.encode(x)[0, 0]  # (C,)
+    classes = log_q.shape[0]
+    log_px = model.log_px_given_z(torch.eye(classes), x.expand(classes, *x.shape[1:]))  # (C,)
+    if k is None:
+        objective = (log_q.exp() * log_px).sum() - model.kl(log_q.reshape(1, 1, -1)).sum()
+    else:
+        tuples = torch.tensor(list(itertools.product(range(classes), repeat=k)))
+        log_w = log_px[tuples] + model.log_prior() - log_q[tuples]
+        objective = (log_q[tuples].sum(1).exp() * (torch.logsumexp(log_w, 1) - math.log(k))).sum()
+    (-objective).backward()
+    return torch.cat([p.grad.flatten() for n, p in model.named_parameters() if not n.startswith("baseline")])
+
+
+def _loss_gradients(model, x, batches, size):
+    grads = []
+    for b in range(batches):
+        torch.manual_seed(100 + b)
+        model.zero_grad()
+        model.loss(Batch(x.expand(size, *x.shape[1:]))).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for n, p in model.named_parameters() if not n.startswith("baseline")]))
+    return torch.stack(grads)
+
+
+@pytest.mark.parametrize("estimator,k", [("reinforce", None), ("vimco", 3)])
+def test_model_level_score_function_gradients_are_unbiased(estimator, k):
+    """The discrete-vae's loss gradient, averaged over draws, is the exact gradient of its objective
+    (REINFORCE: the ELBO; VIMCO: the k-sample bound); the Gumbel-softmax gradient is not (control)."""
+    config = {"variables": 1, "classes": 3, "hidden": (8,), "estimator": estimator, **({"k": k} if k else {})}
+    torch.manual_seed(0)
+    model = _perturbed(create_model("discrete-vae", BINARY, config), 0.5)
+    model.eval()  # the moving-average baseline stays fixed
+    x = torch.tensor([[[[1, 0, 1, 1, 0], [0, 0, 1, 0, 1]]]])
+    exact = _exact_objective_gradient(model, x, k)
+    estimates = _loss_gradients(model, x, batches=40, size=2000)
+    mean, stderr = estimates.mean(0), estimates.std(0) / math.sqrt(len(estimates))
+    assert ((mean - exact).abs() <= 4.5 * stderr + 1e-6).all(), float(((mean - exact).abs() / stderr).max())
+    if estimator == "reinforce":  # control: the relaxed estimator of the same ELBO is biased
+        relaxed = create_model("discrete-vae", BINARY, {**config, "estimator": "gumbel-softmax"})
+        relaxed.load_state_dict({n: v for n, v in model.state_dict().items() if not n.startswith(("baseline", "moving"))})
+        estimates = _loss_gradients(relaxed.eval(), x, batches=40, size=2000)
+        mean, stderr = estimates.mean(0), estimates.std(0) / math.sqrt(len(estimates))
+        assert ((mean - exact).abs() > 4.5 * stderr).any()
