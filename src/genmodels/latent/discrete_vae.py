@@ -116,7 +116,8 @@ class DiscreteVAE(LatentVariableModel):
 
     def kl(self, q: Tensor) -> Tensor:
         """KL(q ‖ uniform) = Σ_v Σ_c q log q + V log C, (B,)."""
-        return (q.exp() * q).sum(dim=(1, 2)) + self.variables * math.log(self.classes)
+        p = q.exp()
+        return (p * q).masked_fill(p == 0, 0.0).sum(dim=(1, 2)) + self.variables * math.log(self.classes)
 
     def log_prior(self) -> float:
         """log p(z) of any z under the uniform prior: −V log C."""
@@ -183,7 +184,10 @@ class DiscreteVAE(LatentVariableModel):
             signal = signal - baseline_fit
         objective = signal - kl
         elbo = reconstruction.detach() - kl.detach()
-        return Loss(-objective.mean(), {"reconstruction": reconstruction.detach(), "kl": kl.detach(), "elbo": elbo, **extra})
+        # The Gumbel-softmax decoder read a relaxed z: its terms are not the model's ELBO.
+        prefix = "relaxed_" if c.estimator == "gumbel-softmax" else ""
+        terms = {f"{prefix}reconstruction": reconstruction.detach(), "kl": kl.detach(), f"{prefix}elbo": elbo}
+        return Loss(-objective.mean(), {**terms, **extra})
 
     # --- sampling -----------------------------------------------------------------------------------
     def sample_latents(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
