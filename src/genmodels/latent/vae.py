@@ -11,6 +11,15 @@ training objective is the ELBO (eq. 3) with the usual options:
 
 Warm-up and free bits change only the training loss; the records are always the true ELBO and
 the IWAE estimate (see ``latent.base``).
+
+>>> from genmodels.core import Batch, create_model
+>>> from genmodels.data import DataSpec
+>>> model = create_model("vae", DataSpec("b", (1, 2, 5), 2), {"latent_dim": 2})
+>>> elbo, iwae = model.log_likelihoods(Batch(torch.zeros(3, 1, 2, 5, dtype=torch.int64)), k=8)
+>>> (elbo.kind.value, iwae.kind.value, iwae.samples, sorted(elbo.terms))
+('bound', 'estimate', 8, ['neg_kl', 'reconstruction'])
+>>> model.sample(4, generator=torch.Generator().manual_seed(0), temperature=0.8).shape
+torch.Size([4, 1, 2, 5])
 """
 
 from __future__ import annotations
