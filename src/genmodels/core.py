@@ -526,6 +526,9 @@ BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.flows.glow",
     "genmodels.flows.nsf",
     "genmodels.flows.maf",
+    "genmodels.latent.vae",
+    "genmodels.latent.iwae",
+    "genmodels.latent.discrete_vae",
 )
 #: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
 ENTRY_POINT_GROUP = "genmodels.models"

@@ -1,0 +1,95 @@
+"""ELBO and IWAE-k NLL of the latent-variable family on the digits data sets (a few CPU minutes).
+
+Each model trains with Adam at a fixed number of steps; every ``--eval-every`` steps its validation
+IWAE-64 NLL is measured and the best state is kept; the test figures (ELBO and IWAE-k, k = 5 000 by
+default) are those of that state (../shared/PROTOCOL.md: the test split chooses nothing).
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/latent_digits.py --data binary-digits --steps 3000
+
+Prints one Markdown table (NLL in nats per example, bits/dim, kind and k, training seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+from genmodels.core import Batch, create_model
+from genmodels.data import load_dataset
+from genmodels.evaluate import evaluate_likelihood
+
+MODELS: dict[str, tuple[str, dict]] = {
+    "vae": ("vae", {"latent_dim": 16, "hidden": (256, 256)}),
+    "iwae-k5": ("iwae", {"latent_dim": 16, "hidden": (256, 256), "k": 5}),
+    "dvae-gumbel-softmax": ("discrete-vae", {"hidden": (256, 256), "estimator": "gumbel-softmax"}),
+    "dvae-straight-through": ("discrete-vae", {"hidden": (256, 256), "estimator": "straight-through"}),
+    "dvae-reinforce": ("discrete-vae", {"hidden": (256, 256), "estimator": "reinforce"}),
+    "dvae-vimco-k5": ("discrete-vae", {"hidden": (256, 256), "estimator": "vimco", "k": 5}),
+}
+
+
+def run(data: str, label: str, steps: int, batch_size: int, lr: float, k: int, eval_every: int, seed: int) -> dict:
+    dataset = load_dataset(data)
+    name, config = MODELS[label]
+    torch.manual_seed(seed)
+    model = create_model(name, dataset.spec, config)
+    train = dataset.split("train")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    best, best_state, best_step, seconds = float("inf"), None, 0, 0.0
+    for step in range(1, steps + 1):
+        started = time.perf_counter()
+        model.train()
+        if hasattr(train, "set_epoch"):
+            train.set_epoch(step * batch_size // len(train))
+        index = torch.randint(0, len(train), (batch_size,), generator=g)
+        items = [train[i] for i in index.tolist()]
+        x = torch.stack([it["x"] for it in items])
+        loss = model(Batch(x), step=step).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seconds += time.perf_counter() - started
+        if step % eval_every == 0 or step == steps:
+            records = evaluate_likelihood(model, dataset.split("validation"), options={"k": 64})
+            nll = next(r.nll_nats for r in records if r.measure == "iwae")
+            if nll < best:
+                best, best_state, best_step = nll, copy.deepcopy(model.state_dict()), step
+    model.load_state_dict(best_state)
+    started = time.perf_counter()
+    records = {r.measure: r for r in evaluate_likelihood(model, dataset.split("test"), options={"k": k})}
+    return {
+        "data": data, "model": label, "steps": steps, "best_step": best_step, "train_s": seconds,
+        "eval_s": time.perf_counter() - started, "elbo": records["elbo"], "iwae": records["iwae"],
+        "valid_iwae64": best,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=["binary-digits"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--k", type=int, default=5000, help="importance samples of the test IWAE estimate")
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"| data | model | test ELBO NLL (nats) | test IWAE-{args.k} NLL (nats) | bits/dim (IWAE) | "
+          "valid IWAE-64 | best step / steps | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for data in args.data:
+        for label in args.models:
+            r = run(data, label, args.steps, args.batch_size, args.lr, args.k, args.eval_every, args.seed)
+            e, i = r["elbo"], r["iwae"]
+            print(f"| {data} | {label} | {e.nll_nats:.2f} ± {e.stderr_nats:.2f} | {i.nll_nats:.2f} ± {i.stderr_nats:.2f} | "
+                  f"{i.bits_per_dim:.4f} | {r['valid_iwae64']:.2f} | {r['best_step']} / {r['steps']} | {r['train_s']:.0f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""The latent-variable family: ``vae``, ``iwae`` and ``discrete-vae`` (one file per model), their
+shared evaluation and sampling (``base``) and networks and decoder distributions (``networks``)."""
