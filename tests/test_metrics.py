@@ -16,6 +16,7 @@ from genmodels.metrics.features import (
     _accuracy,
     feature_network_name,
     load_feature_network,
+    main as retrain_main,
     save_feature_network,
     shipped_info,
     train_feature_network,
@@ -150,6 +151,18 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_a_shift():
     assert shifted > 5 * se2 and shifted > 0
 
 
+def test_kid_standard_error_matches_the_spread_over_independent_draws():
+    g = torch.Generator().manual_seed(7)
+    values, stderrs = [], []
+    for _ in range(40):
+        x, y = torch.randn(200, 4, generator=g, dtype=F64), torch.randn(200, 4, generator=g, dtype=F64) + 0.3
+        v, se, _ = kernel_inception_style_distance(x, y, subsets=10, seed=0)
+        values.append(v)
+        stderrs.append(se)
+    spread = float(torch.tensor(values).std())
+    assert 0.7 < sum(stderrs) / len(stderrs) / spread < 1.4
+
+
 # --- precision and recall -------------------------------------------------------------------------
 def test_knn_radius_excludes_the_point_itself():
     x = torch.tensor([[0.0], [1.0], [3.0], [7.0]], dtype=F64)
@@ -177,6 +190,14 @@ def test_precision_recall_identical_and_disjoint_sets():
     x = torch.randn(300, 4, generator=g, dtype=F64)
     assert precision_recall(x, x.clone(), k=3) == (1.0, 1.0)
     assert precision_recall(x, x + 100.0, k=3) == (0.0, 0.0)
+
+
+def test_precision_and_recall_records_are_not_swapped(digits, digits_reference):
+    # Real zeros only: realistic (high precision) but covering one class of ten (low recall).
+    zeros = digits.train.x[digits.train.y == 0]
+    precision, recall = sample_quality(zeros, digits, reference="train", metrics=("precision", "recall"))
+    assert precision.metric == "precision" and precision.value > 0.8
+    assert recall.metric == "recall" and recall.value < 0.35
 
 
 # --- memorization ---------------------------------------------------------------------------------
@@ -287,14 +308,25 @@ def test_fashion_mnist_feature_network_accuracy():
     assert accuracy >= 0.90 and accuracy == pytest.approx(shipped_info("fashion-mnist")["accuracy"]["test"])
 
 
-def test_digits_feature_network_retrains_bit_for_bit(tmp_path):
-    state, info = train_feature_network("digits", seed=0)
+@needs_fashion
+def test_fashion_mnist_training_is_deterministic_on_a_short_run():
+    # The full recipe takes minutes; two 3-step runs of it must give identical weights.
+    a, info = train_feature_network("fashion-mnist", seed=0, max_steps=3)
+    b, _ = train_feature_network("fashion-mnist", seed=0, max_steps=3)
+    assert info["steps"] == 3 and weights_sha256(a) == weights_sha256(b)
+
+
+def test_digits_feature_network_retrains_bit_for_bit(tmp_path, capsys):
+    # The command users run: python -m genmodels.metrics retrain digits --out PATH (exit 0 = identical).
+    status = retrain_main(["retrain", "digits", "--out", str(tmp_path / "d.safetensors")])
+    info = json.loads((tmp_path / "d.json").read_text())
     shipped = shipped_info("digits")
     same_build = (shipped["torch"], shipped["cpu_capability"]) == (info["torch"], info["cpu_capability"])
     if same_build:
         assert info["sha256"] == shipped["sha256"], "retraining did not reproduce the shipped weights"
+        assert status == 0 and "identical to the shipped weights" in capsys.readouterr().out
+    assert info["recipe"] == shipped["recipe"] and info["accuracy"]["test"] >= 0.97
     # the written file loads and checks its hash
-    save_feature_network(state, info, tmp_path / "d.safetensors")
     assert load_feature_network("digits", tmp_path / "d.safetensors").sha256 == info["sha256"]
     # and a short run twice gives identical weights on any build
     a, _ = train_feature_network("digits", seed=1, epochs=1, max_steps=5)

@@ -1,7 +1,7 @@
 """Sample-quality metrics in the feature space of genmodels' own feature networks.
 
 - :mod:`.features`: one small CNN classifier per image data set, trained by a fixed recipe, weights
-  shipped in ``weights/`` (``python -m genmodels.metrics.features retrain DATASET --out PATH``).
+  shipped in ``weights/`` (``python -m genmodels.metrics retrain DATASET --out PATH``).
 - :mod:`.sample_quality`: FD (genmodels features), KID with its standard error, k-NN precision and
   recall, a memorization check; records that say how many samples and which reference split.
 - :mod:`.inception`: the standard Inception FID, only where the user has torchmetrics and the weights.

@@ -15,7 +15,7 @@ Reproducibility: :func:`train_feature_network` trains on one CPU thread with
 ``torch.use_deterministic_algorithms(True)``, a fixed seed for the initialization and for the order
 of the examples, and a closed-form learning-rate schedule. On the same torch version and the same
 CPU kind (``torch.backends.cpu.get_cpu_capability()``) it reproduces the shipped weights bit for bit:
-``python -m genmodels.metrics.features retrain digits --out /tmp/digits.safetensors`` prints the hash
+``python -m genmodels.metrics retrain digits --out /tmp/digits.safetensors`` prints the hash
 and whether it equals the shipped one. The JSON records the torch version and CPU capability the
 shipped weights were made with; other builds may round differently (BLAS kernels differ) and give
 another, equally good network.
@@ -90,7 +90,7 @@ class FeatureRecipe:
 RECIPES: dict[str, FeatureRecipe] = {
     "digits": FeatureRecipe("digits", channels=(32, 64), features=128, epochs=40, batch_size=64, lr=2e-3,
                             weight_decay=1e-4),
-    "fashion-mnist": FeatureRecipe("fashion-mnist", channels=(32, 64), features=128, epochs=5, batch_size=128,
+    "fashion-mnist": FeatureRecipe("fashion-mnist", channels=(32, 64, 64), features=128, epochs=5, batch_size=128,
                                    lr=2e-3, weight_decay=1e-4),
 }
 
@@ -335,7 +335,7 @@ def shipped_info(dataset_name: str) -> dict[str, Any]:
     if not path.exists():
         raise UserError(
             f"the feature network for '{base}' is not shipped in this installation ({path} is missing); "
-            f"retrain it: python -m genmodels.metrics.features retrain {base} --out {base}.safetensors"
+            f"retrain it: python -m genmodels.metrics retrain {base} --out {base}.safetensors"
         )
     return json.loads(path.read_text())
 
@@ -367,7 +367,7 @@ def load_feature_network(dataset_name: str, path: str | Path | None = None,
     if not file.exists() or not info_file.exists():
         raise UserError(
             f"feature-network weights not found at {file} (and its .json); "
-            f"retrain them: python -m genmodels.metrics.features retrain {base} --out {file}"
+            f"retrain them: python -m genmodels.metrics retrain {base} --out {file}"
         )
     info = json.loads(info_file.read_text())
     state = load_file(str(file))
@@ -386,13 +386,13 @@ def load_feature_network(dataset_name: str, path: str | Path | None = None,
 
 # --- command line ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """``python -m genmodels.metrics.features retrain DATASET [--out PATH] [--seed S]``.
+    """``python -m genmodels.metrics retrain DATASET --out PATH [--seed S]``.
 
     Retrains by the shipped recipe, writes PATH (+ .json), prints the accuracies and the hash, and
     exits 0 if the hash equals the shipped one, 1 if it differs (another torch build or CPU kind, or
     another seed), so ``retrain digits && echo reproduced`` checks the shipped weights.
     """
-    parser = argparse.ArgumentParser(prog="python -m genmodels.metrics.features")
+    parser = argparse.ArgumentParser(prog="python -m genmodels.metrics")
     sub = parser.add_subparsers(dest="command", required=True)
     retrain = sub.add_parser("retrain", help="retrain a feature network by its recipe, bit for bit")
     retrain.add_argument("dataset", choices=sorted(RECIPES))
