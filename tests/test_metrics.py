@@ -311,8 +311,8 @@ def test_fashion_mnist_feature_network_accuracy():
 @needs_fashion
 def test_fashion_mnist_training_is_deterministic_on_a_short_run():
     # The full recipe takes minutes; two 3-step runs of it must give identical weights.
-    a, info = train_feature_network("fashion-mnist", seed=0, max_steps=3)
-    b, _ = train_feature_network("fashion-mnist", seed=0, max_steps=3)
+    a, info = train_feature_network("fashion-mnist", seed=0, max_steps=3, evaluate=False)
+    b, _ = train_feature_network("fashion-mnist", seed=0, max_steps=3, evaluate=False)
     assert info["steps"] == 3 and weights_sha256(a) == weights_sha256(b)
 
 
@@ -329,8 +329,8 @@ def test_digits_feature_network_retrains_bit_for_bit(tmp_path, capsys):
     # the written file loads and checks its hash
     assert load_feature_network("digits", tmp_path / "d.safetensors").sha256 == info["sha256"]
     # and a short run twice gives identical weights on any build
-    a, _ = train_feature_network("digits", seed=1, epochs=1, max_steps=5)
-    b, _ = train_feature_network("digits", seed=1, epochs=1, max_steps=5)
+    a, _ = train_feature_network("digits", seed=1, epochs=1, max_steps=5, evaluate=False)
+    b, _ = train_feature_network("digits", seed=1, epochs=1, max_steps=5, evaluate=False)
     assert weights_sha256(a) == weights_sha256(b)
     if not same_build:
         pytest.skip(f"shipped weights were made with torch {shipped['torch']} on {shipped['cpu_capability']}; "
@@ -340,7 +340,7 @@ def test_digits_feature_network_retrains_bit_for_bit(tmp_path, capsys):
 def test_training_leaves_global_state_alone():
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     rng = torch.get_rng_state()
-    train_feature_network("digits", seed=0, epochs=1, max_steps=2)
+    train_feature_network("digits", seed=0, epochs=1, max_steps=2, evaluate=False)
     assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
     assert torch.equal(torch.get_rng_state(), rng)
 

@@ -239,6 +239,7 @@ def train_feature_network(
     max_steps: int | None = None,
     data_dir: str | None = None,
     progress: bool = False,
+    evaluate: bool = True,
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Train a data set's feature network by its recipe; deterministic on CPU.
 
@@ -254,6 +255,7 @@ def train_feature_network(
         max_steps: stop after this many steps (the schedule still spans the full run); for tests.
         data_dir: where the data set's files are, if not the default place.
         progress: print one line per epoch to stderr.
+        evaluate: measure validation and test accuracy (skip for quick determinism checks).
 
     Returns:
         (state dict, info): the weights, and a JSON-able dict with the recipe, the weights' SHA-256,
@@ -304,7 +306,7 @@ def train_feature_network(
                       f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         seconds = time.perf_counter() - started
         accuracies = {split: _accuracy(network, *_split_tensors(data, split), levels)
-                      for split in ("validation", "test")}
+                      for split in ("validation", "test")} if evaluate else {}
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
