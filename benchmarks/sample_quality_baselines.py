@@ -35,7 +35,7 @@ def main() -> None:
     started = time.perf_counter()
     reference = FeatureReference(data, args.reference)
     model = create_model("independent", spec)
-    model.initialize(Batch.of({"x": data.train.x[i : i + 1000]}) for i in range(0, len(data.train), 1000))
+    model.initialize(Batch.of({"x": data.train.x[i : i + 1000].long()}) for i in range(0, len(data.train), 1000))
     independent, _ = draw_samples(model, n, seed=0)
     g = torch.Generator().manual_seed(0)
     rows = {
@@ -47,13 +47,14 @@ def main() -> None:
     out = {}
     print(f"{args.dataset}: N={n} samples vs {args.reference} (n={len(reference.features)}), "
           f"features {reference.extractor.name} {reference.extractor.sha256[:12]}")
-    print(f"| samples | FD (genmodels features) | KID (genmodels features) | precision | recall | memorized |")
-    print("|---|---|---|---|---|---|")
+    print("| samples | FD (genmodels features) | KID (genmodels features) | precision | recall | density | coverage | memorized |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, x in rows.items():
         records = {r.metric: r for r in sample_quality(x.to(torch.int64), data, reference=reference)}
         kid = records["kid"]
         print(f"| {name} | {records['fd'].value:.2f} | {kid.value:.1f} ± {kid.stderr:.1f} | "
-              f"{records['precision'].value:.3f} | {records['recall'].value:.3f} | {records['memorization'].value:.3f} |")
+              f"{records['precision'].value:.3f} | {records['recall'].value:.3f} | {records['density'].value:.3f} | "
+              f"{records['coverage'].value:.3f} | {records['memorization'].value:.3f} |")
         out[name] = [r.to_json() for r in records.values()]
     print(f"({time.perf_counter() - started:.1f} s)")
     if args.json:

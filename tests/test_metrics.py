@@ -38,6 +38,7 @@ from genmodels.metrics.sample_quality import (
     mmd2_unbiased,
     polynomial_kernel,
     precision_recall,
+    density_coverage,
     sample_quality,
     sqrtm_psd,
 )
@@ -190,6 +191,23 @@ def test_precision_recall_identical_and_disjoint_sets():
     x = torch.randn(300, 4, generator=g, dtype=F64)
     assert precision_recall(x, x.clone(), k=3) == (1.0, 1.0)
     assert precision_recall(x, x + 100.0, k=3) == (0.0, 0.0)
+    assert density_coverage(x, x + 100.0, k=5) == (0.0, 0.0)
+    assert density_coverage(x, x.clone(), k=5)[1] == 1.0
+
+
+def test_density_coverage_hand_computed_and_robust_to_a_real_outlier():
+    real = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    # k=1 real balls [−1,1], [0,2], [1,5], [3,11]; samples 1.5 and 5.0 lie in two balls each.
+    assert density_coverage(real, torch.tensor([[1.5], [5.0], [12.0], [-2.0]]), k=1) == (1.0, 0.75)
+    # k=2 radii 3, 2, 3, 6: balls [−3,3], [−1,3], [0,6], [1,13]; 2.0 lies in all four, 12.0 in one.
+    assert density_coverage(real, torch.tensor([[2.0], [12.0]]), k=2) == (5 / 4, 1.0)
+    # One far real outlier: its huge ball gives every sample near it precision 1, density ≈ 1/k.
+    g = torch.Generator().manual_seed(8)
+    cluster = torch.randn(200, 2, generator=g, dtype=F64)
+    real = torch.cat([cluster, torch.tensor([[50.0, 0.0]], dtype=F64)])
+    junk = torch.tensor([[50.0, 1.0]], dtype=F64) + 0.01 * torch.randn(201, 2, generator=g, dtype=F64)
+    assert precision_recall(real, junk, k=3)[0] == 1.0
+    assert density_coverage(real, junk, k=3)[0] < 0.34
 
 
 def test_precision_and_recall_records_are_not_swapped(digits, digits_reference):
@@ -246,7 +264,7 @@ def test_real_data_scores_well_and_noise_badly(digits):
 
 def test_records_are_json_and_never_called_fid(digits, digits_reference):
     records = sample_quality(digits.validation.x, digits, reference=digits_reference)
-    assert [r.metric for r in records] == ["fd", "kid", "precision", "recall", "memorization"]
+    assert [r.metric for r in records] == ["fd", "kid", "precision", "recall", "density", "coverage", "memorization"]
     for r in records:
         back = SampleQualityRecord.from_json(json.loads(json.dumps(r.to_json())))
         assert back == r

@@ -14,6 +14,9 @@ Metrics:
   k(x, y) = (xᵀy/d + 1)³, averaged over disjoint random subsets, with the standard error of that mean.
 - ``precision`` / ``recall``: improved precision and recall (Kynkäänniemi et al. 2019): the fraction
   of samples inside the real data's k-NN manifold, and of real data inside the samples'.
+- ``density`` / ``coverage`` (Naeem et al. 2020): robust to outliers of the real set, which can
+  give pure noise a high k-NN precision: density counts how many real balls hold each sample
+  (≈ 1 for samples distributed like the data), coverage is the fraction of real balls that hold a sample.
 - ``memorization``: how close samples lie to their nearest training example, against the same
   distance for the held-out test split; flags samples closer than a low quantile of the test's.
 
@@ -55,12 +58,13 @@ __all__ = [
     "pairwise_distances",
     "knn_radii",
     "precision_recall",
+    "density_coverage",
     "nearest_distances",
     "memorization",
     "format_sample_quality",
 ]
 
-METRICS = ("fd", "kid", "precision", "recall", "memorization")
+METRICS = ("fd", "kid", "precision", "recall", "density", "coverage", "memorization")
 DEFAULT_METRICS = METRICS
 
 #: What each metric is called in every record, table and plot.
@@ -69,6 +73,8 @@ LABELS = {
     "kid": "KID (genmodels features)",
     "precision": "precision (k-NN, genmodels features)",
     "recall": "recall (k-NN, genmodels features)",
+    "density": "density (k-NN, genmodels features)",
+    "coverage": "coverage (k-NN, genmodels features)",
     "memorization": "memorized fraction (nearest-train distance, genmodels features)",
 }
 
@@ -118,7 +124,7 @@ class SampleQualityRecord:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric in ("precision", "recall")
+        return self.metric in ("precision", "recall", "density", "coverage")
 
 
 # --- Fréchet distance -----------------------------------------------------------------------------
@@ -232,11 +238,20 @@ def pairwise_distances(a: Tensor, b: Tensor) -> Tensor:
     return d2.clamp(min=0).sqrt()
 
 
-def knn_radii(x: Tensor, k: int, *, block: int = 2048) -> Tensor:
+#: Entries per block of a distance matrix (float64: 8 MB, below malloc's mmap threshold so blocks reuse
+#: memory instead of faulting fresh pages), so 10 000 × 55 000 distances fit in memory.
+_BLOCK_ENTRIES = 2**20
+
+
+def _rows_per_block(columns: int) -> int:
+    return max(1, _BLOCK_ENTRIES // max(1, columns))
+
+
+def knn_radii(x: Tensor, k: int) -> Tensor:
     """Distance from each point of x to its k-th nearest neighbour in x, itself excluded (N,)."""
     if not 1 <= k < len(x):
         raise UserError(f"k = {k} nearest neighbours need more than k points, got {len(x)}")
-    out = []
+    out, block = [], _rows_per_block(len(x))
     for start in range(0, len(x), block):
         d = pairwise_distances(x[start : start + block], x)
         # the point itself sits at distance 0: the k-th neighbour is the (k+1)-th smallest distance
@@ -246,13 +261,18 @@ def knn_radii(x: Tensor, k: int, *, block: int = 2048) -> Tensor:
     return torch.cat(out)
 
 
-def _inside_manifold(points: Tensor, centres: Tensor, radii: Tensor, block: int = 2048) -> Tensor:
-    """For each point: is it within radii[j] of some centre j (closed balls)? (N,) bool."""
-    out = []
+def _balls_containing(points: Tensor, centres: Tensor, radii: Tensor) -> Tensor:
+    """For each point: how many of the closed balls B(centre j, radii[j]) contain it? (N,) int64."""
+    out, block = [], _rows_per_block(len(centres))
     for start in range(0, len(points), block):
         d = pairwise_distances(points[start : start + block], centres)
-        out.append((d <= radii).any(dim=1))
+        out.append((d <= radii).sum(dim=1))
     return torch.cat(out)
+
+
+def _inside_manifold(points: Tensor, centres: Tensor, radii: Tensor) -> Tensor:
+    """For each point: is it within radii[j] of some centre j (closed balls)? (N,) bool."""
+    return _balls_containing(points, centres, radii) > 0
 
 
 def precision_recall(real: Tensor, fake: Tensor, *, k: int = 3) -> tuple[float, float]:
@@ -272,14 +292,36 @@ def precision_recall(real: Tensor, fake: Tensor, *, k: int = 3) -> tuple[float, 
     return float(precision), float(recall)
 
 
+def density_coverage(real: Tensor, fake: Tensor, *, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020, eq. 3–4), with balls around the REAL points only.
+
+    density = (1/(kM)) Σⱼ Σᵢ 1[Yⱼ ∈ B(Xᵢ, NNDₖ(Xᵢ))]; coverage = (1/N) Σᵢ 1[∃ j: Yⱼ ∈ B(Xᵢ, NNDₖ(Xᵢ))],
+    for N real points Xᵢ and M samples Yⱼ. A real outlier's large ball no longer makes every
+    sample near it count fully: density is ≈ 1 when samples follow the data, below 1 for samples
+    in sparse regions; coverage falls when modes are dropped.
+
+    >>> real = torch.tensor([[0.0], [1.0], [3.0], [7.0]]); fake = torch.tensor([[1.5], [5.0], [12.0], [-2.0]])
+    >>> density_coverage(real, fake, k=1)  # balls [-1,1] [0,2] [1,5] [3,11]: counts 2,2,0,0; 3 balls hit
+    (1.0, 0.75)
+    """
+    radii = knn_radii(real, k)
+    density = _balls_containing(fake, real, radii).sum().double() / (k * len(fake))
+    nearest_fake, _ = nearest_distances(real, fake)
+    coverage = (nearest_fake <= radii).double().mean()
+    return float(density), float(coverage)
+
+
 # --- memorization ---------------------------------------------------------------------------------
-def nearest_distances(a: Tensor, b: Tensor, *, block: int = 2048) -> tuple[Tensor, Tensor]:
+def nearest_distances(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """For each row of a: the distance to its nearest row of b, and that row's index."""
-    values, indices = [], []
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    b2 = b.square().sum(1)  # once, not per block
+    values, indices, block = [], [], _rows_per_block(len(b))
     for start in range(0, len(a), block):
-        d = pairwise_distances(a[start : start + block], b)
-        v, i = d.min(dim=1)
-        values.append(v)
+        rows = a[start : start + block]
+        d2 = torch.addmm(b2, rows, b.T, alpha=-2.0) + rows.square().sum(1, keepdim=True)
+        v, i = d2.min(dim=1)  # the square root is monotone: take it after the minimum
+        values.append(v.clamp(min=0).sqrt())
         indices.append(i)
     return torch.cat(values), torch.cat(indices)
 
@@ -392,6 +434,7 @@ def sample_quality(
     reference: str | FeatureReference = "test",
     metrics: Sequence[str] = DEFAULT_METRICS,
     k: int = 3,
+    density_k: int = 5,
     kid_subsets: int = 10,
     memorization_quantile: float = 0.01,
     seed: int = 0,
@@ -406,8 +449,9 @@ def sample_quality(
         samples: (N, C, H, W) in the data's own space: int64 levels 0..K−1, as ``model.sample`` returns.
         dataset: a loaded Dataset or its registered name (digits, fashion-mnist, binarized variants).
         reference: the split to compare against, or a prebuilt :class:`FeatureReference` (reused).
-        metrics: any of ``fd``, ``kid``, ``precision``, ``recall``, ``memorization``.
+        metrics: any of ``fd``, ``kid``, ``precision``, ``recall``, ``density``, ``coverage``, ``memorization``.
         k: neighbours for precision/recall (Kynkäänniemi et al. use k = 3).
+        density_k: neighbours for density/coverage (Naeem et al. use k = 5).
         kid_subsets: disjoint subsets for KID and its standard error.
         memorization_quantile: the test-distance quantile below which a sample is flagged.
         seed: seeds KID's subsets and the reference subsample of precision/recall.
@@ -439,6 +483,12 @@ def sample_quality(
 
     out: list[SampleQualityRecord] = []
     pr: tuple[float, float, int] | None = None
+    dc: tuple[float, float, int] | None = None
+
+    def reference_rows() -> Tensor:
+        # Equal set sizes, as in both papers: subsample the reference to the sample count.
+        m = min(n, n_ref)
+        return torch.randperm(n_ref, generator=torch.Generator().manual_seed(seed))[:m]
     for metric in metrics:
         if metric == "fd":
             mu, sigma = gaussian_statistics(f)
@@ -448,12 +498,16 @@ def sample_quality(
             out.append(record("kid", value, stderr, n_ref, {"seed": seed, **info}))
         elif metric in ("precision", "recall"):
             if pr is None:
-                # Equal set sizes, as in the paper: subsample the reference to the sample count.
-                m = min(n, n_ref)
-                rows = torch.randperm(n_ref, generator=torch.Generator().manual_seed(seed))[:m]
-                pr = (*precision_recall(ref.features[rows], f, k=k), m)
+                rows = reference_rows()
+                pr = (*precision_recall(ref.features[rows], f, k=k), len(rows))
             value = pr[0] if metric == "precision" else pr[1]
             out.append(record(metric, value, None, pr[2], {"k": k, "seed": seed}))
+        elif metric in ("density", "coverage"):
+            if dc is None:
+                rows = reference_rows()
+                dc = (*density_coverage(ref.features[rows], f, k=density_k), len(rows))
+            value = dc[0] if metric == "density" else dc[1]
+            out.append(record(metric, value, None, dc[2], {"k": density_k, "seed": seed}))
         else:  # memorization
             test_ref = ref if ref.split == "test" else None
             test_features = test_ref.features if test_ref else ref.extractor(ref.dataset.test.x, ref.spec.levels)
