@@ -377,3 +377,35 @@ def test_corrupt_weights_are_refused(tmp_path):
 def test_optional_inception_fid_explains_what_is_missing(tmp_path, digits):
     with pytest.raises(UserError, match="torchmetrics|Inception weights not found"):
         inception_fid(digits.test.x, digits.train.x, 17, weights_path=tmp_path / "none.pth")
+
+
+class _ClassPrototypes(torch.nn.Module):
+    """A conditional stub: sample(n, y) returns the first training image of each requested class."""
+
+    conditional = True
+
+    def __init__(self, digits):
+        super().__init__()
+        self.register_buffer("prototypes", torch.stack([digits.train.x[digits.train.y == c][0] for c in range(10)]))
+        self.seen: list[torch.Tensor] = []
+
+    @property
+    def device(self):
+        return self.prototypes.device
+
+    def sample_with_info(self, n, *, y=None, generator=None):
+        assert y is not None and len(y) == n and generator is not None
+        self.seen.append(y)
+        return self.prototypes[y], {"nfe": 1}
+
+
+def test_conditional_models_get_labels_from_the_reference_split(digits, digits_reference):
+    model = _ClassPrototypes(digits).train()
+    records, x = evaluate_sample_quality(model, digits, samples=100, batch_size=30, reference=digits_reference,
+                                         metrics=("memorization",))
+    y = torch.cat(model.seen)
+    assert len(y) == 100 and set(y.tolist()) <= set(digits_reference.dataset.test.y.tolist())
+    assert len(set(y.tolist())) == 10  # the test split's class mix, all ten classes
+    assert model.training  # the mode is restored
+    assert records[0].details["exact_copies"] == 100  # prototypes are training images
+    assert records[0].options["sampling_info"] == {"nfe": 1}

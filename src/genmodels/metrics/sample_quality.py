@@ -336,10 +336,11 @@ def _exact_copies(samples: Tensor, train: Tensor) -> Tensor:
 def memorization(
     sample_features: Tensor,
     train_features: Tensor,
-    test_features: Tensor,
+    test_features: Tensor | None,
     *,
     quantile: float = 0.01,
     max_listed: int = 100,
+    test_distances: Tensor | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """The memorization check: samples much closer to a training example than held-out data is.
 
@@ -348,6 +349,9 @@ def memorization(
     ``quantile`` of the test distances: a model that generalizes like the test split flags about
     ``quantile`` of its samples; one that copies training examples flags many more.
 
+    ``test_distances`` (the test examples' nearest-train distances) may be given instead of
+    ``test_features``, to reuse them across calls.
+
     Returns:
         (flagged fraction, details: threshold, medians, their ratio, flagged indices (up to
         ``max_listed``) and the nearest training index of each).
@@ -355,7 +359,7 @@ def memorization(
     if not 0.0 < quantile < 1.0:
         raise UserError(f"the memorization quantile must lie in (0, 1), got {quantile}")
     d_samples, nearest = nearest_distances(sample_features, train_features)
-    d_test, _ = nearest_distances(test_features, train_features)
+    d_test = test_distances if test_distances is not None else nearest_distances(test_features, train_features)[0]
     threshold = float(torch.quantile(d_test, quantile))
     flagged = d_samples < threshold
     indices = flagged.nonzero().flatten()[:max_listed]
@@ -412,6 +416,7 @@ class FeatureReference:
         self.features = self.extractor(self.x, self.spec.levels)
         self.mu, self.sigma = gaussian_statistics(self.features)
         self._train_features: Tensor | None = None
+        self._test_distances: Tensor | None = None
 
     @property
     def train_features(self) -> Tensor:
@@ -420,6 +425,14 @@ class FeatureReference:
                 self.features if self.split == "train" else self.extractor(self.dataset.train.x, self.spec.levels)
             )
         return self._train_features
+
+    @property
+    def test_train_distances(self) -> Tensor:
+        """Each test example's distance to its nearest training example (the memorization baseline)."""
+        if self._test_distances is None:
+            test = self.features if self.split == "test" else self.extractor(self.dataset.test.x, self.spec.levels)
+            self._test_distances = nearest_distances(test, self.train_features)[0]
+        return self._test_distances
 
     def features_of(self, samples: Tensor) -> Tensor:
         """Features of samples in the data's own space (checked against the data set's spec)."""
@@ -509,9 +522,8 @@ def sample_quality(
             value = dc[0] if metric == "density" else dc[1]
             out.append(record(metric, value, None, dc[2], {"k": density_k, "seed": seed}))
         else:  # memorization
-            test_ref = ref if ref.split == "test" else None
-            test_features = test_ref.features if test_ref else ref.extractor(ref.dataset.test.x, ref.spec.levels)
-            value, details = memorization(f, ref.train_features, test_features, quantile=memorization_quantile)
+            value, details = memorization(f, ref.train_features, None, quantile=memorization_quantile,
+                                          test_distances=ref.test_train_distances)
             copies = _exact_copies(samples.cpu(), ref.dataset.train.x)
             details["exact_copies"] = int(copies.sum())
             details["exact_copy_indices"] = copies.nonzero().flatten()[:100].tolist()
