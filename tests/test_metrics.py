@@ -23,7 +23,7 @@ from genmodels.metrics.features import (
     weights_sha256,
 )
 from genmodels.metrics.inception import inception_fid
-from genmodels.metrics.sample_quality import (
+from genmodels.metrics.quality import (
     LABELS,
     FeatureReference,
     FrechetValidation,

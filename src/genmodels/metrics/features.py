@@ -1,6 +1,6 @@
 """The project's own feature networks: one small CNN classifier per image data set.
 
-Sample-quality metrics (:mod:`genmodels.metrics.sample_quality`) compare samples and real images in
+Sample-quality metrics (:mod:`genmodels.metrics.quality`) compare samples and real images in
 the feature space of a classifier. The standard choice, Inception-v3 (Heusel et al. 2017), needs
 weights that cannot be downloaded here and was trained on ImageNet photographs, far from 8×8 digits.
 genmodels therefore trains its own classifier per data set with a fixed recipe and ships the weights

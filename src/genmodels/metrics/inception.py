@@ -59,7 +59,7 @@ def inception_fid(
         raise UserError(
             f"the standard FID needs the optional packages {', '.join(missing)}: "
             "pip install torchmetrics torch-fidelity (genmodels does not depend on them); "
-            "without them use the FD (genmodels features) of genmodels.metrics.sample_quality"
+            "without them use the FD (genmodels features) of genmodels.metrics.quality"
         )
     path = Path(weights_path)
     if not path.is_file():
