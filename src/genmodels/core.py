@@ -521,6 +521,9 @@ def resolve_groups(model: GenerativeModel) -> dict[str, OptimizerGroup]:
 BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.baselines.independent",
     "genmodels.autoregressive.fvsbn",
+    "genmodels.autoregressive.made",
+    "genmodels.autoregressive.nade",
+    "genmodels.autoregressive.pixelcnn",
 )
 #: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
 ENTRY_POINT_GROUP = "genmodels.models"
