@@ -49,10 +49,15 @@ def log_sigmoid_difference(b: Tensor, a: Tensor) -> Tensor:
 
     σ(b) − σ(a) = σ(b) · σ(−a) · (1 − e^{a−b}), so no difference of nearly equal numbers is taken.
 
-    >>> a, b = torch.tensor([-30.0, 0.1, 40.0]), torch.tensor([-29.0, 0.2, 41.0])
-    >>> ref = (torch.sigmoid(b.double()) - torch.sigmoid(a.double())).log()
-    >>> bool(torch.allclose(log_sigmoid_difference(b.double(), a.double()), ref))
+    >>> a, b = torch.tensor([-3.0, 0.1]), torch.tensor([-2.0, 0.2])
+    >>> bool(torch.allclose(log_sigmoid_difference(b, a), (torch.sigmoid(b) - torch.sigmoid(a)).log()))
     True
+
+    In the upper tail the direct difference underflows; σ(41) − σ(40) = e^{−40}(1 − e^{−1}) to
+    first order, log = −40 + log(1 − e^{−1}):
+
+    >>> round(float(log_sigmoid_difference(torch.tensor(41.0), torch.tensor(40.0))), 4)
+    -40.4587
     """
     return F.logsigmoid(b) + F.logsigmoid(-a) + torch.log(-torch.expm1(a - b))
 
