@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .base import AutoregressiveModel
 
-__all__ = ["dependence", "causality_violations", "receptive_field", "earlier_mask"]
+__all__ = ["dependence", "causality_violations", "receptive_field", "earlier_mask", "pixelcnn_receptive_field"]
 
 
 def dependence(model: AutoregressiveModel, x: Tensor, y: Tensor | None = None, *, ordering: int = 0, seed: int = 0) -> Tensor:
@@ -59,3 +59,58 @@ def receptive_field(
 ) -> Tensor:
     """(*shape) bool: the dimensions whose value dimension ``index``'s conditional depends on."""
     return (dependence(model, x, y, ordering=ordering)[index] > 0).reshape(model.spec.shape)
+
+
+def _dilate(points: set[tuple[int, int]], footprint: list[tuple[int, int]], height: int, width: int) -> set[tuple[int, int]]:
+    """Every in-image position p + o for p in ``points`` and o in ``footprint``."""
+    return {
+        (r + dr, c + dc)
+        for r, c in points
+        for dr, dc in footprint
+        if 0 <= r + dr < height and 0 <= c + dc < width
+    }
+
+
+def _box(rows: range, cols: range, exclude=lambda dr, dc: False) -> list[tuple[int, int]]:
+    return [(dr, dc) for dr in rows for dc in cols if not exclude(dr, dc)]
+
+
+def pixelcnn_receptive_field(
+    variant: str, layers: int, first_kernel: int, kernel: int, height: int, width: int, pixel: tuple[int, int]
+) -> Tensor:
+    """(H, W) bool: the analytic receptive field of ``pixel`` for a PixelCNN layer stack, found by
+    composing the kernels' footprints (no network, no gradients), to check the audit against.
+
+    Plain: a type-A k₀×k₀ mask, then ``layers`` residual type-B k×k masks. Gated: per layer, the
+    horizontal stack sees columns c−k//2..c (..c−1 in the first layer) of its row and the vertical
+    stack, shifted down one row, rows r−1−k//2..r−1 and columns c±k//2; the vertical stack sees rows
+    r−k//2..r and columns c±k//2 of the vertical stack below it.
+    """
+    h0, h = first_kernel // 2, kernel // 2
+    target = {tuple(pixel)}
+    if variant == "plain":
+        mask_b = _box(range(-h, 1), range(-h, h + 1), lambda dr, dc: dr == 0 and dc > 0)
+        mask_a = _box(range(-h0, 1), range(-h0, h0 + 1), lambda dr, dc: dr == 0 and dc >= 0)
+        points = target
+        for _ in range(layers):
+            points = points | _dilate(points, mask_b, height, width)
+        field = _dilate(points, mask_a, height, width)
+    elif variant == "gated":
+        horizontal_set, vertical_set = target, set()
+        for layer in reversed(range(layers)):
+            k = h0 if layer == 0 else h
+            horizontal_foot = _box(range(0, 1), range(-k, 0 if layer == 0 else 1))
+            vertical_foot = _box(range(-k, 1), range(-k, k + 1))
+            above = {(r - 1, c) for r, c in horizontal_set if r >= 1}  # the down-shifted vertical stack
+            new_vertical = _dilate(above | vertical_set, vertical_foot, height, width)
+            new_horizontal = _dilate(horizontal_set, horizontal_foot, height, width)
+            if layer > 0:
+                new_horizontal |= horizontal_set  # the residual connection
+            horizontal_set, vertical_set = new_horizontal, new_vertical
+        field = horizontal_set | vertical_set
+    else:
+        raise ValueError(f"variant must be 'gated' or 'plain', got {variant!r}")
+    out = torch.zeros(height, width, dtype=torch.bool)
+    for r, c in field:
+        out[r, c] = True
+    return out
