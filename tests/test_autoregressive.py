@@ -403,3 +403,21 @@ def test_audited_receptive_field_equals_the_analytic_one(variant, layers, first_
     for index in range(spec.dims):
         analytic = pixelcnn_receptive_field(variant, layers, first_kernel, kernel, 7, 9, divmod(index, 9))
         assert torch.equal(dep[index].reshape(7, 9), analytic), (index, dep[index].reshape(7, 9).int(), analytic.int())
+
+
+@pytest.mark.parametrize("name", ["made", "nade"])
+def test_marginal_init_starts_at_the_independent_fit(name):
+    """With the output weights at zero, a model initialized on data is exactly ``independent``."""
+    from genmodels.core import Batch
+
+    spec = DataSpec("d", (1, 2, 3), 4)
+    x = torch.randint(0, 4, (40, *spec.shape), generator=torch.Generator().manual_seed(0))
+    batches = [Batch(x[:25]), Batch(x[25:])]
+    model = create_model(name, spec)
+    model.initialize(batches)
+    with torch.no_grad():
+        (model.output.weight if name == "made" else model.V).zero_()
+    reference = create_model("independent", spec)
+    reference.initialize(batches)
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prob(x), reference.log_prob(x))

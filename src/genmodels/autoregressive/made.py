@@ -14,12 +14,14 @@ exact models is itself an exact model, so the figure is ``exact``; sampling firs
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, Loss, ModelConfig, register_model
 from ..data.base import DataSpec
 from ..nn.masked import MaskedLinear, made_degrees, made_masks
@@ -41,6 +43,8 @@ class MADEConfig(ModelConfig):
     input_encoding: "onehot" (K inputs per dimension), "scalar" (the value scaled to [−1, 1]) or
         "auto" (one-hot up to 32 levels).
     mask_seed: seed of the orderings and hidden degrees (stored with the weights).
+    marginal_init: start the output biases at the training marginals (the ``independent`` fit),
+        with softmax outputs.
     conditional: model p(x | y) with a label embedding (needs labelled data).
     """
 
@@ -49,6 +53,7 @@ class MADEConfig(ModelConfig):
     order: str = "random"
     input_encoding: str = "auto"
     mask_seed: int = 0
+    marginal_init: bool = True
     conditional: bool = False
 
     def __post_init__(self) -> None:
@@ -100,6 +105,12 @@ class MADE(AutoregressiveModel):
     @property
     def num_orderings(self) -> int:
         return self.config.num_masks
+
+    @torch.no_grad()
+    def initialize(self, batches: Iterable[Batch]) -> None:
+        if self.config.marginal_init:
+            # Output unit (i, k) gets log π_ik: every ordering starts at the `independent` fit.
+            self.output.bias.copy_(smoothed_log_marginals(batches, self.spec, 0.5, self.output.bias.device).reshape(-1))
 
     def ordering(self, index: int = 0) -> Tensor:
         return self.orders[index]
