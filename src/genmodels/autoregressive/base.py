@@ -109,6 +109,10 @@ class AutoregressiveModel(GenerativeModel):
         check_temperature(temperature)
         return self._sample_ordering(n, self.labels(y, n, generator, draw=True), 0, generator, temperature)
 
+    def sample_with_info(self, n: int, **options) -> tuple[Tensor, dict]:
+        """Samples and the sequential network steps behind them (one per dimension: D)."""
+        return self.sample(n, **options), {"network_steps": self.spec.dims}
+
     def _sample_ordering(
         self, n: int, y: Tensor | None, ordering: int, generator: torch.Generator | None, temperature: float
     ) -> Tensor:
