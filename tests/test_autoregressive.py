@@ -11,9 +11,15 @@ import random
 import pytest
 import torch
 
-from genmodels.autoregressive.audit import causality_violations, dependence, earlier_mask, receptive_field
+from genmodels.autoregressive.audit import (
+    causality_violations,
+    dependence,
+    earlier_mask,
+    pixelcnn_receptive_field,
+    receptive_field,
+)
 from genmodels.autoregressive.classify import class_log_posterior, classify
-from genmodels.core import GenerativeModel, LikelihoodKind, ModelConfig, create_model
+from genmodels.core import Batch, GenerativeModel, LikelihoodKind, ModelConfig, create_model
 from genmodels.data import DataSpec
 from genmodels.data.base import Split
 from genmodels.errors import UserError
@@ -243,15 +249,13 @@ def test_made_ensemble_is_the_log_of_the_mean_probability():
     expected = per_mask.exp().mean(dim=0).log()
     torch.testing.assert_close(ensemble, expected, atol=1e-5, rtol=1e-6)
     assert (ensemble > per_mask.mean(dim=0) + 1e-6).all()  # strictly above the mean of the logs (Jensen)
-    assert model.log_likelihoods(__import__("genmodels.core").core.Batch(x))[0].kind is LikelihoodKind.EXACT
+    assert model.log_likelihoods(Batch(x))[0].kind is LikelihoodKind.EXACT
     # The orderings differ (mask 0 is raster order, the others random permutations).
     assert torch.equal(model.ordering(0), torch.arange(6))
     assert not torch.equal(model.ordering(1), model.ordering(2))
 
 
 def test_made_trains_on_one_ordering_at_a_time():
-    from genmodels.core import Batch
-
     spec = DataSpec("d", (1, 2, 3), 3)
     model = _model("made", spec, {"hidden": (16,), "num_masks": 3}).train()
     x = torch.randint(0, 3, (10, *spec.shape), generator=torch.Generator().manual_seed(0))
@@ -394,8 +398,6 @@ def test_generative_classification_with_a_conditional_model_matches_the_joint_ta
 def test_audited_receptive_field_equals_the_analytic_one(variant, layers, first_kernel, kernel):
     """The gradient audit of a PixelCNN finds exactly the receptive field composed from its kernels'
     footprints, pixel by pixel, on a 7×9 image where the fields are still partial."""
-    from genmodels.autoregressive.audit import pixelcnn_receptive_field
-
     spec = DataSpec("d", (1, 7, 9), 5)
     model = _model("pixelcnn", spec, {"variant": variant, "layers": layers, "first_kernel": first_kernel, "kernel": kernel, "channels": 8})
     x = torch.randint(0, 5, (2, *spec.shape), generator=torch.Generator().manual_seed(1))
@@ -408,8 +410,6 @@ def test_audited_receptive_field_equals_the_analytic_one(variant, layers, first_
 @pytest.mark.parametrize("name", ["made", "nade"])
 def test_marginal_init_starts_at_the_independent_fit(name):
     """With the output weights at zero, a model initialized on data is exactly ``independent``."""
-    from genmodels.core import Batch
-
     spec = DataSpec("d", (1, 2, 3), 4)
     x = torch.randint(0, 4, (40, *spec.shape), generator=torch.Generator().manual_seed(0))
     batches = [Batch(x[:25]), Batch(x[25:])]
