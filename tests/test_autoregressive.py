@@ -421,3 +421,12 @@ def test_marginal_init_starts_at_the_independent_fit(name):
     reference.initialize(batches)
     with torch.no_grad():
         torch.testing.assert_close(model.log_prob(x), reference.log_prob(x))
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_every_config_option_is_documented_for_the_cli(name):
+    """``genmodels train MODEL --help`` reads each option's help from the Config's ``Args:``."""
+    from genmodels.core import model_class
+
+    rows = model_class(name).Config.describe()
+    assert rows and all(doc for _, _, _, doc in rows), [row for row in rows if not row[3]]
