@@ -29,7 +29,7 @@ AUTOREGRESSIVE = ["made", "nade", "pixelcnn", "transformer", "rnn"]
 
 #: Hand-picked configurations covering every option of every model.
 CONFIGS = [
-    ("made", {"hidden": (24,), "num_masks": 1}),
+    ("made", {"hidden": (24,), "num_masks": 1, "direct": False}),
     ("made", {"hidden": (16, 16), "num_masks": 3, "order": "random"}),
     ("made", {"hidden": (16, 16), "num_masks": 2, "order": "natural", "input_encoding": "scalar"}),
     ("made", {"hidden": (32,), "num_masks": 2, "conditional": True}),
@@ -59,6 +59,7 @@ def _random_config(name: str, rng: random.Random) -> dict:
             "order": rng.choice(["natural", "random"]),
             "input_encoding": rng.choice(["onehot", "scalar"]),
             "mask_seed": rng.randint(0, 100),
+            "direct": rng.random() < 0.5,
             "conditional": cond,
         }
     if name == "nade":

@@ -43,6 +43,8 @@ class MADEConfig(ModelConfig):
     input_encoding: "onehot" (K inputs per dimension), "scalar" (the value scaled to [−1, 1]) or
         "auto" (one-hot up to 32 levels).
     mask_seed: seed of the orderings and hidden degrees (stored with the weights).
+    direct: add masked direct connections from the inputs (each dimension's value scaled to
+        [−1, 1]) to the outputs, a linear autoregressive term (fvsbn's) beside the MLP.
     marginal_init: start the output biases at the training marginals (the ``independent`` fit),
         with softmax outputs.
     conditional: model p(x | y) with a label embedding (needs labelled data).
@@ -53,6 +55,7 @@ class MADEConfig(ModelConfig):
     order: str = "random"
     input_encoding: str = "auto"
     mask_seed: int = 0
+    direct: bool = True
     marginal_init: bool = True
     conditional: bool = False
 
@@ -89,16 +92,26 @@ class MADE(AutoregressiveModel):
         # Label embedding into the first hidden layer: the label is "x_0", seen by every unit.
         self.label = nn.Embedding(self.num_classes, config.hidden[0]) if self.conditional else None
 
+        # Direct connections (Germain et al. 2015, sec. 4: "direct input-output connections"),
+        # zero at the start so training begins from the MLP (and the marginals).
+        self.direct = MaskedLinear(dims, dims * out, bias=False) if config.direct else None
+        if self.direct is not None:
+            nn.init.zeros_(self.direct.weight)
         generator = torch.Generator().manual_seed(config.mask_seed)
-        orders, masks = [], [[] for _ in range(len(config.hidden) + 1)]
+        orders, masks, direct_masks = [], [[] for _ in range(len(config.hidden) + 1)], []
         for m in range(config.num_masks):
             order = torch.arange(dims)
             if config.order == "random" and m > 0:
                 order = torch.randperm(dims, generator=generator)
             orders.append(order)
-            for layer, mask in enumerate(made_masks(made_degrees(dims, config.hidden, order, generator), self.features, out)):
+            degrees = made_degrees(dims, config.hidden, order, generator)
+            for layer, mask in enumerate(made_masks(degrees, self.features, out)):
                 masks[layer].append(mask)
+            # Output unit of dimension i sees input j iff j comes strictly before i.
+            direct_masks.append((degrees[0].repeat_interleave(out)[:, None] > degrees[0][None, :]).float())
         self.register_buffer("orders", torch.stack(orders))  # (M, D)
+        if self.direct is not None:
+            self.register_buffer("direct_mask", torch.stack(direct_masks))  # (M, D·P, D)
         for layer, stacked in enumerate(masks):
             self.register_buffer(f"mask{layer}", torch.stack(stacked))  # (M, out, in)
 
@@ -129,6 +142,13 @@ class MADE(AutoregressiveModel):
                 h = h + self.label(y)
             h = F.relu(h)
         out = self.output(h, getattr(self, f"mask{len(self.layers)}")[ordering])
+        if self.direct is not None:
+            if self.encoding == "onehot":  # the value in [−1, 1], linear in the one-hot features
+                levels = torch.linspace(-1.0, 1.0, self.spec.levels, dtype=features.dtype, device=features.device)
+                values = features @ levels  # (B, D)
+            else:
+                values = features[..., 0]
+            out = out + self.direct(values, self.direct_mask[ordering])
         return out.reshape(len(features), self.spec.dims, -1)  # (B, D, P)
 
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
