@@ -27,6 +27,8 @@ RUNS = [
     ("nade", {"hidden": 64}, 2e-3, 0.5),
     ("made", {"hidden": (128,), "num_masks": 8, "order": "random", "direct": True}, 2e-3, 0.5),
     ("made", {"hidden": (128,), "num_masks": 16, "order": "random", "direct": False}, 2e-3, 0.5),
+    ("made", {"hidden": (128,), "num_masks": 1, "direct": True}, 2e-3, 0.5),
+    ("made", {"hidden": (128,), "num_masks": 4, "order": "natural", "direct": True}, 2e-3, 0.5),
     ("pixelcnn", {"channels": 32, "layers": 5, "dropout": 0.1}, 2e-3, 0.0),
     ("transformer", {"dim": 64, "layers": 2, "heads": 4, "dropout": 0.1}, 2e-3, 0.0),
     ("rnn", {"cell": "lstm", "hidden": 128}, 3e-3, 0.0),
