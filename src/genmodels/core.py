@@ -529,6 +529,11 @@ BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.latent.vae",
     "genmodels.latent.iwae",
     "genmodels.latent.discrete_vae",
+    "genmodels.autoregressive.made",
+    "genmodels.autoregressive.nade",
+    "genmodels.autoregressive.pixelcnn",
+    "genmodels.autoregressive.transformer",
+    "genmodels.autoregressive.rnn",
 )
 #: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
 ENTRY_POINT_GROUP = "genmodels.models"

@@ -1,0 +1,131 @@
+"""What every autoregressive model shares: p(x | y) = Π_t p(x_{σ(t)} | x_{σ(<t)}, y) for an ordering σ.
+
+A model maps the data to per-dimension input *features* (a differentiable stand-in for the levels:
+scaled values, one-hot codes or token embeddings), and the features to the parameters of every
+conditional at once. Splitting the two lets :mod:`~genmodels.autoregressive.audit` prove causality by
+gradients: the parameters of dimension σ(t) must not depend on the features of σ(t), σ(t+1), ….
+
+Subclasses implement :meth:`AutoregressiveModel.input_features` and
+:meth:`AutoregressiveModel.params_from_features`; the exact ``log_prob`` and an ancestral ``sample``
+(one network evaluation per dimension) come from here. Models with a cheaper incremental step (NADE,
+the RNN, the Transformer's key/value cache) override ``sample``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..core import GenerativeModel, LikelihoodKind, ModelConfig
+from ..data.base import DataSpec
+from ..errors import UserError
+from ..nn.outputs import CategoricalHead, OutputHead
+
+__all__ = ["AutoregressiveModel", "check_temperature"]
+
+
+def check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise UserError(f"temperature must be > 0, got {temperature}")
+
+
+class AutoregressiveModel(GenerativeModel):
+    """Base of the autoregressive family (exact likelihood of discrete data).
+
+    Attributes:
+        head: the output distribution of one dimension (softmax or discretized logistic mixture).
+    """
+
+    likelihood_kind = LikelihoodKind.EXACT
+
+    def __init__(self, config: ModelConfig, spec: DataSpec, head: OutputHead | None = None):
+        super().__init__(config, spec)
+        self.conditional = bool(getattr(config, "conditional", False))
+        if self.conditional and not spec.num_classes:
+            raise UserError(
+                f"a class-conditional {type(self).__name__} needs labelled data; '{spec.name}' has no labels "
+                "(set conditional=false or use a labelled data set)"
+            )
+        self.num_classes = spec.num_classes if self.conditional else None
+        self.head = head if head is not None else CategoricalHead(spec.levels)
+
+    # --- what subclasses provide ------------------------------------------------------------------
+    @property
+    def num_orderings(self) -> int:
+        """How many orderings (MADE's ensemble) the model mixes; 1 for a single ordering."""
+        return 1
+
+    def ordering(self, index: int = 0) -> Tensor:
+        """σ: the dimensions (indices into the flattened example) in the order they are generated."""
+        return torch.arange(self.spec.dims, device=self.device)
+
+    def input_features(self, x: Tensor) -> Tensor:
+        """(B, *shape) levels → (B, D, F) float features, one row per dimension."""
+        raise NotImplementedError
+
+    def params_from_features(self, features: Tensor, y: Tensor | None = None, ordering: int = 0) -> Tensor:
+        """(B, D, F) features → (B, D, P) parameters of every conditional p(x_i | x_<i) at once."""
+        raise NotImplementedError
+
+    # --- shared ---------------------------------------------------------------------------------
+    def labels(self, y: Tensor | None, n: int, generator: torch.Generator | None = None, *, draw: bool = False) -> Tensor | None:
+        """Check ``y`` for a conditional model: (n,) int64 class indices; None for an unconditional one.
+
+        With ``draw`` (sampling), a missing ``y`` is drawn uniformly over the classes.
+        """
+        if not self.conditional:
+            return None
+        if y is None:
+            if draw:
+                return torch.randint(self.num_classes, (n,), generator=generator).to(self.device)
+            raise UserError(f"the class-conditional {self.name} needs labels y with log_prob(x, y)")
+        y = torch.as_tensor(y, device=self.device).to(torch.int64)
+        if y.dim() == 0:
+            y = y.expand(n)
+        if y.shape != (n,):
+            raise UserError(f"labels must have shape ({n},), got {tuple(y.shape)}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise UserError(f"labels must be in 0..{self.num_classes - 1}, got {int(y.min())}..{int(y.max())}")
+        return y
+
+    def conditional_params(self, x: Tensor, y: Tensor | None = None, ordering: int = 0) -> Tensor:
+        """(B, D, P) parameters of p(x_i | x_<i, y) for every dimension i (flattened order)."""
+        return self.params_from_features(self.input_features(x), self.labels(y, len(x)), ordering)
+
+    def log_prob_under(self, x: Tensor, y: Tensor | None = None, ordering: int = 0) -> Tensor:
+        """Exact log p(x | y) in nats, (B,), under one ordering."""
+        params = self.conditional_params(x, y, ordering)  # (B, D, P)
+        return self.head.log_prob(params, x.reshape(len(x), -1)).sum(dim=1)
+
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.log_prob_under(x, y, 0)
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> Tensor:
+        """Ancestral sampling, one network evaluation per dimension; ``temperature`` T samples each
+        conditional ∝ p(x_i | x_<i)^{1/T} (below 1 sharper, above 1 flatter, 1 the model itself)."""
+        check_temperature(temperature)
+        return self._sample_ordering(n, self.labels(y, n, generator, draw=True), 0, generator, temperature)
+
+    def sample_with_info(self, n: int, **options) -> tuple[Tensor, dict]:
+        """Samples and the sequential network steps behind them (one per dimension: D)."""
+        return self.sample(n, **options), {"network_steps": self.spec.dims}
+
+    def _sample_ordering(
+        self, n: int, y: Tensor | None, ordering: int, generator: torch.Generator | None, temperature: float
+    ) -> Tensor:
+        x = torch.zeros(n, self.spec.dims, dtype=torch.int64, device=self.device)
+        for d in self.ordering(ordering).tolist():
+            params = self.params_from_features(self.input_features(x.reshape(n, *self.spec.shape)), y, ordering)
+            x[:, d] = self.draw(params[:, d], generator, temperature)
+        return x.reshape(n, *self.spec.shape)
+
+    def draw(self, params: Tensor, generator: torch.Generator | None, temperature: float) -> Tensor:
+        """One level per row from the head's distribution under ``params`` (n, P), tempered."""
+        log_p = self.head.level_log_probs(params.float()) / temperature  # (n, K)
+        probs = torch.softmax(log_p, dim=-1)
+        if generator is not None and generator.device != probs.device:
+            return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -1,0 +1,163 @@
+"""Masked layers for autoregressive networks.
+
+- :class:`MaskedLinear` and :func:`made_masks`: the connectivity masks of MADE (Germain et al. 2015,
+  "MADE: Masked Autoencoder for Distribution Estimation", sec. 4, eqs. 12–13).
+- :class:`MaskedConv2d`: the type A / type B masked convolutions of PixelCNN (van den Oord et al.
+  2016a, "Pixel Recurrent Neural Networks", sec. 3.4), for one channel per pixel.
+- :class:`GatedPixelCNNLayer`: one layer of the gated PixelCNN with a vertical and a horizontal
+  stack (van den Oord et al. 2016b, "Conditional Image Generation with PixelCNN Decoders", sec. 2.2,
+  fig. 2, eqs. 2 and 4), which has no blind spot.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MaskedLinear", "made_degrees", "made_masks", "MaskedConv2d", "GatedPixelCNNLayer", "down_shift"]
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a 0/1 mask given at call time: y = (W ⊙ M) x + b.
+
+    Taking the mask as an argument lets one set of weights serve several connectivities (MADE's
+    order-agnostic ensemble)."""
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
+        return F.linear(x, self.weight * mask, self.bias)
+
+
+def made_degrees(dims: int, hidden: tuple[int, ...], order: Tensor, generator: torch.Generator) -> list[Tensor]:
+    """MADE's degrees m^l(k): the inputs' degree is their position in the ordering (1..D); every
+    hidden unit's degree is drawn uniformly from {min m^{l−1}, …, D−1} (Germain et al. 2015, sec. 4).
+
+    Args:
+        dims: D.
+        hidden: the hidden layers' widths.
+        order: σ, (D,) the dimensions in generation order.
+        generator: the seed of the hidden degrees.
+
+    Returns:
+        [m^0 (D,), m^1 (H_1,), …]: the input degrees followed by each hidden layer's.
+    """
+    degrees = [torch.empty(dims, dtype=torch.int64)]
+    degrees[0][order] = torch.arange(1, dims + 1)
+    low = 1
+    for width in hidden:
+        high = max(dims - 1, 0)
+        low = min(low, high)
+        m = torch.randint(low, high + 1, (width,), generator=generator)
+        degrees.append(m)
+        low = int(m.min()) if width else low
+    return degrees
+
+
+def made_masks(degrees: list[Tensor], in_repeat: int, out_repeat: int) -> list[Tensor]:
+    """The masks of MADE from its degrees (Germain et al. 2015, eqs. 12–13).
+
+    Hidden: M^l[k, k'] = 1[m^l(k) ≥ m^{l−1}(k')]; output: M^V[d, k] = 1[m^0(d) > m^L(k)]. Each data
+    dimension has ``in_repeat`` input units (its features) and ``out_repeat`` output units (its
+    conditional's parameters), all with the dimension's degree.
+
+    Returns:
+        one (out, in) float mask per layer, the output layer last.
+    """
+    inputs = degrees[0].repeat_interleave(in_repeat)
+    masks = []
+    previous = inputs
+    for m in degrees[1:]:
+        masks.append((m[:, None] >= previous[None, :]).float())
+        previous = m
+    outputs = degrees[0].repeat_interleave(out_repeat)
+    masks.append((outputs[:, None] > previous[None, :]).float())
+    return masks
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A k×k convolution that sees only the pixels before the centre in raster order.
+
+    Type A (the first layer) also hides the centre pixel itself; type B (later layers) shows it, since
+    there the centre holds features computed from earlier pixels only. For one channel per pixel.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str):
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        mask = torch.ones(kernel_size, kernel_size)
+        c = kernel_size // 2
+        mask[c, c + (mask_type == "B") :] = 0  # the centre row: right of the centre (and A: the centre)
+        mask[c + 1 :] = 0  # every row below the centre
+        self.register_buffer("mask", mask)
+        self.mask_type = mask_type
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def down_shift(x: Tensor) -> Tensor:
+    """Move every row one down (a zero row on top): row r then holds what row r−1 held. (B, C, H, W)."""
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
+
+
+class GatedPixelCNNLayer(nn.Module):
+    """One gated layer (van den Oord et al. 2016b, eq. 2 with the conditioning of eq. 4):
+
+        y = tanh(W_f ∗ x + V_f h) ⊙ σ(W_g ∗ x + V_g h),
+
+    on two stacks. The vertical stack's output at row r sees input rows ≤ r (a (k//2+1)×k
+    convolution padded on top); it reaches the horizontal stack only after :func:`down_shift`, so
+    the horizontal stack at (r, c) sees rows < r through it and, through its own 1×(k//2+1)
+    convolution, row r at columns ≤ c (< c in the first layer: mask type A). Together they cover
+    every earlier pixel within the kernels' reach, with no blind spot.
+
+    Args:
+        in_channels: channels of both stacks' inputs.
+        channels: channels of both stacks' outputs.
+        kernel_size: k (odd).
+        first: the first layer (horizontal mask type A, no residual connection).
+        dropout: dropout on the horizontal stack's gated features.
+        cond_dim: width of a conditioning vector h added to both stacks' pre-activations, or 0.
+    """
+
+    def __init__(
+        self, in_channels: int, channels: int, kernel_size: int, *, first: bool, dropout: float = 0.0, cond_dim: int = 0
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.k = kernel_size // 2
+        self.first = first
+        if first and self.k == 0:
+            raise ValueError("the first layer needs kernel_size ≥ 3 to see the pixel on its left")
+        self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.k + 1, kernel_size))
+        # Type A: columns c−k..c−1; type B: columns c−k..c (see forward's padding).
+        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, self.k if first else self.k + 1))
+        self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.horizontal_out = nn.Conv2d(channels, channels, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.condition = nn.Linear(cond_dim, 4 * channels, bias=False) if cond_dim else None
+        self.residual = not first and in_channels == channels
+
+    @staticmethod
+    def _gate(a: Tensor) -> Tensor:
+        f, g = a.chunk(2, dim=1)
+        return torch.tanh(f) * torch.sigmoid(g)
+
+    def forward(self, v: Tensor, h: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(v, h) stacks (B, C_in, H, W) → (v', h') (B, C, H, W); ``cond`` (B, cond_dim)."""
+        width = h.shape[-1]
+        v_pre = self.vertical(F.pad(v, (self.k, self.k, self.k, 0)))  # rows r−k..r, cols c−k..c+k
+        h_pre = self.horizontal(F.pad(h, (self.k, 0, 0, 0)))[..., :width]  # cols c−k..c (or ..c−1)
+        h_pre = h_pre + self.vertical_to_horizontal(down_shift(v_pre))  # rows < r only
+        if self.condition is not None and cond is not None:
+            cv, ch = self.condition(cond)[:, :, None, None].chunk(2, dim=1)
+            v_pre, h_pre = v_pre + cv, h_pre + ch
+        v_out = self._gate(v_pre)
+        h_out = self.horizontal_out(self.dropout(self._gate(h_pre)))
+        if self.residual:
+            h_out = h_out + h
+        return v_out, h_out
