@@ -176,10 +176,12 @@ def test_evaluation_figures_do_not_depend_on_the_batch_size(name, k):
     small = evaluate_likelihood(model, split, batch_size=5, options={"k": k})
     large = evaluate_likelihood(model, split, batch_size=23, options={"k": k})
     assert [r.measure for r in small] == ["elbo", "iwae"]
+    # Equal up to float32 rounding (a multi-threaded matmul sums in an order that depends on the batch):
+    # 1e-4 nats on a figure of ~500, where drawing the noise per batch would move it by nats.
     for a, b in zip(small, large):
         assert a.samples == k
-        assert a.nll_nats == pytest.approx(b.nll_nats, abs=1e-5)
-        assert a.terms_nats == pytest.approx(b.terms_nats, abs=1e-5)
+        assert a.nll_nats == pytest.approx(b.nll_nats, abs=1e-4)
+        assert a.terms_nats == pytest.approx(b.terms_nats, abs=1e-4)
 
 
 # --- training, options, sampling -------------------------------------------------------------------
