@@ -521,6 +521,10 @@ def resolve_groups(model: GenerativeModel) -> dict[str, OptimizerGroup]:
 BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.baselines.independent",
     "genmodels.autoregressive.fvsbn",
+    "genmodels.diffusion.ddpm",
+    "genmodels.diffusion.edm",
+    "genmodels.diffusion.ve",
+    "genmodels.diffusion.rectified_flow",
 )
 #: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
 ENTRY_POINT_GROUP = "genmodels.models"
