@@ -86,7 +86,7 @@ class DiffusionModel(GenerativeModel):
     handles_continuous = True
     handles_discrete = True
     #: cheap ODE solves for the validation split during training
-    validation_options: ClassVar[dict[str, Any]] = {"steps": 6}
+    validation_options: ClassVar[dict[str, Any]] = {"steps": 4}
     default_solver: ClassVar[str] = "heun"
     default_steps: ClassVar[int] = 18
 
@@ -201,8 +201,8 @@ class DiffusionModel(GenerativeModel):
         self,
         batch: Batch,
         *,
-        steps: int = 32,
-        solver: str = "heun",
+        steps: int = 16,
+        solver: str = "rk4",
         trace_probes: int = 1,
         exact_divergence: bool | None = None,
     ) -> list[LogLikelihood]:
