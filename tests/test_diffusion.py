@@ -275,7 +275,7 @@ def _continuous_model(name, **config):
     spec = DataSpec("toy", (2,), None)
     model = create_model(name, spec, config or None)
     model.data_mean.copy_(torch.tensor([0.3, -1.0]))
-    model.data_std.copy_(torch.tensor([2.0, 0.5]))
+    model.data_std.copy_(torch.tensor([2.0, 0.7]))  # Σ ln std ≠ 0
     return model
 
 
@@ -303,6 +303,14 @@ def test_dequantization_terms_and_a_figure_independent_of_the_batch_size():
     assert torch.allclose(whole.values, torch.cat([h.values for h in halves]), atol=1e-5)
     assert whole.samples == 1 and whole.evaluations == 6
     assert torch.allclose(whole.terms["dequantization"], torch.full((6,), 16 * (math.log(2) - math.log(17))))
+    # With the exact trace (D = 4 ≤ 8) the one dequantization draw is the only randomness: seeds matter.
+    small = create_model("rectified-flow", DataSpec("s", (1, 2, 2), 17)).eval()
+    x = torch.randint(0, 17, (4, 1, 2, 2))
+    first = small.log_likelihoods(Batch(x, seeds=torch.arange(4)), steps=2)[0]
+    again = small.log_likelihoods(Batch(x, seeds=torch.arange(4)), steps=2)[0]
+    other = small.log_likelihoods(Batch(x, seeds=torch.arange(4) + 10), steps=2)[0]
+    assert first.samples is None and torch.equal(first.values, again.values)
+    assert not torch.allclose(first.values, other.values)
 
 
 def test_a_short_training_run_lowers_the_loss():
