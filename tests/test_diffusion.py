@@ -445,3 +445,21 @@ def test_ddpm_bound_is_tight_for_the_true_denoiser_and_below_the_ode_estimate():
     assert bound.values.mean().item() < ode.values.mean().item()  # NLL: bound ≥ ODE estimate
     with pytest.raises(UserError, match="discrete-time"):
         create_model("ddpm", spec, {"timesteps": 0}).log_likelihoods(Batch(x[:2]), bound=True)
+
+
+# --- reflow -------------------------------------------------------------------------------------
+def test_reflow_pairs_and_straightness():
+    from genmodels.diffusion.rectified_flow import reflow_loss, reflow_pairs, straightness
+
+    model = _continuous_model("rectified-flow")
+    model.denoise = lambda x, sigma, labels=None: gaussian_denoiser(x.double(), sigma.double()).float()
+    noise, z0 = reflow_pairs(model, 2000, steps=200, generator=torch.Generator().manual_seed(0))
+    # The ODE of Gaussian data maps ε to μ + s ε (the marginals' monotone map).
+    assert torch.allclose(z0, (MU + S * noise.double()).float(), atol=0.05)
+    # A point mass moves on straight lines at constant speed (S = 0); Gaussian data do not.
+    curved = straightness(model, noise[:200], steps=100)
+    model.denoise = lambda x, sigma, labels=None: MU.float().expand_as(x)
+    straight = straightness(model, noise[:200], steps=100)
+    assert straight.max() < 1e-6 and curved.mean() > 0.01
+    loss = reflow_loss(create_model("rectified-flow", DataSpec("toy", (2,), None)), noise[:8], z0[:8])
+    assert loss.shape == (8,) and torch.isfinite(loss).all()
