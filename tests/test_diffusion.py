@@ -360,8 +360,12 @@ def test_sampling_options_and_info():
     assert samples.shape == (7, 2) and samples.dtype == torch.float32
     assert info == {"nfe": 3, "solver": "heun", "steps": 2}
     assert create_model("ddpm", DataSpec("d", (1, 8, 8), 17)).sample_with_info(1, steps=2)[1]["solver"] == "ddpm"
+    _, info = model.sample_with_info(3, steps=4, solver="heun", schedule="karras")
+    assert info == {"nfe": 7, "solver": "heun", "steps": 4, "schedule": "karras"}
     with pytest.raises(UserError, match="unknown solver"):
         model.sample(2, solver="rk45")
+    with pytest.raises(UserError, match="unknown schedule"):
+        model.sample(2, schedule="cosine")
 
 
 def test_denoising_loss_weighting_is_each_methods_target_mse():

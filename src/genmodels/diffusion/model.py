@@ -32,7 +32,7 @@ from ..nn.unet import UNet
 from .likelihood import ODE_SOLVERS, ode_log_likelihood
 from .losses import denoising_loss
 from .preconditioning import Preconditioning
-from .processes import Process
+from .processes import Process, karras_sigmas
 from .samplers import SOLVERS, solve
 
 __all__ = ["DiffusionConfig", "DiffusionModel"]
@@ -260,6 +260,7 @@ class DiffusionModel(GenerativeModel):
         eta: float = 0.0,
         s_churn: float = 0.0,
         guidance: float = 0.0,
+        schedule: str = "default",
     ) -> Tensor:
         """n samples in the data's space (int64 levels for discrete data).
 
@@ -270,9 +271,12 @@ class DiffusionModel(GenerativeModel):
             eta: DDIM's η (0: deterministic; 1: DDPM's ancestral step).
             s_churn: EDM's S_churn (stochasticity of ``heun``).
             guidance: classifier-free guidance weight w (conditional models with ``y``).
+            schedule: the σ steps: ``default`` (the method's: DDPM's sub-sequence, VE's geometric, flow's
+                uniform t) or ``karras`` (EDM eq. 5, ρ = 7, between the process's σ_min and σ_max).
         """
         return self.sample_with_info(
-            n, y=y, generator=generator, steps=steps, solver=solver, eta=eta, s_churn=s_churn, guidance=guidance
+            n, y=y, generator=generator, steps=steps, solver=solver, eta=eta, s_churn=s_churn, guidance=guidance,
+            schedule=schedule,
         )[0]
 
     @torch.no_grad()
@@ -282,6 +286,7 @@ class DiffusionModel(GenerativeModel):
         steps = options.pop("steps", None)
         eta, s_churn = float(options.pop("eta", 0.0)), float(options.pop("s_churn", 0.0))
         guidance = float(options.pop("guidance", 0.0))
+        schedule = options.pop("schedule", "default") or "default"
         if options:
             raise UserError(f"unknown sampling option(s) {', '.join(options)} for model '{self.name}'")
         if solver not in SOLVERS:
@@ -298,7 +303,12 @@ class DiffusionModel(GenerativeModel):
             y = y.to(self.device).long()
         if guidance and y is None:
             raise UserError("guidance needs labels y (genmodels sample --label)")
-        sigmas = self.process.sampling_sigmas(steps)
+        if schedule == "default":
+            sigmas = self.process.sampling_sigmas(steps)
+        elif schedule == "karras":
+            sigmas = karras_sigmas(steps, self.process.sigma_min, self.process.sigma_max)
+        else:
+            raise UserError(f"unknown schedule '{schedule}'; valid: default, karras")
         x = torch.randn((n, *self.spec.shape), generator=generator, device=generator.device if generator else None)
         x = x.to(self.device) * float(sigmas[0])
         was_training = self.training
@@ -308,6 +318,8 @@ class DiffusionModel(GenerativeModel):
         )
         self.train(was_training)
         info = {"nfe": nfe, "solver": solver, "steps": steps}
+        if schedule != "default":
+            info["schedule"] = schedule
         if guidance:
             info["guidance"] = guidance
         return self.from_model_space(z), info
