@@ -11,9 +11,11 @@ from torch import Tensor
 
 from ..core import register_model
 from ..data.base import DataSpec
+from .losses import denoising_loss
 from .model import DiffusionConfig, DiffusionModel
 from .preconditioning import Preconditioning
 from .processes import Flow
+from .samplers import sample_euler
 
 __all__ = ["RectifiedFlow", "RectifiedFlowConfig", "reflow_pairs", "straightness", "reflow_loss"]
 
@@ -55,8 +57,6 @@ def reflow_pairs(
 ) -> tuple[Tensor, Tensor]:
     """(noise ε, sample z_0) pairs in the model's space from the trained flow's ODE (Euler in t):
     the coupling that the next rectified flow is trained on with :func:`reflow_loss`."""
-    from .samplers import sample_euler
-
     sigmas = model.process.sampling_sigmas(steps)
     noise = torch.randn((n, *model.spec.shape), generator=generator).to(model.device)
     z0, _ = sample_euler(model.denoiser(y), noise * float(sigmas[0]), sigmas)  # x̂ = σ_max ε ⇔ x_{t_max} ≈ t_max ε
@@ -90,7 +90,5 @@ def straightness(model: RectifiedFlow, noise: Tensor, *, steps: int = 32, y: Ten
 def reflow_loss(model: RectifiedFlow, noise: Tensor, data: Tensor) -> Tensor:
     """The flow-matching loss on a fixed coupling (ε, z_0) (Liu et al. 2023, eq. 1 with (X_0, X_1) from
     :func:`reflow_pairs`), per example: the same loss as training with independent noise."""
-    from .losses import denoising_loss
-
     per_example, _ = denoising_loss(lambda x, s: model.denoise(x, s), model.process, data, noise=noise)
     return per_example
