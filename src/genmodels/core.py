@@ -534,6 +534,10 @@ BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.autoregressive.pixelcnn",
     "genmodels.autoregressive.transformer",
     "genmodels.autoregressive.rnn",
+    "genmodels.diffusion.ddpm",
+    "genmodels.diffusion.edm",
+    "genmodels.diffusion.ve",
+    "genmodels.diffusion.rectified_flow",
 )
 #: The entry-point group through which installed packages add models (see docs/ARCHITECTURE.md).
 ENTRY_POINT_GROUP = "genmodels.models"
