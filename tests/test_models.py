@@ -31,14 +31,14 @@ def _random_batches(spec, n=64, batch_size=16, seed=0):
     return [Batch(x[i : i + batch_size], None if y is None else y[i : i + batch_size]) for i in range(0, n, batch_size)]
 
 
-def _randomized(name, spec, seed=0, config=None):
+def _randomized(name, spec, seed=0, config=None, scale=0.5):
     """A model fitted on random data and then perturbed, so no test passes by symmetry."""
     torch.manual_seed(seed)
     model = create_model(name, spec, config)
     model.initialize(_random_batches(spec, seed=seed))
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
+            p.add_(torch.randn_like(p) * scale)
     return model.eval()
 
 
@@ -124,7 +124,9 @@ def test_interface_contract(name, spec):
 @pytest.mark.parametrize("name", CONTINUOUS_MODELS)
 def test_interface_contract_on_continuous_data(name):
     spec = DataSpec("c", (2,), None)
-    model = _randomized(name, spec)
+    # A milder perturbation: an ODE likelihood through a network with N(0, 0.5²) added to every
+    # weight integrates a field that explodes before σ_max (no trained model is like that).
+    model = _randomized(name, spec, scale=0.1)
     _check_contract(model, spec, _random_batches(spec, n=8, batch_size=8)[0])
 
 
