@@ -282,3 +282,29 @@ def test_a_run_on_a_relative_path_is_evaluated_from_another_folder(tmp_path, mon
     capsys.readouterr()
     assert main(["eval", str(data_dir / "run")]) == 0
     assert "log_prob" in capsys.readouterr().out
+
+
+def test_eval_adds_sample_quality_on_request(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--samples", "60", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    labels = {r["label"] for r in report["sample_quality"]}
+    assert any(label.startswith("FD (genmodels features)") for label in labels), labels
+    assert not any(label.startswith("FID") for label in labels)
+    assert all(r["samples"] == 60 for r in report["sample_quality"])
+    assert main(["eval", str(trained_run), "--samples", "1"]) == 2
+    assert "--samples must be ≥ 2" in capsys.readouterr().err
+
+
+def test_classify_a_split_with_a_class_conditional_model(trained_run, tmp_path, capsys):
+    run = tmp_path / "cond"
+    assert main(["train", "nade", "--set", "conditional=true", "--set", "hidden=16", "--steps", "30", "--eval-every", "30",
+                 "--lr", "1e-2", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(run), "--out", str(tmp_path / "confusion.png"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert sum(map(sum, result["confusion"])) == 360
+    assert result["accuracy"] > 0.3  # ten classes: chance is 0.1
+    assert (tmp_path / "confusion.png").is_file()
+    assert main(["classify", str(trained_run)]) == 2  # fvsbn is not class-conditional
+    err = capsys.readouterr().err
+    assert "genmodels: error:" in err and "Traceback" not in err

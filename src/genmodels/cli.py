@@ -159,6 +159,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
+    p.add_argument("--samples", type=int, metavar="N",
+                   help="also draw N samples and measure their quality against the split: FD, KID, precision/"
+                        "recall, density/coverage and memorization in genmodels' own feature space")
+    p.add_argument("--sample-option", dest="sample_options", action="append", type=_key_value, default=[],
+                   metavar="KEY=VALUE", help="a sampling option for --samples (repeatable)")
 
     p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid", parents=[imports])
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
@@ -171,6 +176,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="a sampling option of the model (repeatable), e.g. --option temperature=0.8")
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--cpu", action="store_true")
+
+    p = sub.add_parser("classify", help="classify a labelled split by Bayes' rule on a class-conditional model",
+                       parents=[imports])
+    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", help="also draw the confusion matrix into this PNG")
+    p.add_argument("--data-dir", help="where the data set's files are, if not where training found them")
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
 
     p = sub.add_parser("plot-density", help="draw a 2-D model's density beside the data and its samples", parents=[imports])
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
@@ -288,12 +304,44 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
     records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size,
                                   progress=sys.stderr.isatty(), options=options)
+    from .checkpoint import strict_json
+
+    quality = _sample_quality(args, model, dataset)
     if args.json:
-        print(json.dumps({"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records]},
-                         indent=2, allow_nan=False))
+        report = {"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records]}
+        if quality is not None:
+            report["sample_quality"] = [r.to_json() for r in quality]
+        print(json.dumps(strict_json(report), indent=2, allow_nan=False))
     else:
         print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split, {ckpt.path}")
         print(format_records(records))
+        if quality is not None:
+            from .metrics import format_sample_quality
+
+            print(format_sample_quality(quality))
+
+
+def _sample_quality(args: argparse.Namespace, model, dataset):
+    """``eval --samples N``: sample-quality records against the evaluated split, or None."""
+    if args.samples is None:
+        if args.sample_options:
+            raise UserError("--sample-option applies to --samples N; add --samples")
+        return None
+    if args.samples < 2:
+        raise UserError(f"--samples must be ≥ 2, got {args.samples}")
+    from .metrics import evaluate_sample_quality, sample_quality_available
+    from .training.report import sampling_options
+
+    if not sample_quality_available(dataset.spec.name):
+        raise UserError(
+            f"no feature network for '{dataset.spec.name}': sample-quality metrics exist for digits and "
+            "fashion-mnist (and their binarized forms)"
+        )
+    options = sampling_options(model, dict(args.sample_options))
+    records, _ = evaluate_sample_quality(model, dataset, samples=args.samples, reference=args.split,
+                                         batch_size=args.batch_size or 500, sampling_options=options,
+                                         progress=sys.stderr.isatty())
+    return records
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -340,6 +388,36 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"  {what:<12} {path}")
 
 
+def cmd_classify(args: argparse.Namespace) -> None:
+    from .autoregressive.classify import classify
+    from .checkpoint import load_model
+    from .data import load_dataset
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    if args.out and not args.out.lower().endswith(".png"):
+        raise UserError(f"--out must name a .png file, got '{args.out}'")
+    model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
+    source = ckpt.meta["data"]["source"]
+    dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
+    result = classify(model, dataset.split(args.split), batch_size=args.batch_size)
+    if args.out:
+        from .plotting import save_confusion
+
+        save_confusion(result.confusion, args.out, title=f"{ckpt.meta['model']} on {model.spec.name}, {args.split}: "
+                       f"accuracy {result.accuracy:.2%}")
+    if args.json:
+        print(json.dumps({"checkpoint": str(ckpt.path), "split": args.split, "accuracy": result.accuracy,
+                          "label_nll_nats": result.label_nll, "confusion": result.confusion.tolist()}, indent=2))
+        return
+    print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split: generative classification, "
+          "argmax_y log p(x|y) + log p(y) (uniform prior)")
+    print(f"accuracy {result.accuracy:.4f}   label NLL {result.label_nll:.4f} nats   ({len(result.predictions)} examples)")
+    print("confusion (rows: true class, columns: predicted)")
+    for i, row in enumerate(result.confusion.tolist()):
+        print(f"  {i:>3} " + " ".join(f"{v:>5}" for v in row))
+
+
 def cmd_plot_density(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
     from .data import load_dataset
@@ -356,7 +434,7 @@ def cmd_plot_density(args: argparse.Namespace) -> None:
     print(f"density of {ckpt.meta['model']} on {model.spec.name} → {path}")
 
 
-COMMANDS = {"plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
+COMMANDS = {"classify": cmd_classify, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 
 def _pre_import(argv: list[str]) -> None:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .data.base import DataSpec
 
-__all__ = ["save_samples", "image_grid", "save_loss_curves", "read_metrics"]
+__all__ = ["save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics"]
 
 
 def _pyplot():
@@ -152,6 +152,28 @@ def save_loss_curves(runs: dict[str, str | Path], path: str | Path, *, title: st
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save_confusion(confusion: Tensor, path: str | Path, title: str = "") -> Path:
+    """A confusion matrix (rows: true class, columns: predicted) as a PNG with its counts."""
+    plt = _pyplot()
+    counts = confusion.cpu().numpy()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                color="white" if value > counts.max() / 2 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_yticks(range(counts.shape[0]))
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
