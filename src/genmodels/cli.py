@@ -30,7 +30,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 #: Settings whose command-line default differs for ``bench`` (a fixed, comparable budget).
-BENCH_DEFAULTS = {"steps": 3000, "lr": 3e-3, "eval_every": 250}
+BENCH_DEFAULTS = {"steps": 1000, "lr": 3e-3, "eval_every": 250}
 
 
 def _flag_type(hint: Any, name: str):
