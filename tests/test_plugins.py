@@ -142,12 +142,12 @@ def test_two_groups_train_in_two_processes(plugin_dir, tmp_path):
     """DDP with several groups: a critic's loss never reaches the generator (find_unused_parameters)."""
     run = tmp_path / "ddp"
     done = _cli(["train", "my-pair", "--import", "my_plugin", "--steps", "6", "--eval-every", "3", "--batch-size", "32",
-                 "--out", str(run), "--no-progress"], tmp_path, plugin_dir, torchrun=True)
+                 "--out", str(run), "--no-progress", "--select-by", "latest"], tmp_path, plugin_dir, torchrun=True)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert results["examples_seen"] == 6 * 32 * 2 and results["test"] == []
     best = json.loads((run / "checkpoints" / "best.json").read_text())
-    assert best == {"checkpoint": "step-000000006", "validation_nll_nats": None}  # strict JSON: no Infinity
+    assert best == {"checkpoint": "step-000000006", "selected_by": "latest", "value": None}  # strict JSON: no Infinity
 
 
 def test_registering_a_name_twice_names_both_modules():

@@ -116,7 +116,7 @@ def test_bound_is_reported_as_a_bound_with_its_samples(digits, tmp_path):
 def test_two_optimizers_are_stepped_in_turn_and_no_likelihood_is_claimed(digits, tmp_path):
     with registered("two-player", TwoPlayer):
         model = create_model("two-player", digits.spec)
-        trainer = Trainer(model, digits, _config(steps=6, eval_every=3), tmp_path / "run", progress=False)
+        trainer = Trainer(model, digits, _config(steps=6, eval_every=3, select_by="latest"), tmp_path / "run", progress=False)
         result = trainer.fit()
         assert model.calls == ["critic", "generator"] * 6
         assert result.test == [] and result.validation == []
@@ -229,3 +229,18 @@ def test_a_folder_with_other_files_is_not_written_into(digits, tmp_path):
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["notes.txt"]
     (tmp_path / "empty").mkdir()
     train("fvsbn", digits, _config(steps=5), tmp_path / "empty", progress=False)  # an empty folder is fine
+
+
+def test_a_model_without_likelihood_chooses_its_checkpoint_by_fd_of_its_samples(digits, tmp_path):
+    """Kind none on an image data set with a feature network: FD (genmodels features) of samples on
+    the validation split chooses the best checkpoint (lower is better), and says so."""
+    with registered("two-player", TwoPlayer):
+        result = train("two-player", digits, _config(steps=6, eval_every=3, fd_samples=64), tmp_path / "run", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    fd = {int(r["step"]): float(r["value"]) for r in rows if r["metric"] == "fd_genmodels_features"}
+    assert sorted(fd) == [0, 3, 6]
+    best_step = min(fd, key=fd.get)
+    assert result.best_checkpoint.name == f"step-{best_step:09d}"
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert best["selected_by"].startswith("validation FD (genmodels features)")
+    assert best["value"] == pytest.approx(fd[best_step])

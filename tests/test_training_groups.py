@@ -112,7 +112,7 @@ def test_gradient_clipping_is_applied_per_group(digits, tmp_path):
 def test_a_shared_generator_forward_and_bit_exact_resume_of_an_adversarial_pair(digits, tmp_path):
     """20 + 20 steps equal 40: parameters, both optimizers' states and their schedules (a run
     stopped at 20 and resumed; a cosine schedule would need the same budget, see below)."""
-    config = dict(eval_every=7, batch_size=64, lr=0.01, num_samples=4, warmup_steps=30)
+    config = dict(eval_every=7, batch_size=64, lr=0.01, num_samples=4, warmup_steps=30, fd_samples=64)
     with registered("gan", SharedFakeGAN):
         train("gan", digits, TrainConfig(steps=40, **config), tmp_path / "straight", progress=False)
         train("gan", digits, TrainConfig(steps=20, **config), tmp_path / "split", progress=False)
@@ -137,7 +137,7 @@ def test_a_shared_generator_forward_and_bit_exact_resume_of_an_adversarial_pair(
 def test_the_shared_forward_runs_once_per_step(digits, tmp_path):
     with registered("gan", SharedFakeGAN):
         model = create_model("gan", digits.spec)
-        Trainer(model, digits, TrainConfig(steps=4, eval_every=10, batch_size=32, num_samples=4), tmp_path / "r",
+        Trainer(model, digits, TrainConfig(steps=4, eval_every=10, batch_size=32, num_samples=4, select_by="latest"), tmp_path / "r",
                 progress=False).fit()
     assert model.generator_forwards == 4
 

@@ -200,6 +200,8 @@ class Trainer:
         self.window = LossWindow()
         self.display: ProgressLog | None = None
         self._ema_model: GenerativeModel | None = None
+        self._fd_monitor = None  # FD on validation, built on first use (select_by)
+        self._selected_by = "latest"
 
     # --- what a checkpoint says ------------------------------------------------------------------
     def description(self) -> dict[str, Any]:
@@ -362,12 +364,50 @@ class Trainer:
         self.run.write_metrics(rows, state.to_json())
         if self.config.log_with != "none" and rows:
             self.accelerator.log({f"{split}/{metric}": v for split, metric, v in rows}, step=state.step)
-        nll = validation[0].nll_nats if validation else None
-        if state.improves(nll):
-            state.best_nll, state.best_checkpoint = nll, checkpoint_name(state.step)
+        score, label = self._selection_score(validation)
+        if state.improves(score):
+            state.best_nll, state.best_checkpoint = score, checkpoint_name(state.step)
         self._save(validation)
-        if validation and self.display is not None:
-            self.display.message(f"step {state.step}: validation {format_records(validation[:1])}")
+        if self.display is not None and label is not None:
+            self.display.message(f"step {state.step}: validation {label}")
+
+    def _selection_score(self, validation: list[LikelihoodRecord]) -> tuple[float | None, str | None]:
+        """What chooses the best checkpoint (lower is better), and its line for the log: the headline
+        validation NLL; or, for a model without a likelihood (or ``--select-by fd``), the FD of its
+        samples in genmodels' feature space; or nothing (None: the latest checkpoint is kept)."""
+        mode = self.config.select_by
+        self._selected_by = "latest"
+        if mode == "latest":
+            return None, format_records(validation[:1]) if validation else None
+        if validation and mode in ("auto", "likelihood"):
+            self._selected_by = f"validation {validation[0].measure} NLL (nats)"
+            return validation[0].nll_nats, format_records(validation[:1])
+        if mode == "likelihood":
+            raise UserError(f"--select-by likelihood: '{self.model.name}' has no likelihood; use fd or latest")
+        from ..metrics import sample_quality_available
+
+        if not sample_quality_available(self.dataset.spec.name):
+            if mode == "fd":
+                raise UserError(f"--select-by fd: no feature network for '{self.dataset.spec.name}' (digits, fashion-mnist)")
+            return None, None
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        # Evaluation leaves training's RNG stream alone (building the feature network draws its init).
+        with torch.random.fork_rng(devices=devices):
+            if self._fd_monitor is None:
+                from ..metrics import FrechetValidation
+                from .report import sampling_options
+
+                self._fd_monitor = FrechetValidation(
+                    self.dataset, split="validation", samples=self.config.fd_samples,
+                    batch_size=self.config.eval_batch_size,
+                    sampling_options=sampling_options(self.model, self.config.sample_options),
+                    device=self.accelerator.device,
+                )
+            record = self._fd_monitor(self.evaluation_model())
+        self._selected_by = f"validation {record.label}"
+        where = self.state.to_json()
+        self.run.write_metrics([("validation", "fd_genmodels_features", record.value)], where)
+        return record.value, f"{record.label} {record.value:.4g} ({record.samples} samples)"
 
     def _save(self, validation: list[LikelihoodRecord]) -> None:
         acc, state = self.accelerator, self.state
@@ -393,7 +433,7 @@ class Trainer:
             if state.best_checkpoint == name:
                 write_json_atomic(
                     self.run_dir / "checkpoints" / BEST_POINTER,
-                    {"checkpoint": name, "validation_nll_nats": state.best_nll},
+                    {"checkpoint": name, "selected_by": self._selected_by, "value": state.best_nll},
                 )
             # Keep the best checkpoint and the latest few; older intermediate ones go.
             import shutil
