@@ -49,7 +49,7 @@ def _fit(digits, tmp_path, groups, losses, **config):
     cls = type("PairUnderTest", (Pair,), {"groups_spec": staticmethod(groups), "losses": losses})
     with registered("pair", cls):
         model = create_model("pair", digits.spec)
-        settings = dict(steps=1, eval_every=100, batch_size=32, lr=0.1, grad_clip=None, num_samples=4)
+        settings = dict(steps=1, eval_every=100, batch_size=32, lr=0.1, grad_clip=None, num_samples=4, select_by="latest")
         trainer = Trainer(model, digits, TrainConfig(**{**settings, **config}), tmp_path / "run", progress=False)
         trainer.fit()
     return model, trainer
@@ -112,7 +112,7 @@ def test_gradient_clipping_is_applied_per_group(digits, tmp_path):
 def test_a_shared_generator_forward_and_bit_exact_resume_of_an_adversarial_pair(digits, tmp_path):
     """20 + 20 steps equal 40: parameters, both optimizers' states and their schedules (a run
     stopped at 20 and resumed; a cosine schedule would need the same budget, see below)."""
-    config = dict(eval_every=7, batch_size=64, lr=0.01, num_samples=4, warmup_steps=30, fd_samples=64)
+    config = dict(eval_every=13, batch_size=64, lr=0.01, num_samples=4, warmup_steps=30, fd_samples=64)
     with registered("gan", SharedFakeGAN):
         train("gan", digits, TrainConfig(steps=40, **config), tmp_path / "straight", progress=False)
         train("gan", digits, TrainConfig(steps=20, **config), tmp_path / "split", progress=False)
