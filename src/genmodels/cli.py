@@ -380,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"genmodels: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a signal stopped training after saving (training.TrainingInterrupted)
+        if not hasattr(error, "exit_code"):
+            raise
+        print(f"genmodels: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("genmodels: interrupted; checkpoints already written are intact", file=sys.stderr)
         return 130

@@ -20,10 +20,10 @@ from ..data.base import Dataset
 from ..errors import UserError
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .ema import EMA
-from .loop import EpochSampler, Trainer, TrainingDiverged, kind_none_notice
+from .loop import EpochSampler, Trainer, TrainingDiverged, TrainingInterrupted, kind_none_notice
 from .report import TrainResult
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "TrainingDiverged", "EMA", "EpochSampler",
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "TrainingDiverged", "TrainingInterrupted", "EMA", "EpochSampler",
            "resumed_config", "RESUMABLE_CHANGES"]
 
 
