@@ -179,3 +179,128 @@ def test_two_processes_match_one_process_with_the_same_global_batch(digits, plug
         batches = [order[i:i + 4] for i in range(0, 48, 4)]
         assert shards[0][epoch] == batches[0::2] and shards[1][epoch] == batches[1::2]
     assert shards[0][0] != shards[0][1]  # a new order each epoch
+
+
+def _batches(split, size, count):
+    from torch.utils.data import DataLoader
+
+    from genmodels.core import Batch
+
+    loader = iter(DataLoader(split, batch_size=size, shuffle=False))
+    return [Batch.of(next(loader)) for _ in range(count)]
+
+
+def test_accumulated_gradient_is_the_gradient_of_the_larger_batch(digits):
+    """Four micro-batches of 16 with each loss divided by 4: the mean loss's gradient over 64."""
+    from accelerate import Accelerator
+
+    from genmodels.core import create_model
+    from genmodels.training.optim import GroupSettings, accumulate_and_step
+
+    model = create_model("fvsbn", digits.spec)
+    params = list(model.parameters())
+    (whole,) = _batches(digits.train, 64, 1)
+    model(whole).loss.backward()
+    expected = [p.grad.clone() for p in params]
+
+    class Recorder:
+        def step(self):
+            self.grads = [p.grad.clone() for p in params]
+
+    recorder = Recorder()
+    settings = GroupSettings(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, grad_clip=None, every=1, start_step=0)
+    micro = _batches(digits.train, 16, 4)
+    accumulate_and_step(Accelerator(cpu=True), None, model, (model(b).loss for b in micro), 4, params, recorder, settings)
+    for got, want in zip(recorder.grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert all(p.grad is None for p in params)  # zeroed after the step
+
+
+def test_gradient_accumulation_trains_as_the_larger_batch(digits, tmp_path):
+    common = dict(steps=6, eval_every=3, lr=3e-3, num_samples=4)
+    train("fvsbn", digits, TrainConfig(batch_size=64, **common), tmp_path / "big", progress=False)
+    result = train("fvsbn", digits, TrainConfig(batch_size=16, grad_accumulation=4, **common), tmp_path / "acc",
+                   progress=False)
+    assert result.steps == 6 and json.loads((tmp_path / "acc" / "results.json").read_text())["examples_seen"] == 6 * 64
+    big, acc = _final_weights(tmp_path / "big"), _final_weights(tmp_path / "acc")
+    for key in big:
+        torch.testing.assert_close(acc[key], big[key], rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError, match="more than the 1257 training examples"):
+        train("fvsbn", digits, TrainConfig(batch_size=700, grad_accumulation=2, steps=1), tmp_path / "x", progress=False)
+
+
+def test_sigterm_saves_the_current_step_and_a_resume_continues_bit_exactly(digits, tmp_path):
+    """SIGTERM mid-training: a checkpoint at that step, exit status 143 and one line, no traceback;
+    resuming to step S + 6 ends with exactly the weights of an uninterrupted run of S + 6 steps."""
+    run = tmp_path / "run"
+    flags = ["--eval-every", "100000", "--log-every", "2", "--lr", "3e-3", "--batch-size", "64", "--num-samples", "4"]
+    env = {**_env(), "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same arithmetic as this process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genmodels.cli", "train", "fvsbn", "--steps", "1000000", *flags, "--out", str(run),
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            metrics = run / "metrics.csv"
+            if metrics.is_file() and ",train," in metrics.read_text():
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    line = [x for x in stderr.splitlines() if "SIGTERM" in x]
+    assert len(line) == 1 and "--resume" in line[0], stderr[-2000:]
+    step = read_checkpoint(list_checkpoints(run)[-1]).meta["step"]
+    assert step >= 2 and f"at step {step};" in line[0]
+    train("fvsbn", digits, {"steps": step + 6}, run, resume=True, progress=False)
+    train("fvsbn", digits, TrainConfig(steps=step + 6, eval_every=100000, log_every=2, lr=3e-3, batch_size=64,
+                                       num_samples=4), tmp_path / "straight", progress=False)
+    resumed, straight = _final_weights(run), _final_weights(tmp_path / "straight")
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+def _flip_byte(file: Path) -> None:
+    data = bytearray(file.read_bytes())
+    data[-5] ^= 0x01  # inside the last tensor's data: still a valid safetensors file
+    file.write_bytes(bytes(data))
+
+
+def test_damaged_checkpoints_are_refused_and_resume_falls_back_to_an_intact_one(digits, tmp_path, capsys):
+    import shutil
+
+    from genmodels.checkpoint import verify_checkpoint
+
+    run = tmp_path / "run"
+    train("fvsbn", digits, TrainConfig(steps=10, eval_every=5, lr=3e-3, num_samples=4, batch_size=64), run, progress=False)
+    latest = list_checkpoints(run)[-1]
+    written = {k: v.clone() for k, v in load_file(latest / "model.safetensors").items()}  # not a view of the file
+    damages = {
+        "flipped": (lambda d: _flip_byte(d / "trainer_state.safetensors"), "does not match the SHA-256"),
+        "truncated": (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
+                      "corrupt or truncated"),
+        "empty": (lambda d: (d / "model.safetensors").write_bytes(b""), "corrupt or truncated"),
+        "edited": (lambda d: (d / "checkpoint.json").write_text((d / "checkpoint.json").read_text()[:-20]), "corrupt"),
+    }
+    for name, (damage, message) in damages.items():
+        copy = tmp_path / name
+        shutil.copytree(latest, copy)
+        damage(copy)
+        with pytest.raises(UserError, match=message):
+            verify_checkpoint(copy)
+    _flip_byte(latest / "model.safetensors")
+    with pytest.raises(UserError, match="does not match the SHA-256.*resume from another checkpoint"):
+        read_checkpoint(latest, with_trainer_state=True)
+    (run / "checkpoints" / ".tmp-step-000000015-999").mkdir()  # left by a killed process
+    capsys.readouterr()
+    train("fvsbn", digits, None, run, resume=True, progress=False)
+    assert "step-000000010 is damaged" in capsys.readouterr().err
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "damaged-step-000000010" in names and not any(n.startswith(".tmp") for n in names)
+    rewritten = load_file(list_checkpoints(run)[-1] / "model.safetensors")  # step 10 again, from step 5
+    assert all(torch.equal(rewritten[k], written[k]) for k in written)

@@ -408,7 +408,7 @@ class Trainer:
                     group, out = next(streams[i])
                 except StopIteration:
                     return None
-            if group not in due or group in stepped or (i > 0 and group != stepped[-1]):
+            if (group != stepped[-1]) if i > 0 else (group not in due or group in stepped):
                 raise RuntimeError(
                     f"{type(model).__name__}.training_step yielded group '{group}' at step {step}; "
                     f"due once each, in order: {due}"
