@@ -304,3 +304,18 @@ def test_damaged_checkpoints_are_refused_and_resume_falls_back_to_an_intact_one(
     assert "damaged-step-000000010" in names and not any(n.startswith(".tmp") for n in names)
     rewritten = load_file(list_checkpoints(run)[-1] / "model.safetensors")  # step 10 again, from step 5
     assert all(torch.equal(rewritten[k], written[k]) for k in written)
+
+
+def test_compiled_forward_trains_like_the_plain_one(digits, tmp_path, monkeypatch):
+    """--compile wraps the model's forward in torch.compile. Inductor's code generation takes about a
+    minute on a CPU, so this test traces with TorchDynamo and runs the graph eagerly (backend
+    "eager"): it checks the wiring (unwrapping, training, checkpoints), not the generated kernels."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    common = dict(steps=3, eval_every=3, lr=3e-3, num_samples=4, batch_size=64)
+    train("fvsbn", digits, TrainConfig(**common), tmp_path / "plain", progress=False)
+    train("fvsbn", digits, TrainConfig(compile=True, **common), tmp_path / "compiled", progress=False)
+    plain, compiled = _final_weights(tmp_path / "plain"), _final_weights(tmp_path / "compiled")
+    for key in plain:
+        torch.testing.assert_close(compiled[key], plain[key], rtol=1e-5, atol=1e-6)
