@@ -319,3 +319,27 @@ def test_compiled_forward_trains_like_the_plain_one(digits, tmp_path, monkeypatc
     plain, compiled = _final_weights(tmp_path / "plain"), _final_weights(tmp_path / "compiled")
     for key in plain:
         torch.testing.assert_close(compiled[key], plain[key], rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_gradient_checkpointing_gives_the_same_gradients(digits, monkeypatch):
+    """Recomputing the blocks in the backward pass (with dropout replayed) changes no gradient."""
+    import torch.utils.checkpoint as tuc
+
+    from genmodels.core import create_model
+
+    calls = []
+    original = tuc.checkpoint
+    monkeypatch.setattr(tuc, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    (batch,) = _batches(digits.train, 8, 1)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = create_model("transformer", digits.spec, {"dropout": 0.1, "checkpointing": checkpointing})
+        model.train()
+        torch.manual_seed(1)
+        model(batch).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 5
+    assert len(calls) == 2  # one per block, in the checkpointed run only
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7, msg=name)
