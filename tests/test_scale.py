@@ -107,7 +107,7 @@ DRIVER = textwrap.dedent('''
             json.dump(shards, handle)
 ''')
 
-COMMON = ["--steps", "8", "--eval-every", "4", "--lr", "3e-3", "--num-samples", "4", "--no-progress"]
+COMMON = ["--eval-every", "4", "--lr", "3e-3", "--num-samples", "4", "--no-progress"]
 
 
 def _env(*paths):
@@ -146,8 +146,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(digits, plug
     out = tmp_path / "out"
     out.mkdir()
     jobs = [
-        ["train", "fvsbn", *COMMON, "--batch-size", "32", "--out", str(tmp_path / "fvsbn-2")],
-        ["train", "duo", "--import", "scale_plugin", *COMMON, "--batch-size", "32", "--out", str(tmp_path / "duo-2")],
+        # An epoch is 1257 // 64 = 19 global steps, so 0.42 epochs are 8 steps (not 17 of 32 per process).
+        ["train", "fvsbn", "--epochs", "0.42", *COMMON, "--batch-size", "32", "--out", str(tmp_path / "fvsbn-2")],
+        ["train", "duo", "--import", "scale_plugin", "--steps", "8", *COMMON, "--batch-size", "32",
+         "--out", str(tmp_path / "duo-2")],
         ["eval", str(tmp_path / "duo-1"), "--import", "scale_plugin", "--batch-size", "40", "--json"],
     ]
     done = subprocess.run(
@@ -164,7 +166,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(digits, plug
         assert moved > 1e-3  # training moved the weights, so agreement below means something
         for key in single:
             torch.testing.assert_close(double[key], single[key], rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
-        assert json.loads((tmp_path / f"{name}-2" / "results.json").read_text())["examples_seen"] == 8 * 64
+        results = json.loads((tmp_path / f"{name}-2" / "results.json").read_text())
+        assert results["steps"] == 8 and results["examples_seen"] == 8 * 64
     # Sharded evaluation (360 test examples in 9 batches of 40: blocks of 5 and 4) vs one process.
     model, _ = load_model(tmp_path / "duo-1")
     expected = [r.to_json() for r in evaluate_likelihood(model, digits.test, batch_size=40)]
