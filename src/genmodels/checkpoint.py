@@ -4,7 +4,8 @@ A checkpoint is a folder written under a temporary name and renamed into place, 
 either a complete checkpoint or none, and an existing checkpoint is never overwritten:
 
     step-000001000/
-      checkpoint.json            model name, config, data spec and source, step, metrics, optimizer layout
+      checkpoint.json            model name, config, data spec and source, step, metrics, optimizer layout,
+                                 and the SHA-256 of each safetensors file ("sha256"), verified on read
       model.safetensors          the model's state_dict
       ema.safetensors            the EMA weights (if training kept them)
       trainer_state.safetensors  optimizer tensors and RNG states (to resume bit-exactly)
@@ -16,6 +17,7 @@ that was best on the validation split).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -46,6 +48,8 @@ __all__ = [
     "flatten_tensors",
     "unflatten_tensors",
     "checkpoint_name",
+    "verify_checkpoint",
+    "file_sha256",
 ]
 
 FORMAT_VERSION = 1
@@ -198,6 +202,7 @@ def save_checkpoint(
         save_file(tensors, tmp / STATE_FILE, metadata={"format": "pt"})
         files.append(tmp / STATE_FILE)
         meta["trainer_state"] = skeleton
+    meta["sha256"] = {file.name: file_sha256(file) for file in files}
     with open(tmp / META_FILE, "w") as handle:
         json.dump(strict_json(meta), handle, indent=2, allow_nan=False)
         handle.write("\n")
@@ -211,6 +216,41 @@ def save_checkpoint(
 
 
 # --- reading -------------------------------------------------------------------------------------
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksum_problem(path: Path, meta: dict[str, Any], name: str) -> str | None:
+    """Why ``name`` in checkpoint ``path`` does not match the SHA-256 recorded at writing (None: it
+    matches, or the checkpoint predates checksums)."""
+    recorded = meta.get("sha256")
+    if not isinstance(recorded, dict) or name not in recorded:
+        return None
+    try:
+        actual = file_sha256(path / name)
+    except OSError as error:
+        return f"{path / name} cannot be read ({error})"
+    if actual != recorded[name]:
+        return (f"{path / name} does not match the SHA-256 recorded in {META_FILE} when it was written "
+                "(the file was damaged or changed)")
+    return None
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Check every file of a checkpoint folder: readable JSON and safetensors, SHA-256 as recorded,
+    a trainer state that matches its tensors. Raises UserError naming the first problem."""
+    ckpt = read_checkpoint(path, with_trainer_state=True)
+    for name in (MODEL_FILE, EMA_FILE):
+        problem = _checksum_problem(ckpt.path, ckpt.meta, name)
+        if problem:
+            raise UserError(f"{problem}; use another checkpoint")
+
+
 def _load_tensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(path)
@@ -263,6 +303,11 @@ def read_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Ch
     ema_state = _load_tensors(path / EMA_FILE) if meta.get("has_ema") else None
     trainer_state = None
     if with_trainer_state and "trainer_state" in meta:
+        # Resuming from damaged state would continue a run silently wrong: the checksum is enforced.
+        for name in (MODEL_FILE, EMA_FILE, STATE_FILE):
+            problem = _checksum_problem(path, meta, name)
+            if problem:
+                raise UserError(f"{problem}; resume from another checkpoint")
         try:
             trainer_state = unflatten_tensors(meta["trainer_state"], _load_tensors(path / STATE_FILE))
         except (KeyError, TypeError, ValueError) as error:
@@ -304,6 +349,12 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
     ema = use_ema and ckpt.ema_state is not None
     state = ckpt.ema_state if ema else ckpt.model_state
     check_state(model, state, ckpt.path / (EMA_FILE if ema else MODEL_FILE), ckpt.meta["model"])
+    problem = _checksum_problem(ckpt.path, ckpt.meta, EMA_FILE if ema else MODEL_FILE)
+    if problem:
+        # The weights fit the model and are finite, but are not the bytes that were written.
+        import sys
+
+        print(f"genmodels: warning: {problem}; the weights are loaded as they are now", file=sys.stderr)
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, ckpt

@@ -287,6 +287,19 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"  {what:<12} {path}")
 
 
+def _join_processes() -> bool:
+    """Under torchrun / accelerate launch (WORLD_SIZE > 1), join the process group so that
+    evaluation is shared (gloo on CPUs); returns whether this is the process that reports."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
     from .core import parse_keyword_options
@@ -302,8 +315,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     batch_size = args.batch_size or ckpt.meta.get("train_config", {}).get("eval_batch_size", 500)
     if batch_size < 1:
         raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
+    main_process = _join_processes()
     records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size,
                                   progress=sys.stderr.isatty(), options=options)
+    if not main_process:
+        return
     from .checkpoint import strict_json
 
     quality = _sample_quality(args, model, dataset)
@@ -458,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"genmodels: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        from .training.loop import TrainingInterrupted
+
+        if not isinstance(error, TrainingInterrupted):  # a signal stopped training after a checkpoint
+            raise
+        print(f"genmodels: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("genmodels: interrupted; checkpoints already written are intact", file=sys.stderr)
         return 130

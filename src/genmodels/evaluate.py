@@ -68,6 +68,23 @@ class LikelihoodRecord:
         return cls(**obj)
 
 
+def _process_group() -> tuple[int, int]:
+    """(rank, number of processes) of the torch.distributed group this process is in; (0, 1) alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _my_batches(num_batches: int, rank: int, world: int) -> range:
+    """A contiguous block of batch indices for process ``rank`` (as Accelerate's
+    ``split_between_processes``: the first ``num_batches mod world`` processes take one more)."""
+    per, extra = divmod(num_batches, world)
+    start = rank * per + min(rank, extra)
+    return range(start, start + per + (rank < extra))
+
+
 @torch.no_grad()
 def evaluate_likelihood(
     model: GenerativeModel,
@@ -82,9 +99,15 @@ def evaluate_likelihood(
     """Every likelihood measure of ``model`` over ``data``, headline first; [] for kind ``none``.
 
     ``options`` are keyword options of the model's ``log_likelihoods`` (IWAE's k, dequantization
-    draws); every record keeps them. Sums run in float64 in a fixed order, and every random draw a
-    model makes through ``batch.rand``/``batch.randn`` depends only on (seed, the example's position
-    in ``data``), so the same checkpoint gives the same figures at any evaluation batch size.
+    draws); every record keeps them. Every random draw a model makes through ``batch.rand``/
+    ``batch.randn`` depends only on (seed, the example's position in ``data``), per-example values
+    are kept in float64 and summed once, in the split's order, so the same checkpoint gives the same
+    figures at any evaluation batch size (up to a model's own float32 batch effects).
+
+    Several processes (torchrun / accelerate launch; torch.distributed initialized) share a
+    :class:`Split`: each takes a contiguous block of its batches (the same batches one process
+    would make, with the same per-example seeds), and the per-example values are gathered to
+    every process, so the records are identical to one process's. Every process must call this.
     """
     if model.likelihood_kind is LikelihoodKind.NONE:
         return []
@@ -97,15 +120,25 @@ def evaluate_likelihood(
             f"its likelihood options: {', '.join(accepted) or '(none)'}"
         )
     device = torch.device(device) if device is not None else model.device
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False) if isinstance(data, Split) else data
+    rank, world = _process_group() if isinstance(data, Split) else (0, 1)
+    offset = 0
+    if isinstance(data, Split):
+        num_batches = math.ceil(len(data) / batch_size)
+        mine = _my_batches(num_batches, rank, world)
+        offset = mine.start * batch_size
+        indices = list(range(offset, min(mine.stop * batch_size, len(data))))
+        shard = data if world == 1 else torch.utils.data.Subset(data, indices)
+        loader = DataLoader(shard, batch_size=batch_size, shuffle=False)
+    else:
+        loader = data
     was_training = model.training
     model.eval()
-    sums: dict[str, dict[str, Any]] = {}
+    # Per measure, per example: the value, its terms and the network evaluations (float64, CPU).
+    found: dict[str, dict[str, Any]] = {}
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        offset = 0
-        for item in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        for item in tqdm(loader, desc="evaluate", unit="batch", disable=not progress or rank != 0, leave=False):
             batch = Batch.of(item).to(device)
             model.spec.check(batch.x)
             batch.seeds = seed * 1_000_000_007 + offset + torch.arange(len(batch), dtype=torch.int64)
@@ -114,36 +147,49 @@ def evaluate_likelihood(
                 values = ll.values.detach().to("cpu", torch.float64)
                 if not torch.isfinite(values).all():
                     raise FloatingPointError(f"{ll.measure} is not finite for some examples")
-                acc = sums.setdefault(
+                acc = found.setdefault(
                     ll.measure,
-                    {"ll": ll, "n": 0, "sum": 0.0, "sum_sq": 0.0, "terms": {}, "evaluations": 0.0},
+                    {"kind": ll.kind.value, "samples": ll.samples, "values": [], "terms": {}, "evaluations": None},
                 )
-                acc["n"] += len(values)
+                acc["values"].append(values)
                 if ll.evaluations is not None:
-                    acc["evaluations"] += ll.evaluations * len(values)
-                acc["sum"] += float(values.sum())
-                acc["sum_sq"] += float((values**2).sum())
+                    acc["evaluations"] = (acc["evaluations"] or []) + [torch.full((len(values),), float(ll.evaluations), dtype=torch.float64)]
                 for name, term in ll.terms.items():
-                    acc["terms"][name] = acc["terms"].get(name, 0.0) + float(term.detach().double().sum())
+                    acc["terms"].setdefault(name, []).append(term.detach().to("cpu", torch.float64))
     model.train(was_training)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        parts = gather_object([found])  # one dict per process, in rank order = the split's order
+        found = {}
+        for part in parts:
+            for measure, acc in part.items():
+                into = found.setdefault(measure, {**acc, "values": [], "terms": {}, "evaluations": None})
+                into["values"] += acc["values"]
+                if acc["evaluations"] is not None:
+                    into["evaluations"] = (into["evaluations"] or []) + acc["evaluations"]
+                for name, pieces in acc["terms"].items():
+                    into["terms"].setdefault(name, []).extend(pieces)
     dims = model.spec.dims
     records = []
-    for measure, acc in sums.items():
-        n, ll = acc["n"], acc["ll"]
-        mean = acc["sum"] / n
-        variance = max(acc["sum_sq"] / n - mean**2, 0.0)
+    for measure, acc in found.items():
+        values = torch.cat(acc["values"])
+        n = len(values)
+        mean = float(values.sum()) / n
+        variance = max(float((values**2).sum()) / n - mean**2, 0.0)
+        evaluations = None if acc["evaluations"] is None else float(torch.cat(acc["evaluations"]).sum()) / n
         records.append(
             LikelihoodRecord(
                 measure=measure,
-                kind=ll.kind.value,
+                kind=acc["kind"],
                 nll_nats=-mean,
                 bits_per_dim=float(bits_per_dim(-mean, dims)) if model.spec.is_discrete else None,
                 stderr_nats=math.sqrt(variance / max(n - 1, 1)),
                 examples=n,
                 dims=dims,
-                samples=ll.samples,
-                evaluations=None if ll.evaluations is None else acc["evaluations"] / n,
-                terms_nats={name: total / n for name, total in acc["terms"].items()},
+                samples=acc["samples"],
+                evaluations=evaluations,
+                terms_nats={name: float(torch.cat(pieces).sum()) / n for name, pieces in acc["terms"].items()},
                 options=options,
                 discrete=model.spec.is_discrete,
             )

@@ -32,6 +32,7 @@ class TransformerConfig(ModelConfig):
     positions: "grid" (a learned embedding per row, column and channel of an image; per position
         for vectors), "learned" (one per position) or "sinusoidal" (fixed).
     conditional: model p(x | y) with a class embedding at the start position (needs labelled data).
+    checkpointing: gradient checkpointing of the Transformer blocks in training (less memory, more time).
     """
 
     dim: int = 64
@@ -40,6 +41,7 @@ class TransformerConfig(ModelConfig):
     dropout: float = 0.0
     positions: str = "grid"
     conditional: bool = False
+    checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.layers < 1 or self.heads < 1:
@@ -72,6 +74,7 @@ class Transformer(AutoregressiveModel):
             positions=config.positions,
             grid=spec.shape,
             num_classes=self.num_classes,
+            checkpointing=config.checkpointing,
         )
 
     def input_features(self, x: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -108,6 +109,8 @@ class CausalTransformer(nn.Module):
         num_classes: size of the class embedding (added to the start vector), or None.
         out_features: width of each position's output (default ``vocab_size`` logits).
         mlp_ratio: hidden width of the MLPs, in multiples of ``dim``.
+        checkpointing: in training, recompute each block's activations in the backward pass instead
+            of keeping them (gradient checkpointing: memory of one block, about one more forward).
     """
 
     def __init__(
@@ -124,12 +127,14 @@ class CausalTransformer(nn.Module):
         num_classes: int | None = None,
         out_features: int | None = None,
         mlp_ratio: int = 4,
+        checkpointing: bool = False,
     ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"heads ({heads}) must divide dim ({dim})")
         self.length = length
         self.positions = positions
+        self.checkpointing = checkpointing
         self.token = nn.Embedding(vocab_size, dim)
         self.start = nn.Parameter(torch.randn(dim) * 0.02)
         self.label = nn.Embedding(num_classes, dim) if num_classes else None
@@ -175,8 +180,10 @@ class CausalTransformer(nn.Module):
         B, T, _ = embedded.shape
         inputs = torch.cat([self.start_vector(B, y).unsqueeze(1), embedded[:, :-1]], dim=1)  # (B, T, dim)
         h = self.drop(inputs + self.position_embedding()[:T])
+        recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            h = block(h)
+            # Non-reentrant checkpointing replays dropout with the RNG state of the first forward.
+            h = torch.utils.checkpoint.checkpoint(block, h, use_reentrant=False) if recompute else block(h)
         return self.head(self.ln_f(h))
 
     def logits(self, tokens: Tensor, y: Tensor | None = None) -> Tensor:

@@ -20,10 +20,11 @@ from ..data.base import Dataset
 from ..errors import UserError
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .ema import EMA
-from .loop import EpochSampler, Trainer, TrainingDiverged, kind_none_notice
+from .loop import EpochSampler, Trainer, TrainingDiverged, TrainingInterrupted, kind_none_notice
 from .report import TrainResult
+from .rundir import resume_checkpoint
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "TrainingDiverged", "EMA", "EpochSampler",
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "TrainingDiverged", "TrainingInterrupted", "EMA", "EpochSampler",
            "resumed_config", "RESUMABLE_CHANGES"]
 
 
@@ -37,7 +38,7 @@ def resumed_config(
     found = list_checkpoints(Path(run_dir))
     if not found:
         raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
-    stored = TrainConfig.from_json(read_checkpoint(found[-1]).meta["train_config"])
+    stored = TrainConfig.from_json(read_checkpoint(resume_checkpoint(Path(run_dir))).meta["train_config"])
     if overrides is None:
         config = stored
     elif isinstance(overrides, TrainConfig):
@@ -83,7 +84,7 @@ def train(
         found = list_checkpoints(Path(run_dir))
         if not found:
             raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
-        meta = read_checkpoint(found[-1]).meta
+        meta = read_checkpoint(resume_checkpoint(Path(run_dir))).meta
         if meta["model"] != model_name:
             raise UserError(f"--resume: {run_dir} trained '{meta['model']}', not '{model_name}'")
         if model_config and any(meta["model_config"].get(k) != v for k, v in model_config.items()):

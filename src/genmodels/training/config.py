@@ -30,7 +30,9 @@ class TrainConfig:
         steps: optimizer steps of training.
         epochs: passes over the training split.
         minutes: minutes of training time (evaluation excluded).
-        batch_size: examples per step (per process).
+        batch_size: examples per step (per process, per micro-batch): a step takes batch size × grad accumulation × processes.
+        grad_accumulation: micro-batches per optimizer step, their gradients averaged (a batch this many times larger in the memory of one).
+        compile: torch.compile the model's forward (its loss) for training; pays a compilation up front.
         lr: AdamW's learning rate; a model's optimizer group may set its own or a factor of it.
         weight_decay: AdamW's decoupled weight decay (a group may set its own and exempt parameters).
         grad_clip: clip each group's gradient norm to this (0 or none: no clipping).
@@ -58,6 +60,8 @@ class TrainConfig:
     epochs: float | None = None
     minutes: float | None = None
     batch_size: int = 128
+    grad_accumulation: int = 1
+    compile: bool = False
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
@@ -87,7 +91,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise UserError(f"--{_flag(name)} must be ≥ 0, got {value}")
-        for name in ("batch_size", "eval_every", "log_every", "eval_batch_size", "keep_checkpoints", "num_samples"):
+        for name in ("batch_size", "grad_accumulation", "eval_every", "log_every", "eval_batch_size", "keep_checkpoints", "num_samples"):
             if not getattr(self, name) >= 1:
                 raise UserError(f"--{_flag(name)} must be ≥ 1, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):

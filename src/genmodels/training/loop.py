@@ -11,9 +11,12 @@ RNG states and the position in the data order all come back.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -31,17 +34,33 @@ from ..errors import UserError
 from ..evaluate import LikelihoodRecord, evaluate_likelihood, format_records
 from .config import TrainConfig
 from .ema import EMA
-from .optim import build_optimizers, build_schedulers, step_group
+from .optim import accumulate_and_step, build_optimizers, build_schedulers
 from .progress import ProgressLog
 from .report import TrainResult, finish_run
 from .rundir import RunDir, check_run_dir, invocation_record
 from .state import TrainState, rng_state, set_rng_state
 
-__all__ = ["Trainer", "TrainingDiverged", "EpochSampler", "LossWindow"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "EpochSampler", "LossWindow", "train_loader"]
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the checkpoints written before it are intact."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT stopped training after a checkpoint of the current step was written.
+
+    ``exit_code`` is the shell's convention for death by that signal (128 + its number: 143 for
+    SIGTERM, 130 for SIGINT), so schedulers (SLURM, Kubernetes) see what happened.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: Path):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"{name} received: saved {checkpoint} at step {step}; continue with --resume --out {checkpoint.parent.parent}"
+        )
 
 
 class EpochSampler(Sampler[int]):
@@ -64,6 +83,27 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+def train_loader(split, batch_size: int, seed: int, num_workers: int = 0) -> tuple[DataLoader, EpochSampler]:
+    """The training loader before Accelerate shards it, and its sampler.
+
+    Its batches are the per-process batches of one global order (:class:`EpochSampler`); Accelerate's
+    ``prepare`` hands batch i to process i mod N, so a step of N processes takes N consecutive
+    batches: the same examples as one process with an N times larger batch.
+    """
+    sampler = EpochSampler(len(split), seed)
+    # The loader draws its workers' base seed from its own generator, not the global RNG, so that
+    # starting an iterator (each epoch, and once more on resume) leaves the model's RNG stream alone.
+    loader = DataLoader(
+        split,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return loader, sampler
 
 
 class LossWindow:
@@ -181,8 +221,16 @@ class Trainer:
         self.groups, self.settings, self.optimizers = build_optimizers(model, config)
         self.accelerator = _accelerator(config, len(self.groups) > 1, self.run_dir)
         self.batch_size = min(config.batch_size, len(dataset.train))
-        # Full batches only: every step sees B examples.
-        self.steps_per_epoch = len(dataset.train) // self.batch_size
+        self.accumulation = config.grad_accumulation
+        # Full batches only: every step sees B examples on each of N processes, G times (accumulation).
+        self.global_batch = self.batch_size * self.accumulation * self.accelerator.num_processes
+        self.steps_per_epoch = len(dataset.train) // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise UserError(
+                f"a step takes {self.global_batch} examples (--batch-size {self.batch_size} × --grad-accumulation "
+                f"{self.accumulation} × {self.accelerator.num_processes} processes), more than the "
+                f"{len(dataset.train)} training examples; lower --batch-size or --grad-accumulation"
+            )
         budget = math.inf if config.steps is None else config.steps
         if config.epochs is not None:
             budget = min(budget, math.ceil(config.epochs * self.steps_per_epoch))
@@ -190,7 +238,9 @@ class Trainer:
         self.schedulers = build_schedulers(self.optimizers, config, budget)
         model.to(self.accelerator.device)
         if self.resume_from is None:
-            init_loader = DataLoader(dataset.train, batch_size=self.batch_size, shuffle=False)
+            # Batches of the global batch, so that N processes (or G accumulated micro-batches)
+            # initialize exactly as one process with the whole batch would (actnorm reads the first).
+            init_loader = DataLoader(dataset.train, batch_size=min(self.global_batch, len(dataset.train)), shuffle=False)
             model.initialize(Batch.of(item).to(self.accelerator.device) for item in init_loader)
         self.ema = None
         if config.ema_decay is not None:
@@ -202,6 +252,7 @@ class Trainer:
         self._ema_model: GenerativeModel | None = None
         self._fd_monitor = None  # FD on validation, built on first use (select_by)
         self._selected_by = "latest"
+        self._signal: int = 0
 
     # --- what a checkpoint says ------------------------------------------------------------------
     def description(self) -> dict[str, Any]:
@@ -241,7 +292,8 @@ class Trainer:
                     set_rng_state(rng_to_restore)
                 if self.state.step == 0 and self.resume_from is None:
                     self.evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best
-                self._loop(loader, forward, sampler)
+                with self._signals_saved():
+                    self._loop(loader, forward, sampler)
         finally:
             self.display.close()
         result = finish_run(self)
@@ -249,23 +301,41 @@ class Trainer:
             acc.end_training()
         return result
 
+    @contextlib.contextmanager
+    def _signals_saved(self):
+        """While the loop runs, SIGTERM and SIGINT only set a flag; the loop then checkpoints the
+        current step and raises :class:`TrainingInterrupted`. Outside the loop they act as before."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):
+            self._signal = signum
+
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _signalled(self) -> int:
+        """The signal received by any process (0: none); every process agrees, so all stop together."""
+        if self.accelerator.num_processes == 1:
+            return self._signal
+        flag = torch.tensor([self._signal], device=self.accelerator.device)
+        return int(self.accelerator.reduce(flag, reduction="max").item())
+
     def _prepare(self):
         """The data loader (sharded across processes) and the model's forward as Accelerate wraps it."""
         acc = self.accelerator
-        sampler = EpochSampler(len(self.dataset.train), self.config.seed)
-        # The loader draws its workers' base seed from its own generator, not the global RNG, so that
-        # starting an iterator (each epoch, and once more on resume) leaves the model's RNG stream alone.
-        loader = DataLoader(
-            self.dataset.train,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=self.config.num_workers,
-            generator=torch.Generator().manual_seed(self.config.seed),
-        )
+        loader, sampler = train_loader(self.dataset.train, self.batch_size, self.config.seed, self.config.num_workers)
         prepared = acc.prepare(self.model, *self.optimizers.values(), loader)
         forward, optimizers, loader = prepared[0], prepared[1:-1], prepared[-1]
         self.optimizers = dict(zip(self.optimizers, optimizers))
+        if self.config.compile:
+            # Compiles the module's forward (the model's loss); unwrap_model still finds the model.
+            forward = torch.compile(forward)
         return loader, forward, sampler
 
     def _loop(self, loader, forward, sampler: EpochSampler) -> None:
@@ -279,13 +349,18 @@ class Trainer:
             epoch_loader.set_epoch(state.epoch)
             sampler.set_epoch(state.epoch)
             self.dataset.train.set_epoch(state.epoch)
+            micro: list[Batch] = []
             for item in epoch_loader:
-                batch = Batch.of(item)
-                self.train_step(forward, batch)
+                micro.append(Batch.of(item))
+                if len(micro) < self.accumulation:
+                    continue
+                self.train_step(forward, micro)
+                examples = sum(len(b) for b in micro) * acc.num_processes
+                micro = []
                 state.step += 1
-                state.batch_in_epoch += 1
-                state.examples += len(batch) * acc.num_processes
-                self.window.examples += len(batch) * acc.num_processes
+                state.batch_in_epoch += self.accumulation
+                state.examples += examples
+                self.window.examples += examples
                 state.seconds = time.perf_counter() - start
                 self.display.update(1)
                 out_of_time = cfg.minutes is not None and state.seconds >= cfg.minutes * 60
@@ -296,33 +371,75 @@ class Trainer:
                     eval_started = time.perf_counter()
                     self.evaluate_and_checkpoint()
                     start += time.perf_counter() - eval_started  # `seconds` counts training time only
+                signum = self._signalled()
+                if signum:
+                    self._interrupt(signum)
                 if stop:
                     break
             else:
                 state.epoch += 1
                 state.batch_in_epoch = 0
 
-    def train_step(self, forward, batch: Batch) -> None:
-        """One training step: every group that is due, in order, each updated in isolation."""
+    def _interrupt(self, signum: int) -> None:
+        """Checkpoint the current step (no evaluation: a scheduler's grace period is short) and stop."""
+        name = checkpoint_name(self.state.step)
+        if not (self.run_dir / "checkpoints" / name).exists():
+            self._save([], move_best=False)
+        if self.display is not None:
+            self.display.close()
+        raise TrainingInterrupted(signum, self.state.step, self.run_dir / "checkpoints" / name)
+
+    def train_step(self, forward, batch: Batch | list[Batch]) -> None:
+        """One training step: every group that is due, in order, each updated in isolation.
+
+        With G micro-batches (gradient accumulation), each group's gradient is the mean over all G
+        of them before that group steps: the step of one batch G times larger under a mean loss.
+        A later group's losses see the earlier groups' updated parameters, as without accumulation.
+        """
         acc, step = self.accelerator, self.state.step
+        micro = batch if isinstance(batch, list) else [batch]
         due = [name for name, s in self.settings.items() if s.due(step)]
         model = acc.unwrap_model(forward)
-        losses = model.training_step(batch, step, due, forward)
+        streams = [model.training_step(b, step, due, forward) for b in micro]
+        prefix = "" if len(self.groups) == 1 else "{}/"
         stepped: list[str] = []
-        while True:
+
+        def next_loss(i: int):
             with acc.autocast():
                 try:
-                    group, out = next(losses)
+                    group, out = next(streams[i])
                 except StopIteration:
-                    break
-            if group not in due or group in stepped:
+                    return None
+            if (group != stepped[-1]) if i > 0 else (group not in due or group in stepped):
                 raise RuntimeError(
                     f"{type(model).__name__}.training_step yielded group '{group}' at step {step}; "
                     f"due once each, in order: {due}"
                 )
-            stepped.append(group)
-            step_group(acc, model, out.loss, self.groups[group].params, self.optimizers[group], self.settings[group])
-            self.window.add("" if len(self.groups) == 1 else f"{group}/", out)
+            if i == 0:
+                stepped.append(group)
+            self.window.add(prefix.format(group), out)
+            return out.loss
+
+        # With several processes and micro-batches, every forward but the last skips DDP's gradient
+        # averaging (no_sync), so gradients are averaged once per group and step.
+        quiet = len(micro) > 1 and acc.num_processes > 1
+        while True:
+            with acc.no_sync(forward) if quiet else contextlib.nullcontext():
+                first = next_loss(0)
+            if first is None:
+                break
+            group = stepped[-1]
+
+            def losses():
+                yield first
+                for i in range(1, len(micro)):
+                    loss = next_loss(i)
+                    if loss is None:
+                        raise RuntimeError(f"{type(model).__name__}.training_step yielded fewer groups for another micro-batch")
+                    yield loss
+
+            accumulate_and_step(acc, forward, model, losses(), len(micro), self.groups[group].params,
+                                self.optimizers[group], self.settings[group])
         with warnings.catch_warnings():
             # A group not due this step (n_critic, a warm-up) has not stepped its optimizer; its
             # schedule still counts the global step, which is what we want.
@@ -409,7 +526,7 @@ class Trainer:
         self.run.write_metrics([("validation", "fd_genmodels_features", record.value)], where)
         return record.value, f"{record.label} {record.value:.4g} ({record.samples} samples)"
 
-    def _save(self, validation: list[LikelihoodRecord]) -> None:
+    def _save(self, validation: list[LikelihoodRecord], *, move_best: bool = True) -> None:
         acc, state = self.accelerator, self.state
         if self.ema is not None:
             state.ema_updates = self.ema.updates
@@ -430,7 +547,7 @@ class Trainer:
                         "rng": rng_state(),
                     },
                 )
-            if state.best_checkpoint == name:
+            if move_best and state.best_checkpoint == name:
                 write_json_atomic(
                     self.run_dir / "checkpoints" / BEST_POINTER,
                     {"checkpoint": name, "selected_by": self._selected_by, "value": state.best_nll},

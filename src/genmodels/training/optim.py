@@ -7,7 +7,9 @@ group's settings, with defaults from the TrainConfig. Models never own optimizer
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from ..core import GenerativeModel, OptimizerGroup, resolve_groups
 from ..errors import UserError
 from .config import TrainConfig
 
-__all__ = ["GroupSettings", "build_optimizers", "lr_factor", "build_schedulers", "step_group"]
+__all__ = ["GroupSettings", "build_optimizers", "lr_factor", "build_schedulers", "step_group", "accumulate_and_step"]
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,31 @@ def step_group(
     ``loss`` (with Accelerate's mixed-precision scaling), clip this group's gradient norm, step this
     group's optimizer, and zero again, so a loss that also reaches another group's parameters (a
     generator's loss through the discriminator) moves nothing but its own group."""
+    accumulate_and_step(accelerator, None, model, [loss], 1, params, optimizer, settings)
+
+
+def accumulate_and_step(
+    accelerator,
+    forward: nn.Module | None,
+    model: nn.Module,
+    losses: Iterable[Tensor],
+    n: int,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    settings: GroupSettings,
+) -> None:
+    """:func:`step_group` over ``n`` micro-batches: zero every gradient, backpropagate each loss
+    divided by n as it comes (``losses`` is lazy, so one micro-batch's graph is alive at a time),
+    then clip and step once. For mean losses over equal micro-batches this is the step of their
+    union: ∇(1/n Σᵢ Lᵢ) = 1/n Σᵢ ∇Lᵢ. With several processes the gradients are averaged only at
+    the last micro-batch (DDP's ``no_sync`` for the others, whose forwards run inside it)."""
     zero_all(model)
-    accelerator.backward(loss)
+    stream = iter(losses)
+    for i in range(n):
+        quiet = forward is not None and i < n - 1 and accelerator.num_processes > 1
+        with accelerator.no_sync(forward) if quiet else contextlib.nullcontext():
+            loss = next(stream)
+            accelerator.backward(loss / n if n > 1 else loss)
     if settings.grad_clip is not None:
         accelerator.clip_grad_norm_(params, settings.grad_clip)
     optimizer.step()

@@ -4,7 +4,9 @@ logged figure), checkpoints/ and the end-of-run artifacts. Only the main process
 from __future__ import annotations
 
 import csv
+import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,10 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..checkpoint import list_checkpoints, read_json, write_json_atomic
+from ..checkpoint import list_checkpoints, read_json, verify_checkpoint, write_json_atomic
 from ..errors import UserError
 
-__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir"]
+__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "resume_checkpoint"]
 
 METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
 
@@ -33,7 +35,36 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
         )
     if resume and not existing:
         raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
-    return existing[-1] if resume else None
+    return resume_checkpoint(run_dir) if resume else None
+
+
+def resume_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint of a run whose every file is intact (SHA-256 as written, readable).
+
+    A damaged newer one is reported and moved aside to ``checkpoints/damaged-step-*`` (nothing
+    written is deleted; a resumed run will write that step again), and temporary folders of
+    checkpoints a killed process never finished are removed. Only the first process (RANK 0)
+    changes the folder; every process picks the same checkpoint.
+    """
+    run_dir = Path(run_dir)
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        for leftover in (run_dir / "checkpoints").glob(".tmp-step-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    for candidate in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(candidate)
+        except UserError as error:
+            if main:
+                aside = candidate.with_name(f"damaged-{candidate.name}")
+                if aside.exists():
+                    shutil.rmtree(aside)  # an older damaged copy of the same step
+                candidate.rename(aside)
+                print(f"genmodels: {candidate.name} is damaged ({error}); moved it to {aside.name} and resume "
+                      "from the previous intact checkpoint", file=sys.stderr)
+            continue
+        return candidate
+    raise UserError(f"--resume: no intact checkpoint in {run_dir / 'checkpoints'}; start a new run")
 
 
 class RunDir:
