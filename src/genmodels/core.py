@@ -529,6 +529,8 @@ BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.latent.vae",
     "genmodels.latent.iwae",
     "genmodels.latent.discrete_vae",
+    "genmodels.vq.vqvae",
+    "genmodels.vq.two_stage",
     "genmodels.autoregressive.made",
     "genmodels.autoregressive.nade",
     "genmodels.autoregressive.pixelcnn",
