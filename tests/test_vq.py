@@ -278,3 +278,58 @@ def test_vqvae_then_two_stage_on_digits(digits, tmp_path):
     model, _ = load_model(second.run_dir)
     figures = model.code_metrics(Batch(digits.test[:50]["x"]))
     assert figures["bits_per_code"].mean() < math.log2(32)  # better than a uniform prior over codes
+
+
+# --- vqgan ---------------------------------------------------------------------------------------
+def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
+    from genmodels.vq.vqgan import adaptive_weight
+
+    w = torch.randn(3, 4, requires_grad=True)
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    lam = adaptive_weight((a * w).sum(), (b * w).sum() ** 1, w, delta=1e-4)
+    assert lam.item() == pytest.approx((a.norm() / (b.norm() + 1e-4)).item(), rel=1e-6)
+    assert not lam.requires_grad
+
+
+def test_vqgan_switches_the_adversary_on_after_the_warm_up():
+    torch.manual_seed(0)
+    # No EMA and no restarts: a training-mode forward then leaves the codebook as it is.
+    model = create_model("vqgan", DIGITS, {"disc_start": 10, "channels": 16, "ema": False, "restart_threshold": 0.0}).train()
+    groups = model.optimizer_groups()
+    assert groups["discriminator"].start_step == 10 and not groups["discriminator"].due(9)
+    batch = Batch(torch.randint(0, 17, (8, 1, 8, 8)))
+    early = model.loss(batch, step=9)
+    assert "adversarial" not in early.terms and "perceptual" in early.terms
+    late = model.loss(batch, step=10)
+    assert {"adversarial", "adaptive_weight"} <= set(late.terms)
+    # The adaptive weight is the gradient-norm ratio of eq. 7 at decoder_out.weight, times disc_weight.
+    base, params = model.autoencoder_loss(batch)
+    x_hat = model.mean_image(params)
+    rec = base.loss + model.perceptual(batch.x.float() / 16, x_hat).mean()
+    gan = -model.discriminator(2 * x_hat - 1).mean()
+    g_rec = torch.autograd.grad(rec, model.decoder_out.weight, retain_graph=True)[0]
+    g_gan = torch.autograd.grad(gan, model.decoder_out.weight)[0]
+    expected = 0.8 * g_rec.norm() / (g_gan.norm() + 1e-4)
+    assert late.terms["adaptive_weight"][0].item() == pytest.approx(expected.item(), rel=1e-3)
+
+
+def test_perceptual_loss_uses_the_shipped_feature_network_outside_the_checkpoint():
+    model = create_model("vqgan", DIGITS)
+    assert not any("feature" in k for k in model.state_dict())
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(model.perceptual(x, x), torch.zeros(3))
+    assert (model.perceptual(x, x.flip(2)) > 0).all()
+
+
+def test_vqgan_trains_both_groups_after_the_warm_up(digits, tmp_path):
+    from genmodels.train import TrainConfig, train
+
+    result = train("vqgan", digits, TrainConfig(steps=24, batch_size=32, eval_every=1000, log_every=4, num_samples=4),
+                   tmp_path / "vqgan", model_config={"channels": 16, "disc_start": 12, "disc_channels": 8},
+                   progress=False)
+    import csv
+
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    hinge = [float(r["value"]) for r in rows if r["metric"] == "discriminator/hinge"]
+    assert hinge and all(math.isfinite(h) for h in hinge)
+    assert min(int(r["step"]) for r in rows if r["metric"] == "autoencoder/adversarial") > 12

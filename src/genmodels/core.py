@@ -530,6 +530,7 @@ BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.latent.iwae",
     "genmodels.latent.discrete_vae",
     "genmodels.vq.vqvae",
+    "genmodels.vq.vqgan",
     "genmodels.vq.two_stage",
     "genmodels.autoregressive.made",
     "genmodels.autoregressive.nade",
