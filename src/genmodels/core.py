@@ -532,6 +532,7 @@ BUILTIN_MODEL_MODULES: tuple[str, ...] = (
     "genmodels.vq.vqvae",
     "genmodels.vq.vqgan",
     "genmodels.vq.two_stage",
+    "genmodels.gan.gan",
     "genmodels.autoregressive.made",
     "genmodels.autoregressive.nade",
     "genmodels.autoregressive.pixelcnn",
