@@ -62,7 +62,7 @@ def test_codebook_and_commitment_losses_match_a_hand_computation():
 def test_ema_update_matches_the_closed_form():
     """One batch: N ← γN + (1−γ)n, m ← γm + (1−γ)Σz, e = m / N̂ with N̂ Laplace-smoothed (A.1)."""
     e0 = torch.tensor([[0.0, 0.0], [4.0, 4.0]])
-    gamma, eps = 0.5, 1e-5
+    gamma, eps = 0.5, 0.5  # a large ε, so the Laplace smoothing shows
     vq = _quantizer(e0, ema=True, decay=gamma, eps=eps, restart_threshold=0).train()
     z = torch.tensor([[[0.2, 0.0], [0.4, 0.2], [3.0, 5.0]]])  # codes 0, 0, 1
     vq(z)
