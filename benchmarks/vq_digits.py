@@ -68,7 +68,7 @@ def main() -> None:
     samples = model.sample(args.samples, generator=torch.Generator().manual_seed(0))
     lines.append(f"two-stage: {args.steps} steps, {seconds:.0f} s; test code NLL {bits.mean():.4f} bits/code "
                  f"(uniform: {math.log2(model.autoencoder.num_codes):.3f}); samples {_quality(samples, data)}")
-    result, seconds = _train("gan", data, args.steps, args.out, {}, lr=2e-4, ema_decay=0.999)
+    result, seconds = _train("gan", data, args.steps, args.out, {}, lr=1e-3, ema_decay=0.99)
     model, _ = load_model(result.run_dir)
     for hub in (False, True):
         samples = model.sample(args.samples, generator=torch.Generator().manual_seed(0), hubness=hub)

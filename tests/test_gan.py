@@ -86,7 +86,7 @@ def test_each_groups_step_leaves_the_other_groups_parameters_unchanged(first):
 @pytest.mark.parametrize("loss", ["hinge", "non-saturating"])
 def test_losses_match_their_formulas(loss):
     torch.manual_seed(0)
-    model = create_model("gan", DIGITS, {"loss": loss})
+    model = create_model("gan", DIGITS, {"loss": loss}).eval()  # no power iteration between calls
     real, fake = torch.rand(6, 1, 8, 8), torch.rand(6, 1, 8, 8)
     d_real, d_fake = model.discriminate(real), model.discriminate(fake)
     out = model._d_loss(real, fake, None).loss
@@ -105,6 +105,8 @@ def test_options_spectral_norm_n_critic_and_mlp():
     assert model.optimizer_groups()["generator"].every == 3
     assert any("parametrizations" in n for n, _ in model.named_parameters())
     assert create_model("gan", DataSpec("b", (1, 2, 5), 2)).architecture == "mlp"
+    assert create_model("gan", DataSpec("f", (1, 28, 28), 256)).architecture == "conv"
+    assert create_model("gan", DIGITS, {"architecture": "conv"}).architecture == "conv"
     with pytest.raises(UserError, match="multiples of 4"):
         create_model("gan", DataSpec("b", (1, 2, 5), 2), {"architecture": "conv"})
 
