@@ -113,10 +113,10 @@ def test_a_shared_generator_forward_and_bit_exact_resume_of_an_adversarial_pair(
     """20 + 20 steps equal 40: parameters, both optimizers' states and their schedules (a run
     stopped at 20 and resumed; a cosine schedule would need the same budget, see below)."""
     config = dict(eval_every=13, batch_size=64, lr=0.01, num_samples=4, warmup_steps=30, fd_samples=64)
-    with registered("gan", SharedFakeGAN):
-        train("gan", digits, TrainConfig(steps=40, **config), tmp_path / "straight", progress=False)
-        train("gan", digits, TrainConfig(steps=20, **config), tmp_path / "split", progress=False)
-        train("gan", digits, TrainConfig(steps=40, **config), tmp_path / "split", resume=True, progress=False)
+    with registered("shared-fake-gan", SharedFakeGAN):
+        train("shared-fake-gan", digits, TrainConfig(steps=40, **config), tmp_path / "straight", progress=False)
+        train("shared-fake-gan", digits, TrainConfig(steps=20, **config), tmp_path / "split", progress=False)
+        train("shared-fake-gan", digits, TrainConfig(steps=40, **config), tmp_path / "split", resume=True, progress=False)
     a = read_checkpoint(list_checkpoints(tmp_path / "straight")[-1], with_trainer_state=True)
     b = read_checkpoint(list_checkpoints(tmp_path / "split")[-1], with_trainer_state=True)
     assert a.model_state.keys() == b.model_state.keys()
@@ -135,8 +135,8 @@ def test_a_shared_generator_forward_and_bit_exact_resume_of_an_adversarial_pair(
 
 
 def test_the_shared_forward_runs_once_per_step(digits, tmp_path):
-    with registered("gan", SharedFakeGAN):
-        model = create_model("gan", digits.spec)
+    with registered("shared-fake-gan", SharedFakeGAN):
+        model = create_model("shared-fake-gan", digits.spec)
         Trainer(model, digits, TrainConfig(steps=4, eval_every=10, batch_size=32, num_samples=4, select_by="latest"), tmp_path / "r",
                 progress=False).fit()
     assert model.generator_forwards == 4
