@@ -219,3 +219,86 @@ def test_options_become_strings_and_json_ignores_unknown_keys():
     other = TrainConfig(steps=4, sample_options={"k": 5}, eval_options={1: 2.5}, lr=0.5)
     assert other.changes_from(config) == {"steps": (3, 4), "lr": (1e-3, 0.5)}
     assert config.changes_from(config) == {}
+
+
+# --- loop: the small parts ----------------------------------------------------------------------------
+
+from genmodels.core import Loss  # noqa: E402
+from genmodels.evaluate import LikelihoodRecord  # noqa: E402
+from genmodels.training import loop  # noqa: E402
+
+
+def test_the_epoch_order_is_a_function_of_seed_and_epoch_alone():
+    """A resumed run rebuilds the order from (seed, epoch): the formula is part of the checkpoint format."""
+    sampler = loop.EpochSampler(10, seed=5)
+    assert len(sampler) == 10
+    expected = [torch.randperm(10, generator=torch.Generator().manual_seed(5 * 1_000_003 + e)).tolist() for e in (0, 2)]
+    assert list(sampler) == expected[0]
+    sampler.set_epoch(2)
+    assert list(sampler) == expected[1] and sorted(sampler) == list(range(10))
+
+
+def test_the_loss_window_averages_each_quantity_per_step_and_resets(monkeypatch):
+    clock = iter([100.0, 102.0, 103.0])
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    window = loop.LossWindow()  # started at 100
+    window.add("g/", Loss(torch.tensor(1.0), {"a": torch.tensor([1.0, 3.0])}))
+    window.add("g/", Loss(torch.tensor(3.0), {"a": torch.tensor([5.0, 7.0])}))
+    window.add("d/", Loss(torch.tensor(-4.0)))
+    window.examples = 64
+    values, rate = window.flush(7)  # at 102, restarted at 103
+    assert values == {"g/loss": 2.0, "g/a": 4.0, "d/loss": -4.0} and rate == 32.0
+    assert (window.sums, window.counts, window.examples, window.started) == ({}, {}, 0, 103.0)
+
+
+def test_an_empty_window_and_a_diverged_loss():
+    window = loop.LossWindow()
+    window.examples = 3
+    assert window.flush(1)[0] == {} and window.examples == 0
+    window.add("", Loss(torch.tensor(1.0), {"ratio": torch.tensor([math.nan])}))
+    assert math.isnan(window.flush(2)[0]["ratio"])  # a term may be NaN; only a loss stops training
+    window.add("g/", Loss(torch.tensor(math.inf)))
+    with pytest.raises(loop.TrainingDiverged, match=re.escape("the g/loss became inf by step 3; lower --lr or set --grad-clip (the checkpoints written before are intact)")):
+        window.flush(3)
+
+
+def test_the_loss_window_averages_across_processes_only_when_there_are_several():
+    class Several:
+        num_processes = 2
+
+        def reduce(self, tensor, reduction):
+            assert reduction == "mean"
+            return tensor * 0 + 42.0
+
+    class One(Several):
+        num_processes = 1
+
+        def reduce(self, tensor, reduction):
+            raise AssertionError("one process: nothing to reduce")
+
+    for accelerator, expected in ((Several(), 42.0), (One(), 1.0)):
+        window = loop.LossWindow()
+        window.add("", Loss(torch.tensor(1.0)))
+        assert window.flush(1, accelerator)[0] == {"loss": expected}
+
+
+def test_metrics_rows_hyperparameters_and_the_kind_none_notice():
+    records = [LikelihoodRecord("elbo", "bound", 3.0, 0.5, 0.1, 4, 2), LikelihoodRecord("ode", "estimate", 2.0, None, 0.1, 4, 2)]
+    assert loop._records_to_rows(records, "validation") == [
+        ("validation", "elbo_nll", 3.0), ("validation", "elbo_bpd", 0.5), ("validation", "ode_nll", 2.0)]
+    flat = loop._flat_hyperparameters(TrainConfig(steps=3, sample_options={"k": 5}))
+    assert flat["sample_options.k"] == "5" and flat["steps"] == 3 and "epochs" not in flat and "sample_options" not in flat
+
+    class Nothing(_Two):
+        name = "gan"
+
+    assert loop.kind_none_notice(Nothing(lambda m: {})) == "gan has no likelihood: the latest checkpoint is kept as the best"
+    assert loop.kind_none_notice(Table()) is None
+
+
+class Table(GenerativeModel):
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.BOUND
+
+    def __init__(self):
+        super().__init__(ModelConfig(), DataSpec("t", (2,), 2))
