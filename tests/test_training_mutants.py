@@ -302,3 +302,46 @@ class Table(GenerativeModel):
 
     def __init__(self):
         super().__init__(ModelConfig(), DataSpec("t", (2,), 2))
+
+
+# --- progress -----------------------------------------------------------------------------------------
+
+import io  # noqa: E402
+
+from genmodels.training import progress  # noqa: E402
+from genmodels.training.progress import ProgressLog  # noqa: E402
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_plain_lines_show_three_figures_and_an_unknown_total(monkeypatch):
+    monkeypatch.setattr(progress.time, "monotonic", lambda: 50.0)  # no time passes
+    stream = io.StringIO()
+    log = ProgressLog(math.inf, 0, "t", stream=stream, min_seconds=0.0)
+    assert not log.is_bar and log.total is None
+    log.log(3, {"a": 1.23456, "b": 2.0, "c": 3.0, "d": 4.0}, 1234.4)
+    log.log(4, {"a": 1.0}, 1.0)  # 0 s since the last line is not less than min_seconds = 0
+    assert stream.getvalue().splitlines() == ["t: step 3  a 1.235  b 2  c 3  1234 ex/s", "t: step 4  a 1  1 ex/s"]
+    assert ProgressLog(12.0, 0, "t", stream=stream).total == 12
+
+
+def test_other_processes_report_nothing_and_a_terminal_gets_a_bar():
+    quiet = _Terminal()
+    log = ProgressLog(10, 0, "t", stream=quiet, enabled=False)
+    log.log(1, {"loss": 1.0}, 1.0, final=True)
+    log.message("validation")
+    assert not log.is_bar and quiet.getvalue() == ""
+    assert not ProgressLog(10, 0, "t", stream=_Terminal(), bar=False).is_bar  # --no-progress
+    terminal = _Terminal()
+    log = ProgressLog(10, 2, "t", stream=terminal, min_seconds=0.0)
+    assert log.is_bar
+    log.update(3)
+    assert log._bar.n == 5
+    log.log(5, {"loss": 0.5}, 10.0, final=True)  # into the bar's postfix, not a line of its own
+    assert "t: step" not in terminal.getvalue() and log._bar.postfix == "loss=0.5, ex/s=10"
+    log.message("step 5: validation")
+    log.close()
+    assert "step 5: validation\n" in terminal.getvalue()
