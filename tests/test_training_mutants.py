@@ -168,6 +168,22 @@ def test_rng_state_round_trips():
     assert torch.equal(torch.rand(3), first)
 
 
+def test_cuda_rng_states_are_saved_and_restored_where_a_gpu_is(monkeypatch):
+    """The GPU path on a CPU machine: torch.cuda's RNG functions replaced by recorders."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["gpu 0"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    saved = rng_state()
+    assert saved["cuda"] == ["gpu 0"]
+    set_rng_state(saved)
+    assert restored == [["gpu 0"]]
+    set_rng_state({"torch": saved["torch"]})  # a checkpoint written without a GPU, resumed on one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    set_rng_state(saved)  # a GPU checkpoint resumed on the CPU
+    assert restored == [["gpu 0"]] and "cuda" not in rng_state()
+
+
 # --- config -----------------------------------------------------------------------------------------
 
 
