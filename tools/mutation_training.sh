@@ -8,9 +8,11 @@
 # so it could not kill a mutant anyway. mutmut runs, for each mutant, only the tests that executed the
 # mutated function in its first, clean run.
 #
-# Usage: tools/mutation_training.sh [-p PYTHON] FILE [FUNCTION_GLOB...]
+# Usage: [MUTATION_TESTS="tests/a.py tests/b.py"] tools/mutation_training.sh [-p PYTHON] FILE [FUNCTION_GLOB...]
 #   FILE            e.g. src/genmodels/training/optim.py
 #   FUNCTION_GLOB   mutate only these mutants, e.g. 'genmodels.training.loop.x_*' (default: all)
+#   MUTATION_TESTS  the test files to run (default: every trainer and evaluator test file below); a
+#                   smaller selection is faster, and a mutant it kills is killed by the full one too
 #   PYTHON          a Python with mutmut>=3.8, pytest, torch, numpy, accelerate, ... (default: /work/venv-mut)
 set -euo pipefail
 python=/work/venv-mut/bin/python
@@ -43,20 +45,14 @@ for i, line in enumerate(lines):
     out.append(line)
 open(path, "w").write("\n".join(out + tail) + "\n")
 PY
+tests=${MUTATION_TESTS:-tests/test_training_parts.py tests/test_training_groups.py tests/test_training_mutants.py
+    tests/test_evaluate.py tests/test_core.py tests/test_train.py tests/test_interface.py tests/test_first_models.py}
 cat > "$scratch/setup.cfg" <<CFG
 [mutmut]
 source_paths=src
 only_mutate=$target
 pytest_add_cli_args_test_selection=
-    tests/test_training_parts.py
-    tests/test_training_groups.py
-    tests/test_training_mutants.py
-    tests/test_evaluate.py
-    tests/test_core.py
-    tests/test_train.py
-    tests/test_interface.py
-    tests/test_first_models.py
-    $target
+$(for t in $tests $target; do echo "    $t"; done)
 pytest_add_cli_args=
     -p no:cacheprovider
     -k
