@@ -56,7 +56,7 @@ $(for t in $tests $target; do echo "    $t"; done)
 pytest_add_cli_args=
     -p no:cacheprovider
     -k
-    not two_processes and not bf16
+    not test_two_processes_share_the_work_through_torch_distributed and not test_bf16_mixed_precision_runs_on_cpu_in_its_own_process
 CFG
 cd "$scratch"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
