@@ -1,0 +1,363 @@
+"""The training package's parts with values where a right and a wrong formula disagree: each test
+here kills mutants that survived the rest of the suite (docs/MUTATION.md, tools/mutation_training.sh).
+All run in well under a second: no training loop."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from genmodels.core import GenerativeModel, LikelihoodKind, ModelConfig, OptimizerGroup
+from genmodels.data import DataSpec
+from genmodels.errors import UserError
+from genmodels.training.config import TrainConfig
+from genmodels.training.ema import EMA
+from genmodels.training.optim import _settings, build_optimizers, build_schedulers, lr_factor, step_group
+from genmodels.training.state import TrainState, rng_state, set_rng_state
+
+# --- optim ------------------------------------------------------------------------------------------
+
+
+def test_a_group_inherits_the_config_settings_it_does_not_set():
+    p = nn.Parameter(torch.zeros(1))
+    config = TrainConfig(steps=1, lr=0.1, grad_clip=2.0, weight_decay=0.3)
+    s = _settings(OptimizerGroup([p]), config)
+    assert (s.lr, s.betas, s.weight_decay, s.grad_clip, s.every, s.start_step) == (0.1, (0.9, 0.999), 0.3, 2.0, 1, 0)
+
+
+def test_a_group_overrides_every_setting_it_sets_zero_included():
+    p = nn.Parameter(torch.zeros(1))
+    config = TrainConfig(steps=1, lr=0.1, grad_clip=2.0, weight_decay=0.3)
+    group = OptimizerGroup([p], lr_scale=0.5, betas=[0.5, 0.6], weight_decay=0.0, grad_clip=5.0, every=3, start_step=2)
+    s = _settings(group, config)
+    assert (s.lr, s.betas, s.weight_decay, s.grad_clip, s.every, s.start_step) == (0.05, (0.5, 0.6), 0.0, 5.0, 3, 2)
+    assert _settings(OptimizerGroup([p], lr=0.7, lr_scale=0.5, grad_clip=math.inf), config).lr == 0.7
+    assert _settings(OptimizerGroup([p], grad_clip=math.inf), config).grad_clip is None  # inf: never clip
+    assert _settings(OptimizerGroup([p]), TrainConfig(steps=1, grad_clip=0)).grad_clip is None
+    assert [k for k in range(10) if s.due(k)] == [3, 6, 9]  # every 3rd step from step 2 on
+    assert [k for k in range(5) if _settings(OptimizerGroup([p], start_step=2), config).due(k)] == [2, 3, 4]
+
+
+class _Two(GenerativeModel):
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.NONE
+
+    def __init__(self, groups):
+        super().__init__(ModelConfig(), DataSpec("t", (2,), 2))
+        self.a = nn.Parameter(torch.ones(1))
+        self.b = nn.Parameter(torch.ones(1))
+        self.groups = groups
+
+    def optimizer_groups(self):
+        return self.groups(self)
+
+
+def test_each_group_gets_an_adamw_with_a_decayed_and_an_exempt_parameter_group():
+    model = _Two(lambda m: {"g": OptimizerGroup([m.a, m.b], no_decay=[m.b], betas=(0.5, 0.6))})
+    groups, settings, optimizers = build_optimizers(model, TrainConfig(steps=1, lr=0.2, weight_decay=0.3))
+    [decayed, exempt] = optimizers["g"].param_groups
+    assert decayed["params"] == [model.a] and exempt["params"] == [model.b]
+    assert (decayed["weight_decay"], exempt["weight_decay"]) == (0.3, 0.0)
+    assert decayed["lr"] == exempt["lr"] == 0.2 and decayed["betas"] == (0.5, 0.6)
+    model = _Two(lambda m: {"g": [m.a, m.b]})
+    assert len(build_optimizers(model, TrainConfig(steps=1))[2]["g"].param_groups) == 1  # nothing exempt
+    with pytest.raises(UserError, match="in groups 'g' and 'h'"):
+        build_optimizers(_Two(lambda m: {"g": [m.a], "h": [m.a]}), TrainConfig(steps=1))
+
+
+def test_lr_factor_at_the_edges_of_warm_up_and_budget():
+    assert lr_factor(3, warmup_steps=4, total_steps=100, schedule="cosine") == 0.75
+    assert lr_factor(4, warmup_steps=4, total_steps=100, schedule="cosine") == 1.0
+    assert lr_factor(150, warmup_steps=0, total_steps=100, schedule="cosine") == pytest.approx(0.0, abs=1e-15)  # stays 0
+    assert lr_factor(25, warmup_steps=0, total_steps=100, schedule="cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor(5, warmup_steps=0, total_steps=math.inf, schedule="cosine") == 1.0  # a minutes budget
+    # a budget no longer than the warm-up: one step to decay over
+    assert lr_factor(10, warmup_steps=10, total_steps=10, schedule="cosine") == 1.0
+    assert lr_factor(11, warmup_steps=10, total_steps=10, schedule="cosine") == pytest.approx(0.0, abs=1e-15)
+    assert lr_factor(11, warmup_steps=10, total_steps=9, schedule="cosine") == pytest.approx(0.0, abs=1e-15)
+
+
+def test_schedulers_follow_the_config_warm_up_and_budget():
+    model = _Two(lambda m: {"g": [m.a], "h": [m.b]})
+    config = TrainConfig(steps=10, lr=1.0, warmup_steps=2, lr_schedule="cosine")
+    _, _, optimizers = build_optimizers(model, config)
+    schedulers = build_schedulers(optimizers, config, 6)
+    lrs = []
+    for _ in range(7):
+        lrs.append(optimizers["h"].param_groups[0]["lr"])
+        optimizers["g"].step(), optimizers["h"].step()
+        schedulers["g"].step(), schedulers["h"].step()
+    assert lrs == pytest.approx([0.0, 0.5, 1.0, 0.8535534, 0.5, 0.1464466, 0.0], abs=1e-6)
+
+
+class _Accelerator:
+    def backward(self, loss):
+        loss.backward()
+
+    def clip_grad_norm_(self, params, max_norm):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def test_step_group_starts_from_zero_gradients_clips_and_leaves_none():
+    model = _Two(lambda m: {})
+    optimizer = torch.optim.SGD([model.a], lr=1.0)
+    model.a.grad = torch.full((1,), 1000.0)  # a stale gradient must not be added
+    model.b.grad = torch.full((1,), 7.0)
+    clip = _settings(OptimizerGroup([model.a]), TrainConfig(steps=1, grad_clip=0.5))
+    step_group(_Accelerator(), model, (3 * model.a + model.b).sum(), [model.a], optimizer, clip)
+    assert model.a.item() == pytest.approx(0.5)  # gradient 3 clipped to norm 0.5
+    assert model.b.item() == 1.0 and model.a.grad is None and model.b.grad is None
+    free = _settings(OptimizerGroup([model.a]), TrainConfig(steps=1, grad_clip=None))
+    step_group(_Accelerator(), model, (3 * model.a).sum(), [model.a], optimizer, free)
+    assert model.a.item() == pytest.approx(-2.5)  # unclipped: down by 3
+
+
+# --- ema --------------------------------------------------------------------------------------------
+
+
+def test_ema_copies_integer_buffers_and_counts_its_updates():
+    model = nn.BatchNorm1d(1)
+    ema = EMA(model, 0.99, warmup=True, updates=5)
+    assert ema.current_decay() == pytest.approx(7 / 16)  # t = updates + 1 = 6
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    model.num_batches_tracked.fill_(4)
+    ema.update(model)
+    assert ema.updates == 6 and ema.current_decay() == pytest.approx(8 / 17)
+    assert ema.state_dict()["num_batches_tracked"].item() == 4  # copied, not averaged
+    assert ema.state_dict()["weight"].item() == pytest.approx(7 / 16 * 1.0 + 9 / 16 * 3.0)
+    assert EMA(model, 0.3, warmup=True, updates=10**6).current_decay() == 0.3
+    other = EMA(nn.BatchNorm1d(1), 0.5)
+    other.load_state_dict(ema.state_dict())
+    assert all(torch.equal(other.shadow[k], ema.shadow[k]) for k in ema.shadow)
+
+
+def test_ema_shadow_is_a_copy_not_the_live_weights():
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    ema = EMA(model, 0.5)
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+    assert ema.state_dict()["weight"].item() == 2.0 and ema.current_decay() == 0.5
+
+
+# --- state ------------------------------------------------------------------------------------------
+
+
+def test_improves_is_strict_and_the_first_checkpoint_always_improves():
+    state = TrainState()
+    assert state.improves(5.0) and state.improves(None)
+    state.best_checkpoint, state.best_nll = "ckpt-1", 2.0
+    assert state.improves(1.9) and not state.improves(2.0) and not state.improves(2.1)
+    assert state.improves(None)  # no likelihood: the latest is the best
+    state.best_nll = None
+    assert state.improves(100.0)
+    state.step, state.seconds = 7, 1.5
+    assert TrainState.from_json(state.to_json()) == state
+
+
+def test_rng_state_round_trips():
+    saved = rng_state()
+    first = torch.rand(3)
+    set_rng_state(saved)
+    assert torch.equal(torch.rand(3), first)
+
+
+def test_cuda_rng_states_are_saved_and_restored_where_a_gpu_is(monkeypatch):
+    """The GPU path on a CPU machine: torch.cuda's RNG functions replaced by recorders."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["gpu 0"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    saved = rng_state()
+    assert saved["cuda"] == ["gpu 0"]
+    set_rng_state(saved)
+    assert restored == [["gpu 0"]]
+    set_rng_state({"torch": saved["torch"]})  # a checkpoint written without a GPU, resumed on one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    set_rng_state(saved)  # a GPU checkpoint resumed on the CPU
+    assert restored == [["gpu 0"]] and "cuda" not in rng_state()
+
+
+# --- config -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"steps": None}, "give a training budget: --steps N, --epochs N or --minutes M"),
+        ({"steps": -1}, "--steps must be ≥ 0, got -1"),
+        ({"epochs": -0.5}, "--epochs must be ≥ 0, got -0.5"),
+        ({"minutes": math.nan}, "--minutes must be ≥ 0, got nan"),
+        ({"num_workers": -1}, "--num-workers must be ≥ 0, got -1"),
+        ({"eval_every": 0}, "--eval-every must be ≥ 1, got 0"),
+        ({"log_every": 0}, "--log-every must be ≥ 1, got 0"),
+        ({"eval_batch_size": 0}, "--eval-batch-size must be ≥ 1, got 0"),
+        ({"keep_checkpoints": 0}, "--keep-checkpoints must be ≥ 1, got 0"),
+        ({"num_samples": 0}, "--num-samples must be ≥ 1, got 0"),
+        ({"lr": math.inf}, "--lr must be a positive number, got inf"),
+        ({"lr": 0.0}, "--lr must be a positive number, got 0.0"),
+        ({"weight_decay": math.inf}, "--weight-decay must be ≥ 0, got inf"),
+        ({"weight_decay": math.nan}, "--weight-decay must be ≥ 0, got nan"),
+        ({"grad_clip": math.nan}, "--grad-clip must be > 0 (or 0/none for no clipping), got nan"),
+        ({"mixed_precision": "fp32"}, "--mixed-precision must be no, fp16 or bf16, got 'fp32'"),
+        ({"lr_schedule": "linear"}, "--lr-schedule must be constant or cosine, got 'linear'"),
+        ({"lr_schedule": "cosine", "steps": None, "minutes": 1.0},
+         "--lr-schedule cosine needs a --steps or --epochs budget to decay over"),
+        ({"log_with": "wandb"}, "--log-with must be none or tensorboard, got 'wandb'"),
+        ({"ema_decay": 0.0}, "--ema must be in (0, 1), got 0.0"),
+    ],
+)
+def test_each_bad_setting_gets_its_own_whole_message(overrides, message):
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        TrainConfig(**{"steps": 10, **overrides})
+
+
+def test_the_smallest_valid_settings_are_accepted():
+    config = TrainConfig(steps=0, batch_size=1, eval_every=1, log_every=1, eval_batch_size=1, keep_checkpoints=1,
+                         num_samples=1, warmup_steps=0, num_workers=0, weight_decay=0.0, grad_clip=1e-9,
+                         ema_decay=0.5, lr_schedule="cosine", mixed_precision="bf16", log_with="tensorboard")
+    assert config.grad_clip == 1e-9 and config.ema_decay == 0.5
+    assert TrainConfig(epochs=0.0).epochs == 0.0 and TrainConfig(minutes=0.5).minutes == 0.5
+    assert TrainConfig(epochs=2, lr_schedule="cosine").lr_schedule == "cosine"
+    assert TrainConfig(steps=1, mixed_precision="fp16").mixed_precision == "fp16"
+
+
+def test_options_become_strings_and_json_ignores_unknown_keys():
+    config = TrainConfig(steps=3, sample_options={"k": 5}, eval_options={1: 2.5})
+    assert config.sample_options == {"k": "5"} and config.eval_options == {"1": "2.5"}
+    assert TrainConfig.from_json({**config.to_json(), "retired_setting": 1}) == config
+    other = TrainConfig(steps=4, sample_options={"k": 5}, eval_options={1: 2.5}, lr=0.5)
+    assert other.changes_from(config) == {"steps": (3, 4), "lr": (1e-3, 0.5)}
+    assert config.changes_from(config) == {}
+
+
+# --- loop: the small parts ----------------------------------------------------------------------------
+
+from genmodels.core import Loss  # noqa: E402
+from genmodels.evaluate import LikelihoodRecord  # noqa: E402
+from genmodels.training import loop  # noqa: E402
+
+
+def test_the_epoch_order_is_a_function_of_seed_and_epoch_alone():
+    """A resumed run rebuilds the order from (seed, epoch): the formula is part of the checkpoint format."""
+    sampler = loop.EpochSampler(10, seed=5)
+    assert len(sampler) == 10
+    expected = [torch.randperm(10, generator=torch.Generator().manual_seed(5 * 1_000_003 + e)).tolist() for e in (0, 2)]
+    assert list(sampler) == expected[0]
+    sampler.set_epoch(2)
+    assert list(sampler) == expected[1] and sorted(sampler) == list(range(10))
+
+
+def test_the_loss_window_averages_each_quantity_per_step_and_resets(monkeypatch):
+    clock = iter([100.0, 102.0, 103.0])
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    window = loop.LossWindow()  # started at 100
+    window.add("g/", Loss(torch.tensor(1.0), {"a": torch.tensor([1.0, 3.0])}))
+    window.add("g/", Loss(torch.tensor(3.0), {"a": torch.tensor([5.0, 7.0])}))
+    window.add("d/", Loss(torch.tensor(-4.0)))
+    window.examples = 64
+    values, rate = window.flush(7)  # at 102, restarted at 103
+    assert values == {"g/loss": 2.0, "g/a": 4.0, "d/loss": -4.0} and rate == 32.0
+    assert (window.sums, window.counts, window.examples, window.started) == ({}, {}, 0, 103.0)
+
+
+def test_an_empty_window_and_a_diverged_loss():
+    window = loop.LossWindow()
+    window.examples = 3
+    assert window.flush(1)[0] == {} and window.examples == 0
+    window.add("", Loss(torch.tensor(1.0), {"ratio": torch.tensor([math.nan])}))
+    assert math.isnan(window.flush(2)[0]["ratio"])  # a term may be NaN; only a loss stops training
+    window.add("g/", Loss(torch.tensor(math.inf)))
+    with pytest.raises(loop.TrainingDiverged, match=re.escape("the g/loss became inf by step 3; lower --lr or set --grad-clip (the checkpoints written before are intact)")):
+        window.flush(3)
+
+
+def test_the_loss_window_averages_across_processes_only_when_there_are_several():
+    class Several:
+        num_processes = 2
+
+        def reduce(self, tensor, reduction):
+            assert reduction == "mean"
+            return tensor * 0 + 42.0
+
+    class One(Several):
+        num_processes = 1
+
+        def reduce(self, tensor, reduction):
+            raise AssertionError("one process: nothing to reduce")
+
+    for accelerator, expected in ((Several(), 42.0), (One(), 1.0)):
+        window = loop.LossWindow()
+        window.add("", Loss(torch.tensor(1.0)))
+        assert window.flush(1, accelerator)[0] == {"loss": expected}
+
+
+def test_metrics_rows_hyperparameters_and_the_kind_none_notice():
+    records = [LikelihoodRecord("elbo", "bound", 3.0, 0.5, 0.1, 4, 2), LikelihoodRecord("ode", "estimate", 2.0, None, 0.1, 4, 2)]
+    assert loop._records_to_rows(records, "validation") == [
+        ("validation", "elbo_nll", 3.0), ("validation", "elbo_bpd", 0.5), ("validation", "ode_nll", 2.0)]
+    flat = loop._flat_hyperparameters(TrainConfig(steps=3, sample_options={"k": 5}))
+    assert flat["sample_options.k"] == "5" and flat["steps"] == 3 and "epochs" not in flat and "sample_options" not in flat
+
+    class Nothing(_Two):
+        name = "gan"
+
+    assert loop.kind_none_notice(Nothing(lambda m: {})) == "gan has no likelihood: the latest checkpoint is kept as the best"
+    assert loop.kind_none_notice(Table()) is None
+
+
+class Table(GenerativeModel):
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.BOUND
+
+    def __init__(self):
+        super().__init__(ModelConfig(), DataSpec("t", (2,), 2))
+
+
+# --- progress -----------------------------------------------------------------------------------------
+
+import io  # noqa: E402
+
+from genmodels.training import progress  # noqa: E402
+from genmodels.training.progress import ProgressLog  # noqa: E402
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_plain_lines_show_three_figures_and_an_unknown_total(monkeypatch):
+    monkeypatch.setattr(progress.time, "monotonic", lambda: 50.0)  # no time passes
+    stream = io.StringIO()
+    log = ProgressLog(math.inf, 0, "t", stream=stream, min_seconds=0.0)
+    assert not log.is_bar and log.total is None
+    log.log(3, {"a": 1.23456, "b": 2.0, "c": 3.0, "d": 4.0}, 1234.4)
+    log.log(4, {"a": 1.0}, 1.0)  # 0 s since the last line is not less than min_seconds = 0
+    assert stream.getvalue().splitlines() == ["t: step 3  a 1.235  b 2  c 3  1234 ex/s", "t: step 4  a 1  1 ex/s"]
+    assert ProgressLog(12.0, 0, "t", stream=stream).total == 12
+
+
+def test_other_processes_report_nothing_and_a_terminal_gets_a_bar():
+    quiet = _Terminal()
+    log = ProgressLog(10, 0, "t", stream=quiet, enabled=False)
+    log.log(1, {"loss": 1.0}, 1.0, final=True)
+    log.message("validation")
+    assert not log.is_bar and quiet.getvalue() == ""
+    assert not ProgressLog(10, 0, "t", stream=_Terminal(), bar=False).is_bar  # --no-progress
+    terminal = _Terminal()
+    log = ProgressLog(10, 2, "t", stream=terminal, min_seconds=0.0)
+    assert log.is_bar
+    log.update(3)
+    assert log._bar.n == 5
+    log.log(5, {"loss": 0.5}, 10.0, final=True)  # into the bar's postfix, not a line of its own
+    assert "t: step" not in terminal.getvalue() and log._bar.postfix == "loss=0.5, ex/s=10"
+    log.message("step 5: validation")
+    log.close()
+    assert "step 5: validation\n" in terminal.getvalue()
