@@ -64,7 +64,7 @@ def main() -> None:
             vqvae_run = result.run_dir
     result, seconds = _train("two-stage", data, args.steps, args.out, {"autoencoder": str(vqvae_run)})
     model, _ = load_model(result.run_dir)
-    bits = torch.cat([model.code_metrics(Batch(x_test[i:i + 120]))["bits_per_code"] for i in range(0, len(x_test), 120)])
+    bits = torch.cat([model.evaluation_figures(Batch(x_test[i:i + 120]))["bits_per_code"] for i in range(0, len(x_test), 120)])
     samples = model.sample(args.samples, generator=torch.Generator().manual_seed(0))
     lines.append(f"two-stage: {args.steps} steps, {seconds:.0f} s; test code NLL {bits.mean():.4f} bits/code "
                  f"(uniform: {math.log2(model.autoencoder.num_codes):.3f}); samples {_quality(samples, data)}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from genmodels.checkpoint import load_model, save_checkpoint
+from genmodels.cli import main
 from genmodels.core import Batch, create_model
 from genmodels.data import DataSpec
 from genmodels.errors import UserError
@@ -276,8 +279,26 @@ def test_vqvae_then_two_stage_on_digits(digits, tmp_path):
     start, end = _first_last(second.run_dir / "metrics.csv", "code_nll")
     assert end < start
     model, _ = load_model(second.run_dir)
-    figures = model.code_metrics(Batch(digits.test[:50]["x"]))
+    figures = model.evaluation_figures(Batch(digits.test[:50]["x"]))
     assert figures["bits_per_code"].mean() < math.log2(32)  # better than a uniform prior over codes
+    reported = {f["name"]: f for f in json.loads((second.run_dir / "results.json").read_text())["test_figures"]}
+    assert reported["bits_per_code"]["examples"] == len(digits.test)
+    assert "| two-stage | bits_per_code |" in (second.run_dir / "results.md").read_text()
+
+    # The tokenizer view from the command line: encode the test split, decode the codes, and the
+    # reconstruction error equals the one the run reported (results.json) for its best checkpoint.
+    codes, images = tmp_path / "codes.npy", tmp_path / "images.npy"
+    assert main(["encode", str(first.run_dir), "--split", "test", "--out", str(codes)]) == 0
+    assert main(["decode", str(first.run_dir), str(codes), "--out", str(tmp_path / "d.png"), "--npy", str(images)]) == 0
+    x = digits.test.x.numpy().astype(np.float64)
+    mse = (((np.load(images) - x) / 16) ** 2).mean()
+    reported = {f["name"]: f for f in json.loads((first.run_dir / "results.json").read_text())["test_figures"]}
+    assert mse == pytest.approx(reported["mse"]["mean"], rel=1e-9)
+    # The two-stage run encodes with its first stage, and its codes are the ones it models.
+    again = tmp_path / "again.npy"
+    assert main(["encode", str(second.run_dir), "--split", "test", "--out", str(again)]) == 0
+    assert np.array_equal(np.load(again), np.load(codes))
+    assert main(["encode", str(second.run_dir), "--split", "test", "--out", str(again)]) == 2  # never overwrites
 
 
 # --- vqgan ---------------------------------------------------------------------------------------

@@ -89,6 +89,7 @@ def run_bench(
                     "model": name,
                     "likelihood_kind": _kind(result),
                     "test": [r.to_json() for r in result.test],
+                    "test_figures": [f.to_json() for f in result.test_figures],
                     "validation": [r.to_json() for r in result.validation],
                     "num_parameters": result.num_parameters,
                     "steps": result.steps,

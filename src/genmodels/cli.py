@@ -198,6 +198,27 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--cpu", action="store_true")
 
+    p = sub.add_parser("encode", help="images → code grids (.npy) with a vqvae, vqgan or two-stage model", parents=[imports])
+    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
+    p.add_argument("inputs", nargs="*", help=".npy arrays in the data's levels, images, or folders of images")
+    p.add_argument("--split", choices=["train", "validation", "test"], help="encode this split of the run's data instead")
+    p.add_argument("--out", default="codes.npy", help=".npy file to write: int64 (N, h, w) code grids")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--data-dir", help="where the data set's files are, if not where training found them (--split)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--cpu", action="store_true")
+
+    p = sub.add_parser("decode", help="code grids (.npy) → images, with the model that made them", parents=[imports])
+    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
+    p.add_argument("codes", help="a .npy of int (N, h, w) code grids, e.g. from genmodels encode")
+    p.add_argument("--out", default="decoded.png", help="PNG grid to write")
+    p.add_argument("--npy", help="also save the images, in the data's levels, as a .npy here")
+    p.add_argument("--overwrite", action="store_true", help="replace --npy if it exists")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--cpu", action="store_true")
+
     p = sub.add_parser("bench", help="train and evaluate several models on data sets; write one table", parents=[imports])
     p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
     p.add_argument("--data", default="digits", help="comma-separated data set names")
@@ -251,7 +272,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .core import model_class
     from .data import load_dataset
-    from .evaluate import format_records
+    from .evaluate import format_figures, format_records
     from .training import train
     from .training.config import TrainConfig
 
@@ -283,6 +304,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"{args.model} on {dataset.spec.name}: test split, best-on-validation checkpoint "
           f"{result.best_checkpoint.name}")
     print(format_records(result.test))
+    if result.test_figures:
+        print(format_figures(result.test_figures))
     for what, path in result.files.items():
         print(f"  {what:<12} {path}")
 
@@ -304,7 +327,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
     from .core import parse_keyword_options
     from .data import load_dataset
-    from .evaluate import evaluate_likelihood, format_records
+    from .evaluate import evaluate_figures, evaluate_likelihood, format_figures, format_records
 
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
     options = parse_keyword_options(model.log_likelihoods, dict(args.options), what="likelihood", model=model.name)
@@ -318,19 +341,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
     main_process = _join_processes()
     records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size,
                                   progress=sys.stderr.isatty(), options=options)
+    figures = evaluate_figures(model, dataset.split(args.split), batch_size=batch_size, progress=sys.stderr.isatty())
     if not main_process:
         return
     from .checkpoint import strict_json
 
     quality = _sample_quality(args, model, dataset)
     if args.json:
-        report = {"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records]}
+        report = {"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records],
+                  "figures": [f.to_json() for f in figures]}
         if quality is not None:
             report["sample_quality"] = [r.to_json() for r in quality]
         print(json.dumps(strict_json(report), indent=2, allow_nan=False))
     else:
         print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split, {ckpt.path}")
         print(format_records(records))
+        if figures:
+            print(format_figures(figures))
         if quality is not None:
             from .metrics import format_sample_quality
 
@@ -450,7 +477,76 @@ def cmd_plot_density(args: argparse.Namespace) -> None:
     print(f"density of {ckpt.meta['model']} on {model.spec.name} → {path}")
 
 
-COMMANDS = {"classify": cmd_classify, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
+def _refuse_overwrite(path: str, overwrite: bool, what: str) -> None:
+    if Path(path).exists() and not overwrite:
+        raise UserError(f"{path} exists; choose another {what} or add --overwrite to replace it")
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from .checkpoint import load_model
+    from .codes import check_tokenizer, encode_all, read_inputs
+
+    if not args.out.lower().endswith(".npy"):
+        raise UserError(f"--out must name a .npy file, got '{args.out}'")
+    _refuse_overwrite(args.out, args.overwrite, "--out")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
+    check_tokenizer(model)
+    if args.split and args.inputs:
+        raise UserError("give either inputs or --split, not both")
+    if args.split:
+        from .data import load_dataset
+
+        source = ckpt.meta["data"]["source"]
+        dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
+        from torch.utils.data import DataLoader
+
+        # Through the split's items (int64 levels; a dynamically binarized split draws its bits there).
+        x = torch.cat([item["x"] for item in DataLoader(dataset.split(args.split), batch_size=1000)])
+        where = f"the {args.split} split of {dataset.spec.name}"
+    else:
+        x = read_inputs(args.inputs, model)
+        where = ", ".join(args.inputs)
+    codes = encode_all(model, x, args.batch_size)
+    np.save(args.out, codes.numpy())
+    used = len(codes.unique())
+    print(f"{len(codes)} images of {where} → {tuple(codes.shape)} codes ({used} distinct) → {args.out}")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .checkpoint import load_model
+    from .codes import check_codes, check_tokenizer, decode_all
+    from .plotting import save_samples
+
+    if not args.out.lower().endswith(".png"):
+        raise UserError(f"--out must name a .png file, got '{args.out}'")
+    if args.npy:
+        _refuse_overwrite(args.npy, args.overwrite, "--npy")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
+    check_tokenizer(model)
+    if not Path(args.codes).is_file():
+        raise UserError(f"{args.codes}: no such file; give a .npy of code grids (genmodels encode writes one)")
+    try:
+        array = np.load(args.codes, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{args.codes}: cannot read this .npy ({e})") from None
+    images = decode_all(model, check_codes(array, args.codes), args.batch_size)
+    path = save_samples(images, model.spec, args.out, title=f"{ckpt.meta['model']} on {model.spec.name} · decoded from {Path(args.codes).name}")
+    print(f"{len(images)} code grids → images → {path}")
+    if args.npy:
+        np.save(args.npy, images.numpy())
+        print(f"  array → {args.npy}")
+
+
+COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 
 def _pre_import(argv: list[str]) -> None:

@@ -471,6 +471,15 @@ class GenerativeModel(nn.Module):
             return []
         raise NotImplementedError(f"{type(self).__name__} must override log_likelihoods")
 
+    def evaluation_figures(self, batch: Batch) -> dict[str, Tensor]:
+        """Per-example figures that are not likelihoods, each (B,): e.g. an autoencoder's
+        reconstruction MSE and PSNR, or a prior's exact NLL over its codes (``two-stage``, whose pixel
+        likelihood kind is ``none``). Evaluation averages them over a split and reports them beside
+        the likelihood records, with their standard errors (results.json ``test_figures``,
+        ``genmodels eval``). Random draws come from ``batch.rand``/``batch.randn``. Default: none.
+        """
+        return {}
+
     # --- sampling ---------------------------------------------------------------------------------
     def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """n examples in the data's own space: int64 levels 0..K−1 (or floats for continuous data).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +23,9 @@ from .data.base import Split
 from .errors import UserError
 from .units import bits_per_dim
 
-__all__ = ["LikelihoodRecord", "evaluate_likelihood", "format_records", "EVAL_SEED"]
+__all__ = [
+    "LikelihoodRecord", "FigureRecord", "evaluate_likelihood", "evaluate_figures", "format_records", "format_figures", "EVAL_SEED",
+]
 
 #: Stochastic bounds and estimates are computed under this seed, so evaluation is repeatable.
 EVAL_SEED = 1234
@@ -85,6 +87,30 @@ def _my_batches(num_batches: int, rank: int, world: int) -> range:
     return range(start, start + per + (rank < extra))
 
 
+def _seeded_batches(
+    model: GenerativeModel, data: Split | Iterable[Batch], batch_size: int, device: torch.device,
+    seed: int, rank: int, world: int, progress: bool,
+) -> Iterator[Batch]:
+    """This process's batches of ``data``, checked against the model's spec, on ``device``, each
+    example carrying a seed that depends only on (seed, its position in ``data``)."""
+    offset = 0
+    if isinstance(data, Split):
+        num_batches = math.ceil(len(data) / batch_size)
+        mine = _my_batches(num_batches, rank, world)
+        offset = mine.start * batch_size
+        indices = list(range(offset, min(mine.stop * batch_size, len(data))))
+        shard = data if world == 1 else torch.utils.data.Subset(data, indices)
+        loader: Iterable[Any] = DataLoader(shard, batch_size=batch_size, shuffle=False)
+    else:
+        loader = data
+    for item in tqdm(loader, desc="evaluate", unit="batch", disable=not progress or rank != 0, leave=False):
+        batch = Batch.of(item).to(device)
+        model.spec.check(batch.x)
+        batch.seeds = seed * 1_000_000_007 + offset + torch.arange(len(batch), dtype=torch.int64)
+        offset += len(batch)
+        yield batch
+
+
 @torch.no_grad()
 def evaluate_likelihood(
     model: GenerativeModel,
@@ -121,16 +147,6 @@ def evaluate_likelihood(
         )
     device = torch.device(device) if device is not None else model.device
     rank, world = _process_group() if isinstance(data, Split) else (0, 1)
-    offset = 0
-    if isinstance(data, Split):
-        num_batches = math.ceil(len(data) / batch_size)
-        mine = _my_batches(num_batches, rank, world)
-        offset = mine.start * batch_size
-        indices = list(range(offset, min(mine.stop * batch_size, len(data))))
-        shard = data if world == 1 else torch.utils.data.Subset(data, indices)
-        loader = DataLoader(shard, batch_size=batch_size, shuffle=False)
-    else:
-        loader = data
     was_training = model.training
     model.eval()
     # Per measure, per example: the value, its terms and the network evaluations (float64, CPU).
@@ -138,11 +154,7 @@ def evaluate_likelihood(
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        for item in tqdm(loader, desc="evaluate", unit="batch", disable=not progress or rank != 0, leave=False):
-            batch = Batch.of(item).to(device)
-            model.spec.check(batch.x)
-            batch.seeds = seed * 1_000_000_007 + offset + torch.arange(len(batch), dtype=torch.int64)
-            offset += len(batch)
+        for batch in _seeded_batches(model, data, batch_size, device, seed, rank, world, progress):
             for ll in model.log_likelihoods(batch, **options):
                 values = ll.values.detach().to("cpu", torch.float64)
                 if not torch.isfinite(values).all():
@@ -175,8 +187,7 @@ def evaluate_likelihood(
     for measure, acc in found.items():
         values = torch.cat(acc["values"])
         n = len(values)
-        mean = float(values.sum()) / n
-        variance = max(float((values**2).sum()) / n - mean**2, 0.0)
+        mean, stderr = _mean_and_stderr(values)
         evaluations = None if acc["evaluations"] is None else float(torch.cat(acc["evaluations"]).sum()) / n
         records.append(
             LikelihoodRecord(
@@ -184,7 +195,7 @@ def evaluate_likelihood(
                 kind=acc["kind"],
                 nll_nats=-mean,
                 bits_per_dim=float(bits_per_dim(-mean, dims)) if model.spec.is_discrete else None,
-                stderr_nats=math.sqrt(variance / max(n - 1, 1)),
+                stderr_nats=stderr,
                 examples=n,
                 dims=dims,
                 samples=acc["samples"],
@@ -195,6 +206,80 @@ def evaluate_likelihood(
             )
         )
     return records
+
+
+@dataclass
+class FigureRecord:
+    """A per-example figure that is not a likelihood, averaged over a split (see
+    :meth:`GenerativeModel.evaluation_figures`): e.g. ``mse``, ``psnr``, ``bits_per_code``."""
+
+    name: str
+    mean: float
+    stderr: float
+    examples: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> FigureRecord:
+        return cls(**obj)
+
+
+def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+    n = len(values)
+    mean = float(values.sum()) / n
+    variance = max(float((values**2).sum()) / n - mean**2, 0.0)
+    return mean, math.sqrt(variance / max(n - 1, 1))
+
+
+@torch.no_grad()
+def evaluate_figures(
+    model: GenerativeModel,
+    data: Split | Iterable[Batch],
+    *,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    seed: int = EVAL_SEED,
+) -> list[FigureRecord]:
+    """The model's :meth:`~GenerativeModel.evaluation_figures` averaged over ``data``, with standard
+    errors; [] for a model that reports none. Batching, seeds and several processes as in
+    :func:`evaluate_likelihood`, so the figures do not depend on the batch size or the processes."""
+    if type(model).evaluation_figures is GenerativeModel.evaluation_figures:
+        return []
+    device = torch.device(device) if device is not None else model.device
+    rank, world = _process_group() if isinstance(data, Split) else (0, 1)
+    was_training = model.training
+    model.eval()
+    found: dict[str, list[torch.Tensor]] = {}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for batch in _seeded_batches(model, data, batch_size, device, seed, rank, world, progress):
+            for name, values in model.evaluation_figures(batch).items():
+                if values.shape != (len(batch),):
+                    raise ValueError(f"{model.name}.evaluation_figures()['{name}'] has shape {tuple(values.shape)}, not ({len(batch)},)")
+                found.setdefault(name, []).append(values.detach().to("cpu", torch.float64))
+    model.train(was_training)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        parts = gather_object([found])  # in rank order = the split's order
+        found = {}
+        for part in parts:
+            for name, pieces in part.items():
+                found.setdefault(name, []).extend(pieces)
+    records = []
+    for name, pieces in found.items():
+        values = torch.cat(pieces)
+        mean, stderr = _mean_and_stderr(values)
+        records.append(FigureRecord(name, mean, stderr, len(values)))
+    return records
+
+
+def format_figures(figures: list[FigureRecord]) -> str:
+    """One line per figure: name, mean ± standard error, examples."""
+    return "\n".join(f"{f.name:<18} {f.mean:.6g} ± {f.stderr:.2g}   ({f.examples} examples)" for f in figures)
 
 
 def format_records(records: list[LikelihoodRecord]) -> str:

@@ -44,7 +44,7 @@ import torch
 from ..errors import UserError
 from .base import MAX_LEVELS, DataSpec, Dataset, Split, check_array, split_protocol
 
-__all__ = ["load_path", "path_exists", "IMAGE_SUFFIXES", "SUPPORTED"]
+__all__ = ["load_path", "path_exists", "read_image", "IMAGE_SUFFIXES", "SUPPORTED"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SUPPORTED = "a folder of images (" + ", ".join(s[1:] for s in IMAGE_SUFFIXES) + "), a .npy array or a .csv table"
@@ -170,7 +170,7 @@ def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray | None, int
     arrays = []
     first: tuple[Path, str, tuple[int, int]] | None = None
     for f in files:
-        array, mode, size = _read_image(f)
+        array, mode, size = read_image(f)
         if first is None:
             first = (f, mode, size)
         elif size != first[2]:
@@ -216,7 +216,7 @@ def _as_float32(x: np.ndarray, where: str) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
+def read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
     """One image as uint8 (C, H, W), with its (converted) mode and its (width, height)."""
     from PIL import Image
 

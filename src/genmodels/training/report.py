@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import load_model, write_json_atomic
 from ..core import GenerativeModel, parse_keyword_options
-from ..evaluate import LikelihoodRecord, evaluate_likelihood
+from ..evaluate import FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood
 from ..plotting import save_loss_curves, save_samples
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ class TrainResult:
     best_checkpoint: Path
     test: list[LikelihoodRecord]
     validation: list[LikelihoodRecord]
+    #: the model's other per-example figures on the test split (reconstruction MSE, code NLL, ...)
+    test_figures: list[FigureRecord]
     steps: int
     best_step: int
     train_seconds: float
@@ -90,6 +92,7 @@ def finish_run(trainer: Trainer) -> TrainResult:
     validation = [LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]]
     eval_options = _likelihood_options(model, config.eval_options)
     test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, options=eval_options)
+    test_figures = evaluate_figures(model, trainer.dataset.test, batch_size=config.eval_batch_size)
     run = trainer.run
     from .loop import _records_to_rows
 
@@ -124,6 +127,7 @@ def finish_run(trainer: Trainer) -> TrainResult:
             "sampling": sampling,
             "validation": [r.to_json() for r in validation],
             "test": [r.to_json() for r in test],
+            "test_figures": [f.to_json() for f in test_figures],
         }
         files["results"] = trainer.run_dir / "results.json"
         write_json_atomic(files["results"], results)
@@ -136,6 +140,7 @@ def finish_run(trainer: Trainer) -> TrainResult:
         best_checkpoint=best_dir,
         test=test,
         validation=validation,
+        test_figures=test_figures,
         steps=state.step,
         best_step=ckpt.meta["step"],
         train_seconds=seconds,
@@ -201,4 +206,14 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
                 f"| {row['data']} | {row['model']} | {measure} | {kind} | {nll} | {bpd} | {row['num_parameters']:,} | "
                 f"{row['steps']} ({row['best_step']}) | {row['examples_per_second']:.0f} | {sampling_text} |"
             )
+    figures = [(row, FigureRecord.from_json(f)) for row in rows for f in row.get("test_figures") or []]
+    if figures:
+        lines += [
+            "",
+            "Other test figures (not likelihoods), mean ± standard error per example:",
+            "",
+            "| data | model | figure | test value | examples |",
+            "|---|---|---|---:|---:|",
+        ]
+        lines += [f"| {row['data']} | {row['model']} | {f.name} | {f.mean:.4f} ± {f.stderr:.2g} | {f.examples} |" for row, f in figures]
     return "\n".join(lines) + "\n"

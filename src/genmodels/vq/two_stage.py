@@ -11,7 +11,7 @@ Likelihoods: the prior's NLL of the codes is *exact*, but it is a likelihood of 
 pixels: −log p(x) ≠ −log p(s(x)), and the decoder gives no exact p(x). So the pixel likelihood kind
 is ``none`` and the evaluator gets no record. The code NLL (nats per image and bits per code) and
 the autoencoder's reconstruction MSE are loss terms (logged in training) and are returned by
-:meth:`TwoStage.code_metrics` for any split.
+:meth:`TwoStage.evaluation_figures` for any split (reported by evaluation as ``test_figures``).
 
 The first stage: ``autoencoder`` names its checkpoint (a run folder or a checkpoint folder), loaded
 with :func:`genmodels.checkpoint.load_model`, frozen, and held as a submodule, so its weights are in
@@ -140,6 +140,15 @@ class TwoStage(GenerativeModel):
             return {"prior": prior}
         return {"autoencoder": [p for p in self.autoencoder.parameters() if p.requires_grad], "prior": prior}
 
+    # --- the tokenizer view (genmodels encode / decode) -------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) levels → (B, h, w) codes of the first stage."""
+        return self.autoencoder.encode(x)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """(B, h, w) codes → (B, C, H, W) images, by the first stage's decoder."""
+        return self.autoencoder.decode(codes)
+
     # --- the prior ----------------------------------------------------------------------------------
     def codes(self, x: Tensor) -> Tensor:
         """(B, C, H, W) images → (B, h·w) codes, row-major."""
@@ -156,7 +165,7 @@ class TwoStage(GenerativeModel):
         return y if self.conditional else None
 
     @torch.no_grad()
-    def code_metrics(self, batch: Batch) -> dict[str, Tensor]:
+    def evaluation_figures(self, batch: Batch) -> dict[str, Tensor]:
         """Per-example figures for a batch: the prior's exact code NLL in nats per image and bits
         per code, and the first stage's reconstruction MSE and PSNR (images on [0, 1])."""
         codes = self.codes(batch.x)

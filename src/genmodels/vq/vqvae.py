@@ -189,6 +189,16 @@ class VQVAE(GenerativeModel):
         scale = self.spec.levels - 1
         return ((x.float() - reconstruction.float()) / scale).pow(2).flatten(1).mean(1)
 
+    @torch.no_grad()
+    def evaluation_figures(self, batch: Batch) -> dict[str, Tensor]:
+        """Per example: the reconstruction NLL −log p(x | z_q) in nats, and the MSE and PSNR of
+        decode(encode(x)) on [0, 1] (the figures ``genmodels encode``/``decode`` reproduce)."""
+        q = self.quantize(batch.x)
+        params = self.decoder_params(q.z_q)
+        mse = self.reconstruction_mse(batch.x, self.mode(params))
+        nll = -decoder_log_prob(params, batch.x, self.likelihood, self.spec.levels)
+        return {"reconstruction_nll": nll, "mse": mse, "psnr": psnr(mse)}
+
     # --- training -----------------------------------------------------------------------------------
     def autoencoder_loss(self, batch: Batch) -> tuple[Loss, Tensor]:
         """Eq. 3 per example, with its terms, and the decoder's parameters."""
