@@ -130,3 +130,26 @@ def test_encode_and_decode_never_replace_a_file_without_overwrite(tmp_path, caps
     assert kept.read_bytes() == b"precious" and "--overwrite" in capsys.readouterr().err
     assert main(["encode", str(tmp_path / "ckpt"), str(tmp_path / "x.npy"), "--out", str(kept), "--overwrite"]) == 0
     assert np.load(kept).shape == (2, 4, 4)
+
+
+def test_an_autoencoder_chooses_its_checkpoint_by_validation_reconstruction_error(digits, tmp_path):
+    """vqvae names ``mse`` as its selection figure: the best checkpoint is the lowest validation MSE
+    (not the FD of its marginal samples), best.json says so, and the test figures are that checkpoint's."""
+    import csv
+    import json
+
+    from genmodels.train import TrainConfig, train
+
+    # lr 0.3 overshoots: validation MSE 0.55, 0.23, 0.28 at steps 0, 3, 6, so the best is not the latest.
+    config = TrainConfig(steps=6, eval_every=3, batch_size=32, lr=0.3, num_samples=4)
+    result = train("vqvae", digits, config, tmp_path / "run", model_config={"channels": 8, "num_codes": 16}, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    mse = {int(r["step"]): float(r["value"]) for r in rows if r["split"] == "validation" and r["metric"] == "mse"}
+    assert sorted(mse) == [0, 3, 6]
+    assert not any(r["metric"] == "fd_genmodels_features" for r in rows)
+    best_step = min(mse, key=mse.get)
+    assert best_step == 3
+    assert result.best_checkpoint.name == f"step-{best_step:09d}"
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert best["selected_by"] == "validation mse (lower is better)" and best["value"] == pytest.approx(mse[best_step])
+    assert {f.name for f in result.test_figures} == {"reconstruction_nll", "mse", "psnr"}

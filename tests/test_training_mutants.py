@@ -308,8 +308,14 @@ def test_metrics_rows_hyperparameters_and_the_kind_none_notice():
     class Nothing(_Two):
         name = "gan"
 
-    assert loop.kind_none_notice(Nothing(lambda m: {})) == "gan has no likelihood: the latest checkpoint is kept as the best"
-    assert loop.kind_none_notice(Table()) is None
+    nothing = Nothing(lambda m: {})
+    latest = "gan has no likelihood: the latest checkpoint is kept as the best"
+    assert loop.kind_none_notice(nothing, TrainConfig(steps=3)) == latest  # no feature network for its data
+    assert loop.kind_none_notice(nothing, TrainConfig(steps=3, select_by="figure")) == latest
+    nothing.selection_figure = "mse"
+    assert loop.kind_none_notice(nothing, TrainConfig(steps=3)).endswith("the lowest validation mse")
+    assert loop.kind_none_notice(nothing, TrainConfig(steps=3, select_by="latest")) == latest
+    assert loop.kind_none_notice(Table(), TrainConfig(steps=3)) is None
 
 
 class Table(GenerativeModel):

@@ -385,6 +385,9 @@ class GenerativeModel(nn.Module):
     #: options of ``log_likelihoods`` used for the validation split during training, where a
     #: cheaper measure will do (e.g. {"k": 64} for an IWAE estimate whose test figure uses 5 000)
     validation_options: ClassVar[dict[str, Any]] = {}
+    #: for a model without a likelihood: the name of one of its ``evaluation_figures`` (lower is
+    #: better) that chooses its best checkpoint on validation, e.g. an autoencoder's ``mse``
+    selection_figure: ClassVar[str | None] = None
 
     def __init__(self, config: ModelConfig, spec: DataSpec):
         super().__init__()

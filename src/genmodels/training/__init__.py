@@ -103,7 +103,7 @@ def train(
         raise UserError("give a TrainConfig (a budget at least) to train a new model")
     set_seed(config.seed)
     model = create_model(model_name, dataset.spec, model_config)
-    notice = kind_none_notice(model)
+    notice = kind_none_notice(model, config)
     trainer = Trainer(model, dataset, config, run_dir, resume=resume, progress=progress, extra_record=extra)
     if notice and trainer.accelerator.is_local_main_process:
         import sys

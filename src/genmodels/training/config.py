@@ -50,7 +50,7 @@ class TrainConfig:
         num_samples: how many samples to draw for the grid at the end.
         num_workers: data-loader worker processes.
         log_with: also log to a tracker through Accelerate (tensorboard; needs the tensorboard extra).
-        select_by: what chooses the best checkpoint on validation: auto (the likelihood, else FD of samples where a feature network exists, else the latest), likelihood, fd or latest.
+        select_by: what chooses the best checkpoint on validation: auto (the likelihood; else the model's selection figure, e.g. an autoencoder's reconstruction MSE; else FD of samples where a feature network exists; else the latest), likelihood, figure, fd or latest.
         fd_samples: samples drawn for FD (genmodels features) on validation when it chooses checkpoints.
         sample_options: the model's sampling options for the end-of-run grid, KEY=VALUE.
         eval_options: the model's likelihood options for the final test figures, KEY=VALUE.
@@ -79,7 +79,7 @@ class TrainConfig:
     num_samples: int = 64
     num_workers: int = 0
     log_with: Literal["none", "tensorboard"] = "none"
-    select_by: Literal["auto", "likelihood", "fd", "latest"] = "auto"
+    select_by: Literal["auto", "likelihood", "figure", "fd", "latest"] = "auto"
     fd_samples: int = 1000
     sample_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--sample-option"})
     eval_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--eval-option"})
@@ -108,8 +108,8 @@ class TrainConfig:
             raise UserError(f"--lr-schedule must be constant or cosine, got '{self.lr_schedule}'")
         if self.lr_schedule == "cosine" and self.steps is None and self.epochs is None:
             raise UserError("--lr-schedule cosine needs a --steps or --epochs budget to decay over")
-        if self.select_by not in ("auto", "likelihood", "fd", "latest"):
-            raise UserError(f"--select-by must be auto, likelihood, fd or latest, got '{self.select_by}'")
+        if self.select_by not in ("auto", "likelihood", "figure", "fd", "latest"):
+            raise UserError(f"--select-by must be auto, likelihood, figure, fd or latest, got '{self.select_by}'")
         if self.fd_samples < 2:
             raise UserError(f"--fd-samples must be ≥ 2, got {self.fd_samples}")
         if self.log_with not in ("none", "tensorboard"):

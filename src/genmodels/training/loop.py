@@ -31,7 +31,7 @@ from ..checkpoint import BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkp
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss
 from ..data.base import Dataset
 from ..errors import UserError
-from ..evaluate import LikelihoodRecord, evaluate_likelihood, format_records
+from ..evaluate import FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood, format_records
 from .config import TrainConfig
 from .ema import EMA
 from .optim import accumulate_and_step, build_optimizers, build_schedulers
@@ -477,21 +477,25 @@ class Trainer:
             self.evaluation_model(), self.dataset.validation, batch_size=self.config.eval_batch_size,
             progress=show, options=self.model.validation_options,
         )
-        rows = _records_to_rows(validation, "validation")
+        figures = evaluate_figures(self.evaluation_model(), self.dataset.validation, batch_size=self.config.eval_batch_size)
+        rows = _records_to_rows(validation, "validation") + [("validation", f.name, f.mean) for f in figures]
         self.run.write_metrics(rows, state.to_json())
         if self.config.log_with != "none" and rows:
             self.accelerator.log({f"{split}/{metric}": v for split, metric, v in rows}, step=state.step)
-        score, label = self._selection_score(validation)
+        score, label = self._selection_score(validation, figures)
         if state.improves(score):
             state.best_nll, state.best_checkpoint = score, checkpoint_name(state.step)
         self._save(validation)
         if self.display is not None and label is not None:
             self.display.message(f"step {state.step}: validation {label}")
 
-    def _selection_score(self, validation: list[LikelihoodRecord]) -> tuple[float | None, str | None]:
+    def _selection_score(
+        self, validation: list[LikelihoodRecord], figures: list[FigureRecord]
+    ) -> tuple[float | None, str | None]:
         """What chooses the best checkpoint (lower is better), and its line for the log: the headline
-        validation NLL; or, for a model without a likelihood (or ``--select-by fd``), the FD of its
-        samples in genmodels' feature space; or nothing (None: the latest checkpoint is kept)."""
+        validation NLL; or, for a model without a likelihood, its ``selection_figure`` (an
+        autoencoder's reconstruction MSE) where it names one, else the FD of its samples in
+        genmodels' feature space; or nothing (None: the latest checkpoint is kept)."""
         mode = self.config.select_by
         self._selected_by = "latest"
         if mode == "latest":
@@ -500,7 +504,16 @@ class Trainer:
             self._selected_by = f"validation {validation[0].measure} NLL (nats)"
             return validation[0].nll_nats, format_records(validation[:1])
         if mode == "likelihood":
-            raise UserError(f"--select-by likelihood: '{self.model.name}' has no likelihood; use fd or latest")
+            raise UserError(f"--select-by likelihood: '{self.model.name}' has no likelihood; use fd, figure or latest")
+        wanted = self.model.selection_figure
+        if mode == "figure" and wanted is None:
+            raise UserError(f"--select-by figure: '{self.model.name}' names no selection figure; use fd or latest")
+        if mode in ("auto", "figure") and wanted is not None:
+            found = {f.name: f for f in figures}
+            if wanted not in found:
+                raise ValueError(f"{self.model.name}.selection_figure '{wanted}' is not among its evaluation figures {sorted(found)}")
+            self._selected_by = f"validation {wanted} (lower is better)"
+            return found[wanted].mean, f"{wanted} {found[wanted].mean:.6g}"
         from ..metrics import sample_quality_available
 
         if not sample_quality_available(self.dataset.spec.name):
@@ -595,7 +608,15 @@ def _flat_hyperparameters(config: TrainConfig) -> dict[str, Any]:
     return out
 
 
-def kind_none_notice(model: GenerativeModel) -> str | None:
-    if model.likelihood_kind is LikelihoodKind.NONE:
-        return f"{model.name} has no likelihood: the latest checkpoint is kept as the best"
-    return None
+def kind_none_notice(model: GenerativeModel, config: TrainConfig) -> str | None:
+    """For a model without a likelihood, one line saying what chooses its best checkpoint."""
+    if model.likelihood_kind is not LikelihoodKind.NONE:
+        return None
+    from ..metrics import sample_quality_available
+
+    how = "the latest checkpoint is kept as the best"
+    if config.select_by in ("auto", "figure") and model.selection_figure is not None:
+        how = f"the best checkpoint is the one with the lowest validation {model.selection_figure}"
+    elif config.select_by in ("auto", "fd") and sample_quality_available(model.spec.name):
+        how = "the best checkpoint is chosen by FD (genmodels features) of its samples on validation"
+    return f"{model.name} has no likelihood: {how}"

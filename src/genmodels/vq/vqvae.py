@@ -101,6 +101,7 @@ class VQVAE(GenerativeModel):
 
     Config = VQVAEConfig
     likelihood_kind = LikelihoodKind.NONE
+    selection_figure = "mse"  # an autoencoder is chosen by its reconstructions, not its marginal samples
 
     def __init__(self, config: VQVAEConfig, spec: DataSpec):
         super().__init__(config, spec)
