@@ -1,9 +1,16 @@
-"""``genmodels bench``: train several models on several data sets at one budget; write one table.
+"""``genmodels bench``: train models on data sets, measure them on one protocol, write one leaderboard.
 
-Every model gets the same training config (steps or examples seen, batch size, learning rate, seed);
-test figures are those of the checkpoint that was best on validation (../shared/PROTOCOL.md). A model
-that refuses a data set (binary-only models, continuous-only flows) is reported as skipped, with its
-reason, and the bench goes on. Sampling and likelihood options reach the models that accept them.
+Two ways to say what runs: a suite of shipped recipes (``--suite quick``; each recipe has its own
+budget, options and expected test figures, :mod:`genmodels.recipes`), or models × data sets at one
+training config (``--models a,b --data d``). Test figures are those of the checkpoint that was best
+on validation (../shared/PROTOCOL.md). A model that refuses a data set (binary-only models,
+continuous-only flows) is reported as skipped, with its reason, and the bench goes on.
+
+The leaderboard (results.md, results.json): test NLL with its kind and the samples or NFE behind it;
+the models' other test figures; sample quality in genmodels' feature space (FD, KID, precision,
+recall, ...) where a feature network exists; parameters, training examples/s, samples/s and wall
+time; for a suite, each expected figure and whether it held. Pictures: a montage of the sample grids,
+the loss curves and validation bits/dim against training time.
 """
 
 from __future__ import annotations
@@ -11,27 +18,43 @@ from __future__ import annotations
 import dataclasses
 import platform
 import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoint import write_json_atomic
 from .core import keyword_options, model_class
 from .data import load_dataset
 from .errors import UserError
-from .plotting import save_loss_curves
+from .plotting import save_bpd_curves, save_loss_curves, save_montage
 from .training import TrainConfig, train
 from .training.report import results_markdown
 
-__all__ = ["run_bench", "results_markdown", "options_for"]
+__all__ = ["BenchEntry", "run_bench", "run_entries", "run_suite", "bench_markdown", "results_markdown", "options_for"]
 
 
 def options_for(method, options: dict[str, str], exclude: tuple[str, ...] = ()) -> dict[str, str]:
     """The subset of ``options`` that ``method`` (a model's ``sample`` or ``log_likelihoods``) accepts."""
     accepted = keyword_options(method, exclude)
     return {k: v for k, v in options.items() if k in accepted}
+
+
+@dataclass
+class BenchEntry:
+    """One line of a bench: a model on a data set with its training config (and, from a recipe,
+    the recipe's name, model options and expected figures)."""
+
+    model: str
+    data: str
+    config: TrainConfig
+    model_config: dict[str, Any] | None = None
+    recipe: Any = None  # genmodels.recipes.Recipe
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_bench(
@@ -42,89 +65,238 @@ def run_bench(
     *,
     data_dir: str | None = None,
     progress: bool = True,
+    quality_samples: int = 0,
 ) -> dict[str, Path]:
-    """Train every model on every data set into ``out``; return the files written."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; choose a new folder for the bench")
-    if (out / "results.json").exists():
-        raise UserError(f"{out} already holds bench results; choose another --out (nothing is overwritten)")
+    """Train every model on every data set at one config into ``out``; return the files written."""
     classes = {name: model_class(name) for name in models}  # unknown names fail before any training
     for key, options in (("sampling", config.sample_options), ("likelihood", config.eval_options)):
         for option in options:
             methods = [(c.sample, ("y", "generator")) if key == "sampling" else (c.log_likelihoods, ()) for c in classes.values()]
             if not any(option in keyword_options(m, ex) for m, ex in methods):
                 raise UserError(f"no model in this bench has the {key} option '{option}'")
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    files: dict[str, Path] = {}
+    entries = []
     for data_name in datasets:
-        dataset = load_dataset(data_name, data_dir)
-        curves: dict[str, Path] = {}
         for name, cls in classes.items():
-            run_dir = out / data_name / name
-            model_config = dataclasses.replace(
+            entry_config = dataclasses.replace(
                 config,
                 sample_options=options_for(cls.sample, config.sample_options, ("y", "generator")),
                 eval_options=options_for(cls.log_likelihoods, config.eval_options),
             )
-            try:
-                cls.check_data(dataset.spec)
-                print(f"== {name} on {data_name}", flush=True)
-                result = train(name, dataset, model_config, run_dir, progress=progress)
-            except UserError as reason:
-                if run_dir.exists() and any(run_dir.iterdir()):
-                    raise  # it failed in training, not by refusing the data: that is an error
-                rows.append({"data": data_name, "model": name, "skipped": str(reason)})
-                print(f"   skipped: {reason}", flush=True)
-                continue
-            if "loss_curves" in result.files:
-                curves[name] = result.files["metrics"]
-            sample_png = out / f"samples-{data_name}-{name}.png"
-            shutil.copyfile(result.files["samples"], sample_png)
-            files[f"samples {name}"] = sample_png
-            rows.append(
-                {
-                    "data": data_name,
-                    "model": name,
-                    "likelihood_kind": _kind(result),
-                    "test": [r.to_json() for r in result.test],
-                    "test_figures": [f.to_json() for f in result.test_figures],
-                    "validation": [r.to_json() for r in result.validation],
-                    "num_parameters": result.num_parameters,
-                    "steps": result.steps,
-                    "best_step": result.best_step,
-                    "train_seconds": result.train_seconds,
-                    "examples_per_second": result.examples_per_second,
-                    # Seconds of one draw of num_samples (after the model's first use, but one draw:
-                    # a timing, not a benchmark; benchmarks/throughput.py measures properly).
-                    "sampling": result.sampling,
-                    "train_config": model_config.to_json(),
-                    "run_dir": str(run_dir),
-                }
-            )
-        if curves:
-            files[f"loss curves {data_name}"] = save_loss_curves(
-                curves, out / f"loss_curves-{data_name}.png", title=f"{data_name}"
-            )
+            entries.append(BenchEntry(name, data_name, entry_config))
+    return run_entries(entries, out, data_dir=data_dir, progress=progress, quality_samples=quality_samples,
+                       header={"train_config": config.to_json()})
+
+
+def run_suite(
+    suite: str,
+    out: str | Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    models: list[str] | None = None,
+    data_dir: str | None = None,
+    progress: bool = True,
+    quality_samples: int | None = None,
+) -> dict[str, Path]:
+    """Run the recipes of ``suite`` (only those of ``models`` if given), each with its own budget;
+    ``overrides`` (flags given on the command line) apply to every recipe's TrainConfig."""
+    from .recipes import suite_recipes, suites
+
+    recipes = suite_recipes(suite)
+    if models:
+        unknown = sorted(set(models) - {r.model for r in recipes})
+        if unknown:
+            raise UserError(f"suite '{suite}' has no recipe for {', '.join(unknown)}")
+        recipes = [r for r in recipes if r.model in models]
+    entries = []
+    for recipe in recipes:
+        recipe.check()
+        entries.append(BenchEntry(recipe.model, recipe.data, recipe.train_config(overrides), recipe.model_config or None, recipe))
+    samples = suites()[suite].quality_samples if quality_samples is None else quality_samples
+    return run_entries(entries, out, data_dir=data_dir, progress=progress, quality_samples=samples,
+                       header={"suite": suite, "overrides": dict(overrides or {})})
+
+
+def run_entries(
+    entries: list[BenchEntry],
+    out: str | Path,
+    *,
+    data_dir: str | None = None,
+    progress: bool = True,
+    quality_samples: int = 0,
+    header: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Train and measure each entry into ``out/DATA/MODEL``; write the leaderboard and pictures."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; choose a new folder for the bench")
+    if (out / "results.json").exists():
+        raise UserError(f"{out} already holds bench results; choose another --out (nothing is overwritten)")
+    if quality_samples == 1 or quality_samples < 0:
+        raise UserError(f"--quality-samples must be 0 (none) or ≥ 2, got {quality_samples}")
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    files: dict[str, Path] = {}
+    datasets: dict[str, Any] = {}
+    curves: dict[str, dict[str, Path]] = {}
+    grids: dict[str, dict[str, Path]] = {}
+    started = time.perf_counter()
+    bar = tqdm(entries, desc="bench", unit="model", disable=not progress, position=0)
+    for number, entry in enumerate(bar, 1):
+        label = f"{entry.model} on {entry.data}"
+        bar.set_postfix_str(label)
+        if entry.data not in datasets:
+            datasets[entry.data] = load_dataset(entry.data, data_dir)
+        dataset = datasets[entry.data]
+        run_dir = out / entry.data / (entry.recipe.name if entry.recipe is not None else entry.model)
+        print(f"== [{number}/{len(entries)}] {label}" + (f" (recipe {entry.recipe.name})" if entry.recipe else ""), flush=True)
+        row = _bench_one(entry, dataset, run_dir, progress=progress, quality_samples=quality_samples)
+        rows.append(row)
+        if "skipped" in row:
+            print(f"   skipped: {row['skipped']}", flush=True)
+        else:
+            if row.pop("_has_curve"):
+                curves.setdefault(entry.data, {})[entry.model] = Path(row["run_dir"]) / "metrics.csv"
+            grid = out / f"samples-{entry.data}-{entry.model}.png"
+            shutil.copyfile(Path(row["run_dir"]) / "samples.png", grid)
+            files[f"samples {entry.model}"] = grid
+            grids.setdefault(entry.data, {})[entry.model] = grid
+            for check in row.get("expected", []):
+                if not check["within"]:
+                    got = "not reported" if check["got"] is None else f"{check['got']:.4g}"
+                    print(f"   outside the expected range: {check['figure']} {got}, expected "
+                          f"{check['expected']:.4g} ± {check['tolerance']:.2g}", flush=True)
+        _write_json(out, rows, header, time.perf_counter() - started)  # after every model: a crash keeps the rest
+    for data_name, runs in curves.items():
+        files[f"loss curves {data_name}"] = save_loss_curves(runs, out / f"loss_curves-{data_name}.png", title=data_name)
+        files[f"bits/dim vs time {data_name}"] = save_bpd_curves(runs, out / f"bpd_vs_time-{data_name}.png",
+                                                                 title=f"{data_name}: validation bits/dim against training time")
+    for data_name, pngs in grids.items():
+        files[f"montage {data_name}"] = save_montage(pngs, out / f"montage-{data_name}.png", title=f"samples on {data_name}")
     files["table"] = out / "results.md"
-    files["table"].write_text(results_markdown(rows))
-    files["json"] = out / "results.json"
-    write_json_atomic(
-        files["json"],
-        {
-            "train_config": config.to_json(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                        "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-            "versions": {"genmodels": __version__, "torch": torch.__version__},
-            "rows": rows,
-        },
-    )
+    files["table"].write_text(bench_markdown(rows, quality_samples))
+    files["json"] = _write_json(out, rows, header, time.perf_counter() - started)
     print()
     print(files["table"].read_text())
+    outside = [(r, c) for r in rows for c in r.get("expected", []) if not c["within"]]
+    if outside:
+        print(f"{len(outside)} figure(s) outside their recipe's expected range: "
+              + ", ".join(f"{r['recipe']} {c['figure']}" for r, c in outside))
     return files
 
 
-def _kind(result) -> str:
-    """The kind the run's own records state (the headline test record's), or none."""
-    return result.test[0].kind if result.test else "none"
+def _write_json(out: Path, rows: list[dict[str, Any]], header: dict[str, Any] | None, seconds: float) -> Path:
+    path = out / "results.json"
+    write_json_atomic(
+        path,
+        {
+            **(header or {}),
+            "wall_seconds": seconds,
+            "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                        "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+            "versions": {"genmodels": __version__, "torch": torch.__version__},
+            "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+        },
+    )
+    return path
+
+
+def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, quality_samples: int) -> dict[str, Any]:
+    """Train one entry, measure its sample quality; its leaderboard row (or why it was skipped)."""
+    cls = model_class(entry.model)
+    started = time.perf_counter()
+    try:
+        cls.check_data(dataset.spec)
+        result = train(entry.model, dataset, entry.config, run_dir, model_config=entry.model_config, progress=progress)
+    except UserError as reason:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise  # it failed in training, not by refusing the data: that is an error
+        return {"data": entry.data, "model": entry.model, "skipped": str(reason),
+                **({"recipe": entry.recipe.name} if entry.recipe else {})}
+    sampling = result.sampling
+    row: dict[str, Any] = {
+        "data": entry.data,
+        "model": entry.model,
+        "likelihood_kind": result.test[0].kind if result.test else "none",
+        "test": [r.to_json() for r in result.test],
+        "test_figures": [f.to_json() for f in result.test_figures],
+        "validation": [r.to_json() for r in result.validation],
+        "num_parameters": result.num_parameters,
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "train_seconds": result.train_seconds,
+        "examples_per_second": result.examples_per_second,
+        # One draw of num_samples after the model's first use: a timing, not a benchmark
+        # (benchmarks/throughput.py measures properly).
+        "sampling": sampling,
+        "samples_per_second": entry.config.num_samples / sampling["seconds"] if sampling.get("seconds") else None,
+        "train_config": entry.config.to_json(),
+        "model_config": entry.model_config or {},
+        "run_dir": str(run_dir),
+        "_has_curve": "loss_curves" in result.files,
+    }
+    if quality_samples:
+        row["sample_quality"] = _sample_quality(result, dataset, entry, quality_samples, progress)
+    row["wall_seconds"] = time.perf_counter() - started
+    if entry.recipe is not None:
+        from .recipes import check_expected
+
+        row["recipe"] = entry.recipe.name
+        row["expected"] = check_expected(entry.recipe, row)
+    return row
+
+
+def _sample_quality(result, dataset, entry: BenchEntry, samples: int, progress: bool) -> list[dict[str, Any]]:
+    """FD, KID, precision/recall, ... of ``samples`` samples of the best checkpoint against the test
+    split, in genmodels' feature space; [] where the data have no feature network."""
+    from .checkpoint import load_model
+    from .metrics import evaluate_sample_quality, sample_quality_available
+    from .training.report import sampling_options
+
+    if not sample_quality_available(dataset.spec.name):
+        return []
+    model, _ = load_model(result.best_checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+    options = sampling_options(model, entry.config.sample_options)
+    records, _ = evaluate_sample_quality(model, dataset, samples=samples, reference="test",
+                                         batch_size=entry.config.eval_batch_size, sampling_options=options, progress=False)
+    return [r.to_json() for r in records]
+
+
+def bench_markdown(rows: list[dict[str, Any]], quality_samples: int = 0) -> str:
+    """The leaderboard: the likelihood table (and other figures), then sample quality, cost and the
+    recipes' expected figures, as Markdown tables ready to paste into a paper."""
+    text = results_markdown(rows)
+    measured = [r for r in rows if "skipped" not in r]
+    if any(r.get("sample_quality") for r in measured):
+        lines = ["", f"Sample quality: {quality_samples} samples of the best checkpoint against the test split, in "
+                 "genmodels' own feature space (not Inception; FD and KID lower is better, precision and recall higher).", "",
+                 "| data | model | FD (genmodels features) | KID (genmodels features) | precision | recall |",
+                 "|---|---|---:|---:|---:|---:|"]
+        for r in measured:
+            q = {x["metric"]: x for x in r.get("sample_quality") or []}
+            if not q:
+                continue
+
+            def shown(metric: str) -> str:
+                if metric not in q:
+                    return "—"
+                err = f" ± {q[metric]['stderr']:.2g}" if q[metric].get("stderr") is not None else ""
+                return f"{q[metric]['value']:.4g}{err}"
+
+            lines.append(f"| {r['data']} | {r['model']} | {shown('fd')} | {shown('kid')} | {shown('precision')} | {shown('recall')} |")
+        text += "\n".join(lines) + "\n"
+    lines = ["", "Cost (one process; seconds of this machine, see results.json's machine):", "",
+             "| data | model | params | train s | train ex/s | samples/s | wall s |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in measured:
+        rate = f"{r['samples_per_second']:.1f}" if r.get("samples_per_second") else "—"
+        lines.append(f"| {r['data']} | {r['model']} | {r['num_parameters']:,} | {r['train_seconds']:.1f} | "
+                     f"{r['examples_per_second']:.0f} | {rate} | {r.get('wall_seconds', 0):.1f} |")
+    text += "\n".join(lines) + "\n"
+    checks = [(r, c) for r in measured for c in r.get("expected", [])]
+    if checks:
+        lines = ["", "Recipes' expected test figures:", "", "| recipe | figure | expected | got | |", "|---|---|---:|---:|---|"]
+        for r, c in checks:
+            got = "not reported" if c["got"] is None else f"{c['got']:.4g}"
+            lines.append(f"| {r['recipe']} | {c['figure']} | {c['expected']:.4g} ± {c['tolerance']:.2g} | {got} | "
+                         f"{'ok' if c['within'] else '**outside**'} |")
+        text += "\n".join(lines) + "\n"
+    return text

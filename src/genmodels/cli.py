@@ -137,8 +137,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     model = argv[1] if len(argv) > 1 and argv[0] == "train" and not argv[1].startswith("-") else None
     p = sub.add_parser("train", help="train a model on a data set", parents=[imports],
                        epilog=_model_help(model), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a model name (see `genmodels list`)")
-    p.add_argument("--data", default="digits", help="a data set name, or a path to images / .npy / .csv")
+    p.add_argument("model", nargs="?", help="a model name (see `genmodels list`); not needed with --recipe")
+    p.add_argument("--recipe", help="run a shipped recipe (model, data, budget, options; see `genmodels list`); "
+                                    "flags given here override its settings, and its expected figures are checked")
+    p.add_argument("--data", help="a data set name, or a path to images / .npy / .csv (default: digits)")
     p.add_argument("--data-dir", help="folder holding the data set's files (e.g. Fashion-MNIST's IDX files)")
     add_config_flags(p, TrainConfig)
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
@@ -219,9 +221,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--cpu", action="store_true")
 
+    p = sub.add_parser("compare", help="the differences between two results.json (runs or benches), flagged beyond their errors",
+                       parents=[imports])
+    p.add_argument("a", help="results.json, or a run or bench folder holding one (the baseline)")
+    p.add_argument("b", help="results.json, or a run or bench folder holding one")
+    p.add_argument("--sigmas", type=float, default=2.0,
+                   help="flag a change larger than this many combined standard errors (default 2)")
+
     p = sub.add_parser("bench", help="train and evaluate several models on data sets; write one table", parents=[imports])
-    p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
-    p.add_argument("--data", default="digits", help="comma-separated data set names")
+    p.add_argument("--suite", help="run a suite of shipped recipes (quick, fashion), each with its own budget and "
+                                   "expected figures; training flags given here override every recipe's")
+    p.add_argument("--models", default="all", help="comma-separated model names, or 'all' (with --suite: a subset of its recipes)")
+    p.add_argument("--data", default="digits", help="comma-separated data set names (not with --suite)")
+    p.add_argument("--quality-samples", type=int, metavar="N",
+                   help="samples drawn per model for FD/KID/precision/recall (genmodels features) on data with a "
+                        "feature network; 0 for none (default: the suite's, or 0 without --suite)")
     p.add_argument("--data-dir", help="folder holding the data sets' files")
     add_config_flags(p, TrainConfig, defaults=BENCH_DEFAULTS)
     p.add_argument("--out", help="bench folder (default: runs/bench-TIME)")
@@ -267,6 +281,13 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name, description in dataset_descriptions().items():
         print(f"  {name:<30} {description}")
     print("  PATH                           a folder of images, a .npy array or a .csv table")
+    from .recipes import recipe_names, suites
+
+    print("bench suites (genmodels bench --suite NAME):")
+    for suite in suites().values():
+        print(f"  {suite.name:<16} {suite.description}")
+    print("recipes (genmodels train --recipe NAME):")
+    print("  " + textwrap.fill(", ".join(recipe_names()), 96, subsequent_indent="  "))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -276,14 +297,30 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .training import train
     from .training.config import TrainConfig
 
+    recipe = None
+    if args.recipe:
+        from .recipes import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        recipe.check()
+        if args.model and args.model != recipe.model:
+            raise UserError(f"recipe '{recipe.name}' trains {recipe.model}, not {args.model}; drop the model name")
+        if args.data is not None and args.data != recipe.data:
+            raise UserError(f"recipe '{recipe.name}' is on {recipe.data}; drop --data or train without --recipe")
+        args.model, args.data = recipe.model, recipe.data
+    if not args.model:
+        raise UserError("name a model (see `genmodels list`) or a --recipe")
+    args.data = "digits" if args.data is None else args.data
     cls = model_class(args.model)  # an unknown name fails before the data is loaded
-    options = dict(args.options)
+    options = {**{k: str(v) for k, v in (recipe.model_config if recipe else {}).items()}, **dict(args.options)}
     config = cls.Config.from_strings(options).to_json() if options else None
     if args.resume and not args.out:
         raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
     if args.resume:
         # The run's stored settings, changed only where the command line says so.
         train_config = _explicit(args, TrainConfig) or None
+    elif recipe is not None:
+        train_config = recipe.train_config(_explicit(args, TrainConfig))
     else:
         train_config = _train_config(args)
     dataset = load_dataset(args.data, args.data_dir)
@@ -308,6 +345,20 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(format_figures(result.test_figures))
     for what, path in result.files.items():
         print(f"  {what:<12} {path}")
+    if recipe is not None and recipe.expected:
+        _print_expected(recipe, result)
+
+
+def _print_expected(recipe, result) -> None:
+    """Each expected figure of the recipe against the run's (results.json), ok or outside."""
+    from .checkpoint import read_json
+    from .recipes import check_expected
+
+    print(f"recipe {recipe.name}: expected test figures")
+    for c in check_expected(recipe, read_json(result.files["results"])):
+        got = "not reported" if c["got"] is None else f"{c['got']:.4g}"
+        print(f"  {c['figure']:<14} {got:>12}   expected {c['expected']:.4g} ± {c['tolerance']:.2g}   "
+              f"{'ok' if c['within'] else 'OUTSIDE'}")
 
 
 def _join_processes() -> bool:
@@ -418,14 +469,22 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench import run_bench
+    from .bench import run_bench, run_suite
     from .core import model_names
+    from .training.config import TrainConfig
 
-    models = model_names() if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    datasets = [d.strip() for d in args.data.split(",") if d.strip()]
-    out = Path(args.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    config = _train_config(args, BENCH_DEFAULTS)
-    files = run_bench(models, datasets, config, out, data_dir=args.data_dir, progress=not args.no_progress)
+    chosen = None if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
+    out = Path(args.out or f"runs/bench-{args.suite + '-' if args.suite else ''}{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.suite:
+        if args.data != "digits":
+            raise UserError("--data does not apply to --suite: each recipe names its data")
+        files = run_suite(args.suite, out, overrides=_explicit(args, TrainConfig), models=chosen, data_dir=args.data_dir,
+                          progress=not args.no_progress, quality_samples=args.quality_samples)
+    else:
+        datasets = [d.strip() for d in args.data.split(",") if d.strip()]
+        config = _train_config(args, BENCH_DEFAULTS)
+        files = run_bench(chosen or model_names(), datasets, config, out, data_dir=args.data_dir,
+                          progress=not args.no_progress, quality_samples=args.quality_samples or 0)
     print("\nwritten:")
     for what, path in files.items():
         print(f"  {what:<12} {path}")
@@ -546,7 +605,16 @@ def cmd_decode(args: argparse.Namespace) -> None:
         print(f"  array → {args.npy}")
 
 
-COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import compare_results, format_comparison, read_results
+
+    if not args.sigmas > 0:
+        raise UserError(f"--sigmas must be > 0, got {args.sigmas}")
+    lines = compare_results(read_results(args.a), read_results(args.b), sigmas=args.sigmas)
+    print(format_comparison(lines, args.a, args.b, args.sigmas))
+
+
+COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 
 def _pre_import(argv: list[str]) -> None:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .data.base import DataSpec
 
-__all__ = ["save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics"]
+__all__ = ["save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics", "save_bpd_curves", "save_montage"]
 
 
 def _pyplot():
@@ -153,6 +153,53 @@ def save_loss_curves(runs: dict[str, str | Path], path: str | Path, *, title: st
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save_bpd_curves(runs: dict[str, str | Path], path: str | Path, *, title: str | None = None) -> Path:
+    """Validation bits/dim against training seconds, one line per run (and likelihood measure):
+    what each model reaches for the time it is given. ``runs`` maps a label to a metrics.csv."""
+    plt = _pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, csv_path in runs.items():
+        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        with open(csv_path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["split"] == "validation" and row["metric"].endswith("_bpd"):
+                    series[row["metric"][:-4]].append((float(row["seconds"]), float(row["value"])))
+        for measure, points in series.items():
+            seconds, values = zip(*sorted(points))
+            ax.plot(seconds, values, marker="o", markersize=3, label=f"{label} ({measure})")
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("validation bits/dim")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title or "validation bits/dim against training time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save_montage(grids: dict[str, str | Path], path: str | Path, *, title: str | None = None, columns: int = 4) -> Path:
+    """Several sample-grid PNGs side by side, each titled with its label, in one PNG."""
+    plt = _pyplot()
+    path = Path(path)
+    rows = max(1, math.ceil(len(grids) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, png) in zip(axes.flat, grids.items()):
+        with Image.open(png) as image:
+            ax.imshow(np.asarray(image.convert("RGB")))
+        ax.set_title(label, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

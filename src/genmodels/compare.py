@@ -1,0 +1,105 @@
+"""``genmodels compare A B``: what changed between two result files, and whether it is beyond noise.
+
+Either file may be a run's results.json (one model) or a bench's (many rows); a folder holding one
+is accepted too. Figures are matched by (data, model, figure): each likelihood measure's NLL in nats
+(with its standard error), the models' other test figures (with theirs) and the sample-quality
+metrics (KID has a standard error; FD, precision and recall have none, so their changes are shown but
+never flagged). A change is flagged when |b − a| > sigmas · √(se_a² + se_b²): the two test figures are
+independent estimates, so their difference has that standard error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+__all__ = ["Figure", "read_results", "figures_of", "compare_results", "format_comparison"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: float
+    stderr: float | None
+    lower_is_better: bool | None
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a results.json: a bench's ``rows``, or a run's single record."""
+    from .checkpoint import read_json
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise UserError(f"{path}: no such results file; give a results.json or the run/bench folder that holds one")
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a genmodels results file (a JSON object was expected)")
+    if "rows" in data:
+        return [r for r in data["rows"] if "skipped" not in r]
+    if "model" in data and "test" in data:
+        return [data]
+    raise UserError(f"{path}: not a genmodels results file (no 'rows' of a bench, no 'model' and 'test' of a run)")
+
+
+_HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "psnr"}
+
+
+def figures_of(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], Figure]:
+    """{(data, model, figure name): Figure} of every comparable figure in the rows."""
+    out: dict[tuple[str, str, str], Figure] = {}
+    for row in rows:
+        key = (row["data"], row["model"])
+        for record in row.get("test") or []:
+            out[(*key, f"{record['measure']} NLL (nats)")] = Figure(record["nll_nats"], record["stderr_nats"], True)
+        for figure in row.get("test_figures") or []:
+            out[(*key, figure["name"])] = Figure(figure["mean"], figure["stderr"], figure["name"] not in _HIGHER_IS_BETTER)
+        for quality in row.get("sample_quality") or []:
+            better = None if quality["metric"] == "memorization" else quality["metric"] not in _HIGHER_IS_BETTER
+            out[(*key, quality["label"])] = Figure(quality["value"], quality.get("stderr"), better)
+    return out
+
+
+def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas: float = 2.0) -> list[dict[str, Any]]:
+    """One line per figure present in both: a, b, the change, its standard error (None where a
+    figure has none) and whether it is flagged; figures found in only one file are listed as such."""
+    fa, fb = figures_of(a), figures_of(b)
+    lines = []
+    for key in sorted(set(fa) | set(fb)):
+        if key not in fa or key not in fb:
+            lines.append({"data": key[0], "model": key[1], "figure": key[2], "only_in": "a" if key in fa else "b"})
+            continue
+        x, y = fa[key], fb[key]
+        change = y.value - x.value
+        error = math.hypot(x.stderr, y.stderr) if x.stderr is not None and y.stderr is not None else None
+        flagged = error is not None and abs(change) > sigmas * error
+        better = None
+        if flagged and y.lower_is_better is not None:
+            better = (change < 0) == y.lower_is_better
+        lines.append({"data": key[0], "model": key[1], "figure": key[2], "a": x.value, "b": y.value, "change": change,
+                      "stderr": error, "flagged": flagged, "better": better})
+    return lines
+
+
+def format_comparison(lines: list[dict[str, Any]], a: str | Path, b: str | Path, sigmas: float) -> str:
+    """A Markdown table of the comparison, flagged changes marked."""
+    out = [f"a = {a}", f"b = {b}",
+           f"flagged (**): |b − a| > {sigmas:g} · √(se_a² + se_b²); figures without a standard error are never flagged", "",
+           "| data | model | figure | a | b | b − a | ± se | |", "|---|---|---|---:|---:|---:|---:|---|"]
+    for line in lines:
+        if "only_in" in line:
+            out.append(f"| {line['data']} | {line['model']} | {line['figure']} | | | | | only in {line['only_in']} |")
+            continue
+        se = f"{line['stderr']:.3g}" if line["stderr"] is not None else "—"
+        mark = ""
+        if line["flagged"]:
+            mark = "** " + {True: "better", False: "worse", None: "changed"}[line["better"]]
+        out.append(f"| {line['data']} | {line['model']} | {line['figure']} | {line['a']:.6g} | {line['b']:.6g} | "
+                   f"{line['change']:+.4g} | {se} | {mark} |")
+    flagged = sum(1 for line in lines if line.get("flagged"))
+    out += ["", f"{flagged} of {sum(1 for line in lines if 'only_in' not in line)} shared figures changed beyond {sigmas:g} standard errors"]
+    return "\n".join(out)

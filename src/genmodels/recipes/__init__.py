@@ -1,0 +1,184 @@
+"""Recipes: shipped TOML files, each one benchmark line with the test figures it should reproduce.
+
+A recipe (``src/genmodels/recipes/<name>.toml``, read with the standard library's ``tomllib``)::
+
+    description = "fvsbn on digits"
+    model = "fvsbn"
+    data = "digits"
+    suites = ["quick"]               # the bench suites that run it (suites.toml describes them)
+
+    [model_config]                   # the model's options (as `--set KEY=VALUE`)
+    [train]                          # TrainConfig fields: the budget, batch size, lr, ...
+    steps = 300
+    [sample_options]                 # the end-of-run grid's and the sample-quality draw's options
+    [eval_options]                   # likelihood options of the final test figures
+
+    [expected]                       # test figures with an absolute tolerance
+    bits_per_dim = { value = 2.07, tolerance = 0.05 }
+
+Expected figures may name ``bits_per_dim`` or ``nll_nats`` (of the headline likelihood record), any
+of the model's test ``evaluation_figures`` (``mse``, ``bits_per_code``) or a sample-quality metric
+measured by the bench (``fd``, ``kid``, ``precision``, ``recall``, ...). ``genmodels train --recipe
+NAME`` runs one recipe; ``genmodels bench --suite NAME`` runs a suite and says which figures fall
+outside their expected range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from ..errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a dependency there)
+    import tomli as tomllib
+
+__all__ = ["Recipe", "Suite", "Expected", "recipe_names", "load_recipe", "suites", "suite_recipes", "check_expected"]
+
+_KEYS = {"description", "model", "data", "suites", "model_config", "train", "sample_options", "eval_options", "expected"}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One expected test figure: value ± tolerance (absolute)."""
+
+    value: float
+    tolerance: float
+
+    def holds(self, got: float) -> bool:
+        return abs(got - self.value) <= self.tolerance
+
+
+@dataclass
+class Recipe:
+    """One benchmark line: what to train, on what, for how long, and what it should give."""
+
+    name: str
+    model: str
+    data: str
+    description: str = ""
+    suites: list[str] = field(default_factory=list)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    sample_options: dict[str, str] = field(default_factory=dict)
+    eval_options: dict[str, str] = field(default_factory=dict)
+    expected: dict[str, Expected] = field(default_factory=dict)
+
+    def train_config(self, overrides: dict[str, Any] | None = None):
+        """The recipe's TrainConfig, with its sampling and likelihood options, and ``overrides``
+        (flags given on the command line) on top."""
+        from ..training.config import TrainConfig
+
+        values = {**self.train, "sample_options": self.sample_options, "eval_options": self.eval_options}
+        return TrainConfig.from_json({**values, **(overrides or {})})
+
+    def check(self) -> None:
+        """Raise a UserError unless the model, its options, the training settings, the sampling and
+        likelihood options and the data name are all known (nothing is trained or loaded)."""
+        from ..core import model_class, parse_keyword_options
+        from ..data import dataset_names
+
+        cls = model_class(self.model)
+        if self.data not in dataset_names():
+            raise UserError(f"recipe '{self.name}': unknown data set '{self.data}'; known: {', '.join(dataset_names())}")
+        try:
+            cls.Config.build(**self.model_config)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"recipe '{self.name}': bad [model_config] for {self.model}: {e}") from None
+        self.train_config()
+        parse_keyword_options(cls.sample, self.sample_options, what="sampling", model=self.model, exclude=("y", "generator"))
+        parse_keyword_options(cls.log_likelihoods, self.eval_options, what="likelihood", model=self.model)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named set of recipes (``suites.toml``), with how many samples the sample-quality metrics draw."""
+
+    name: str
+    description: str
+    quality_samples: int
+
+
+def _read_toml(name: str, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"recipe file {name}: not valid TOML ({e})") from None
+
+
+def _files():
+    return resources.files(__name__)
+
+
+def recipe_names() -> list[str]:
+    """Every shipped recipe, sorted."""
+    return sorted(f.name[: -len(".toml")] for f in _files().iterdir() if f.name.endswith(".toml") and f.name != "suites.toml")
+
+
+def load_recipe(name: str) -> Recipe:
+    """The shipped recipe ``name`` (a UserError naming the known ones if there is none)."""
+    if name not in recipe_names():
+        raise UserError(f"no recipe '{name}'; known: {', '.join(recipe_names())}")
+    raw = _read_toml(f"{name}.toml", (_files() / f"{name}.toml").read_text())
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise UserError(f"recipe '{name}': unknown keys {', '.join(unknown)}; a recipe has {', '.join(sorted(_KEYS))}")
+    for key in ("model", "data"):
+        if not isinstance(raw.get(key), str):
+            raise UserError(f"recipe '{name}': '{key}' must be a string")
+    expected = {}
+    for figure, spec in raw.get("expected", {}).items():
+        if not (isinstance(spec, dict) and set(spec) == {"value", "tolerance"}):
+            raise UserError(f"recipe '{name}': expected.{figure} must be {{ value = ..., tolerance = ... }}")
+        expected[figure] = Expected(float(spec["value"]), float(spec["tolerance"]))
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    values = {k: v for k, v in raw.items() if k in known and k != "expected"}
+    values["sample_options"] = {str(k): str(v) for k, v in raw.get("sample_options", {}).items()}
+    values["eval_options"] = {str(k): str(v) for k, v in raw.get("eval_options", {}).items()}
+    return Recipe(name=name, expected=expected, **{k: v for k, v in values.items() if k not in ("sample_options", "eval_options")},
+                  sample_options=values["sample_options"], eval_options=values["eval_options"])
+
+
+def suites() -> dict[str, Suite]:
+    """The suites described in ``suites.toml``."""
+    raw = _read_toml("suites.toml", (_files() / "suites.toml").read_text())
+    return {name: Suite(name, str(s.get("description", "")), int(s.get("quality_samples", 0))) for name, s in raw.items()}
+
+
+def suite_recipes(suite: str) -> list[Recipe]:
+    """The recipes of ``suite``, sorted by data set, then model."""
+    known = suites()
+    if suite not in known:
+        raise UserError(f"no suite '{suite}'; known: {', '.join(known)}")
+    members = [r for r in map(load_recipe, recipe_names()) if suite in r.suites]
+    return sorted(members, key=lambda r: (r.data, r.model, r.name))
+
+
+def _found_figures(row: dict[str, Any]) -> dict[str, float]:
+    """The figures a bench row or a run's results.json offers for expectations."""
+    found: dict[str, float] = {}
+    test = row.get("test") or []
+    if test:
+        found["nll_nats"] = test[0]["nll_nats"]
+        if test[0].get("bits_per_dim") is not None:
+            found["bits_per_dim"] = test[0]["bits_per_dim"]
+    found.update({f["name"]: f["mean"] for f in row.get("test_figures") or []})
+    found.update({q["metric"]: q["value"] for q in row.get("sample_quality") or []})
+    return found
+
+
+def check_expected(recipe: Recipe, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each expected figure against what the run gave: {figure, expected, tolerance, got, within}
+    (``got`` None and ``within`` False when the run did not report that figure)."""
+    found = _found_figures(row)
+    checks = []
+    for figure, want in recipe.expected.items():
+        got = found.get(figure)
+        checks.append({"figure": figure, "expected": want.value, "tolerance": want.tolerance, "got": got,
+                       "within": got is not None and want.holds(got)})
+    return checks

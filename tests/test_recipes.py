@@ -1,0 +1,133 @@
+"""Recipes, suites, the leaderboard's extra tables and `genmodels compare`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from genmodels.cli import main
+from genmodels.core import is_registered
+from genmodels.errors import UserError
+from genmodels.recipes import Expected, Recipe, check_expected, load_recipe, recipe_names, suite_recipes, suites
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_parses_and_names_registered_models_and_options(name):
+    recipe = load_recipe(name)
+    assert is_registered(recipe.model)
+    recipe.check()  # the model's options, TrainConfig fields, sampling and likelihood options, data name
+    assert recipe.suites and set(recipe.suites) <= set(suites())
+    config = recipe.train_config()
+    assert config.steps or config.epochs or config.minutes
+
+
+def test_the_quick_suite_covers_every_registered_model_on_digits():
+    from genmodels.core import model_names
+
+    quick = suite_recipes("quick")
+    assert {r.data for r in quick} == {"digits"}
+    assert sorted(r.model for r in quick) == sorted(model_names())
+    assert suites()["quick"].quality_samples >= 2
+
+
+def test_a_recipe_with_a_bad_option_or_unknown_name_is_refused():
+    with pytest.raises(UserError, match="no recipe 'nope'"):
+        load_recipe("nope")
+    with pytest.raises(UserError, match="unknown data set"):
+        Recipe("r", "fvsbn", "no-such-data").check()
+    with pytest.raises(UserError, match="training budget"):
+        Recipe("r", "fvsbn", "digits").check()
+    with pytest.raises(UserError, match="sampling option"):
+        Recipe("r", "fvsbn", "digits", train={"steps": 1}, sample_options={"nope": "1"}).check()
+    with pytest.raises(UserError):
+        Recipe("r", "fvsbn", "digits", train={"steps": -3}).check()
+    with pytest.raises(UserError, match="unknown model"):
+        Recipe("r", "no-such-model", "digits").check()
+
+
+def test_expected_figures_are_checked_against_likelihoods_figures_and_sample_quality():
+    recipe = Recipe("r", "m", "digits", expected={
+        "bits_per_dim": Expected(2.0, 0.05), "mse": Expected(0.01, 0.001), "fd": Expected(20.0, 5.0), "kid": Expected(0, 1)})
+    row = {"test": [{"nll_nats": 90.0, "bits_per_dim": 2.06}], "test_figures": [{"name": "mse", "mean": 0.0105}],
+           "sample_quality": [{"metric": "fd", "value": 24.0}]}
+    checks = {c["figure"]: c for c in check_expected(recipe, row)}
+    assert not checks["bits_per_dim"]["within"] and checks["bits_per_dim"]["got"] == 2.06  # 0.06 > 0.05
+    assert checks["mse"]["within"] and checks["fd"]["within"]
+    assert checks["kid"]["got"] is None and not checks["kid"]["within"]  # not reported: not a pass
+    assert Expected(1.0, 0.1).holds(1.09) and not Expected(1.0, 0.1).holds(0.89)
+
+
+def _bench_row(model, nll, se, mse=None, fd=None):
+    row = {"data": "digits", "model": model,
+           "test": [{"measure": "log_prob", "nll_nats": nll, "stderr_nats": se}], "test_figures": [], "sample_quality": []}
+    if mse is not None:
+        row["test_figures"].append({"name": "mse", "mean": mse, "stderr": 0.001})
+    if fd is not None:
+        row["sample_quality"].append({"metric": "fd", "label": "FD (genmodels features)", "value": fd, "stderr": None})
+    return row
+
+
+def test_compare_flags_changes_beyond_the_combined_standard_error(tmp_path, capsys):
+    from genmodels.compare import compare_results
+
+    a = [_bench_row("fvsbn", 90.0, 0.3, mse=0.010, fd=20.0), _bench_row("nade", 92.0, 0.3)]
+    b = [_bench_row("fvsbn", 91.0, 0.4, mse=0.0105, fd=30.0), _bench_row("made", 91.0, 0.3)]
+    lines = {(line["model"], line["figure"]): line for line in compare_results(a, b, sigmas=2.0)}
+    nll = lines[("fvsbn", "log_prob NLL (nats)")]
+    assert nll["stderr"] == pytest.approx(0.5)  # √(0.3² + 0.4²)
+    assert not nll["flagged"]  # a change of 1.0 is 2.0 standard errors: not beyond 2
+    assert lines[("fvsbn", "log_prob NLL (nats)")]["change"] == pytest.approx(1.0)
+    assert lines[("fvsbn", "mse")]["stderr"] == pytest.approx(math.sqrt(2) * 0.001) and not lines[("fvsbn", "mse")]["flagged"]
+    assert not lines[("fvsbn", "FD (genmodels features)")]["flagged"]  # no standard error: never flagged
+    assert lines[("nade", "log_prob NLL (nats)")]["only_in"] == "a" and lines[("made", "log_prob NLL (nats)")]["only_in"] == "b"
+    worse = compare_results(a, [_bench_row("fvsbn", 91.5, 0.4)], sigmas=2.0)
+    flagged = [line for line in worse if line.get("flagged")]
+    assert len(flagged) == 1 and flagged[0]["better"] is False  # a higher NLL is worse
+    # From the command line, with a run's results.json on one side and a bench's on the other.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "results.json").write_text(json.dumps({"rows": a}))
+    (tmp_path / "b.json").write_text(json.dumps({**_bench_row("fvsbn", 95.0, 0.4), "likelihood_kind": "exact"}))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "** worse" in out and "1 of 1 shared figures changed" in out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "missing")]) == 2
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    assert main(["compare", str(tmp_path / "junk.json"), str(tmp_path / "a")]) == 2
+
+
+def test_a_suite_runs_its_recipes_with_overrides_and_writes_the_leaderboard(tmp_path, capsys):
+    """Two quick recipes with a shortened budget: the leaderboard has the likelihood, sample quality,
+    cost and expected-figure tables, the montage and the bits/dim-against-time picture."""
+    out = tmp_path / "bench"
+    assert main(["bench", "--suite", "quick", "--models", "fvsbn,vqvae", "--steps", "4", "--eval-every", "2",
+                 "--quality-samples", "50", "--num-samples", "4", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["suite"] == "quick" and results["overrides"]["steps"] == 4
+    rows = {r["model"]: r for r in results["rows"]}
+    assert rows["fvsbn"]["steps"] == 4 and rows["fvsbn"]["recipe"] == "digits-fvsbn"
+    assert rows["fvsbn"]["train_config"]["lr"] == load_recipe("digits-fvsbn").train["lr"]  # the recipe's own lr
+    assert {q["metric"] for q in rows["vqvae"]["sample_quality"]} >= {"fd", "kid", "precision", "recall"}
+    assert all(q["samples"] == 50 for q in rows["fvsbn"]["sample_quality"])
+    assert {f["name"] for f in rows["vqvae"]["test_figures"]} == {"reconstruction_nll", "mse", "psnr"}
+    assert rows["fvsbn"]["samples_per_second"] > 0 and rows["fvsbn"]["wall_seconds"] >= rows["fvsbn"]["train_seconds"]
+    table = (out / "results.md").read_text()
+    for heading in ("| test NLL (nats) |", "| FD (genmodels features) |", "| samples/s |", "| mse |"):
+        assert heading in table
+    for picture in ("montage-digits.png", "bpd_vs_time-digits.png", "loss_curves-digits.png"):
+        assert (out / picture).stat().st_size > 0
+    assert main(["bench", "--suite", "quick", "--models", "fvsbn", "--out", str(out)]) == 2  # never overwritten
+    assert main(["bench", "--suite", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert main(["bench", "--suite", "quick", "--models", "nope", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_train_runs_a_recipe_with_overrides_and_reports_its_expected_figures(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "digits-fvsbn", "--steps", "3", "--eval-every", "3", "--out", str(run), "--no-progress"]) == 0
+    stored = json.loads((run / "results.json").read_text())
+    assert stored["model"] == "fvsbn" and stored["steps"] == 3
+    assert main(["train", "made", "--recipe", "digits-fvsbn", "--out", str(tmp_path / "x")]) == 2
+    assert "trains fvsbn, not made" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "y")]) == 2
+    assert "name a model" in capsys.readouterr().err
