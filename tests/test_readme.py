@@ -15,8 +15,11 @@ def _blocks(language: str) -> list[str]:
 
 def test_readme_opens_with_the_main_command_and_the_test_command():
     main_command, test_command = [b.strip() for b in _blocks("bash")[:2]]
-    assert main_command.startswith("python3 -m venv .venv") and main_command.endswith("genmodels bench")
+    assert main_command.startswith("python3 -m venv .venv") and main_command.endswith("genmodels bench --suite quick")
     assert test_command.startswith("python3 -m venv .venv") and "pytest" in test_command
+    from genmodels.recipes import suite_recipes
+
+    assert suite_recipes("quick"), "the main command's suite must have recipes"
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines(), ".ci/run must run exactly the README's test command"
 
