@@ -162,9 +162,9 @@ def run_entries(
             grids.setdefault(entry.data, {})[entry.model] = grid
             for check in row.get("expected", []):
                 if not check["within"]:
-                    got = "not reported" if check["got"] is None else f"{check['got']:.4g}"
+                    got = "not reported" if check["got"] is None else f"{check['got']:.5g}"
                     print(f"   outside the expected range: {check['figure']} {got}, expected "
-                          f"{check['expected']:.4g} ± {check['tolerance']:.2g}", flush=True)
+                          f"{check['expected']:.5g} ± {check['tolerance']:.2g}", flush=True)
         _write_json(out, rows, header, time.perf_counter() - started)  # after every model: a crash keeps the rest
     for data_name, runs in curves.items():
         files[f"loss curves {data_name}"] = save_loss_curves(runs, out / f"loss_curves-{data_name}.png", title=data_name)
@@ -295,8 +295,8 @@ def bench_markdown(rows: list[dict[str, Any]], quality_samples: int = 0) -> str:
     if checks:
         lines = ["", "Recipes' expected test figures:", "", "| recipe | figure | expected | got | |", "|---|---|---:|---:|---|"]
         for r, c in checks:
-            got = "not reported" if c["got"] is None else f"{c['got']:.4g}"
-            lines.append(f"| {r['recipe']} | {c['figure']} | {c['expected']:.4g} ± {c['tolerance']:.2g} | {got} | "
+            got = "not reported" if c["got"] is None else f"{c['got']:.5g}"
+            lines.append(f"| {r['recipe']} | {c['figure']} | {c['expected']:.5g} ± {c['tolerance']:.2g} | {got} | "
                          f"{'ok' if c['within'] else '**outside**'} |")
         text += "\n".join(lines) + "\n"
     return text

@@ -356,8 +356,8 @@ def _print_expected(recipe, result) -> None:
 
     print(f"recipe {recipe.name}: expected test figures")
     for c in check_expected(recipe, read_json(result.files["results"])):
-        got = "not reported" if c["got"] is None else f"{c['got']:.4g}"
-        print(f"  {c['figure']:<14} {got:>12}   expected {c['expected']:.4g} ± {c['tolerance']:.2g}   "
+        got = "not reported" if c["got"] is None else f"{c['got']:.5g}"
+        print(f"  {c['figure']:<14} {got:>12}   expected {c['expected']:.5g} ± {c['tolerance']:.2g}   "
               f"{'ok' if c['within'] else 'OUTSIDE'}")
 
 
