@@ -1,0 +1,178 @@
+"""Reliability: the non-finite guard (a NaN/inf step is skipped, repeated ones roll back to the last
+good checkpoint, persistent ones stop with one line), SIGKILL at random moments with resume, and
+corrupted checkpoints refused with a clear error."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from genmodels.checkpoint import list_checkpoints, load_model, read_checkpoint, verify_checkpoint
+from genmodels.core import GenerativeModel, LikelihoodKind, Loss, ModelConfig
+from genmodels.errors import UserError
+from genmodels.train import TrainConfig, TrainingDiverged, train
+
+from .toy_models import registered
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class Logits(GenerativeModel):
+    """Per-pixel categoricals; the loss is NaN at the steps in ``nan_steps`` (every step from
+    ``nan_from`` on), and the reference run leaves out the update of the steps in ``skip_steps``."""
+
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.EXACT
+    nan_steps: frozenset = frozenset()
+    nan_from: int | None = None
+    skip_steps: frozenset = frozenset()
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.logits = nn.Parameter(0.1 * torch.randn(spec.dims, spec.levels))
+
+    def log_prob(self, x, y=None):
+        log_p = torch.log_softmax(self.logits, 1)  # (D, K)
+        return log_p.gather(1, x.reshape(len(x), -1).T).sum(0)
+
+    def loss(self, batch, *, step=0, group="model"):
+        out = super().loss(batch, step=step, group=group)
+        if step in self.nan_steps or (self.nan_from is not None and step >= self.nan_from):
+            return Loss(out.loss * float("nan"), out.terms)
+        return out
+
+    def training_step(self, batch, step, groups, forward):
+        if step in self.skip_steps:
+            return iter(())  # no group steps: the update of this batch is left out
+        return super().training_step(batch, step, groups, forward)
+
+    @torch.no_grad()
+    def sample(self, n, *, y=None, generator=None):
+        probs = torch.softmax(self.logits, 1)
+        return torch.multinomial(probs, n, replacement=True, generator=generator).T.reshape(n, *self.spec.shape)
+
+
+def _variant(**attributes) -> type[Logits]:
+    return type("LogitsUnderTest", (Logits,), attributes)
+
+
+def _config(**overrides) -> TrainConfig:
+    settings = dict(steps=12, eval_every=6, log_every=2, batch_size=64, lr=3e-2, num_samples=4, keep_checkpoints=10)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def _fit(digits, run: Path, cls: type[Logits], **config):
+    with registered("logits", cls):
+        return train("logits", digits, _config(**config), run, progress=False)
+
+
+def _weights(checkpoint: Path, file: str = "model.safetensors") -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in load_file(checkpoint / file).items()}
+
+
+def _state(checkpoint: Path) -> dict:
+    return read_checkpoint(checkpoint, with_trainer_state=True).trainer_state
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _optimizer_tensors(trainer_state: dict) -> list[torch.Tensor]:
+    state = trainer_state["optimizers"]["model"]["state"]
+    return [t for entry in state.values() for t in entry.values()]
+
+
+# --- the non-finite guard -------------------------------------------------------------------------
+def test_a_nan_step_is_skipped_exactly_as_a_step_without_that_update(digits, tmp_path):
+    """One NaN loss at step 4: no optimizer step, no EMA update, the loss not logged; the weights and
+    the optimizer state then equal those of a run that left out step 4's update."""
+    result = _fit(digits, tmp_path / "nan", _variant(nan_steps=frozenset({4})), ema_decay=0.9)
+    _fit(digits, tmp_path / "ref", _variant(skip_steps=frozenset({4})), ema_decay=0.9)
+    nan, ref = list_checkpoints(tmp_path / "nan")[-1], list_checkpoints(tmp_path / "ref")[-1]
+    assert result.steps == 12 and nan.name == ref.name == "step-000000012"
+    assert _same(_weights(nan), _weights(ref))
+    assert all(torch.equal(a, b) for a, b in zip(_optimizer_tensors(_state(nan)), _optimizer_tensors(_state(ref))))
+    state = _state(nan)["state"]
+    assert state["skipped_steps"] == 1 and state["nan_streak"] == 0 and state["rollbacks"] == 0
+    assert state["ema_updates"] == 11 and _state(ref)["state"]["ema_updates"] == 12  # the EMA skipped it too
+    # The step moved something in an untouched run (so the equality above means something).
+    _fit(digits, tmp_path / "plain", _variant())
+    assert not _same(_weights(list_checkpoints(tmp_path / "plain")[-1]), _weights(ref))
+    rows = list(csv.DictReader(open(tmp_path / "nan" / "metrics.csv")))
+    losses = [float(r["value"]) for r in rows if r["split"] == "train" and r["metric"] == "loss"]
+    assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
+
+
+def test_repeated_nan_steps_roll_back_to_the_last_good_checkpoint(digits, tmp_path):
+    """NaN at steps 12, 13, 14 (tolerance 3): after the third, model, optimizer and EMA are those of
+    step-10 again (the checkpoint at 15 holds them), then training goes on to the end."""
+    cls = _variant(nan_steps=frozenset({12, 13, 14}))
+    result = _fit(digits, tmp_path / "run", cls, steps=20, eval_every=5, ema_decay=0.9)
+    checkpoints = {p.name: p for p in list_checkpoints(tmp_path / "run")}
+    ten, fifteen = checkpoints["step-000000010"], checkpoints["step-000000015"]
+    assert _same(_weights(fifteen), _weights(ten))
+    assert _same(_weights(fifteen, "ema.safetensors"), _weights(ten, "ema.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(_optimizer_tensors(_state(fifteen)), _optimizer_tensors(_state(ten))))
+    state = _state(fifteen)["state"]
+    assert (state["skipped_steps"], state["rollbacks"], state["good_checkpoint"]) == (3, 1, "step-000000015")
+    assert state["ema_updates"] == _state(ten)["state"]["ema_updates"]
+    scheduler = _state(fifteen)["schedulers"]["model"]
+    assert scheduler["last_epoch"] == _state(ten)["schedulers"]["model"]["last_epoch"] == 10
+    assert result.steps == 20 and not _same(_weights(checkpoints["step-000000020"]), _weights(fifteen))
+    # Without a roll-back (a tolerance never reached) step 15 holds the weights after step 11.
+    _fit(digits, tmp_path / "patient", cls, steps=15, eval_every=5, ema_decay=0.9, nan_tolerance=10)
+    assert not _same(_weights(list_checkpoints(tmp_path / "patient")[-1]), _weights(ten))
+
+
+def test_persistent_nan_stops_with_one_line_and_keeps_every_checkpoint(digits, tmp_path):
+    """NaN from step 12 on: roll-backs at 14 and 17, then stop at 20 (exit status 2, one line, no
+    traceback, naming the step); every checkpoint on disk is intact and loads."""
+    run = tmp_path / "run"
+    argv = ["train", "logits", "--steps", "30", "--eval-every", "5", "--log-every", "2", "--batch-size", "64",
+            "--lr", "3e-2", "--num-samples", "4", "--keep-checkpoints", "10", "--no-progress", "--out", str(run)]
+    from genmodels.cli import main
+
+    stderr = io.StringIO()
+    with registered("logits", _variant(nan_from=12)), contextlib.redirect_stderr(stderr), \
+            contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+        assert code == 2
+        written = list_checkpoints(run)
+        assert [p.name for p in written] == [f"step-{s:09d}" for s in (0, 5, 10, 15, 20)]
+        for checkpoint in written:
+            verify_checkpoint(checkpoint)
+            load_model(checkpoint)
+    lines = [x for x in stderr.getvalue().splitlines() if x.startswith("genmodels: error")]
+    assert "Traceback" not in stderr.getvalue() and len(lines) == 1, stderr.getvalue()
+    assert ("was NaN or infinite at step 20 and the 2 step(s) before it, after 2 roll-back(s) to step-000000015; "
+            "training stopped, every checkpoint written is intact (latest: step-000000020)") in lines[0]
+    assert "--nan-tolerance" in lines[0]
+    state = _state(written[-1])["state"]
+    assert (state["rollbacks"], state["nan_streak"], state["good_checkpoint"]) == (2, 2, "step-000000015")
+    assert _same(_weights(written[-1]), _weights(written[2]))  # rolled back twice to step 10's weights
+
+
+def test_the_guard_settings_are_flags_and_are_checked():
+    from genmodels.cli import build_parser
+
+    args = build_parser(["train", "fvsbn"]).parse_args(["train", "fvsbn", "--nan-tolerance", "5", "--nan-rollbacks", "0"])
+    assert (args.nan_tolerance, args.nan_rollbacks) == (5, 0)
+    with pytest.raises(UserError, match="--nan-tolerance must be ≥ 0"):
+        TrainConfig(steps=1, nan_tolerance=-1)
