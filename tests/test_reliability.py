@@ -176,3 +176,155 @@ def test_the_guard_settings_are_flags_and_are_checked():
     assert (args.nan_tolerance, args.nan_rollbacks) == (5, 0)
     with pytest.raises(UserError, match="--nan-tolerance must be ≥ 0"):
         TrainConfig(steps=1, nan_tolerance=-1)
+
+
+# --- SIGKILL at random moments ------------------------------------------------------------------
+#: Runs ``genmodels`` commands in children forked from one process that has imported everything
+#: once: each child is a whole training process (killed with SIGKILL by the test), without paying
+#: Python's and torch's start-up ten times over. Protocol on stdin/stdout, one JSON line each:
+#: {"argv": [...], "log": path} → {"pid": N}, then {"status": exit status (−9: SIGKILL)}.
+FORK_SERVER = '''
+import json, os, sys, traceback
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot
+import accelerate
+import torch._dynamo  # the optimizers import it on first use: seconds per process otherwise
+from genmodels.cli import main
+from genmodels.data import load_dataset
+import genmodels.training
+
+load_dataset("digits")
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        try:
+            code = main(job["argv"])
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    print(json.dumps({"pid": pid}), flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({"status": os.waitstatus_to_exitcode(status)}), flush=True)
+'''
+
+KILL_FLAGS = ["--eval-every", "5", "--log-every", "5", "--batch-size", "32", "--lr", "3e-3",
+              "--num-samples", "4", "--keep-checkpoints", "2", "--no-progress"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _latest_train_step(metrics: Path) -> int:
+    """The last training-loss step in metrics.csv as it is on disk now (-1: none yet)."""
+    try:
+        lines = metrics.read_text().splitlines()[1:]
+    except OSError:
+        return -1
+    steps = []
+    for line in lines:
+        cells = line.split(",")
+        if len(cells) == 7 and cells[4] == "train":
+            with contextlib.suppress(ValueError):
+                steps.append(int(cells[0]))
+    return max(steps, default=-1)
+
+
+def _resumes(run: Path) -> int:
+    """How many resumes run.json records (-1: no run.json yet)."""
+    try:
+        return len(json.loads((run / "run.json").read_text()).get("resumed", []))
+    except (OSError, ValueError):
+        return -1
+
+
+def _metric_rows(run: Path) -> list[tuple]:
+    """metrics.csv without its seconds column (wall time differs between runs)."""
+    with open(run / "metrics.csv", newline="") as handle:
+        return [(r["step"], r["epoch"], r["examples"], r["split"], r["metric"], r["value"]) for r in csv.DictReader(handle)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the test forks its training processes")
+def test_sigkill_at_random_moments_then_resume_ends_as_an_uninterrupted_run(tmp_path):
+    """A run killed with SIGKILL 12 times at random moments (fixed seed) and resumed each time ends
+    with every checkpoint intact, no temporary file or folder left, and the parameters, metrics,
+    best checkpoint and test figures of an uninterrupted run.
+
+    The killed processes have a budget they never reach; the last resume sets it (a budget may
+    change on resume) to 20 steps past the last checkpoint, as the uninterrupted run's, so the
+    test does not depend on how fast the machine trains between kills."""
+    (tmp_path / "server.py").write_text(FORK_SERVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    server = subprocess.Popen([sys.executable, str(tmp_path / "server.py")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+
+    def launch(argv: list[str], log: Path) -> int:
+        server.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+        server.stdin.flush()
+        return json.loads(server.stdout.readline())["pid"]
+
+    def status() -> int:
+        return json.loads(server.stdout.readline())["status"]
+
+    run, log = tmp_path / "run", tmp_path / "run.log"
+    rng = random.Random(22)
+    kills: list[int] = []  # the latest checkpoint's step after each kill
+    try:
+        while len(kills) < 12:
+            resume = ["--resume"] if list_checkpoints(run) else []
+            started = read_checkpoint(list_checkpoints(run)[-1]).meta["step"] if resume else -1
+            pid = launch(["train", "fvsbn", "--steps", "1000000", *KILL_FLAGS, "--out", str(run), *resume], log)
+            deadline = time.monotonic() + 60
+            # Wait until this process trains (it has recorded its resume in run.json, which comes after
+            # dropping the rows past its checkpoint from metrics.csv, and logged a training row past
+            # that checkpoint), then a random delay.
+            while time.monotonic() < deadline and _alive(pid) and not (
+                _resumes(run) == len(kills) and _latest_train_step(run / "metrics.csv") > started
+            ):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.1))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            code = status()
+            assert code == -signal.SIGKILL, f"the run ended by itself ({code}) after {len(kills)} kills:\n" + log.read_text()[-3000:]
+            kills.append(read_checkpoint(list_checkpoints(run)[-1]).meta["step"])
+        budget = ["--steps", str(kills[-1] + 20)]
+        launch(["train", "fvsbn", *budget, *KILL_FLAGS, "--out", str(run), "--resume"], log)
+        assert status() == 0, log.read_text()[-3000:]
+        launch(["train", "fvsbn", *budget, *KILL_FLAGS, "--out", str(tmp_path / "straight")], tmp_path / "straight.log")
+        assert status() == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+    assert kills == sorted(kills) and kills[-1] > kills[0], kills  # progress between kills
+    assert "Traceback" not in log.read_text()
+    straight = tmp_path / "straight"
+    # Nothing unreadable, nothing temporary, nothing moved aside.
+    leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith((".", "damaged-"))]
+    leftovers += [p.name for p in run.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
+    assert leftovers == []
+    for checkpoint in list_checkpoints(run):
+        verify_checkpoint(checkpoint)
+    # The same end: parameters, best checkpoint, metrics and test figures.
+    assert [p.name for p in list_checkpoints(run)] == [p.name for p in list_checkpoints(straight)]
+    assert _same(_weights(list_checkpoints(run)[-1]), _weights(list_checkpoints(straight)[-1]))
+    assert _state(list_checkpoints(run)[-1])["rng"]["torch"].equal(_state(list_checkpoints(straight)[-1])["rng"]["torch"])
+    assert json.loads((run / "checkpoints" / "best.json").read_text()) == \
+        json.loads((straight / "checkpoints" / "best.json").read_text())
+    assert _metric_rows(run) == _metric_rows(straight)
+    results, expected = (json.loads((r / "results.json").read_text()) for r in (run, straight))
+    for key in ("best_step", "steps", "examples_seen", "validation", "test"):
+        assert results[key] == expected[key], key
+    assert len(json.loads((run / "run.json").read_text())["resumed"]) == 12  # every killed process but the first, and the last one

@@ -27,7 +27,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from ..checkpoint import BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkpoint_name, list_checkpoints, read_checkpoint, save_checkpoint, write_json_atomic
+from ..checkpoint import (
+    BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkpoint_name, list_checkpoints, read_checkpoint, read_json,
+    save_checkpoint, write_json_atomic,
+)
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss
 from ..data.base import Dataset
 from ..errors import UserError
@@ -279,6 +282,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         acc = self.accelerator
         rng_to_restore = self._restore() if self.resume_from is not None else None
+        if self.resume_from is not None and acc.is_main_process:
+            self._repoint_best()
         self.run.prepare(
             {**self.description(), "num_parameters": self.model.num_parameters()},
             invocation_record(self.config.to_json(), str(acc.device), acc.num_processes, **self.extra_record),
@@ -641,13 +646,30 @@ class Trainer:
                     self.run_dir / "checkpoints" / BEST_POINTER,
                     {"checkpoint": name, "selected_by": self._selected_by, "value": state.best_nll},
                 )
-            # Keep the best checkpoint and the latest few; older intermediate ones go.
+            # Keep the best checkpoint and the latest few; older intermediate ones go, renamed to a
+            # temporary name first so that a process killed while deleting leaves no half checkpoint.
             import shutil
 
             for old in list_checkpoints(self.run_dir)[: -self.config.keep_checkpoints]:
                 if old.name not in (state.best_checkpoint, state.good_checkpoint):
-                    shutil.rmtree(old)
+                    doomed = old.with_name(f".tmp-{old.name}-deleting")
+                    old.rename(doomed)
+                    shutil.rmtree(doomed)
         acc.wait_for_everyone()
+
+    def _repoint_best(self) -> None:
+        """A process killed between writing a checkpoint and moving best.json to it leaves the
+        pointer behind the resumed state: point it where the state says."""
+        pointer = self.run_dir / "checkpoints" / BEST_POINTER
+        best = self.state.best_checkpoint
+        try:
+            current = read_json(pointer) if pointer.is_file() else {}
+        except UserError:
+            current = {}
+        if best is None or not isinstance(current, dict) or current.get("checkpoint") == best:
+            return
+        selected_by = current.get("selected_by", "latest" if self.state.best_nll is None else "validation NLL (nats)")
+        write_json_atomic(pointer, {"checkpoint": best, "selected_by": selected_by, "value": self.state.best_nll})
 
     def _restore(self) -> dict[str, Any]:
         """Load the model, optimizers, schedules, EMA and state of the checkpoint resumed from;
