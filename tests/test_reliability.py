@@ -328,3 +328,110 @@ def test_sigkill_at_random_moments_then_resume_ends_as_an_uninterrupted_run(tmp_
     for key in ("best_step", "steps", "examples_seen", "validation", "test"):
         assert results[key] == expected[key], key
     assert len(json.loads((run / "run.json").read_text())["resumed"]) == 12  # every killed process but the first, and the last one
+
+
+# --- corrupted checkpoints ------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from genmodels.checkpoint import save_checkpoint  # noqa: E402
+from genmodels.core import create_model  # noqa: E402
+from genmodels.data import DataSpec  # noqa: E402
+
+SPEC = DataSpec("d", (1, 2, 3), 4)
+FILES = ("model.safetensors", "ema.safetensors", "checkpoint.json")
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """A checkpoint with raw and EMA weights (different), and those weights."""
+    torch.manual_seed(5)
+    model, ema = create_model("fvsbn", SPEC), create_model("fvsbn", SPEC)
+    meta = {"model": "fvsbn", "model_config": model.config.to_json(), "data": {"source": {}, "spec": SPEC.to_json()},
+            "step": 7, "validation": [{"nll_nats": 1.25}]}
+    path = save_checkpoint(tmp_path_factory.mktemp("pristine") / "step-000000007", model_state=model.state_dict(),
+                           meta=meta, ema_state=ema.state_dict())
+    return path, {k: v.clone() for k, v in model.state_dict().items()}, {k: v.clone() for k, v in ema.state_dict().items()}
+
+
+def _edit_json(change):
+    def damage(folder: Path) -> None:
+        meta = json.loads((folder / "checkpoint.json").read_text())
+        change(meta)
+        (folder / "checkpoint.json").write_text(json.dumps(meta))
+    return damage
+
+
+def _flip(name: str, where: int):
+    def damage(folder: Path) -> None:
+        data = bytearray((folder / name).read_bytes())
+        data[where] ^= 0x10
+        (folder / name).write_bytes(bytes(data))
+    return damage
+
+
+def _cut(name: str, keep: float):
+    def damage(folder: Path) -> None:
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: int(len(data) * keep)])
+    return damage
+
+
+DAMAGES = {
+    "flipped weight": (_flip("ema.safetensors", -3), "ema.safetensors does not match the SHA-256 recorded"),
+    "flipped raw weight": (_flip("model.safetensors", -3), "model.safetensors does not match the SHA-256 recorded"),
+    "flipped header": (_flip("ema.safetensors", 12), r"ema\.safetensors (is corrupt|does not match)"),
+    "truncated": (_cut("ema.safetensors", 0.5), r"ema\.safetensors is corrupt or truncated"),
+    "zero bytes": (_cut("ema.safetensors", 0), r"ema\.safetensors is corrupt or truncated"),
+    "zero-byte json": (_cut("checkpoint.json", 0), r"checkpoint\.json is corrupt"),
+    "truncated json": (_cut("checkpoint.json", 0.6), r"checkpoint\.json is corrupt"),
+    "json not an object": (lambda f: (f / "checkpoint.json").write_text("[1, 2]"), "not an object"),
+    "another model": (_edit_json(lambda m: m.update(model="independent", model_config={})), "does not match model"),
+    "another checksum": (_edit_json(lambda m: m["sha256"].update({"ema.safetensors": "0" * 64})), "does not match the SHA-256"),
+    "other levels": (_edit_json(lambda m: m["data"]["spec"].update(levels=5)), r"has shape .* expects"),
+    "bad levels": (_edit_json(lambda m: m["data"]["spec"].update(levels="four")), r"checkpoint\.json"),
+    "no model name": (_edit_json(lambda m: m.pop("model")), r"lacks 'model'"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGES))
+def test_a_corrupted_checkpoint_is_refused_in_one_line(pristine, tmp_path, capsys, name):
+    """Flipped bytes, truncated and zero-byte files, edited JSON: a UserError naming the file, and
+    `genmodels sample` exits 2 with that one line and no traceback."""
+    from genmodels.cli import main
+
+    damage, message = DAMAGES[name]
+    folder = tmp_path / "step-000000007"
+    shutil.copytree(pristine[0], folder)
+    damage(folder)
+    use_ema = name != "flipped raw weight"
+    with pytest.raises(UserError, match=message):
+        load_model(folder, use_ema=use_ema)
+    capsys.readouterr()
+    argv = ["sample", str(folder), "-n", "2", "--out", str(tmp_path / "s.png")] + ([] if use_ema else ["--no-ema"])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and err.startswith("genmodels: error: ")
+    assert not (tmp_path / "s.png").exists()
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=st.sampled_from(FILES), where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7),
+       use_ema=st.booleans())
+def test_a_flipped_bit_anywhere_is_refused_or_harmless(pristine, tmp_path, file, where, bit, use_ema):
+    """Any single bit flipped in any file of a checkpoint: load_model raises UserError, or returns
+    exactly the weights written (a flip in a validation figure changes no weight). Never wrong weights."""
+    source, raw, ema = pristine
+    folder = tmp_path / f"case-{file}-{where}-{bit}-{use_ema}"
+    shutil.copytree(source, folder)
+    data = bytearray((folder / file).read_bytes())
+    data[int(where * len(data))] ^= 1 << bit
+    (folder / file).write_bytes(bytes(data))
+    try:
+        model, _ = load_model(folder, use_ema=use_ema)
+    except UserError:
+        return
+    finally:
+        shutil.rmtree(folder)
+    assert _same(model.state_dict(), ema if use_ema else raw)
