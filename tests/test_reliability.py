@@ -435,3 +435,94 @@ def test_a_flipped_bit_anywhere_is_refused_or_harmless(pristine, tmp_path, file,
     finally:
         shutil.rmtree(folder)
     assert _same(model.state_dict(), ema if use_ema else raw)
+
+
+# --- --num-processes, and one skip decision for all processes -----------------------------------------
+RANKED_PLUGIN = '''
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from genmodels.core import GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
+
+
+@dataclass
+class RankedConfig(ModelConfig):
+    nan_step: int = -1  # at this step the loss VALUE is NaN on process 1 only; its gradient stays finite
+    skip_step: int = -1  # this step's update is left out (the one-process reference)
+
+
+@register_model("rankednan")
+class RankedNaN(GenerativeModel):
+    """Per-pixel categoricals whose loss is NaN on one process only at one step."""
+
+    Config = RankedConfig
+    likelihood_kind = LikelihoodKind.EXACT
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.logits = nn.Parameter(0.1 * torch.randn(spec.dims, spec.levels))
+
+    def log_prob(self, x, y=None):
+        return torch.log_softmax(self.logits, 1).gather(1, x.reshape(len(x), -1).T).sum(0)
+
+    def loss(self, batch, *, step=0, group="model"):
+        out = super().loss(batch, step=step, group=group)
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if step == self.config.nan_step and rank == 1:
+            return Loss(out.loss + torch.tensor(float("nan")), out.terms)
+        return out
+
+    def training_step(self, batch, step, groups, forward):
+        if step == self.config.skip_step:
+            return iter(())
+        return super().training_step(batch, step, groups, forward)
+
+    @torch.no_grad()
+    def sample(self, n, *, y=None, generator=None):
+        probs = torch.softmax(self.logits, 1)
+        return torch.multinomial(probs, n, replacement=True, generator=generator).T.reshape(n, *self.spec.shape)
+'''
+
+
+def test_num_processes_trains_as_one_process_and_skips_a_nan_of_one_process_on_all(digits, tmp_path, monkeypatch):
+    """`train --num-processes 2` (2 CPU processes, gloo) with 2 × 32 examples a step equals one process
+    with 64 after 8 steps, here with a loss that is NaN on process 1 alone at step 3 (its gradient
+    finite): both processes skip that step, as the one process that leaves that update out."""
+    import importlib
+
+    from genmodels import core
+    from genmodels.cli import main
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "ranked_plugin.py").write_text(RANKED_PLUGIN)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), str(folder)]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        importlib.import_module("ranked_plugin")
+        train("rankednan", digits, TrainConfig(steps=8, eval_every=4, lr=3e-3, num_samples=4, batch_size=64),
+              tmp_path / "one", model_config={"skip_step": 3}, progress=False)
+        argv = ["train", "rankednan", "--import", "ranked_plugin", "--set", "nan_step=3", "--epochs", "0.42",
+                "--eval-every", "4", "--lr", "3e-3", "--num-samples", "4", "--batch-size", "32", "--no-progress",
+                "--num-processes", "2", "--out", str(tmp_path / "two")]
+        assert main(argv) == 0
+    finally:
+        core._MODELS.pop("rankednan", None)
+        sys.modules.pop("ranked_plugin", None)
+    one, two = list_checkpoints(tmp_path / "one")[-1], list_checkpoints(tmp_path / "two")[-1]
+    assert one.name == two.name == "step-000000008"
+    for key, value in _weights(one).items():
+        torch.testing.assert_close(_weights(two)[key], value, rtol=1e-5, atol=1e-6)
+    assert _state(two)["state"]["skipped_steps"] == 1
+    record = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert record["processes"] == 2 and "--num-processes" not in record["command"]
+
+
+def test_num_processes_is_checked():
+    from genmodels.cli import build_parser
+
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        build_parser(["train", "fvsbn"]).parse_args(["train", "fvsbn", "--num-processes", "0"])
