@@ -120,6 +120,44 @@ def test_a_nan_step_is_skipped_exactly_as_a_step_without_that_update(digits, tmp
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
 
 
+class TwoGroups(Logits):
+    """Logits plus a shift in a second optimizer group "b", whose loss alone is NaN at ``nan_steps``;
+    the reference run steps only group "a" at ``skip_steps``."""
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.shift = nn.Parameter(torch.zeros(spec.levels))
+
+    def optimizer_groups(self):
+        return {"a": [self.logits], "b": [self.shift]}
+
+    def log_prob(self, x, y=None):
+        log_p = torch.log_softmax(self.logits + self.shift, 1)
+        return log_p.gather(1, x.reshape(len(x), -1).T).sum(0)
+
+    def loss(self, batch, *, step=0, group="model"):
+        nll = -self.log_prob(batch.x)
+        loss = nll.mean() * (float("nan") if group == "b" and step in self.nan_steps else 1.0)
+        return Loss(loss, {"nll": nll})
+
+    def training_step(self, batch, step, groups, forward):
+        for group in groups:
+            if group == "b" and step in self.skip_steps:
+                return
+            yield group, forward(batch, step=step, group=group)
+
+
+def test_a_nan_in_one_group_skips_that_group_and_the_ema_only(digits, tmp_path):
+    with registered("two-groups", type("B", (TwoGroups,), {"nan_steps": frozenset({3})})):
+        train("two-groups", digits, _config(steps=6, ema_decay=0.9), tmp_path / "nan", progress=False)
+    with registered("two-groups", type("B", (TwoGroups,), {"skip_steps": frozenset({3})})):
+        train("two-groups", digits, _config(steps=6, ema_decay=0.9), tmp_path / "ref", progress=False)
+    nan, ref = list_checkpoints(tmp_path / "nan")[-1], list_checkpoints(tmp_path / "ref")[-1]
+    assert _same(_weights(nan), _weights(ref))  # group a stepped at step 3, group b did not
+    state = _state(nan)["state"]
+    assert state["skipped_steps"] == 1 and state["ema_updates"] == 5 and _state(ref)["state"]["ema_updates"] == 6
+
+
 def test_repeated_nan_steps_roll_back_to_the_last_good_checkpoint(digits, tmp_path):
     """NaN at steps 12, 13, 14 (tolerance 3): after the third, model, optimizer and EMA are those of
     step-10 again (the checkpoint at 15 holds them), then training goes on to the end."""
