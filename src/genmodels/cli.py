@@ -344,6 +344,11 @@ def _launch_processes(n: int, argv: list[str]) -> int:
 
 def cmd_train(args: argparse.Namespace) -> None:
     if args.num_processes > 1:
+        from .core import model_class
+
+        model_class(args.model)  # mistakes that need no process group are reported once, here
+        if not args.resume:
+            _train_config(args)
         code = _launch_processes(args.num_processes, _without_num_processes(args.argv))
         if code:
             raise SystemExit(code)

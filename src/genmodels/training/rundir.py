@@ -34,7 +34,10 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
             "or --out a new folder (nothing is overwritten)"
         )
     if resume and not existing:
-        raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
+        raise UserError(
+            f"--resume: {run_dir} holds no checkpoint to resume from (a run stopped before its first "
+            "checkpoint trained nothing yet: remove the folder and start again)"
+        )
     return resume_checkpoint(run_dir) if resume else None
 
 
