@@ -174,6 +174,8 @@ def test_repeated_nan_steps_roll_back_to_the_last_good_checkpoint(digits, tmp_pa
     scheduler = _state(fifteen)["schedulers"]["model"]
     assert scheduler["last_epoch"] == _state(ten)["schedulers"]["model"]["last_epoch"] == 10
     assert result.steps == 20 and not _same(_weights(checkpoints["step-000000020"]), _weights(fifteen))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (results["skipped_steps"], results["rollbacks"]) == (3, 1)
     # Without a roll-back (a tolerance never reached) step 15 holds the weights after step 11.
     _fit(digits, tmp_path / "patient", cls, steps=15, eval_every=5, ema_decay=0.9, nan_tolerance=10)
     assert not _same(_weights(list_checkpoints(tmp_path / "patient")[-1]), _weights(ten))
