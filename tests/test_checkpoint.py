@@ -169,8 +169,15 @@ def test_ema_weights_are_checked_when_used_and_only_then(tmp_path):
 
 def test_higher_precision_weights_are_accepted(tmp_path):
     """float64 where the model has float32 is a precision, not a kind: loaded (cast), not refused."""
+    from genmodels.checkpoint import file_sha256
+
     path, model = _save(tmp_path / "ckpt")
     _tamper(path, "model.safetensors", lambda state: state.update(bias=state["bias"].double()))
+    with pytest.raises(UserError, match="does not match the SHA-256 recorded"):  # not the bytes written
+        load_model(path)
+    meta = json.loads((path / "checkpoint.json").read_text())  # as if written so
+    meta["sha256"]["model.safetensors"] = file_sha256(path / "model.safetensors")
+    (path / "checkpoint.json").write_text(json.dumps(meta))
     loaded, _ = load_model(path)
     assert loaded.bias.dtype == torch.float32 and torch.equal(loaded.bias, model.bias)
 
@@ -256,6 +263,7 @@ def test_checkpoints_from_before_absolute_spec_names_find_their_data(tmp_path, m
     def as_before(meta):
         meta["data"] = {"spec": old_spec, "source": old_source}
         meta["model_config"] = model_config
+        meta.pop("sha256")  # such checkpoints predate checksums (the weights are rewritten below)
 
     _edit_meta(path, as_before)
     (path / "model.safetensors").unlink()

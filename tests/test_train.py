@@ -130,9 +130,12 @@ def test_two_optimizers_are_stepped_in_turn_and_no_likelihood_is_claimed(digits,
 
 
 def test_nan_loss_stops_training_and_keeps_earlier_checkpoints(digits, tmp_path):
+    """With --nan-tolerance 0 the first non-finite loss stops training (tests/test_reliability.py
+    covers the skips and roll-backs of the default tolerance)."""
     with registered("noisy-bound", NoisyBound):
-        with pytest.raises(TrainingDiverged, match="loss became nan by step 20"):  # logged every 10 steps
-            train("noisy-bound", digits, _config(steps=30), tmp_path / "run", model_config={"diverge_at": 15}, progress=False)
+        with pytest.raises(TrainingDiverged, match="group 'model' was NaN or infinite at step 15; training stopped"):
+            train("noisy-bound", digits, _config(steps=30, nan_tolerance=0), tmp_path / "run",
+                  model_config={"diverge_at": 15}, progress=False)
     names = [p.name for p in list_checkpoints(tmp_path / "run")]
     assert names[-1] == "step-000000010"
     read_checkpoint(tmp_path / "run" / "checkpoints" / names[-1])  # intact

@@ -325,8 +325,9 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
 
     Raises:
         UserError: one line naming the file and the problem when checkpoint.json is damaged (wrong
-            types, an invalid data spec) or the weights do not fit the model it describes (names,
-            shapes, dtype kinds, NaN/inf values; see ``check_state``).
+            types, an invalid data spec), the weights do not fit the model it describes (names,
+            shapes, dtype kinds, NaN/inf values; see ``check_state``), or the weights file is not
+            the one written (its SHA-256 differs from the one recorded in checkpoint.json).
     """
     from .core import create_model, is_registered
 
@@ -351,10 +352,12 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
     check_state(model, state, ckpt.path / (EMA_FILE if ema else MODEL_FILE), ckpt.meta["model"])
     problem = _checksum_problem(ckpt.path, ckpt.meta, EMA_FILE if ema else MODEL_FILE)
     if problem:
-        # The weights fit the model and are finite, but are not the bytes that were written.
-        import sys
-
-        print(f"genmodels: warning: {problem}; the weights are loaded as they are now", file=sys.stderr)
+        # The weights fit the model and are finite, but are not the bytes that were written: they
+        # would evaluate and sample silently wrong, so they are refused.
+        raise UserError(
+            f"{problem}; the weights are not the ones trained: use another checkpoint of the run "
+            "(checkpoints/step-*), or copy the file again from where it was written"
+        )
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return model, ckpt

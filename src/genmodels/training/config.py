@@ -17,7 +17,7 @@ __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 #: the part already trained, and needs ``allow_config_change`` (recorded in run.json).
 RESUMABLE_CHANGES = frozenset(
     {"steps", "epochs", "minutes", "eval_every", "log_every", "eval_batch_size", "keep_checkpoints",
-     "num_samples", "num_workers", "sample_options", "eval_options", "log_with"}
+     "num_samples", "num_workers", "sample_options", "eval_options", "log_with", "nan_tolerance", "nan_rollbacks"}
 )
 
 
@@ -36,6 +36,8 @@ class TrainConfig:
         lr: AdamW's learning rate; a model's optimizer group may set its own or a factor of it.
         weight_decay: AdamW's decoupled weight decay (a group may set its own and exempt parameters).
         grad_clip: clip each group's gradient norm to this (0 or none: no clipping).
+        nan_tolerance: a step whose loss or gradient is NaN or infinite is skipped (no update, no EMA); this many such steps in a row roll back to the last good checkpoint (0: stop at the first).
+        nan_rollbacks: roll-backs allowed before a further run of non-finite steps stops training (checkpoints kept).
         lr_schedule: constant or cosine (to 0 at the end of a steps/epochs budget), after the warm-up.
         warmup_steps: linear learning-rate warm-up from 0 over this many steps.
         ema_decay: keep an exponential moving average of the weights with this decay, used for evaluation and sampling.
@@ -65,6 +67,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
+    nan_tolerance: int = 3
+    nan_rollbacks: int = 2
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 0
     ema_decay: float | None = field(default=None, metadata={"flag": "--ema", "metavar": "DECAY"})
@@ -87,7 +91,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None and self.minutes is None:
             raise UserError("give a training budget: --steps N, --epochs N or --minutes M")
-        for name in ("steps", "epochs", "minutes", "warmup_steps", "num_workers"):
+        for name in ("steps", "epochs", "minutes", "warmup_steps", "num_workers", "nan_tolerance", "nan_rollbacks"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise UserError(f"--{_flag(name)} must be ≥ 0, got {value}")

@@ -27,7 +27,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from ..checkpoint import BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkpoint_name, list_checkpoints, read_checkpoint, save_checkpoint, write_json_atomic
+from ..checkpoint import (
+    BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkpoint_name, list_checkpoints, read_checkpoint, read_json,
+    save_checkpoint, write_json_atomic,
+)
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss
 from ..data.base import Dataset
 from ..errors import UserError
@@ -44,7 +47,8 @@ __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "EpochSampler",
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the checkpoints written before it are intact."""
+    """The loss (or its gradient) stayed NaN or infinite through the non-finite guard's skips and
+    roll-backs (``nan_tolerance``, ``nan_rollbacks``); the checkpoints written before are intact."""
 
 
 class TrainingInterrupted(Exception):
@@ -118,9 +122,17 @@ class LossWindow:
         self.examples = 0
         self.started = time.perf_counter()
 
-    def add(self, prefix: str, out: Loss) -> None:
+    @staticmethod
+    def pieces(prefix: str, out: Loss) -> dict[str, Tensor]:
+        """What :meth:`add` adds for ``out``: its loss and the mean of each term, detached."""
         pieces = {f"{prefix}loss": out.loss.detach().float()}
         pieces.update({f"{prefix}{k}": v.detach().float().mean() for k, v in out.terms.items()})
+        return pieces
+
+    def add(self, prefix: str, out: Loss) -> None:
+        self.add_pieces(self.pieces(prefix, out))
+
+    def add_pieces(self, pieces: dict[str, Tensor]) -> None:
         for key, value in pieces.items():
             self.sums[key] = self.sums[key] + value if key in self.sums else value
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -270,6 +282,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         acc = self.accelerator
         rng_to_restore = self._restore() if self.resume_from is not None else None
+        if self.resume_from is not None and acc.is_main_process:
+            self._repoint_best()
         self.run.prepare(
             {**self.description(), "num_parameters": self.model.num_parameters()},
             invocation_record(self.config.to_json(), str(acc.device), acc.num_processes, **self.extra_record),
@@ -354,7 +368,7 @@ class Trainer:
                 micro.append(Batch.of(item))
                 if len(micro) < self.accumulation:
                     continue
-                self.train_step(forward, micro)
+                failed = self.train_step(forward, micro)
                 examples = sum(len(b) for b in micro) * acc.num_processes
                 micro = []
                 state.step += 1
@@ -363,6 +377,7 @@ class Trainer:
                 self.window.examples += examples
                 state.seconds = time.perf_counter() - start
                 self.display.update(1)
+                self._guard(failed)
                 out_of_time = cfg.minutes is not None and state.seconds >= cfg.minutes * 60
                 stop = state.step >= self.budget_steps or out_of_time
                 if state.step % cfg.log_every == 0 or stop:
@@ -389,12 +404,16 @@ class Trainer:
             self.display.close()
         raise TrainingInterrupted(signum, self.state.step, self.run_dir / "checkpoints" / name)
 
-    def train_step(self, forward, batch: Batch | list[Batch]) -> None:
+    def train_step(self, forward, batch: Batch | list[Batch]) -> list[str]:
         """One training step: every group that is due, in order, each updated in isolation.
 
         With G micro-batches (gradient accumulation), each group's gradient is the mean over all G
         of them before that group steps: the step of one batch G times larger under a mean loss.
         A later group's losses see the earlier groups' updated parameters, as without accumulation.
+
+        A group whose loss or gradient is NaN or infinite (on any process) is not stepped, its
+        gradients are zeroed and its losses are not logged; the EMA is not updated on such a step.
+        Returns the groups skipped so (every process returns the same).
         """
         acc, step = self.accelerator, self.state.step
         micro = batch if isinstance(batch, list) else [batch]
@@ -403,6 +422,8 @@ class Trainer:
         streams = [model.training_step(b, step, due, forward) for b in micro]
         prefix = "" if len(self.groups) == 1 else "{}/"
         stepped: list[str] = []
+        pending: list[dict[str, Tensor]] = []  # this group's losses, logged once it has stepped
+        failed: list[str] = []
 
         def next_loss(i: int):
             with acc.autocast():
@@ -417,7 +438,7 @@ class Trainer:
                 )
             if i == 0:
                 stepped.append(group)
-            self.window.add(prefix.format(group), out)
+            pending.append(self.window.pieces(prefix.format(group), out))
             return out.loss
 
         # With several processes and micro-batches, every forward but the last skips DDP's gradient
@@ -438,16 +459,87 @@ class Trainer:
                         raise RuntimeError(f"{type(model).__name__}.training_step yielded fewer groups for another micro-batch")
                     yield loss
 
-            accumulate_and_step(acc, forward, model, losses(), len(micro), self.groups[group].params,
-                                self.optimizers[group], self.settings[group])
+            if accumulate_and_step(acc, forward, model, losses(), len(micro), self.groups[group].params,
+                                   self.optimizers[group], self.settings[group]):
+                for pieces in pending:
+                    self.window.add_pieces(pieces)
+            else:
+                failed.append(group)
+            pending.clear()
         with warnings.catch_warnings():
             # A group not due this step (n_critic, a warm-up) has not stepped its optimizer; its
             # schedule still counts the global step, which is what we want.
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             for scheduler in self.schedulers.values():
                 scheduler.step()
-        if self.ema is not None:
+        if self.ema is not None and not failed:
             self.ema.update(model)
+        return failed
+
+    # --- the non-finite guard --------------------------------------------------------------------
+    def _guard(self, failed: list[str]) -> None:
+        """Count a step whose update was skipped for a non-finite loss or gradient (``failed``: its
+        groups). ``nan_tolerance`` such steps in a row roll model, optimizers, schedules and EMA back
+        to the last good checkpoint (the step count and the data order go on: the batches that
+        failed are not replayed); once ``nan_rollbacks`` roll-backs are spent, or with a tolerance
+        of 0, training stops with :class:`TrainingDiverged`, keeping every checkpoint written."""
+        cfg, state = self.config, self.state
+        if not failed:
+            state.nan_streak = 0
+            return
+        step = state.step - 1  # the step the model's loss was computed at
+        state.nan_streak += 1
+        state.skipped_steps += 1
+        which = ", ".join(f"'{g}'" for g in failed)
+        latest = list_checkpoints(self.run_dir)
+        kept = f"every checkpoint written is intact (latest: {latest[-1].name})" if latest else "no checkpoint was written"
+        if cfg.nan_tolerance == 0 or (state.nan_streak >= cfg.nan_tolerance and state.rollbacks >= cfg.nan_rollbacks):
+            streak = f" and the {state.nan_streak - 1} step(s) before it" if state.nan_streak > 1 else ""
+            after = f", after {state.rollbacks} roll-back(s) to {state.good_checkpoint}" if state.rollbacks else ""
+            raise TrainingDiverged(
+                f"the loss or gradient of group {which} was NaN or infinite at step {step}{streak}{after}; "
+                f"training stopped, {kept}. Lower --lr, set --grad-clip, or raise --nan-tolerance/--nan-rollbacks"
+            )
+        if state.nan_streak < cfg.nan_tolerance:
+            if self.display is not None:
+                self.display.message(
+                    f"step {step}: NaN or infinite loss or gradient of group {which}; update skipped "
+                    f"({state.nan_streak} of {cfg.nan_tolerance} in a row before a roll-back)"
+                )
+            return
+        self._roll_back(step)
+
+    def _roll_back(self, step: int) -> None:
+        """Load model, optimizers, schedules and EMA of the last good checkpoint (read from disk,
+        checksums verified); the step count, data order, RNG and best checkpoint go on."""
+        state = self.state
+        name = state.good_checkpoint
+        path = self.run_dir / "checkpoints" / name if name else None
+        try:
+            if path is None or not path.is_dir():
+                raise UserError(f"the last good checkpoint {name} is gone")
+            ckpt = read_checkpoint(path, with_trainer_state=True)
+        except UserError as error:
+            raise TrainingDiverged(
+                f"{state.nan_streak} NaN or infinite steps in a row up to step {step}, and no roll-back is "
+                f"possible ({error}); training stopped, the checkpoints written are kept"
+            ) from None
+        trainer_state = ckpt.trainer_state
+        self.model.load_state_dict(ckpt.model_state)
+        for group, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(trainer_state["optimizers"][group])
+        for group, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(trainer_state["schedulers"][group])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt.ema_state)
+            self.ema.updates = trainer_state["state"]["ema_updates"]
+        state.rollbacks += 1
+        state.nan_streak = 0
+        if self.display is not None:
+            self.display.message(
+                f"step {step}: NaN or infinite loss or gradient {self.config.nan_tolerance} steps in a row; rolled back "
+                f"model, optimizers, schedules and EMA to {name} (roll-back {state.rollbacks} of {self.config.nan_rollbacks})"
+            )
 
     def _log_training(self, *, final: bool) -> None:
         values, rate = self.window.flush(self.state.step, self.accelerator)  # raises on a non-finite loss
@@ -543,8 +635,10 @@ class Trainer:
         acc, state = self.accelerator, self.state
         if self.ema is not None:
             state.ema_updates = self.ema.updates
+        name = checkpoint_name(state.step)
+        if state.nan_streak == 0:  # a checkpoint inside a run of skipped steps is no place to roll back to
+            state.good_checkpoint = name
         if acc.is_main_process:
-            name = checkpoint_name(state.step)
             folder = self.run_dir / "checkpoints" / name
             if not folder.exists():
                 save_checkpoint(
@@ -565,13 +659,30 @@ class Trainer:
                     self.run_dir / "checkpoints" / BEST_POINTER,
                     {"checkpoint": name, "selected_by": self._selected_by, "value": state.best_nll},
                 )
-            # Keep the best checkpoint and the latest few; older intermediate ones go.
+            # Keep the best checkpoint and the latest few; older intermediate ones go, renamed to a
+            # temporary name first so that a process killed while deleting leaves no half checkpoint.
             import shutil
 
             for old in list_checkpoints(self.run_dir)[: -self.config.keep_checkpoints]:
-                if old.name != state.best_checkpoint:
-                    shutil.rmtree(old)
+                if old.name not in (state.best_checkpoint, state.good_checkpoint):
+                    doomed = old.with_name(f".tmp-{old.name}-deleting")
+                    old.rename(doomed)
+                    shutil.rmtree(doomed)
         acc.wait_for_everyone()
+
+    def _repoint_best(self) -> None:
+        """A process killed between writing a checkpoint and moving best.json to it leaves the
+        pointer behind the resumed state: point it where the state says."""
+        pointer = self.run_dir / "checkpoints" / BEST_POINTER
+        best = self.state.best_checkpoint
+        try:
+            current = read_json(pointer) if pointer.is_file() else {}
+        except UserError:
+            current = {}
+        if best is None or not isinstance(current, dict) or current.get("checkpoint") == best:
+            return
+        selected_by = current.get("selected_by", "latest" if self.state.best_nll is None else "validation NLL (nats)")
+        write_json_atomic(pointer, {"checkpoint": best, "selected_by": selected_by, "value": self.state.best_nll})
 
     def _restore(self) -> dict[str, Any]:
         """Load the model, optimizers, schedules, EMA and state of the checkpoint resumed from;
@@ -588,6 +699,8 @@ class Trainer:
             check_state(self.model, ckpt.ema_state, ckpt.path / EMA_FILE, self.model.name)
             self.ema.load_state_dict(ckpt.ema_state)
         self.state = TrainState.from_json(trainer_state["state"])
+        if self.state.good_checkpoint is None:  # written before the non-finite guard
+            self.state.good_checkpoint = self.resume_from.name
         if self.ema is not None:
             self.ema.updates = self.state.ema_updates
         for name, optimizer in self.optimizers.items():

@@ -118,12 +118,21 @@ def step_group(
     params: list[nn.Parameter],
     optimizer: torch.optim.Optimizer,
     settings: GroupSettings,
-) -> None:
+) -> bool:
     """One group's update, isolated from the others: zero every gradient of the model, backpropagate
     ``loss`` (with Accelerate's mixed-precision scaling), clip this group's gradient norm, step this
     group's optimizer, and zero again, so a loss that also reaches another group's parameters (a
-    generator's loss through the discriminator) moves nothing but its own group."""
-    accumulate_and_step(accelerator, None, model, [loss], 1, params, optimizer, settings)
+    generator's loss through the discriminator) moves nothing but its own group. Returns whether
+    the group stepped (False: a non-finite loss or gradient, see :func:`accumulate_and_step`)."""
+    return accumulate_and_step(accelerator, None, model, [loss], 1, params, optimizer, settings)
+
+
+def _all_finite(accelerator, value: Tensor) -> bool:
+    """Whether ``value`` is finite on every process: each process takes the same decision."""
+    bad = (~torch.isfinite(value.detach().float())).any().to(torch.float32).reshape(1)
+    if getattr(accelerator, "num_processes", 1) > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    return not bool(bad.item())
 
 
 def accumulate_and_step(
@@ -135,20 +144,38 @@ def accumulate_and_step(
     params: list[nn.Parameter],
     optimizer: torch.optim.Optimizer,
     settings: GroupSettings,
-) -> None:
+) -> bool:
     """:func:`step_group` over ``n`` micro-batches: zero every gradient, backpropagate each loss
     divided by n as it comes (``losses`` is lazy, so one micro-batch's graph is alive at a time),
     then clip and step once. For mean losses over equal micro-batches this is the step of their
     union: ∇(1/n Σᵢ Lᵢ) = 1/n Σᵢ ∇Lᵢ. With several processes the gradients are averaged only at
-    the last micro-batch (DDP's ``no_sync`` for the others, whose forwards run inside it)."""
+    the last micro-batch (DDP's ``no_sync`` for the others, whose forwards run inside it).
+
+    A non-finite loss (on any process), or a non-finite gradient norm, skips the step: the
+    gradients are zeroed and the optimizer is not stepped. Under fp16 the gradient scaler keeps
+    its own overflow check (it skips the step and lowers its scale), so only the loss is checked.
+    Returns whether the group stepped; every process returns the same.
+    """
     zero_all(model)
     stream = iter(losses)
+    total = None
     for i in range(n):
         quiet = forward is not None and i < n - 1 and accelerator.num_processes > 1
         with accelerator.no_sync(forward) if quiet else contextlib.nullcontext():
             loss = next(stream)
             accelerator.backward(loss / n if n > 1 else loss)
-    if settings.grad_clip is not None:
-        accelerator.clip_grad_norm_(params, settings.grad_clip)
-    optimizer.step()
+        total = loss.detach() if total is None else total + loss.detach()
+    scaled = getattr(accelerator, "scaler", None) is not None
+    finite = _all_finite(accelerator, total)
+    if finite:
+        if settings.grad_clip is not None:
+            norm = accelerator.clip_grad_norm_(params, settings.grad_clip)
+        elif not scaled:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        if not scaled:
+            # Gradients are the same on every process (DDP averaged them), and so is this decision.
+            finite = _all_finite(accelerator, torch.as_tensor(norm))
+    if finite:
+        optimizer.step()
     zero_all(model)
+    return finite

@@ -123,6 +123,9 @@ def finish_run(trainer: Trainer) -> TrainResult:
             "examples_seen": state.examples,
             "train_seconds": seconds,
             "examples_per_second": rate,
+            # The non-finite guard: steps skipped for a NaN/inf loss or gradient, and roll-backs.
+            "skipped_steps": state.skipped_steps,
+            "rollbacks": state.rollbacks,
             "num_parameters": model.num_parameters(),
             "sampling": sampling,
             "validation": [r.to_json() for r in validation],

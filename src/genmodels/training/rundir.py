@@ -17,7 +17,7 @@ from .. import __version__
 from ..checkpoint import list_checkpoints, read_json, verify_checkpoint, write_json_atomic
 from ..errors import UserError
 
-__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "resume_checkpoint"]
+__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "resume_checkpoint", "remove_leftovers"]
 
 METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
 
@@ -34,7 +34,10 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
             "or --out a new folder (nothing is overwritten)"
         )
     if resume and not existing:
-        raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
+        raise UserError(
+            f"--resume: {run_dir} holds no checkpoint to resume from (a run stopped before its first "
+            "checkpoint trained nothing yet: remove the folder and start again)"
+        )
     return resume_checkpoint(run_dir) if resume else None
 
 
@@ -42,15 +45,15 @@ def resume_checkpoint(run_dir: Path) -> Path:
     """The newest checkpoint of a run whose every file is intact (SHA-256 as written, readable).
 
     A damaged newer one is reported and moved aside to ``checkpoints/damaged-step-*`` (nothing
-    written is deleted; a resumed run will write that step again), and temporary folders of
-    checkpoints a killed process never finished are removed. Only the first process (RANK 0)
-    changes the folder; every process picks the same checkpoint.
+    written is deleted; a resumed run will write that step again), and what a killed process left
+    unfinished is removed: temporary folders of checkpoints it was writing or deleting, and
+    temporary files of JSON it was replacing. Only the first process (RANK 0) changes the folder;
+    every process picks the same checkpoint.
     """
     run_dir = Path(run_dir)
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
-        for leftover in (run_dir / "checkpoints").glob(".tmp-step-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        remove_leftovers(run_dir)
     for candidate in reversed(list_checkpoints(run_dir)):
         try:
             verify_checkpoint(candidate)
@@ -65,6 +68,27 @@ def resume_checkpoint(run_dir: Path) -> Path:
             continue
         return candidate
     raise UserError(f"--resume: no intact checkpoint in {run_dir / 'checkpoints'}; start a new run")
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Remove the temporary folders and files a killed process left in a run folder."""
+    for leftover in (run_dir / "checkpoints").glob(".tmp-step-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for leftover in folder.glob(".*.tmp-*"):  # write_json_atomic's
+            leftover.unlink(missing_ok=True)
+    (run_dir / "metrics.csv.tmp").unlink(missing_ok=True)
+
+
+def _complete(row: dict[str, Any]) -> bool:
+    """Whether a metrics.csv row is whole (a killed process may leave a partial last line)."""
+    if None in row or any(row.get(c) in (None, "") for c in METRIC_COLUMNS):
+        return False
+    try:
+        int(row["step"]), float(row["value"])
+    except ValueError:
+        return False
+    return True
 
 
 class RunDir:
@@ -84,7 +108,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         if resumed_at is not None and self.metrics.exists():
             with open(self.metrics, newline="") as handle:
-                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= resumed_at and row["split"] != "test"]
+                kept = [row for row in csv.DictReader(handle)
+                        if _complete(row) and int(row["step"]) <= resumed_at and row["split"] != "test"]
             tmp = self.metrics.with_suffix(".csv.tmp")
             with open(tmp, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)

@@ -18,6 +18,10 @@ class TrainState:
 
     ``best_nll`` is the validation NLL (nats) of ``best_checkpoint``; None until a checkpoint with a
     likelihood exists (a model without one keeps its latest checkpoint as the best).
+
+    The non-finite guard: ``skipped_steps`` steps were skipped for a NaN/inf loss or gradient in
+    all, ``nan_streak`` in a row up to now, and ``rollbacks`` roll-backs to ``good_checkpoint`` (the
+    latest checkpoint written outside such a streak) were made.
     """
 
     step: int = 0
@@ -28,6 +32,10 @@ class TrainState:
     best_nll: float | None = None
     best_checkpoint: str | None = None
     ema_updates: int = 0
+    skipped_steps: int = 0
+    nan_streak: int = 0
+    rollbacks: int = 0
+    good_checkpoint: str | None = None
 
     def improves(self, nll: float | None) -> bool:
         """Whether a checkpoint with validation NLL ``nll`` (None: no likelihood) becomes the best."""
