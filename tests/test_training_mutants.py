@@ -361,3 +361,44 @@ def test_other_processes_report_nothing_and_a_terminal_gets_a_bar():
     log.message("step 5: validation")
     log.close()
     assert "step 5: validation\n" in terminal.getvalue()
+
+
+def test_the_bar_counts_steps_of_the_budget_on_its_own_stream_and_redraws_only_when_due(capsys):
+    terminal = _Terminal()
+    log = ProgressLog(10, 2, "train m", stream=terminal, min_seconds=0.0)
+    bar = log._bar
+    assert (bar.total, bar.desc, bar.unit) == (10, "train m", "step")
+    assert callable(bar.dynamic_ncols)  # follows the terminal's width (tqdm keeps its measuring function)
+    log.update()  # one step by default
+    assert bar.n == 3
+    bar.refresh()
+    drawn = terminal.getvalue()
+    log.log(3, {"loss": 0.25}, 10.0)
+    assert terminal.getvalue() == drawn  # the postfix waits for the bar's next due redraw (no refresh)
+    log.close()
+    assert "3/10" in terminal.getvalue() and "step" in terminal.getvalue()
+    assert capsys.readouterr() == ("", "")  # nothing went to the process's own stdout/stderr
+
+
+class _Flushed(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.flushed_at: list[int] = []
+
+    def flush(self):
+        self.flushed_at.append(len(self.getvalue()))
+        super().flush()
+
+
+def test_each_plain_line_is_flushed_at_once_and_lines_are_ten_seconds_apart_by_default(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    stream = _Flushed()
+    log = ProgressLog(None, 0, "t", stream=stream)  # the default min_seconds
+    log.log(1, {"loss": 1.0}, 1.0)
+    assert stream.flushed_at and stream.flushed_at[-1] == len(stream.getvalue())  # a log file sees it now
+    now[0] += 9.5
+    log.log(2, {"loss": 1.0}, 1.0)  # too soon
+    now[0] += 0.5
+    log.log(3, {"loss": 1.0}, 1.0)  # exactly 10 s after the first line
+    assert [line.split("  ")[0] for line in stream.getvalue().splitlines()] == ["t: step 1", "t: step 3"]
