@@ -267,6 +267,17 @@ def test_the_loss_window_averages_each_quantity_per_step_and_resets(monkeypatch)
     assert (window.sums, window.counts, window.examples, window.started) == ({}, {}, 0, 103.0)
 
 
+def test_the_examples_per_second_of_a_window_shorter_than_a_second(monkeypatch):
+    clock = iter([10.0, 10.25, 10.25, 10.25, 10.25])
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    window = loop.LossWindow()  # started at 10
+    window.add("", Loss(torch.tensor(1.0)))
+    window.examples = 64
+    assert window.flush(1)[1] == 256.0  # 64 examples in 0.25 s, not 64 per second at least
+    window.examples = 5  # restarted at 10.25; no time has passed: the rate is huge, never a division by 0
+    assert window.flush(2)[1] == 5 / 1e-9
+
+
 def test_an_empty_window_and_a_diverged_loss():
     window = loop.LossWindow()
     window.examples = 3

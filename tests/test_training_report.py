@@ -1,0 +1,247 @@
+"""The run folder (training/rundir.py) and the end-of-run report (training/report.py), part by part,
+with values where a right and a wrong version disagree: each test kills mutants that survived the
+training tests (docs/MUTATION.md). No training loop; all run in about a second."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from genmodels import __version__
+from genmodels.checkpoint import MODEL_FILE, checkpoint_name, save_checkpoint
+from genmodels.core import GenerativeModel, LikelihoodKind, ModelConfig
+from genmodels.data import DataSpec
+from genmodels.errors import UserError
+from genmodels.evaluate import LikelihoodRecord
+from genmodels.training import report, rundir
+from genmodels.training.rundir import METRIC_COLUMNS, RunDir, check_run_dir, invocation_record, resume_checkpoint
+
+# --- rundir: where a run may go, and which checkpoint a resume takes ------------------------------
+
+
+def _checkpoint(run_dir, step):
+    return save_checkpoint(run_dir / "checkpoints" / checkpoint_name(step), model_state={"w": torch.full((3,), float(step))},
+                           meta={"step": step})
+
+
+def _at(run_dir, step):
+    return run_dir / "checkpoints" / checkpoint_name(step)
+
+
+def _damage(folder):
+    data = bytearray((folder / MODEL_FILE).read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the tensor data: still a readable file, the wrong SHA-256
+    (folder / MODEL_FILE).write_bytes(bytes(data))
+
+
+def test_a_new_run_needs_a_new_or_empty_folder(tmp_path):
+    assert check_run_dir(tmp_path / "new", resume=False) is None
+    (tmp_path / "empty").mkdir()
+    assert check_run_dir(tmp_path / "empty", resume=False) is None
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"^--out .*file is a file, not a folder; choose a new folder for the run$"):
+        check_run_dir(tmp_path / "file", resume=False)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=r"used already holds files; pass --resume to continue that run, or --out a new "
+                                        r"folder \(nothing is overwritten\)$"):
+        check_run_dir(tmp_path / "used", resume=False)
+    _checkpoint(tmp_path / "used", 3)
+    with pytest.raises(UserError, match=r"used already holds checkpoints; pass --resume"):
+        check_run_dir(tmp_path / "used", resume=False)
+    assert check_run_dir(tmp_path / "used", resume=True) == _at(tmp_path / "used", 3)
+    with pytest.raises(UserError, match=r"^--resume: .*empty holds no checkpoint to resume from$"):
+        check_run_dir(tmp_path / "empty", resume=True)
+    with pytest.raises(UserError, match=r"^--resume: .*new holds no checkpoint to resume from$"):
+        check_run_dir(tmp_path / "new", resume=True)
+
+
+def test_resume_takes_the_newest_intact_checkpoint_and_moves_damaged_ones_aside(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RANK", raising=False)
+    for step in (1, 2, 3):
+        _checkpoint(tmp_path, step)
+    leftover = tmp_path / "checkpoints" / ".tmp-step-4-123"
+    leftover.mkdir()
+    (leftover / "half.bin").write_text("x")
+    other = tmp_path / "checkpoints" / "keep.tmp-step-5"  # not a temporary checkpoint folder
+    other.mkdir()
+    assert resume_checkpoint(tmp_path) == _at(tmp_path, 3)
+    assert not leftover.exists() and other.exists()
+    _damage(_at(tmp_path, 3))
+    older_copy = tmp_path / "checkpoints" / f"damaged-{checkpoint_name(3)}"
+    older_copy.mkdir()
+    (older_copy / "old.txt").write_text("an older damaged copy of step 3")
+    assert resume_checkpoint(str(tmp_path)) == _at(tmp_path, 2)  # a str path too
+    assert not (_at(tmp_path, 3)).exists()
+    assert sorted(p.name for p in older_copy.iterdir()) == sorted(p.name for p in (_at(tmp_path, 2)).iterdir())
+    err = capsys.readouterr().err
+    assert err.startswith(f"genmodels: {checkpoint_name(3)} is damaged (") and err.endswith(
+        f"); moved it to damaged-{checkpoint_name(3)} and resume from the previous intact checkpoint\n")
+    assert "does not match the SHA-256" in err and err.count("\n") == 1
+    for step in (1, 2):
+        _damage(_at(tmp_path, step))
+    with pytest.raises(UserError, match=r"^--resume: no intact checkpoint in .*checkpoints; start a new run$"):
+        resume_checkpoint(tmp_path)
+
+
+def test_only_the_first_process_changes_the_folder_but_every_process_picks_the_same(tmp_path, monkeypatch, capsys):
+    for step in (1, 2):
+        _checkpoint(tmp_path, step)
+    _damage(_at(tmp_path, 2))
+    leftover = tmp_path / "checkpoints" / ".tmp-step-3-7"
+    leftover.mkdir()
+    monkeypatch.setenv("RANK", "1")
+    assert resume_checkpoint(tmp_path) == _at(tmp_path, 1)
+    assert leftover.exists() and (_at(tmp_path, 2)).exists() and capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert resume_checkpoint(tmp_path) == _at(tmp_path, 1)
+    assert not leftover.exists() and (tmp_path / "checkpoints" / f"damaged-{checkpoint_name(2)}").exists()
+
+
+# --- rundir: run.json and metrics.csv ---------------------------------------------------------------
+
+WHERE = {"step": 4, "epoch": 1, "examples": 64, "seconds": 2.71828}
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_a_new_run_writes_its_description_and_metrics_rows(tmp_path):
+    run = RunDir(tmp_path / "a" / "run", is_main=True)
+    assert (run.metrics, run.run_json) == (tmp_path / "a" / "run" / "metrics.csv", tmp_path / "a" / "run" / "run.json")
+    run.prepare({"model": "m"}, {"command": ["x"]}, None)
+    assert json.loads(run.run_json.read_text()) == {"model": "m", "command": ["x"]}
+    run.write_metrics([("train", "loss", 0.1), ("validation", "nll", torch.tensor(2.5))], WHERE)
+    run.write_metrics([], WHERE)
+    assert _rows(run.metrics) == [METRIC_COLUMNS, ["4", "1", "64", "2.718", "train", "loss", "0.1"],
+                                  ["4", "1", "64", "2.718", "validation", "nll", "2.5"]]
+    run.prepare({"model": "m"}, {"command": ["y"]}, None)  # a fresh start keeps the rows already there
+    assert len(_rows(run.metrics)) == 3
+    assert METRIC_COLUMNS == ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
+
+
+def test_a_resumed_run_drops_later_rows_and_test_rows_and_appends_its_invocation(tmp_path):
+    run = RunDir(tmp_path, is_main=True)
+    run.prepare({"model": "m"}, {"command": ["first"]}, None)
+    for step, split in ((2, "train"), (3, "validation"), (3, "test"), (4, "train")):
+        run.write_metrics([(split, "x", float(step))], {**WHERE, "step": step})
+    run.prepare({"model": "changed"}, {"command": ["second"]}, 3)
+    assert [(r[0], r[4]) for r in _rows(run.metrics)] == [("step", "split"), ("2", "train"), ("3", "validation")]
+    assert not list(tmp_path.glob("*.tmp"))
+    record = json.loads(run.run_json.read_text())
+    assert record == {"model": "m", "command": ["first"], "resumed": [{"command": ["second"], "from_step": 3}]}
+    run.prepare({}, {"command": ["third"]}, 2)
+    assert [r["from_step"] for r in json.loads(run.run_json.read_text())["resumed"]] == [3, 2]
+
+
+def test_a_resumed_run_without_its_files_starts_them(tmp_path):
+    run = RunDir(tmp_path / "r", is_main=True)
+    run.prepare({"model": "m"}, {"command": ["c"]}, 5)
+    assert _rows(run.metrics) == [METRIC_COLUMNS]
+    assert json.loads(run.run_json.read_text()) == {"model": "m", "command": ["c"]}
+
+
+def test_other_processes_write_nothing(tmp_path):
+    run = RunDir(tmp_path / "r", is_main=False)
+    run.prepare({"model": "m"}, {}, None)
+    run.write_metrics([("train", "loss", 1.0)], WHERE)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_invocation_record(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["genmodels", "train", "m"])
+    record = invocation_record({"steps": 3}, "cpu", 2, seed=5)
+    assert record == {
+        "command": ["genmodels", "train", "m"], "train_config": {"steps": 3},
+        "versions": {"genmodels": __version__, "torch": torch.__version__, "python": rundir.platform.python_version()},
+        "device": "cpu", "processes": 2, "seed": 5,
+    }
+
+
+# --- report: samples, titles, curves, the Markdown table ------------------------------------------
+
+
+class Drawn(GenerativeModel):
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.NONE
+
+    def __init__(self):
+        super().__init__(ModelConfig(), DataSpec("t", (4,), 2))
+        self.w = nn.Parameter(torch.zeros(1))
+        self.calls = []
+
+    def sample(self, n, *, y=None, generator=None, temperature: float = 1.0, steps: int = 2):
+        self.calls.append({"y": y, "temperature": temperature, "steps": steps})
+        return torch.rand(n, 4, generator=generator)
+
+    def sample_with_info(self, n, **options):
+        return self.sample(n, **options), {"nfe": 3 * options.get("steps", 2)}
+
+
+def test_draw_samples_parses_the_options_seeds_the_draw_and_reports_it():
+    model = Drawn()
+    samples, info = report.draw_samples(model, 2, seed=7, options={"temperature": "0.5", "steps": "4"}, y="label")
+    assert torch.equal(samples, torch.rand(2, 4, generator=torch.Generator().manual_seed(7)))
+    assert model.calls == [{"y": "label", "temperature": 0.5, "steps": 4}]
+    assert info["options"] == {"temperature": "0.5", "steps": "4"} and info["nfe"] == 12
+    assert list(info) == ["options", "nfe", "seconds"] and 0 <= info["seconds"] < 60
+    samples, info = report.draw_samples(model, 1, seed=8)
+    assert info["options"] == {} and model.calls[-1] == {"y": None, "temperature": 1.0, "steps": 2}
+    assert report.sampling_options(model, {"steps": "9"}) == {"steps": 9}
+    with pytest.raises(UserError, match=r"no sampling option 'generator'; its sampling options: temperature, steps"):
+        report.sampling_options(model, {"generator": "1"})
+
+
+def test_a_sample_title_says_what_the_grid_shows():
+    info = {"options": {"solver": "heun", "steps": "10"}, "nfe": 19, "seconds": 1.5}
+    assert report.sample_title("ddpm", "digits", 300, info) == "ddpm on digits · step 300 · solver=heun, steps=10 · nfe 19"
+    assert report.sample_title("m", "d", None, {"seconds": 0.1}) == "m on d"
+    assert report.sample_title("m", "d", 0, {"options": {}, "nfe": 1, "temperature": 0.5}) == "m on d · step 0 · nfe 1, temperature 0.5"
+
+
+def test_a_training_curve_is_there_only_with_training_rows(tmp_path):
+    run = RunDir(tmp_path, is_main=True)
+    run.prepare({}, {}, None)
+    run.write_metrics([("validation", "nll", 1.0), ("test", "nll", 1.0)], WHERE)
+    assert not report.has_training_curve(run.metrics)
+    run.write_metrics([("train", "loss", 1.0)], WHERE)
+    assert report.has_training_curve(run.metrics)
+
+
+def _result(model, data, test, **extra):
+    return {"model": model, "data": data, "test": test, "num_parameters": 12345, "steps": 300, "best_step": 200,
+            "examples_per_second": 1234.56, **extra}
+
+
+def test_the_results_table_is_what_a_paper_needs():
+    exact = LikelihoodRecord("nll", "exact", 40.12345, 0.98765, 0.123, 100, 64).to_json()
+    iwae = LikelihoodRecord("iwae", "estimate", 41.5, None, 0.5, 100, 64, samples=64, options={"k": 64},
+                            discrete=False).to_json()
+    config = {"steps": 300, "epochs": None, "minutes": None, "batch_size": 64, "lr": 0.001, "seed": 0, "ema": 0.999}
+    rows = [
+        _result("fvsbn", "digits", [exact], train_config=config, sampling={"options": {"t": "1"}, "nfe": 64, "seconds": 9.0}),
+        _result("vae", "digits", [iwae], train_config={**config, "seed": 1}, sampling={}),
+        _result("gan", "digits", [], train_config=config, sampling={"seconds": 1.0}),
+        {"model": "pixelcnn", "data": "moons", "skipped": "needs images"},
+    ]
+    assert report.results_markdown(rows) == "\n".join([
+        "Training: batch_size 64, lr 0.001, seed 0, steps 300.",
+        "Training: batch_size 64, lr 0.001, seed 1, steps 300.",
+        "Test split; the checkpoint best on validation. NLL in nats per example ± standard error: of the discrete "
+        "data where bits/dim is given, of the density on continuous data otherwise.",
+        "",
+        "| data | model | measure | kind | test NLL (nats) | bits/dim | params | steps (best) | train ex/s | sampling |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| digits | fvsbn | nll | exact | 40.123 ± 0.12 | 0.9877 | 12,345 | 300 (200) | 1235 | t=1, nfe=64 |",
+        "| digits | vae | iwae | estimate (k=64) k=64 | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
+        "| digits | gan | — | none | — | — | 12,345 | 300 (200) | 1235 | defaults |",
+        "| moons | pixelcnn | — | — | skipped: needs images | | | | | |",
+    ]) + "\n"
+    assert report.results_markdown([_result("m", "d", [exact])]).startswith("Test split;")  # bench rows: no config
