@@ -413,3 +413,89 @@ def test_each_plain_line_is_flushed_at_once_and_lines_are_ten_seconds_apart_by_d
     now[0] += 0.5
     log.log(3, {"loss": 1.0}, 1.0)  # exactly 10 s after the first line
     assert [line.split("  ")[0] for line in stream.getvalue().splitlines()] == ["t: step 1", "t: step 3"]
+
+
+# --- Trainer.train_step: the order of the groups a model's training_step yields ----------------------
+
+import warnings  # noqa: E402
+
+from genmodels.core import Batch  # noqa: E402
+from genmodels.data.base import Dataset, Split  # noqa: E402
+from genmodels.training.loop import Trainer  # noqa: E402
+
+
+class Scripted(GenerativeModel):
+    """Groups d and g; each micro-batch's training_step yields the groups of ``script`` in turn."""
+
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.NONE
+
+    def __init__(self, script, groups=None):
+        super().__init__(ModelConfig(), DataSpec("t", (2,), 2))
+        self.d = nn.Parameter(torch.tensor([1.0]))
+        self.g = nn.Parameter(torch.tensor([1.0]))
+        self.script, self.streams = script, 0
+        self.groups_spec = groups or {}
+
+    def optimizer_groups(self):
+        return {"d": OptimizerGroup([self.d], **self.groups_spec.get("d", {})),
+                "g": OptimizerGroup([self.g], **self.groups_spec.get("g", {}))}
+
+    def loss(self, batch, *, step=0, group="model"):
+        weight = self.d if group == "d" else self.g
+        return Loss((weight * batch.x.float().sum(1)).mean(), {"w": weight.detach().expand(len(batch))})
+
+    def training_step(self, batch, step, groups, forward):
+        script = self.script[self.streams % len(self.script)]
+        self.streams += 1
+        for group in script:
+            yield group, forward(batch, step=step, group=group)
+
+    @torch.no_grad()
+    def sample(self, n, *, y=None, generator=None):
+        return torch.zeros(n, 2, dtype=torch.int64)
+
+
+def _stepper(tmp_path, script, groups=None, accumulation=1):
+    x = torch.tensor([[1, 0], [1, 1], [0, 1], [1, 1]])
+    data = Dataset(DataSpec("t", (2,), 2), Split(x), Split(x), Split(x))
+    model = Scripted(script, groups)
+    config = TrainConfig(steps=1, batch_size=2, grad_accumulation=accumulation, lr=0.1, grad_clip=None)
+    trainer = Trainer(model, data, config, tmp_path / "run", progress=False)
+    _, forward, _ = trainer._prepare()
+    micro = [Batch(x[:2]), Batch(x[2:])][:accumulation]
+    return trainer, forward, micro
+
+
+@pytest.mark.parametrize(
+    "script, why",
+    [
+        ([["d", "x"]], "yielded group 'x' at step 0; due once each, in order: ['d', 'g']"),  # not a group
+        ([["d", "d"]], "yielded group 'd' at step 0"),  # twice
+        ([["d", "g"], ["d", "d"]], "yielded group 'd' at step 0"),  # the second micro-batch goes elsewhere
+        ([["d", "g"], ["d"]], "Scripted.training_step yielded fewer groups for another micro-batch"),
+    ],
+)
+def test_a_training_step_that_yields_the_wrong_groups_is_stopped(tmp_path, script, why):
+    trainer, forward, micro = _stepper(tmp_path, script, accumulation=len(script))
+    with pytest.raises(RuntimeError, match=("^Scripted.training_step " if "fewer" not in why else "^") + re.escape(why)):
+        trainer.train_step(forward, micro)
+
+
+def test_each_group_steps_once_per_step_with_its_micro_batches_averaged(tmp_path):
+    trainer, forward, micro = _stepper(tmp_path, [["d", "g"]], accumulation=2)
+    trainer.train_step(forward, micro)
+    assert sorted(trainer.window.sums) == ["d/loss", "d/w", "g/loss", "g/w"]
+    assert trainer.window.counts == {"d/loss": 2, "d/w": 2, "g/loss": 2, "g/w": 2}
+    assert trainer.window.sums["d/loss"].item() == pytest.approx(1.5 + 1.5)  # x sums 1, 2 | 1, 2; weight 1
+    # Adam's first step moves each weight by lr against the sign of its (averaged) gradient.
+    assert (trainer.model.d.item(), trainer.model.g.item()) == (pytest.approx(0.9), pytest.approx(0.9))
+
+
+def test_a_group_not_due_yet_raises_no_scheduler_warning(tmp_path):
+    trainer, forward, micro = _stepper(tmp_path, [["d"]], groups={"g": {"start_step": 1}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Detected call of `lr_scheduler.step()` before ..."
+        trainer.train_step(forward, micro)
+    assert trainer.model.g.item() == 1.0 and trainer.model.d.item() == pytest.approx(0.9)
+    assert [s.last_epoch for s in trainer.schedulers.values()] == [1, 1]  # both schedules count the step
