@@ -122,3 +122,75 @@ def test_kind_labels_and_the_printed_lines():
     assert format_records([record, record]) == "\n".join(
         ["iwae       estimate (k=64, NFE=2.5) NLL 3.25 nats ± 0.12   1.5 bits/dim   (10 examples)   options {\"k\": 64}"] * 2
     )
+
+
+def test_a_continuous_density_prints_without_bits_per_dim_or_options():
+    flow = LikelihoodRecord("flow", "exact", 2.5, None, 0.25, 4, 2, discrete=False)
+    assert format_records([flow]) == "flow       exact              NLL 2.5 nats ± 0.25   (density of continuous data)   (4 examples)"
+    assert format_records([]) == "no likelihood (kind: none)"
+
+
+def test_processes_take_contiguous_blocks_of_batches_the_first_ones_one_more():
+    from genmodels.evaluate import _my_batches
+
+    assert [list(_my_batches(7, rank, 3)) for rank in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [list(_my_batches(2, rank, 3)) for rank in range(3)] == [[0], [1], []]
+    for batches in range(9):
+        for world in range(1, 5):
+            blocks = [_my_batches(batches, rank, world) for rank in range(world)]
+            assert [i for block in blocks for i in block] == list(range(batches))
+            assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_several_processes_gather_the_same_records_as_one(monkeypatch):
+    """Two processes simulated in turn: each evaluates its block of batches; the gathered
+    per-example values give exactly the records of one process (values, terms, NFE, seeds)."""
+    import accelerate.utils
+
+    from genmodels import evaluate
+
+    spec = DataSpec("t", (2,), 4)
+    data = torch.cat([X, X.flip(0), X[:1]])  # 11 examples: batches of 2 → 6 batches, 3 per process
+    alone = evaluate_likelihood(Table(spec), Split(data), batch_size=2)
+    parts, seeds = [], []
+
+    class Gathered(Exception):
+        pass
+
+    def capture(objects):
+        parts.append(objects[0])
+        raise Gathered
+
+    monkeypatch.setattr(accelerate.utils, "gather_object", capture)
+    for rank in (0, 1):
+        monkeypatch.setattr(evaluate, "_process_group", lambda rank=rank: (rank, 2))
+        model = Table(spec)
+        with pytest.raises(Gathered):
+            evaluate_likelihood(model, Split(data), batch_size=2)
+        seeds += [s for _, _, batch in model.seen for s in batch]
+    assert seeds == [EVAL_SEED * 1_000_000_007 + i for i in range(11)]  # each example's seed as alone
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: parts)
+    together = evaluate_likelihood(Table(spec), Split(data), batch_size=2)
+    assert [r.to_json() for r in together] == [r.to_json() for r in alone]
+    assert together[1].evaluations is not None and together[0].terms_nats
+
+
+def test_the_defaults_batches_of_500_and_no_progress_bar(capsys):
+    model, _ = _records(data=X.repeat(101, 1))  # 505 examples
+    assert [len(seeds) for _, _, seeds in model.seen] == [500, 5]
+    assert capsys.readouterr().err == ""  # no bar unless asked (progress=True)
+
+
+def test_the_refusal_of_an_unknown_option_lists_every_accepted_one_or_none():
+    class Two(Table):
+        def log_likelihoods(self, batch, *, scale: float = 1.0, k: int = 1):
+            return super().log_likelihoods(batch, scale=scale)
+
+    class NoOptions(Table):
+        def log_likelihoods(self, batch):
+            return super().log_likelihoods(batch)
+
+    with pytest.raises(UserError, match=r"has no likelihood option n; its likelihood options: scale, k$"):
+        evaluate_likelihood(Two(DataSpec("t", (2,), 4)), Split(X), options={"n": 1})
+    with pytest.raises(UserError, match=r"has no likelihood option n; its likelihood options: \(none\)$"):
+        evaluate_likelihood(NoOptions(DataSpec("t", (2,), 4)), Split(X), options={"n": 1})
