@@ -194,3 +194,12 @@ def test_the_refusal_of_an_unknown_option_lists_every_accepted_one_or_none():
         evaluate_likelihood(Two(DataSpec("t", (2,), 4)), Split(X), options={"n": 1})
     with pytest.raises(UserError, match=r"has no likelihood option n; its likelihood options: \(none\)$"):
         evaluate_likelihood(NoOptions(DataSpec("t", (2,), 4)), Split(X), options={"n": 1})
+
+
+def test_batches_go_to_the_device_asked_for_else_the_models(monkeypatch):
+    moved = []
+    monkeypatch.setattr(Batch, "to", lambda self, device: (moved.append(device), self)[1])
+    model = Table(DataSpec("t", (2,), 4))
+    evaluate_likelihood(model, Split(X), device="meta")  # recorded only: the batch stays where it is
+    evaluate_likelihood(model, Split(X))
+    assert moved == [torch.device("meta"), torch.device("cpu")]
