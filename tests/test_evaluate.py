@@ -203,3 +203,22 @@ def test_batches_go_to_the_device_asked_for_else_the_models(monkeypatch):
     evaluate_likelihood(model, Split(X), device="meta")  # recorded only: the batch stays where it is
     evaluate_likelihood(model, Split(X))
     assert moved == [torch.device("meta"), torch.device("cpu")]
+
+
+def test_batches_given_directly_are_this_process_alone_and_the_bar_is_the_first_process(monkeypatch, capsys):
+    import accelerate.utils
+
+    from genmodels import evaluate
+
+    def refuse(objects):
+        raise AssertionError("batches given directly are not shared with other processes")
+
+    monkeypatch.setattr(accelerate.utils, "gather_object", refuse)
+    monkeypatch.setattr(evaluate, "_process_group", lambda: (1, 2))
+    model = Table(DataSpec("t", (2,), 4))
+    (table, _) = evaluate_likelihood(model, [Batch(X[:2]), Batch(X[2:])], progress=True)
+    assert table.examples == 5 and model.seen[0][2][0] == EVAL_SEED * 1_000_000_007
+    assert "evaluate" in capsys.readouterr().err  # the bar is shown: this process is alone
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: objects * 2)
+    evaluate_likelihood(model, Split(X), progress=True)  # the second of two processes
+    assert capsys.readouterr().err == ""
