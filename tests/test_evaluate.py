@@ -222,3 +222,15 @@ def test_batches_given_directly_are_this_process_alone_and_the_bar_is_the_first_
     monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: objects * 2)
     evaluate_likelihood(model, Split(X), progress=True)  # the second of two processes
     assert capsys.readouterr().err == ""
+
+
+def test_a_split_is_read_in_its_own_order():
+    class Order(Table):
+        def log_likelihoods(self, batch, *, scale: float = 1.0):
+            self.rows = getattr(self, "rows", []) + batch.x.tolist()
+            return super().log_likelihoods(batch, scale=scale)
+
+    model = Order(DataSpec("t", (2,), 4))
+    data = torch.tensor([[i % 4, i // 4] for i in range(16)])
+    evaluate_likelihood(model, Split(data), batch_size=3)
+    assert model.rows == data.tolist()  # never shuffled: each example keeps the seed of its position
