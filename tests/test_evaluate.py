@@ -234,3 +234,23 @@ def test_a_split_is_read_in_its_own_order():
     data = torch.tensor([[i % 4, i // 4] for i in range(16)])
     evaluate_likelihood(model, Split(data), batch_size=3)
     assert model.rows == data.tolist()  # never shuffled: each example keeps the seed of its position
+
+
+def test_the_evaluation_bar_names_itself_counts_batches_and_leaves_no_trace(capsys):
+    _records(progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\revaluate: ") and "batch/s" in err
+    assert err.endswith("\r") and err.split("\r")[-2].strip() == ""  # erased when done (leave=False)
+
+
+def test_the_rng_of_the_cuda_device_evaluated_on_is_saved_and_restored(monkeypatch):
+    """No GPU is needed: the batches stay where they are, and fork_rng is asked which devices."""
+    from genmodels import evaluate
+
+    asked, fork_rng = [], torch.random.fork_rng
+    monkeypatch.setattr(Batch, "to", lambda self, device: self)
+    monkeypatch.setattr(evaluate.torch.random, "fork_rng", lambda devices: (asked.append(devices), fork_rng(devices=[]))[1])
+    model = Table(DataSpec("t", (2,), 4))
+    evaluate_likelihood(model, Split(X), device="cuda:1")
+    evaluate_likelihood(model, Split(X))
+    assert asked == [[torch.device("cuda:1")], []]
