@@ -245,3 +245,73 @@ def test_the_results_table_is_what_a_paper_needs():
         "| moons | pixelcnn | — | — | skipped: needs images | | | | | |",
     ]) + "\n"
     assert report.results_markdown([_result("m", "d", [exact])]).startswith("Test split;")  # bench rows: no config
+
+
+# --- report: the end of a run, from the best checkpoint on disk -------------------------------------
+
+from genmodels.checkpoint import load_model  # noqa: E402
+from genmodels.core import create_model  # noqa: E402
+from genmodels.data.base import Dataset, Split  # noqa: E402
+from genmodels.evaluate import evaluate_likelihood  # noqa: E402
+from genmodels.training.config import TrainConfig  # noqa: E402
+from genmodels.training.loop import Trainer  # noqa: E402
+
+
+def _tiny():
+    x = (torch.rand(28, 1, 2, 2, generator=torch.Generator().manual_seed(0)) < 0.3).long()
+    return Dataset(DataSpec("tiny", (1, 2, 2), 2), Split(x[:16]), Split(x[16:22]), Split(x[22:]))
+
+
+def _run(name, tmp_path, monkeypatch):
+    drawn = {}
+    save = report.save_samples
+
+    def spy(samples, spec, path, title=None):
+        drawn.update(samples=samples, title=title)
+        return save(samples, spec, path, title=title)
+
+    monkeypatch.setattr(report, "save_samples", spy)
+    data = _tiny()
+    config = TrainConfig(steps=4, eval_every=2, log_every=2, batch_size=8, lr=0.05, num_samples=3, seed=11)
+    trainer = Trainer(create_model(name, data.spec), data, config, tmp_path / name, progress=False)
+    return trainer, trainer.fit(), data, config, drawn
+
+
+def test_the_end_of_a_run_reports_the_best_checkpoint_reloaded_from_disk(tmp_path, monkeypatch):
+    trainer, result, data, config, drawn = _run("fvsbn", tmp_path, monkeypatch)
+    run, state = tmp_path / "fvsbn", trainer.state
+    best_step = int(result.best_checkpoint.name.split("-")[1])
+    model, ckpt = load_model(result.best_checkpoint)
+    test = evaluate_likelihood(model, data.test, batch_size=config.eval_batch_size)
+    results = json.loads((run / "results.json").read_text())
+    assert (state.step, state.examples) == (4, 32) and state.seconds > 0
+    assert results == {
+        "model": "fvsbn", "data": "tiny", "likelihood_kind": "exact", "best_checkpoint": str(result.best_checkpoint),
+        "best_step": best_step, "steps": 4, "examples_seen": 32, "train_seconds": state.seconds,
+        "examples_per_second": 32 / state.seconds, "num_parameters": model.num_parameters(),
+        "sampling": {"options": {}, "seconds": results["sampling"]["seconds"]},
+        "validation": ckpt.meta["validation"], "test": [r.to_json() for r in test],
+    }
+    assert result == report.TrainResult(
+        run_dir=run, best_checkpoint=result.best_checkpoint, test=test,
+        validation=[LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]], steps=4, best_step=best_step,
+        train_seconds=state.seconds, examples_per_second=32 / state.seconds, num_parameters=model.num_parameters(),
+        sampling=results["sampling"],
+        files={"samples": run / "samples.png", "loss_curves": run / "loss_curves.png", "metrics": run / "metrics.csv",
+               "results": run / "results.json", "table": run / "results.md"},
+    )
+    assert all(path.is_file() for path in result.files.values())
+    test_rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r["split"] == "test"]
+    assert [(r["step"], r["metric"], float(r["value"])) for r in test_rows] == [
+        ("4", "log_prob_nll", test[0].nll_nats), ("4", "log_prob_bpd", test[0].bits_per_dim)]
+    assert (run / "results.md").read_text() == report.results_markdown([{**results, "train_config": config.to_json()}])
+    expected, _ = report.draw_samples(model, 3, seed=11)
+    assert torch.equal(drawn["samples"], expected)
+    assert drawn["title"] == report.sample_title("fvsbn", "tiny", best_step, results["sampling"])
+
+
+def test_a_model_fitted_in_closed_form_gets_no_loss_curves_and_says_why(tmp_path, monkeypatch, capsys):
+    _, result, _, _, _ = _run("independent", tmp_path, monkeypatch)
+    assert "loss_curves" not in result.files and not (tmp_path / "independent" / "loss_curves.png").exists()
+    assert "independent was fitted in closed form: no training curve to draw\n" in capsys.readouterr().err
+    assert result.examples_per_second == 0.0 and result.train_seconds == 0.0 and result.steps == 0
