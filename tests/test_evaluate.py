@@ -254,3 +254,15 @@ def test_the_rng_of_the_cuda_device_evaluated_on_is_saved_and_restored(monkeypat
     evaluate_likelihood(model, Split(X), device="cuda:1")
     evaluate_likelihood(model, Split(X))
     assert asked == [[torch.device("cuda:1")], []]
+
+
+def test_per_example_values_are_summed_in_float64_whatever_the_model_returns():
+    class Float32(Table):
+        def log_likelihoods(self, batch, *, scale: float = 1.0):
+            first = batch.seeds == EVAL_SEED * 1_000_000_007
+            values = torch.where(first, torch.tensor(2.0**24), torch.tensor(1.0))  # float32
+            return [LogLikelihood(-values, LikelihoodKind.BOUND, "f32", terms={"all": -values})]
+
+    (record,) = evaluate_likelihood(Float32(DataSpec("t", (2,), 4)), Split(X), batch_size=5)
+    assert record.nll_nats == (2.0**24 + 4) / 5  # in float32, 2^24 + 1 + 1 + 1 + 1 would stay 2^24
+    assert record.terms_nats == {"all": -(2.0**24 + 4) / 5}
