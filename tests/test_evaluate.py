@@ -261,8 +261,9 @@ def test_per_example_values_are_summed_in_float64_whatever_the_model_returns():
         def log_likelihoods(self, batch, *, scale: float = 1.0):
             first = batch.seeds == EVAL_SEED * 1_000_000_007
             values = torch.where(first, torch.tensor(2.0**24), torch.tensor(1.0))  # float32
-            return [LogLikelihood(-values, LikelihoodKind.BOUND, "f32", terms={"all": -values})]
+            return [LogLikelihood(-values, LikelihoodKind.BOUND, "f32", terms={"all": -values}, evaluations=2**24 + 1)]
 
     (record,) = evaluate_likelihood(Float32(DataSpec("t", (2,), 4)), Split(X), batch_size=5)
     assert record.nll_nats == (2.0**24 + 4) / 5  # in float32, 2^24 + 1 + 1 + 1 + 1 would stay 2^24
     assert record.terms_nats == {"all": -(2.0**24 + 4) / 5}
+    assert record.evaluations == 2**24 + 1  # not a float32 count (2^24)
