@@ -267,3 +267,8 @@ def test_per_example_values_are_summed_in_float64_whatever_the_model_returns():
     assert record.nll_nats == (2.0**24 + 4) / 5  # in float32, 2^24 + 1 + 1 + 1 + 1 would stay 2^24
     assert record.terms_nats == {"all": -(2.0**24 + 4) / 5}
     assert record.evaluations == 2**24 + 1  # not a float32 count (2^24)
+
+
+def test_two_examples_divide_by_one_for_the_standard_error():
+    _, (table, _) = _records(data=X[:2])  # log p −1, −2: sample variance 0.5, standard error √(0.5/2)
+    assert table.stderr_nats == pytest.approx(0.5, abs=1e-12)
