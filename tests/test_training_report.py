@@ -70,6 +70,8 @@ def test_resume_takes_the_newest_intact_checkpoint_and_moves_damaged_ones_aside(
     (leftover / "half.bin").write_text("x")
     other = tmp_path / "checkpoints" / "keep.tmp-step-5"  # not a temporary checkpoint folder
     other.mkdir()
+    stuck = tmp_path / "checkpoints" / ".tmp-step-6-9"  # cannot be removed as a folder: left, no error
+    stuck.write_text("x")
     assert resume_checkpoint(tmp_path) == _at(tmp_path, 3)
     assert not leftover.exists() and other.exists()
     _damage(_at(tmp_path, 3))
