@@ -273,6 +273,13 @@ def _run(name, tmp_path, monkeypatch):
         return save(samples, spec, path, title=title)
 
     monkeypatch.setattr(report, "save_samples", spy)
+    load = report.load_model
+
+    def load_spy(path, **kwargs):
+        drawn["load"] = kwargs
+        return load(path, **kwargs)
+
+    monkeypatch.setattr(report, "load_model", load_spy)
     data = _tiny()
     config = TrainConfig(steps=4, eval_every=2, log_every=2, batch_size=8, lr=0.05, num_samples=3, seed=11)
     trainer = Trainer(create_model(name, data.spec), data, config, tmp_path / name, progress=False)
@@ -310,6 +317,7 @@ def test_the_end_of_a_run_reports_the_best_checkpoint_reloaded_from_disk(tmp_pat
     expected, _ = report.draw_samples(model, 3, seed=11)
     assert torch.equal(drawn["samples"], expected)
     assert drawn["title"] == report.sample_title("fvsbn", "tiny", best_step, results["sampling"])
+    assert drawn["load"] == {"device": trainer.accelerator.device}  # reloaded onto the training device
 
 
 def test_a_model_fitted_in_closed_form_gets_no_loss_curves_and_says_why(tmp_path, monkeypatch, capsys):
@@ -317,3 +325,25 @@ def test_a_model_fitted_in_closed_form_gets_no_loss_curves_and_says_why(tmp_path
     assert "loss_curves" not in result.files and not (tmp_path / "independent" / "loss_curves.png").exists()
     assert "independent was fitted in closed form: no training curve to draw\n" in capsys.readouterr().err
     assert result.examples_per_second == 0.0 and result.train_seconds == 0.0 and result.steps == 0
+
+
+def test_the_tracker_gets_the_grid_and_curves_as_rgb_images_at_the_step(tmp_path):
+    from PIL import Image
+
+    files = {"samples": tmp_path / "s.png", "loss_curves": tmp_path / "c.png", "metrics": tmp_path / "m.csv"}
+    Image.new("RGBA", (4, 3), (10, 20, 30, 128)).save(files["samples"])
+    Image.new("L", (5, 2), 7).save(files["loss_curves"])
+    logged = []
+
+    class Board:
+        def log_images(self, images, step, dataformats):
+            logged.append(({k: (v.shape, v.dtype.name, int(v[0, 0, 1])) for k, v in images.items()}, step, dataformats))
+
+    class Accelerator:
+        trackers = [Board(), object()]  # a tracker without images is left alone
+
+    report._log_images(Accelerator(), files, 7)
+    assert logged == [({"samples": ((3, 4, 3), "uint8", 20), "loss_curves": ((2, 5, 3), "uint8", 7)}, 7, "HWC")]
+    del files["loss_curves"]
+    report._log_images(Accelerator(), files, 8)
+    assert list(logged[-1][0]) == ["samples"]
