@@ -122,3 +122,153 @@ def test_kind_labels_and_the_printed_lines():
     assert format_records([record, record]) == "\n".join(
         ["iwae       estimate (k=64, NFE=2.5) NLL 3.25 nats ± 0.12   1.5 bits/dim   (10 examples)   options {\"k\": 64}"] * 2
     )
+
+
+def test_a_continuous_density_prints_without_bits_per_dim_or_options():
+    flow = LikelihoodRecord("flow", "exact", 2.5, None, 0.25, 4, 2, discrete=False)
+    assert format_records([flow]) == "flow       exact              NLL 2.5 nats ± 0.25   (density of continuous data)   (4 examples)"
+    assert format_records([]) == "no likelihood (kind: none)"
+
+
+def test_processes_take_contiguous_blocks_of_batches_the_first_ones_one_more():
+    from genmodels.evaluate import _my_batches
+
+    assert [list(_my_batches(7, rank, 3)) for rank in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [list(_my_batches(2, rank, 3)) for rank in range(3)] == [[0], [1], []]
+    for batches in range(9):
+        for world in range(1, 5):
+            blocks = [_my_batches(batches, rank, world) for rank in range(world)]
+            assert [i for block in blocks for i in block] == list(range(batches))
+            assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_several_processes_gather_the_same_records_as_one(monkeypatch):
+    """Two processes simulated in turn: each evaluates its block of batches; the gathered
+    per-example values give exactly the records of one process (values, terms, NFE, seeds)."""
+    import accelerate.utils
+
+    from genmodels import evaluate
+
+    spec = DataSpec("t", (2,), 4)
+    data = torch.cat([X, X.flip(0), X[:1]])  # 11 examples: batches of 2 → 6 batches, 3 per process
+    alone = evaluate_likelihood(Table(spec), Split(data), batch_size=2)
+    parts, seeds = [], []
+
+    class Gathered(Exception):
+        pass
+
+    def capture(objects):
+        parts.append(objects[0])
+        raise Gathered
+
+    monkeypatch.setattr(accelerate.utils, "gather_object", capture)
+    for rank in (0, 1):
+        monkeypatch.setattr(evaluate, "_process_group", lambda rank=rank: (rank, 2))
+        model = Table(spec)
+        with pytest.raises(Gathered):
+            evaluate_likelihood(model, Split(data), batch_size=2)
+        seeds.append([s - EVAL_SEED * 1_000_000_007 for _, _, batch in model.seen for s in batch])
+    assert seeds == [list(range(6)), list(range(6, 11))]  # 3 batches each; every example's seed as alone
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: parts)
+    together = evaluate_likelihood(Table(spec), Split(data), batch_size=2)
+    assert [r.to_json() for r in together] == [r.to_json() for r in alone]
+    assert together[1].evaluations is not None and together[0].terms_nats
+
+
+def test_the_defaults_batches_of_500_and_no_progress_bar(capsys):
+    model, _ = _records(data=X.repeat(101, 1))  # 505 examples
+    assert [len(seeds) for _, _, seeds in model.seen] == [500, 5]
+    assert capsys.readouterr().err == ""  # no bar unless asked (progress=True)
+
+
+def test_the_refusal_of_an_unknown_option_lists_every_accepted_one_or_none():
+    class Two(Table):
+        def log_likelihoods(self, batch, *, scale: float = 1.0, k: int = 1):
+            return super().log_likelihoods(batch, scale=scale)
+
+    class NoOptions(Table):
+        def log_likelihoods(self, batch):
+            return super().log_likelihoods(batch)
+
+    with pytest.raises(UserError, match=r"has no likelihood option n; its likelihood options: scale, k$"):
+        evaluate_likelihood(Two(DataSpec("t", (2,), 4)), Split(X), options={"n": 1})
+    with pytest.raises(UserError, match=r"has no likelihood option n; its likelihood options: \(none\)$"):
+        evaluate_likelihood(NoOptions(DataSpec("t", (2,), 4)), Split(X), options={"n": 1})
+
+
+def test_batches_go_to_the_device_asked_for_else_the_models(monkeypatch):
+    moved = []
+    monkeypatch.setattr(Batch, "to", lambda self, device: (moved.append(device), self)[1])
+    model = Table(DataSpec("t", (2,), 4))
+    evaluate_likelihood(model, Split(X), device="meta")  # recorded only: the batch stays where it is
+    evaluate_likelihood(model, Split(X))
+    assert moved == [torch.device("meta"), torch.device("cpu")]
+
+
+def test_batches_given_directly_are_this_process_alone_and_the_bar_is_the_first_process(monkeypatch, capsys):
+    import accelerate.utils
+
+    from genmodels import evaluate
+
+    def refuse(objects):
+        raise AssertionError("batches given directly are not shared with other processes")
+
+    monkeypatch.setattr(accelerate.utils, "gather_object", refuse)
+    monkeypatch.setattr(evaluate, "_process_group", lambda: (1, 2))
+    model = Table(DataSpec("t", (2,), 4))
+    (table, _) = evaluate_likelihood(model, [Batch(X[:2]), Batch(X[2:])], progress=True)
+    assert table.examples == 5 and model.seen[0][2][0] == EVAL_SEED * 1_000_000_007
+    assert "evaluate" in capsys.readouterr().err  # the bar is shown: this process is alone
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: objects * 2)
+    evaluate_likelihood(model, Split(X), progress=True)  # the second of two processes
+    assert capsys.readouterr().err == ""
+
+
+def test_a_split_is_read_in_its_own_order():
+    class Order(Table):
+        def log_likelihoods(self, batch, *, scale: float = 1.0):
+            self.rows = getattr(self, "rows", []) + batch.x.tolist()
+            return super().log_likelihoods(batch, scale=scale)
+
+    model = Order(DataSpec("t", (2,), 4))
+    data = torch.tensor([[i % 4, i // 4] for i in range(16)])
+    evaluate_likelihood(model, Split(data), batch_size=3)
+    assert model.rows == data.tolist()  # never shuffled: each example keeps the seed of its position
+
+
+def test_the_evaluation_bar_names_itself_counts_batches_and_leaves_no_trace(capsys):
+    _records(progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\revaluate: ") and "batch/s" in err
+    assert err.endswith("\r") and err.split("\r")[-2].strip() == ""  # erased when done (leave=False)
+
+
+def test_the_rng_of_the_cuda_device_evaluated_on_is_saved_and_restored(monkeypatch):
+    """No GPU is needed: the batches stay where they are, and fork_rng is asked which devices."""
+    from genmodels import evaluate
+
+    asked, fork_rng = [], torch.random.fork_rng
+    monkeypatch.setattr(Batch, "to", lambda self, device: self)
+    monkeypatch.setattr(evaluate.torch.random, "fork_rng", lambda devices: (asked.append(devices), fork_rng(devices=[]))[1])
+    model = Table(DataSpec("t", (2,), 4))
+    evaluate_likelihood(model, Split(X), device="cuda:1")
+    evaluate_likelihood(model, Split(X))
+    assert asked == [[torch.device("cuda:1")], []]
+
+
+def test_per_example_values_are_summed_in_float64_whatever_the_model_returns():
+    class Float32(Table):
+        def log_likelihoods(self, batch, *, scale: float = 1.0):
+            first = batch.seeds == EVAL_SEED * 1_000_000_007
+            values = torch.where(first, torch.tensor(2.0**24), torch.tensor(1.0))  # float32
+            return [LogLikelihood(-values, LikelihoodKind.BOUND, "f32", terms={"all": -values}, evaluations=2**24 + 1)]
+
+    (record,) = evaluate_likelihood(Float32(DataSpec("t", (2,), 4)), Split(X), batch_size=5)
+    assert record.nll_nats == (2.0**24 + 4) / 5  # in float32, 2^24 + 1 + 1 + 1 + 1 would stay 2^24
+    assert record.terms_nats == {"all": -(2.0**24 + 4) / 5}
+    assert record.evaluations == 2**24 + 1  # not a float32 count (2^24)
+
+
+def test_two_examples_divide_by_one_for_the_standard_error():
+    _, (table, _) = _records(data=X[:2])  # log p −1, −2: sample variance 0.5, standard error √(0.5/2)
+    assert table.stderr_nats == pytest.approx(0.5, abs=1e-12)

@@ -267,6 +267,17 @@ def test_the_loss_window_averages_each_quantity_per_step_and_resets(monkeypatch)
     assert (window.sums, window.counts, window.examples, window.started) == ({}, {}, 0, 103.0)
 
 
+def test_the_examples_per_second_of_a_window_shorter_than_a_second(monkeypatch):
+    clock = iter([10.0, 10.25, 10.25, 10.25, 10.25])
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    window = loop.LossWindow()  # started at 10
+    window.add("", Loss(torch.tensor(1.0)))
+    window.examples = 64
+    assert window.flush(1)[1] == 256.0  # 64 examples in 0.25 s, not 64 per second at least
+    window.examples = 5  # restarted at 10.25; no time has passed: the rate is huge, never a division by 0
+    assert window.flush(2)[1] == 5 / 1e-9
+
+
 def test_an_empty_window_and_a_diverged_loss():
     window = loop.LossWindow()
     window.examples = 3
@@ -367,3 +378,130 @@ def test_other_processes_report_nothing_and_a_terminal_gets_a_bar():
     log.message("step 5: validation")
     log.close()
     assert "step 5: validation\n" in terminal.getvalue()
+
+
+def test_the_bar_counts_steps_of_the_budget_on_its_own_stream_and_redraws_only_when_due(capsys):
+    terminal = _Terminal()
+    log = ProgressLog(10, 2, "train m", stream=terminal, min_seconds=0.0)
+    bar = log._bar
+    assert (bar.total, bar.desc, bar.unit) == (10, "train m", "step")
+    assert callable(bar.dynamic_ncols)  # follows the terminal's width (tqdm keeps its measuring function)
+    log.update()  # one step by default
+    assert bar.n == 3
+    bar.refresh()
+    drawn = terminal.getvalue()
+    log.log(3, {"loss": 0.25}, 10.0)
+    assert terminal.getvalue() == drawn  # the postfix waits for the bar's next due redraw (no refresh)
+    log.close()
+    assert "3/10" in terminal.getvalue() and "step" in terminal.getvalue()
+    assert capsys.readouterr() == ("", "")  # nothing went to the process's own stdout/stderr
+
+
+class _Flushed(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.flushed_at: list[int] = []
+
+    def flush(self):
+        self.flushed_at.append(len(self.getvalue()))
+        super().flush()
+
+
+def test_each_plain_line_is_flushed_at_once_and_lines_are_ten_seconds_apart_by_default(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    stream = _Flushed()
+    log = ProgressLog(None, 0, "t", stream=stream)  # the default min_seconds
+    log.log(1, {"loss": 1.0}, 1.0)
+    assert stream.flushed_at and stream.flushed_at[-1] == len(stream.getvalue())  # a log file sees it now
+    now[0] += 9.5
+    log.log(2, {"loss": 1.0}, 1.0)  # too soon
+    now[0] += 0.5
+    log.log(3, {"loss": 1.0}, 1.0)  # exactly 10 s after the first line
+    assert [line.split("  ")[0] for line in stream.getvalue().splitlines()] == ["t: step 1", "t: step 3"]
+
+
+# --- Trainer.train_step: the order of the groups a model's training_step yields ----------------------
+
+import warnings  # noqa: E402
+
+from genmodels.core import Batch  # noqa: E402
+from genmodels.data.base import Dataset, Split  # noqa: E402
+from genmodels.training.loop import Trainer  # noqa: E402
+
+
+class Scripted(GenerativeModel):
+    """Groups d and g; each micro-batch's training_step yields the groups of ``script`` in turn."""
+
+    Config = ModelConfig
+    likelihood_kind = LikelihoodKind.NONE
+
+    def __init__(self, script, groups=None):
+        super().__init__(ModelConfig(), DataSpec("t", (2,), 2))
+        self.d = nn.Parameter(torch.tensor([1.0]))
+        self.g = nn.Parameter(torch.tensor([1.0]))
+        self.script, self.streams = script, 0
+        self.groups_spec = groups or {}
+
+    def optimizer_groups(self):
+        return {"d": OptimizerGroup([self.d], **self.groups_spec.get("d", {})),
+                "g": OptimizerGroup([self.g], **self.groups_spec.get("g", {}))}
+
+    def loss(self, batch, *, step=0, group="model"):
+        weight = self.d if group == "d" else self.g
+        return Loss((weight * batch.x.float().sum(1)).mean(), {"w": weight.detach().expand(len(batch))})
+
+    def training_step(self, batch, step, groups, forward):
+        script = self.script[self.streams % len(self.script)]
+        self.streams += 1
+        for group in script:
+            yield group, forward(batch, step=step, group=group)
+
+    @torch.no_grad()
+    def sample(self, n, *, y=None, generator=None):
+        return torch.zeros(n, 2, dtype=torch.int64)
+
+
+def _stepper(tmp_path, script, groups=None, accumulation=1):
+    x = torch.tensor([[1, 0], [1, 1], [0, 1], [1, 1]])
+    data = Dataset(DataSpec("t", (2,), 2), Split(x), Split(x), Split(x))
+    model = Scripted(script, groups)
+    config = TrainConfig(steps=1, batch_size=2, grad_accumulation=accumulation, lr=0.1, grad_clip=None)
+    trainer = Trainer(model, data, config, tmp_path / "run", progress=False)
+    _, forward, _ = trainer._prepare()
+    micro = [Batch(x[:2]), Batch(x[2:])][:accumulation]
+    return trainer, forward, micro
+
+
+@pytest.mark.parametrize(
+    "script, why",
+    [
+        ([["d", "x"]], "yielded group 'x' at step 0; due once each, in order: ['d', 'g']"),  # not a group
+        ([["d", "d"]], "yielded group 'd' at step 0"),  # twice
+        ([["d", "g"], ["d", "d"]], "yielded group 'd' at step 0"),  # the second micro-batch goes elsewhere
+        ([["d", "g"], ["d"]], "Scripted.training_step yielded fewer groups for another micro-batch"),
+    ],
+)
+def test_a_training_step_that_yields_the_wrong_groups_is_stopped(tmp_path, script, why):
+    trainer, forward, micro = _stepper(tmp_path, script, accumulation=len(script))
+    with pytest.raises(RuntimeError, match=("^Scripted.training_step " if "fewer" not in why else "^") + re.escape(why)):
+        trainer.train_step(forward, micro)
+
+
+def test_each_group_steps_once_per_step_with_its_micro_batches_averaged(tmp_path):
+    trainer, forward, micro = _stepper(tmp_path, [["d", "g"]], accumulation=2)
+    trainer.train_step(forward, micro)
+    assert sorted(trainer.window.sums) == ["d/loss", "d/w", "g/loss", "g/w"]
+    assert trainer.window.counts == {"d/loss": 2, "d/w": 2, "g/loss": 2, "g/w": 2}
+    assert trainer.window.sums["d/loss"].item() == pytest.approx(1.5 + 1.5)  # x sums 1, 2 | 1, 2; weight 1
+    # Adam's first step moves each weight by lr against the sign of its (averaged) gradient.
+    assert (trainer.model.d.item(), trainer.model.g.item()) == (pytest.approx(0.9), pytest.approx(0.9))
+
+
+def test_a_group_not_due_yet_raises_no_scheduler_warning(tmp_path):
+    trainer, forward, micro = _stepper(tmp_path, [["d"]], groups={"g": {"start_step": 1}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Detected call of `lr_scheduler.step()` before ..."
+        trainer.train_step(forward, micro)
+    assert trainer.model.g.item() == 1.0 and trainer.model.d.item() == pytest.approx(0.9)
+    assert [s.last_epoch for s in trainer.schedulers.values()] == [1, 1]  # both schedules count the step

@@ -13,6 +13,10 @@
 #   FUNCTION_GLOB   mutate only these mutants, e.g. 'genmodels.training.loop.x_*' (default: all)
 #   MUTATION_TESTS  the test files to run (default: every trainer and evaluator test file below); a
 #                   smaller selection is faster, and a mutant it kills is killed by the full one too
+#   MUTATION_SCRATCH  keep the scratch copy in this folder; when it already holds a run, resume it
+#                   (mutmut 3.8's fork server can deadlock after a restart: kill that run's
+#                   processes, then call again with the same folder and, to recheck them, the
+#                   names of the mutants it was running)
 #   PYTHON          a Python with mutmut>=3.8, pytest, torch, numpy, accelerate, ... (default: /work/venv-mut)
 set -euo pipefail
 python=/work/venv-mut/bin/python
@@ -20,8 +24,23 @@ if [[ ${1:-} == -p ]]; then python=$2; shift 2; fi
 target=${1:?usage: tools/mutation_training.sh [-p PYTHON] FILE [FUNCTION_GLOB...]}
 shift
 repo=$(cd "$(dirname "$0")/.." && pwd)
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+if [[ -n ${MUTATION_SCRATCH:-} && -d $MUTATION_SCRATCH/mutants ]]; then
+    # Resume an interrupted run (mutmut keeps each verdict in mutants/): bring in the current tests
+    # (mutmut collects coverage for tests it has not seen) and run the mutants not yet checked.
+    scratch=$MUTATION_SCRATCH
+    for dir in "$scratch/tests" "$scratch/mutants/tests"; do rm -rf "$dir"; cp -r "$repo/tests" "$dir"; done
+    cd "$scratch"
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    "$python" -m mutmut run --max-children 1 "$@" >> mutmut-run.log 2>&1 || { tail -c 4000 mutmut-run.log; exit 1; }
+    resumed=1
+elif [[ -n ${MUTATION_SCRATCH:-} ]]; then
+    scratch=$MUTATION_SCRATCH  # kept, so that a run that hangs can be resumed
+    mkdir -p "$scratch"
+else
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+fi
+if [[ -z ${resumed:-} ]]; then
 cp -r "$repo/src" "$repo/tests" "$repo/pyproject.toml" "$scratch/"
 find "$scratch" -name __pycache__ -prune -exec rm -rf {} +
 # mutmut 3 leaves decorated functions alone (except static/class methods), which would skip
@@ -61,6 +80,7 @@ CFG
 cd "$scratch"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 "$python" -m mutmut run --max-children 1 "$@" > mutmut-run.log 2>&1 || { tail -c 4000 mutmut-run.log; exit 1; }
+fi
 "$python" -m mutmut results --all true | grep -v ': not checked' > results.txt || true  # (not selected)
 module=$(echo "${target#src/}" | sed 's/\.py$//; s#/#.#g')
 echo "$target: mutants: $(grep -c ': ' results.txt)  killed: $(grep -c ': killed' results.txt || true)" \
