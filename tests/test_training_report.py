@@ -55,9 +55,10 @@ def test_a_new_run_needs_a_new_or_empty_folder(tmp_path):
     with pytest.raises(UserError, match=r"used already holds checkpoints; pass --resume"):
         check_run_dir(tmp_path / "used", resume=False)
     assert check_run_dir(tmp_path / "used", resume=True) == _at(tmp_path / "used", 3)
-    with pytest.raises(UserError, match=r"^--resume: .*empty holds no checkpoint to resume from$"):
+    with pytest.raises(UserError, match=r"^--resume: .*empty holds no checkpoint to resume from \(a run stopped before its first checkpoint "
+                                            r"trained nothing yet: remove the folder and start again\)$"):
         check_run_dir(tmp_path / "empty", resume=True)
-    with pytest.raises(UserError, match=r"^--resume: .*new holds no checkpoint to resume from$"):
+    with pytest.raises(UserError, match=r"^--resume: .*new holds no checkpoint to resume from \(a run stopped"):
         check_run_dir(tmp_path / "new", resume=True)
 
 
@@ -300,10 +301,12 @@ def test_the_end_of_a_run_reports_the_best_checkpoint_reloaded_from_disk(tmp_pat
         "examples_per_second": 32 / state.seconds, "num_parameters": model.num_parameters(),
         "sampling": {"options": {}, "seconds": results["sampling"]["seconds"]},
         "validation": ckpt.meta["validation"], "test": [r.to_json() for r in test],
+        "test_figures": [], "skipped_steps": 0, "rollbacks": 0,
     }
     assert result == report.TrainResult(
         run_dir=run, best_checkpoint=result.best_checkpoint, test=test,
-        validation=[LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]], steps=4, best_step=best_step,
+        validation=[LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]], test_figures=[], steps=4,
+        best_step=best_step,
         train_seconds=state.seconds, examples_per_second=32 / state.seconds, num_parameters=model.num_parameters(),
         sampling=results["sampling"],
         files={"samples": run / "samples.png", "loss_curves": run / "loss_curves.png", "metrics": run / "metrics.csv",
