@@ -131,3 +131,18 @@ def test_train_runs_a_recipe_with_overrides_and_reports_its_expected_figures(tmp
     assert "trains fvsbn, not made" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "y")]) == 2
     assert "name a model" in capsys.readouterr().err
+
+
+def test_a_recipe_may_draw_fewer_quality_samples_than_its_suite(tmp_path):
+    """A recipe's own ``quality_samples`` (slow samplers) replaces the suite's, and the table says how many."""
+    from genmodels.bench import BenchEntry, run_entries
+
+    recipe = Recipe("digits-fvsbn-few", "fvsbn", "digits", train={"steps": 2}, quality_samples=20)
+    entries = [BenchEntry("fvsbn", "digits", recipe.train_config({"eval_every": 2, "num_samples": 4}), recipe=recipe),
+               BenchEntry("independent", "digits", recipe.train_config({"eval_every": 2, "num_samples": 4}))]
+    files = run_entries(entries, tmp_path / "bench", progress=False, quality_samples=30)
+    rows = {r["model"]: r for r in json.loads(files["json"].read_text())["rows"]}
+    assert {q["samples"] for q in rows["fvsbn"]["sample_quality"]} == {20}
+    assert {q["samples"] for q in rows["independent"]["sample_quality"]} == {30}
+    table = files["table"].read_text()
+    assert "| digits | fvsbn | 20 |" in table and "| digits | independent | 30 |" in table

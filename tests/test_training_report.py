@@ -350,3 +350,32 @@ def test_the_tracker_gets_the_grid_and_curves_as_rgb_images_at_the_step(tmp_path
     del files["loss_curves"]
     report._log_images(Accelerator(), files, 8)
     assert list(logged[-1][0]) == ["samples"]
+
+
+# --- validation on a fixed head of the split ---------------------------------------------------------
+
+
+def test_a_split_head_keeps_the_first_examples_their_labels_and_its_kind():
+    from genmodels.data.base import DynamicBinarizedSplit
+
+    x, y = torch.arange(10).reshape(10, 1), torch.arange(10) % 3
+    head = Split(x, y).head(4)
+    assert type(head) is Split and torch.equal(head.x, x[:4]) and torch.equal(head.y, y[:4])
+    whole = Split(x)
+    assert whole.head(None) is whole and whole.head(10) is whole and whole.head(4).y is None
+    binarized = DynamicBinarizedSplit(torch.full((6, 1), 8), levels=17, seed=3)
+    binarized.set_epoch(2)
+    part = binarized.head(2)
+    assert isinstance(part, DynamicBinarizedSplit) and len(part) == 2 and (part.levels, part.seed, part.epoch) == (17, 3, 2)
+    assert torch.equal(part[1]["x"], binarized[1]["x"])  # the same bits for the same example
+
+
+def test_validation_examples_limits_validation_but_never_the_test_split(tmp_path):
+    data = _tiny()
+    config = TrainConfig(steps=2, eval_every=1, batch_size=8, validation_examples=4, seed=0)
+    result = Trainer(create_model("fvsbn", data.spec), data, config, tmp_path / "run", progress=False).fit()
+    _, ckpt = load_model(result.best_checkpoint)
+    assert [r["examples"] for r in ckpt.meta["validation"]] == [4]
+    assert [r.examples for r in result.test] == [len(data.test)]
+    with pytest.raises(UserError, match=r"--validation-examples must be ≥ 1"):
+        TrainConfig(steps=1, validation_examples=0)

@@ -149,7 +149,10 @@ def run_entries(
         dataset = datasets[entry.data]
         run_dir = out / entry.data / (entry.recipe.name if entry.recipe is not None else entry.model)
         print(f"== [{number}/{len(entries)}] {label}" + (f" (recipe {entry.recipe.name})" if entry.recipe else ""), flush=True)
-        row = _bench_one(entry, dataset, run_dir, progress=progress, quality_samples=quality_samples)
+        samples = quality_samples
+        if entry.recipe is not None and entry.recipe.quality_samples is not None and quality_samples:
+            samples = entry.recipe.quality_samples  # the recipe's own (smaller) count, where sampling is slow
+        row = _bench_one(entry, dataset, run_dir, progress=progress, quality_samples=samples)
         rows.append(row)
         if "skipped" in row:
             print(f"   skipped: {row['skipped']}", flush=True)
@@ -173,7 +176,7 @@ def run_entries(
     for data_name, pngs in grids.items():
         files[f"montage {data_name}"] = save_montage(pngs, out / f"montage-{data_name}.png", title=f"samples on {data_name}")
     files["table"] = out / "results.md"
-    files["table"].write_text(bench_markdown(rows, quality_samples))
+    files["table"].write_text(bench_markdown(rows))
     files["json"] = _write_json(out, rows, header, time.perf_counter() - started)
     print()
     print(files["table"].read_text())
@@ -261,16 +264,17 @@ def _sample_quality(result, dataset, entry: BenchEntry, samples: int, progress: 
     return [r.to_json() for r in records]
 
 
-def bench_markdown(rows: list[dict[str, Any]], quality_samples: int = 0) -> str:
+def bench_markdown(rows: list[dict[str, Any]]) -> str:
     """The leaderboard: the likelihood table (and other figures), then sample quality, cost and the
     recipes' expected figures, as Markdown tables ready to paste into a paper."""
     text = results_markdown(rows)
     measured = [r for r in rows if "skipped" not in r]
     if any(r.get("sample_quality") for r in measured):
-        lines = ["", f"Sample quality: {quality_samples} samples of the best checkpoint against the test split, in "
-                 "genmodels' own feature space (not Inception; FD and KID lower is better, precision and recall higher).", "",
-                 "| data | model | FD (genmodels features) | KID (genmodels features) | precision | recall |",
-                 "|---|---|---:|---:|---:|---:|"]
+        lines = ["", "Sample quality: samples of the best checkpoint against the test split, in genmodels' own feature "
+                 "space (not Inception; FD and KID lower is better, precision and recall higher; FD is biased upwards "
+                 "with fewer samples, so compare rows with the same count).", "",
+                 "| data | model | samples | FD (genmodels features) | KID (genmodels features) | precision | recall |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
         for r in measured:
             q = {x["metric"]: x for x in r.get("sample_quality") or []}
             if not q:
@@ -282,7 +286,9 @@ def bench_markdown(rows: list[dict[str, Any]], quality_samples: int = 0) -> str:
                 err = f" ± {q[metric]['stderr']:.2g}" if q[metric].get("stderr") is not None else ""
                 return f"{q[metric]['value']:.4g}{err}"
 
-            lines.append(f"| {r['data']} | {r['model']} | {shown('fd')} | {shown('kid')} | {shown('precision')} | {shown('recall')} |")
+            count = next(iter(q.values()))["samples"]
+            lines.append(f"| {r['data']} | {r['model']} | {count} | {shown('fd')} | {shown('kid')} | {shown('precision')} | "
+                         f"{shown('recall')} |")
         text += "\n".join(lines) + "\n"
     lines = ["", "Cost (one process; seconds of this machine, see results.json's machine):", "",
              "| data | model | params | train s | train ex/s | samples/s | wall s |", "|---|---|---:|---:|---:|---:|---:|"]

@@ -6,6 +6,8 @@ Discrete data are int64 tensors with values 0..K-1; continuous data (the toy 2D 
 
 from __future__ import annotations
 
+import copy
+
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -141,6 +143,16 @@ class Split(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the trainer at the start of every epoch; a fixed split ignores it."""
+
+    def head(self, n: int | None) -> Split:
+        """The first ``n`` examples as a split of the same kind (this split itself when ``n`` is None
+        or covers it): a fixed, cheaper subset, e.g. for validation during training."""
+        if n is None or n >= len(self):
+            return self
+        subset = copy.copy(self)
+        subset.x = self.x[:n]
+        subset.y = None if self.y is None else self.y[:n]
+        return subset
 
 
 class DynamicBinarizedSplit(Split):

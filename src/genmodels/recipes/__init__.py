@@ -40,7 +40,8 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a de
 
 __all__ = ["Recipe", "Suite", "Expected", "recipe_names", "load_recipe", "suites", "suite_recipes", "check_expected"]
 
-_KEYS = {"description", "model", "data", "suites", "model_config", "train", "sample_options", "eval_options", "expected"}
+_KEYS = {"description", "model", "data", "suites", "model_config", "train", "sample_options", "eval_options", "expected",
+         "quality_samples"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Recipe:
     sample_options: dict[str, str] = field(default_factory=dict)
     eval_options: dict[str, str] = field(default_factory=dict)
     expected: dict[str, Expected] = field(default_factory=dict)
+    #: samples for the sample-quality metrics in place of the suite's (fewer where sampling is slow,
+    #: e.g. a PixelCNN's D sequential network passes on CPU; 0: none); None: the suite's
+    quality_samples: int | None = None
 
     def train_config(self, overrides: dict[str, Any] | None = None):
         """The recipe's TrainConfig, with its sampling and likelihood options, and ``overrides``
@@ -131,6 +135,9 @@ def load_recipe(name: str) -> Recipe:
     for key in ("model", "data"):
         if not isinstance(raw.get(key), str):
             raise UserError(f"recipe '{name}': '{key}' must be a string")
+    samples = raw.get("quality_samples")
+    if samples is not None and not (isinstance(samples, int) and (samples == 0 or samples >= 2)):
+        raise UserError(f"recipe '{name}': quality_samples must be 0 (none) or an integer ≥ 2, got {samples!r}")
     expected = {}
     for figure, spec in raw.get("expected", {}).items():
         if not (isinstance(spec, dict) and set(spec) == {"value", "tolerance"}):

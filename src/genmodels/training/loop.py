@@ -565,11 +565,12 @@ class Trainer:
         and move the best pointer if it improved. The test split waits for the end of the run."""
         state = self.state
         show = self.display.is_bar if self.display is not None else False
+        split = self.dataset.validation.head(self.config.validation_examples)
         validation = evaluate_likelihood(
-            self.evaluation_model(), self.dataset.validation, batch_size=self.config.eval_batch_size,
+            self.evaluation_model(), split, batch_size=self.config.eval_batch_size,
             progress=show, options=self.model.validation_options,
         )
-        figures = evaluate_figures(self.evaluation_model(), self.dataset.validation, batch_size=self.config.eval_batch_size)
+        figures = evaluate_figures(self.evaluation_model(), split, batch_size=self.config.eval_batch_size)
         rows = _records_to_rows(validation, "validation") + [("validation", f.name, f.mean) for f in figures]
         self.run.write_metrics(rows, state.to_json())
         if self.config.log_with != "none" and rows:
