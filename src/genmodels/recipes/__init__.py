@@ -6,6 +6,7 @@ A recipe (``src/genmodels/recipes/<name>.toml``, read with the standard library'
     model = "fvsbn"
     data = "digits"
     suites = ["quick"]               # the bench suites that run it (suites.toml describes them)
+    quality_samples = 100            # optional: fewer sample-quality samples than the suite's (slow samplers)
 
     [model_config]                   # the model's options (as `--set KEY=VALUE`)
     [train]                          # TrainConfig fields: the budget, batch size, lr, ...
