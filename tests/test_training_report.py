@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import pathlib
 import sys
 
 import pytest
@@ -156,6 +158,40 @@ def test_other_processes_write_nothing(tmp_path):
     run.prepare({"model": "m"}, {}, None)
     run.write_metrics([("train", "loss", 1.0)], WHERE)
     assert not (tmp_path / "r").exists()
+
+
+def test_metrics_csv_is_always_opened_with_newline_empty_as_the_csv_module_requires(tmp_path, monkeypatch):
+    """The csv module's rule (its docs: open with newline=''): on Linux a missing one changes no byte,
+    on Windows it writes every row as \\r\\r\\n; so the opens themselves are checked."""
+    opened = []
+
+    def spy(file, mode="r", **kwargs):
+        opened.append((os.path.basename(file), mode, kwargs.get("newline", "(not given)")))
+        return open(file, mode, **kwargs)
+
+    monkeypatch.setattr(rundir, "open", spy, raising=False)
+    run = RunDir(tmp_path, is_main=True)
+    run.prepare({"model": "m"}, {"command": ["first"]}, None)
+    run.write_metrics([("train", "loss", 1.0)], WHERE)
+    run.prepare({"model": "m"}, {"command": ["second"]}, 4)
+    assert opened == [("metrics.csv", "w", ""), ("metrics.csv", "a", ""), ("metrics.csv", "r", ""),
+                      ("metrics.csv.tmp", "w", "")]
+
+
+def test_a_resume_killed_while_it_rewrites_metrics_csv_leaves_nothing_remove_leftovers_misses(tmp_path, monkeypatch):
+    run = RunDir(tmp_path, is_main=True)
+    run.prepare({"model": "m"}, {"command": ["first"]}, None)
+    run.write_metrics([("train", "loss", 1.0)], WHERE)
+
+    def killed(self, target):
+        raise KeyboardInterrupt  # the process dies before the rewritten file takes metrics.csv's place
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run.prepare({"model": "m"}, {"command": ["second"]}, 4)
+    rundir.remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "run.json"]
 
 
 def test_the_invocation_record(monkeypatch):

@@ -1,0 +1,160 @@
+"""The survivors of the mutmut runs recorded in docs/mutation-runs/, remade by hand on today's code: each
+must make the named tests fail (or is listed in docs/MUTATION.md as argued equivalent, with ``expect
+survive`` here, so that a change of verdict shows).
+
+Usage: OMP_NUM_THREADS=1 python tools/hand_mutants_survivors.py [NAME_SUBSTRING...]
+Prints one line per mutant, with the first failing test; exit 1 if a mutant's verdict is not the one
+expected. Each mutant runs in a scratch copy of src/ and tests/ (the repository is never changed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+repo = Path(__file__).resolve().parent.parent
+EVAL = "src/genmodels/evaluate.py"
+RUNDIR = "src/genmodels/training/rundir.py"
+LOOP = "src/genmodels/training/loop.py"
+PROGRESS = "src/genmodels/training/progress.py"
+UNITS = "src/genmodels/units.py"
+REPORT = "src/genmodels/training/report.py"
+T_EVAL = ["tests/test_evaluate.py"]
+T_RUN = ["tests/test_training_report.py"]
+T_LOOP = ["tests/test_training_mutants.py", "tests/test_training_parts.py"]
+T_PROG = ["tests/test_training_parts.py", "tests/test_training_mutants.py"]
+T_UNITS = ["tests/test_units.py", "tests/test_units_noise.py", "src/genmodels/units.py"]
+VALUES = 'values = ll.values.detach().to("cpu", torch.float64)'
+TERM = 'append(term.detach().to("cpu", torch.float64))'
+NFE = "float(ll.evaluations), dtype=torch.float64)"
+BAR = 'tqdm(total=self.total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,\n                             file=self.stream)'
+
+# (name as in docs/mutation-runs, file, old text, new text, tests, expected: "killed" or "survive")
+MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
+    # evaluate.py (docs/mutation-runs/evaluate.txt; the code has since moved into _seeded_batches)
+    ("evaluate 36", EVAL, "math.ceil(len(data) / batch_size)", "math.ceil(len(data) * batch_size)", T_EVAL, "killed"),
+    ("evaluate 58", EVAL, "shard = data if world == 1 else", "shard = data if (world == 1) and False else", T_EVAL, "survive"),
+    ("evaluate 69", EVAL, "shuffle=False)", "shuffle=None)", T_EVAL, "survive"),
+    ("evaluate 72", EVAL, ", shuffle=False)", ")", T_EVAL, "survive"),
+    ("evaluate 88", EVAL, "disable=not progress or rank != 0", "disable=None", T_EVAL, "killed"),
+    ("evaluate 114", EVAL, "torch.arange(len(batch), dtype=torch.int64)", "torch.arange(len(batch), dtype=None)", T_EVAL, "survive"),
+    ("evaluate 116", EVAL, "torch.arange(len(batch), dtype=torch.int64)", "torch.arange(len(batch), )", T_EVAL, "survive"),
+    ("evaluate 123", EVAL, VALUES, VALUES.replace('"cpu"', "None"), T_EVAL, "survive"),
+    ("evaluate 124", EVAL, VALUES, VALUES.replace("torch.float64", "None"), T_EVAL, "killed"),
+    ("evaluate 125", EVAL, VALUES, VALUES.replace('"cpu", ', ""), T_EVAL, "survive"),
+    ("evaluate 126", EVAL, VALUES, VALUES.replace("torch.float64", ""), T_EVAL, "killed"),
+    ("evaluate 160", EVAL, NFE, NFE.replace("torch.float64", "None"), T_EVAL, "killed"),
+    ("evaluate 163", EVAL, NFE, NFE.replace(", dtype=torch.float64", ", "), T_EVAL, "killed"),
+    ("evaluate 172", EVAL, TERM, TERM.replace('"cpu"', "None"), T_EVAL, "survive"),
+    ("evaluate 173", EVAL, TERM, TERM.replace("torch.float64", "None"), T_EVAL, "killed"),
+    ("evaluate 174", EVAL, TERM, TERM.replace('"cpu", ', ""), T_EVAL, "survive"),
+    ("evaluate 175", EVAL, TERM, TERM.replace("torch.float64", ""), T_EVAL, "killed"),
+    ("evaluate 300", EVAL, "max(n - 1, 1)", "max(n - 1, 2)", T_EVAL, "killed"),
+    # rundir.py (docs/mutation-runs/rundir.txt; the leftover removal is now remove_leftovers)
+    ("rundir resume_checkpoint 21", RUNDIR, "ignore_errors=True", "ignore_errors=None", T_RUN, "killed"),
+    ("rundir resume_checkpoint 23", RUNDIR, ", ignore_errors=True", ", ", T_RUN, "killed"),
+    ("rundir resume_checkpoint 24", RUNDIR, "ignore_errors=True", "ignore_errors=False", T_RUN, "killed"),
+    ("rundir prepare 11", RUNDIR, 'open(self.metrics, newline="")', "open(self.metrics, newline=None)", T_RUN, "killed"),
+    ("rundir prepare 13", RUNDIR, 'open(self.metrics, newline="")', "open(self.metrics, )", T_RUN, "killed"),
+    ("rundir prepare 30", RUNDIR, 'with_suffix(".csv.tmp")', 'with_suffix(".CSV.TMP")', T_RUN, "killed"),
+    ("rundir prepare 33", RUNDIR, 'open(tmp, "w", newline="")', 'open(tmp, "w", newline=None)', T_RUN, "killed"),
+    ("rundir prepare 36", RUNDIR, 'open(tmp, "w", newline="")', 'open(tmp, "w", )', T_RUN, "killed"),
+    ("rundir prepare 50", RUNDIR, 'open(self.metrics, "w", newline="")', 'open(self.metrics, "w", newline=None)', T_RUN, "killed"),
+    ("rundir prepare 53", RUNDIR, 'open(self.metrics, "w", newline="")', 'open(self.metrics, "w", )', T_RUN, "killed"),
+    ("rundir write_metrics 6", RUNDIR, 'open(self.metrics, "a", newline="")', 'open(self.metrics, "a", newline=None)', T_RUN, "killed"),
+    ("rundir write_metrics 9", RUNDIR, 'open(self.metrics, "a", newline="")', 'open(self.metrics, "a", )', T_RUN, "killed"),
+    # loop.py Trainer.train_step (docs/mutation-runs/loop-train_step.txt; the code has since changed)
+    ("train_step 20", LOOP, "(group not in due or group in stepped)", "(group not in due and group in stepped)", T_LOOP, "killed"),
+    ("train_step 23", LOOP, """f"{type(model).__name__}.training_step yielded group '{group}' at step {step}; "
+                    f"due once each, in order: {due}\"""", "None", T_LOOP, "killed"),
+    ("train_step 24", LOOP, "f\"{type(model).__name__}.training_step yielded group", "f\"{type(None).__name__}.training_step yielded group", T_LOOP, "killed"),
+    ("train_step 25", LOOP, "stepped.append(group)", "stepped.append(None)", T_LOOP, "killed"),
+    ("train_step 50", LOOP, 'warnings.filterwarnings("ignore", message=r"Detected call', 'warnings.filterwarnings("ignore", ) or (r"Detected call', T_LOOP, "killed"),
+    ("train_step 53", LOOP, 'message=r"Detected call of `lr_scheduler\\.step\\(\\)`"', 'message=r"XXDetected call of `lr_scheduler\\.step\\(\\)`XX"', T_LOOP, "killed"),
+    ("train_step 54", LOOP, 'message=r"Detected call of', 'message=r"detected call of', T_LOOP, "killed"),
+    ("train_step 55", LOOP, 'message=r"Detected call of `lr_scheduler\\.step\\(\\)`"', 'message=r"DETECTED CALL OF `LR_SCHEDULER\\.STEP\\(\\)`"', T_LOOP, "killed"),
+    # loop.py LossWindow.flush (docs/mutation-runs/loop-parts.txt)
+    ("LossWindow.flush 10", LOOP, "max(time.perf_counter() - self.started, 1e-9)", "max(time.perf_counter() - self.started, 1.000000001)", T_LOOP, "killed"),
+    # progress.py: the 3 survivors, then the bar mutants mutmut timed out on (killed outright by hand)
+    ("progress __init__ 3", PROGRESS, "min_seconds: float = 10.0", "min_seconds: float = 11.0", T_PROG, "killed"),
+    ("progress __init__ 30", PROGRESS, "tqdm(total=self.total,", "tqdm(total=None,", T_PROG, "killed"),
+    ("progress update 1", PROGRESS, "def update(self, steps: int = 1)", "def update(self, steps: int = 2)", T_PROG, "killed"),
+    ("progress __init__ 32", PROGRESS, "desc=desc, unit=", "desc=None, unit=", T_PROG, "killed"),
+    ("progress __init__ 33", PROGRESS, 'unit="step"', "unit=None", T_PROG, "killed"),
+    ("progress __init__ 34", PROGRESS, "dynamic_ncols=True", "dynamic_ncols=None", T_PROG, "killed"),
+    ("progress __init__ 35", PROGRESS, BAR, BAR.replace("file=self.stream", "file=None"), T_PROG, "killed"),
+    ("progress __init__ 36", PROGRESS, "tqdm(total=self.total, ", "tqdm(", T_PROG, "killed"),
+    ("progress __init__ 37", PROGRESS, "initial=initial, desc=desc", "desc=desc", T_PROG, "killed"),
+    ("progress __init__ 38", PROGRESS, "desc=desc, unit=", "unit=", T_PROG, "killed"),
+    ("progress __init__ 39", PROGRESS, 'unit="step", ', "", T_PROG, "killed"),
+    ("progress __init__ 40", PROGRESS, BAR, 'tqdm(total=self.total, initial=initial, desc=desc, unit="step", file=self.stream)', T_PROG, "killed"),
+    ("progress __init__ 41", PROGRESS, BAR, BAR.replace("file=self.stream", ""), T_PROG, "killed"),
+    ("progress __init__ 42", PROGRESS, 'unit="step"', 'unit="XXstepXX"', T_PROG, "killed"),
+    ("progress __init__ 43", PROGRESS, 'unit="step"', 'unit="STEP"', T_PROG, "killed"),
+    ("progress __init__ 44", PROGRESS, "dynamic_ncols=True", "dynamic_ncols=False", T_PROG, "killed"),
+    ("progress log 7", PROGRESS, 'set_postfix({**shown, "ex/s": f"{examples_per_second:.0f}"}, ', "set_postfix(None, ", T_PROG, "killed"),
+    ("progress log 8", PROGRESS, "refresh=False", "refresh=None", T_PROG, "killed"),
+    ("progress log 9", PROGRESS, 'set_postfix({**shown, "ex/s": f"{examples_per_second:.0f}"}, ', "set_postfix(", T_PROG, "killed"),
+    ("progress log 10", PROGRESS, ", refresh=False", ", ", T_PROG, "killed"),
+    ("progress log 11", PROGRESS, '"ex/s": f"{examples', '"XXex/sXX": f"{examples', T_PROG, "killed"),
+    ("progress log 12", PROGRESS, '"ex/s": f"{examples', '"EX/S": f"{examples', T_PROG, "killed"),
+    ("progress log 13", PROGRESS, "refresh=False", "refresh=True", T_PROG, "killed"),
+    ("progress message 3", PROGRESS, "self._bar.write(text, file=self.stream)", "self._bar.write(None, file=self.stream)", T_PROG, "killed"),
+    ("progress message 4", PROGRESS, "self._bar.write(text, file=self.stream)", "self._bar.write(text, file=None)", T_PROG, "killed"),
+    ("progress message 5", PROGRESS, "self._bar.write(text, file=self.stream)", "self._bar.write(file=self.stream)", T_PROG, "killed"),
+    ("progress message 6", PROGRESS, "self._bar.write(text, file=self.stream)", "self._bar.write(text, )", T_PROG, "killed"),
+    ("progress message 9", PROGRESS, "print(text, file=self.stream, flush=True)", "print(text, file=self.stream, flush=None)", T_PROG, "killed"),
+    ("progress message 12", PROGRESS, "print(text, file=self.stream, flush=True)", "print(text, file=self.stream, )", T_PROG, "killed"),
+    ("progress message 13", PROGRESS, "print(text, file=self.stream, flush=True)", "print(text, file=self.stream, flush=False)", T_PROG, "killed"),
+    # units.py, dequantize_with_noise (added after the first units run; mutmut rerun 2026-11-23)
+    ("units uniform_dequantize 12", UNITS, "return (x.to(torch.float32) + u) / levels", "return (x.to(None) + u) / levels", T_UNITS, "survive"),
+    ("units dequantize_with_noise 2", UNITS, 'raise ValueError(f"noise of shape', 'raise ValueError(None) or (f"noise of shape', T_UNITS, "killed"),
+    ("units dequantize_with_noise 3", UNITS, "{tuple(u.shape)} for data", "{tuple(None)} for data", T_UNITS, "killed"),
+    ("units dequantize_with_noise 4", UNITS, "of shape {tuple(x.shape)}", "of shape {tuple(None)}", T_UNITS, "killed"),
+    ("units dequantize_with_noise 7", UNITS, "return (x.to(u.dtype) + u) / levels", "return (x.to(None) + u) / levels", T_UNITS, "killed"),
+]
+
+
+def run(name: str, file: str, old: str, new: str, tests: list[str]) -> tuple[bool, str]:
+    text = (repo / file).read_text()
+    if text.count(old) != 1:
+        raise SystemExit(f"{name}: {text.count(old)} matches of {old!r} in {file}")
+    scratch = Path(tempfile.mkdtemp(prefix="hand-mutant-"))
+    try:
+        shutil.copytree(repo / "src", scratch / "src")
+        shutil.copytree(repo / "tests", scratch / "tests")
+        shutil.copy(repo / "pyproject.toml", scratch)
+        (scratch / file).write_text(text.replace(old, new))
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE", *tests],
+            cwd=scratch, env={**os.environ, "PYTHONPATH": str(scratch / "src"), "OMP_NUM_THREADS": "1"},
+            capture_output=True, text=True, timeout=300,
+        )
+        failed = re.search(r"^(?:FAILED|ERROR) (\S+)", r.stdout, re.M)
+        return r.returncode != 0, failed.group(1) if failed else ""
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> int:
+    wanted = sys.argv[1:]
+    wrong = []
+    for name, file, old, new, tests, expected in MUTANTS:
+        if wanted and not any(w in name for w in wanted):
+            continue
+        killed, by = run(name, file, old, new, tests)
+        verdict = "killed" if killed else "survive"
+        mark = "" if verdict == expected else "   <-- expected " + expected
+        print(f"{'KILLED  ' if killed else 'SURVIVED'} {name}: {by}{mark}", flush=True)
+        if verdict != expected:
+            wrong.append(name)
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
