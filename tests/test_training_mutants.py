@@ -505,3 +505,19 @@ def test_a_group_not_due_yet_raises_no_scheduler_warning(tmp_path):
         trainer.train_step(forward, micro)
     assert trainer.model.g.item() == 1.0 and trainer.model.d.item() == pytest.approx(0.9)
     assert [s.last_epoch for s in trainer.schedulers.values()] == [1, 1]  # both schedules count the step
+
+
+def test_only_the_not_due_warning_of_a_scheduler_is_silenced(tmp_path):
+    """The filter around the schedulers' step hides torch's "Detected call of `lr_scheduler.step()`
+    before `optimizer.step()`" (a group not due), and nothing else a scheduler has to say."""
+    trainer, forward, micro = _stepper(tmp_path, [["d"]], groups={"g": {"start_step": 1}})
+    scheduler = next(iter(trainer.schedulers.values()))
+    step = scheduler.step
+
+    def step_and_warn():
+        step()
+        warnings.warn("another scheduler warning", UserWarning)
+
+    scheduler.step = step_and_warn
+    with pytest.warns(UserWarning, match="^another scheduler warning$"):
+        trainer.train_step(forward, micro)
