@@ -347,7 +347,7 @@ def test_figures_are_summed_in_float64_whatever_the_model_returns():
     assert record.mean == (2.0**24 + 4) / 5  # in float32, 2^24 + 1 + 1 + 1 + 1 would stay 2^24
 
 
-def test_several_processes_gather_the_same_figures_as_one(monkeypatch):
+def test_several_processes_gather_the_same_figures_as_one(monkeypatch, capsys):
     import accelerate.utils
 
     from genmodels import evaluate
@@ -374,9 +374,12 @@ def test_several_processes_gather_the_same_figures_as_one(monkeypatch):
     monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: parts)
     together = evaluate_figures(Figures(SPEC), Split(data), batch_size=2)
     assert together[0] == alone[0] and together[0].examples == 11
-    # batches given directly are this process's alone: nothing is gathered
+    # batches given directly are this process's alone (the second of two): nothing is gathered, and
+    # this process shows the bar
     monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: 1 / 0)
-    assert evaluate_figures(Figures(SPEC), [Batch(X[:2]), Batch(X[2:])])[0].examples == 5
+    capsys.readouterr()
+    assert evaluate_figures(Figures(SPEC), [Batch(X[:2]), Batch(X[2:])], progress=True)[0].examples == 5
+    assert "evaluate" in capsys.readouterr().err
 
 
 def test_figures_go_to_the_device_asked_for_and_fork_its_rng(monkeypatch):

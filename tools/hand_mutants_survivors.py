@@ -66,6 +66,10 @@ MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
     ("evaluate _seeded_batches 54", EVAL, 'desc="evaluate", unit="batch"', 'desc="XXevaluateXX", unit="batch"', T_EVAL, "killed"),
     ("evaluate _seeded_batches 55", EVAL, 'desc="evaluate", unit="batch"', 'desc="EVALUATE", unit="batch"', T_EVAL, "killed"),
     ("evaluate _seeded_batches 56", EVAL, 'unit="batch", disable', 'unit="XXbatchXX", disable', T_EVAL, "killed"),
+    ("evaluate_figures 13", EVAL, "else (0, 1)\n    was_training = model.training\n    model.eval()\n    found: dict[str, list",
+     "else (1, 1)\n    was_training = model.training\n    model.eval()\n    found: dict[str, list", T_EVAL, "killed"),
+    ("evaluate_figures 49", EVAL, 'append(values.detach().to("cpu", torch.float64))', 'append(values.detach().to(None, torch.float64))', T_EVAL, "survive"),
+    ("evaluate_figures 51", EVAL, 'append(values.detach().to("cpu", torch.float64))', 'append(values.detach().to(torch.float64))', T_EVAL, "survive"),
     # rundir.py (docs/mutation-runs/rundir.txt; the leftover removal is now remove_leftovers)
     ("rundir resume_checkpoint 21", RUNDIR, "ignore_errors=True", "ignore_errors=None", T_RUN, "killed"),
     ("rundir resume_checkpoint 23", RUNDIR, ", ignore_errors=True", ", ", T_RUN, "killed"),
