@@ -194,6 +194,30 @@ def test_a_resume_killed_while_it_rewrites_metrics_csv_leaves_nothing_remove_lef
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "run.json"]
 
 
+def test_remove_leftovers_removes_what_a_killed_process_leaves_and_nothing_else(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / ".tmp-step-4-77").mkdir(parents=True)  # save_checkpoint's temporary folder
+    (checkpoints / ".tmp-step-4-77" / "model.safetensors").write_text("half")
+    leftovers = [tmp_path / ".run.json.tmp-123", checkpoints / ".best.json.tmp-9", tmp_path / "metrics.csv.tmp"]
+    kept = [tmp_path / "run.json", tmp_path / "metrics.csv", checkpoints / "best.json", checkpoints / "notes.tmp-1",
+            tmp_path / ".hidden"]
+    for path in leftovers + kept:
+        path.write_text("x")
+    rundir.remove_leftovers(tmp_path)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.json", "notes.tmp-1"]
+
+
+def test_a_resume_drops_partial_metrics_rows_a_killed_process_left(tmp_path):
+    run = RunDir(tmp_path, is_main=True)
+    good = "2,1,64,1.000,train,loss,0.5"
+    rows = [good, "3,1,64,1.000,train,loss,0.5,7", "3,1,64,1.000,train,loss,", "3,1,64,1.000,train,loss,0.x",
+            "3,1,64,1.000,train,lo", "x,1,64,1.000,train,loss,0.5", "4,,64,1.000,train,loss,0.5"]
+    run.metrics.write_text("\r\n".join([",".join(METRIC_COLUMNS)] + rows) + "\r\n")
+    run.prepare({"model": "m"}, {"command": ["again"]}, 5)
+    assert _rows(run.metrics) == [METRIC_COLUMNS, good.split(",")]
+
+
 def test_the_invocation_record(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["genmodels", "train", "m"])
     record = invocation_record({"steps": 3}, "cpu", 2, seed=5)

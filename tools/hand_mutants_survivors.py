@@ -83,6 +83,17 @@ MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
     ("rundir prepare 53", RUNDIR, 'open(self.metrics, "w", newline="")', 'open(self.metrics, "w", )', T_RUN, "killed"),
     ("rundir write_metrics 6", RUNDIR, 'open(self.metrics, "a", newline="")', 'open(self.metrics, "a", newline=None)', T_RUN, "killed"),
     ("rundir write_metrics 9", RUNDIR, 'open(self.metrics, "a", newline="")', 'open(self.metrics, "a", )', T_RUN, "killed"),
+    # rundir.py, rerun 2026-11-23: remove_leftovers and _complete (added by the reliability merge)
+    ("rundir remove_leftovers 13", RUNDIR, 'for folder in (run_dir, run_dir / "checkpoints")', 'for folder in (run_dir, run_dir / "XXcheckpointsXX")', T_RUN, "killed"),
+    ("rundir remove_leftovers 14", RUNDIR, 'for folder in (run_dir, run_dir / "checkpoints")', 'for folder in (run_dir, run_dir / "CHECKPOINTS")', T_RUN, "killed"),
+    ("rundir remove_leftovers 16", RUNDIR, 'folder.glob(".*.tmp-*")', 'folder.glob("XX.*.tmp-*XX")', T_RUN, "killed"),
+    ("rundir remove_leftovers 17", RUNDIR, 'folder.glob(".*.tmp-*")', 'folder.glob(".*.TMP-*")', T_RUN, "killed"),
+    ("rundir remove_leftovers 18", RUNDIR, "leftover.unlink(missing_ok=True)", "leftover.unlink(missing_ok=None)", T_RUN, "survive"),
+    ("rundir remove_leftovers 19", RUNDIR, "leftover.unlink(missing_ok=True)", "leftover.unlink(missing_ok=False)", T_RUN, "survive"),
+    ("rundir _complete 1", RUNDIR, "if None in row or any(", "if None in row and any(", T_RUN, "killed"),
+    ("rundir _complete 6", RUNDIR, 'in (None, "") for c', 'in (None, "XXXX") for c', T_RUN, "killed"),
+    ("rundir _complete 7", RUNDIR, "for c in METRIC_COLUMNS):\n        return False", "for c in METRIC_COLUMNS):\n        return True", T_RUN, "killed"),
+    ("rundir _complete 14", RUNDIR, "except ValueError:\n        return False", "except ValueError:\n        return True", T_RUN, "killed"),
     # loop.py Trainer.train_step (docs/mutation-runs/loop-train_step.txt; the code has since changed)
     ("train_step 20", LOOP, "(group not in due or group in stepped)", "(group not in due and group in stepped)", T_LOOP, "killed"),
     ("train_step 23", LOOP, """f"{type(model).__name__}.training_step yielded group '{group}' at step {step}; "
