@@ -27,6 +27,7 @@ REPORT = "src/genmodels/training/report.py"
 T_EVAL = ["tests/test_evaluate.py"]
 T_RUN = ["tests/test_training_report.py"]
 T_LOOP = ["tests/test_training_mutants.py", "tests/test_training_parts.py"]
+T_DDP = ["tests/test_reliability.py::test_num_processes_trains_as_one_process_and_skips_a_nan_of_one_process_on_all"]
 T_PROG = ["tests/test_training_parts.py", "tests/test_training_mutants.py"]
 T_UNITS = ["tests/test_units.py", "tests/test_units_noise.py", "src/genmodels/units.py"]
 VALUES = 'values = ll.values.detach().to("cpu", torch.float64)'
@@ -94,6 +95,29 @@ MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
     ("rundir _complete 6", RUNDIR, 'in (None, "") for c', 'in (None, "XXXX") for c', T_RUN, "killed"),
     ("rundir _complete 7", RUNDIR, "for c in METRIC_COLUMNS):\n        return False", "for c in METRIC_COLUMNS):\n        return True", T_RUN, "killed"),
     ("rundir _complete 14", RUNDIR, "except ValueError:\n        return False", "except ValueError:\n        return True", T_RUN, "killed"),
+    # loop.py Trainer.train_step, rerun 2026-11-23 (test_training_mutants + test_training_parts only)
+    ("train_step r4", LOOP, "micro = batch if isinstance(batch, list) else [batch]", "micro = batch if (isinstance(batch, list)) or True else [batch]", T_LOOP, "killed"),
+    ("train_step r11", LOOP, "model.training_step(b, step, due, forward)", "model.training_step(b, None, due, forward)", T_LOOP, "killed"),
+    ("train_step r12", LOOP, "model.training_step(b, step, due, forward)", "model.training_step(b, step, None, forward)", T_LOOP, "killed"),
+    ("train_step r19", LOOP, 'prefix = "" if len(self.groups) == 1 else', 'prefix = "" if (len(self.groups) == 1) and False else', T_LOOP, "killed"),
+    ("train_step r21", LOOP, 'prefix = "" if len(self.groups) == 1 else', 'prefix = "XXXX" if len(self.groups) == 1 else', T_LOOP, "killed"),
+    ("train_step r27", LOOP, "failed: list[str] = []", "failed: list[str] = None", T_LOOP, "killed"),
+    ("train_step r96", LOOP, "failed.append(group)", "failed.append(None)", T_LOOP, "killed"),
+    ("train_step r108", LOOP, "if self.ema is not None and not failed:", "if self.ema is not None and failed:", T_LOOP, "killed"),
+    ("train_step r109", LOOP, "self.ema.update(model)", "self.ema.update(None)", T_LOOP, "killed"),
+    # several processes: only the torch.distributed test (2 CPU processes, gloo; it imports the mutant)
+    ("train_step r52", LOOP, "quiet = len(micro) > 1 and acc.num_processes > 1", "quiet = len(micro) > 1 or acc.num_processes > 1", T_DDP, "killed"),
+    ("train_step r53", LOOP, "quiet = len(micro) > 1 and acc.num_processes > 1", "quiet = len(micro) >= 1 and acc.num_processes > 1", T_DDP, "killed"),
+    ("train_step r55", LOOP, "quiet = len(micro) > 1 and acc.num_processes > 1", "quiet = len(micro) > 1 and acc.num_processes >= 1", T_LOOP, "survive"),
+    ("train_step r59", LOOP, "acc.no_sync(forward) if quiet else", "acc.no_sync(forward) if (quiet) or True else", T_DDP, "killed"),
+    # DDP's gradient all-reduce once per group and step instead of once per micro-batch: the same
+    # gradients, one process or several (performance only)
+    ("train_step r51", LOOP, "quiet = len(micro) > 1 and acc.num_processes > 1", "quiet = None", T_LOOP, "survive"),
+    ("train_step r54", LOOP, "quiet = len(micro) > 1 and acc.num_processes > 1", "quiet = len(micro) > 2 and acc.num_processes > 1", T_LOOP, "survive"),
+    ("train_step r56", LOOP, "quiet = len(micro) > 1 and acc.num_processes > 1", "quiet = len(micro) > 1 and acc.num_processes > 2", T_LOOP, "survive"),
+    ("train_step r58", LOOP, "acc.no_sync(forward) if quiet else", "acc.no_sync(forward) if (quiet) and False else", T_LOOP, "survive"),
+    ("train_step r60", LOOP, "acc.no_sync(forward) if quiet else", "acc.no_sync(None) if quiet else", T_LOOP, "survive"),
+    ("train_step r80", LOOP, "accumulate_and_step(acc, forward, model,", "accumulate_and_step(acc, None, model,", T_LOOP, "survive"),
     # loop.py Trainer.train_step (docs/mutation-runs/loop-train_step.txt; the code has since changed)
     ("train_step 20", LOOP, "(group not in due or group in stepped)", "(group not in due and group in stepped)", T_LOOP, "killed"),
     ("train_step 23", LOOP, """f"{type(model).__name__}.training_step yielded group '{group}' at step {step}; "
