@@ -410,3 +410,40 @@ def test_the_tracker_gets_the_grid_and_curves_as_rgb_images_at_the_step(tmp_path
     del files["loss_curves"]
     report._log_images(Accelerator(), files, 8)
     assert list(logged[-1][0]) == ["samples"]
+
+
+def test_the_results_table_with_epochs_minutes_two_options_a_skip_first_and_other_figures():
+    from genmodels.evaluate import FigureRecord
+
+    iwae = LikelihoodRecord("iwae", "estimate", 41.5, None, 0.5, 100, 64, samples=64, options={"k": 64, "draws": 2},
+                            discrete=False).to_json()
+    config = {"steps": None, "epochs": 2.5, "minutes": 10, "batch_size": 64, "lr": 0.001, "seed": 0}
+    figures = [FigureRecord("mse", 0.012345, 0.00067, 100).to_json(), FigureRecord("psnr", 31.5, 0.25, 100).to_json()]
+    rows = [{"model": "pixelcnn", "data": "moons", "skipped": "needs images"},
+            _result("vqvae", "digits", [iwae], train_config=config, sampling={}, test_figures=figures)]
+    lines = report.results_markdown(rows).splitlines()
+    assert lines[0] == "Training: batch_size 64, epochs 2.5, lr 0.001, minutes 10, seed 0."
+    assert lines[5:] == [
+        "| moons | pixelcnn | — | — | skipped: needs images | | | | | |",
+        "| digits | vqvae | iwae | estimate (k=64) k=64, draws=2 | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
+        "",
+        "Other test figures (not likelihoods), mean ± standard error per example:",
+        "",
+        "| data | model | figure | test value | examples |",
+        "|---|---|---|---:|---:|",
+        "| digits | vqvae | mse | 0.0123 ± 0.00067 | 100 |",
+        "| digits | vqvae | psnr | 31.5000 ± 0.25 | 100 |",
+    ]
+
+
+def test_unknown_likelihood_and_sampling_options_are_refused_naming_the_model():
+    class Named(Drawn):
+        name = "tiny"
+
+    model = Named()
+    with pytest.raises(UserError) as err:
+        report._likelihood_options(model, {"nope": "1"})
+    assert str(err.value).startswith("model 'tiny' has no likelihood option 'nope'; its likelihood options: ")
+    with pytest.raises(UserError) as err:
+        report.sampling_options(model, {"nope": "1"})
+    assert str(err.value).startswith("model 'tiny' has no sampling option 'nope'; its sampling options: ")
