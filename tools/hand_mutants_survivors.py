@@ -28,6 +28,7 @@ T_EVAL = ["tests/test_evaluate.py"]
 T_RUN = ["tests/test_training_report.py"]
 T_LOOP = ["tests/test_training_mutants.py", "tests/test_training_parts.py"]
 T_DDP = ["tests/test_reliability.py::test_num_processes_trains_as_one_process_and_skips_a_nan_of_one_process_on_all"]
+T_TB = ["tests/test_trackers.py"]
 T_PROG = ["tests/test_training_parts.py", "tests/test_training_mutants.py"]
 T_UNITS = ["tests/test_units.py", "tests/test_units_noise.py", "src/genmodels/units.py"]
 VALUES = 'values = ll.values.detach().to("cpu", torch.float64)'
@@ -178,6 +179,13 @@ MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
     ("report _likelihood_options 4", REPORT, 'what="likelihood", model=model.name', 'what="likelihood", model=None', T_RUN, "killed"),
     ("report _likelihood_options 10", REPORT, 'what="likelihood", model=model.name', 'what="LIKELIHOOD", model=model.name', T_RUN, "killed"),
     ("report sampling_options 4", REPORT, 'what="sampling", model=model.name', 'what="sampling", model=None', T_RUN, "killed"),
+    # report.finish_run: its tracker lines, against the tensorboard test (digits data)
+    ("report finish_run 49", REPORT, 'if config.log_with != "none" and test_rows:', 'if config.log_with != "none" or test_rows:', T_TB, "survive"),  # equivalent
+    ("report finish_run 50", REPORT, 'if config.log_with != "none" and test_rows:', 'if config.log_with == "none" and test_rows:', T_TB, "killed"),
+    ("report finish_run 53", REPORT, 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)', 'acc.log(None, step=state.step)', T_TB, "killed"),
+    ("report finish_run 54", REPORT, 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)', 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=None)', T_TB, "survive"),  # OPEN: no test reads the tracker's step of the test rows/images
+    ("report finish_run 177", REPORT, 'if config.log_with != "none":\n            _log_images', 'if config.log_with == "none":\n            _log_images', T_TB, "killed"),
+    ("report finish_run 182", REPORT, '_log_images(acc, files, ckpt.meta["step"])', '_log_images(acc, files, None)', T_TB, "survive"),  # OPEN: no test reads the tracker's step of the test rows/images
     # units.py, dequantize_with_noise (added after the first units run; mutmut rerun 2026-11-23)
     ("units uniform_dequantize 12", UNITS, "return (x.to(torch.float32) + u) / levels", "return (x.to(None) + u) / levels", T_UNITS, "survive"),
     ("units dequantize_with_noise 2", UNITS, 'raise ValueError(f"noise of shape', 'raise ValueError(None) or (f"noise of shape', T_UNITS, "killed"),
