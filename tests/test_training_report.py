@@ -447,3 +447,33 @@ def test_unknown_likelihood_and_sampling_options_are_refused_naming_the_model():
     with pytest.raises(UserError) as err:
         report.sampling_options(model, {"nope": "1"})
     assert str(err.value).startswith("model 'tiny' has no sampling option 'nope'; its sampling options: ")
+
+
+def test_the_end_of_a_run_passes_its_settings_to_the_test_evaluation_the_draw_and_the_tracker(tmp_path, monkeypatch):
+    calls = {}
+    for name in ("evaluate_likelihood", "evaluate_figures", "draw_samples", "_log_images"):
+        def spy(*args, _name=name, _real=getattr(report, name), **kwargs):
+            calls.setdefault(_name, []).append((args, kwargs))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(report, name, spy)
+    data = _tiny()
+    config = TrainConfig(steps=2, eval_every=2, log_every=2, batch_size=8, lr=0.05, num_samples=2, seed=11,
+                         eval_batch_size=5, log_with="tensorboard")
+    trainer = Trainer(create_model("fvsbn", data.spec), data, config, tmp_path / "r", progress=False)
+    logged, log = [], trainer.accelerator.log
+    monkeypatch.setattr(trainer.accelerator, "log",
+                        lambda values, step=None, **kw: (logged.append((dict(values), step)), log(values, step=step, **kw))[1])
+    result = trainer.fit()
+    best_step = int(result.best_checkpoint.name.split("-")[1])
+    ((args, kwargs),) = calls["evaluate_likelihood"]
+    assert args[1] is data.test and kwargs == {"batch_size": 5, "options": {}}
+    ((args, kwargs),) = calls["evaluate_figures"]
+    assert args[1] is data.test and kwargs == {"batch_size": 5}
+    ((args, kwargs),) = calls["draw_samples"]
+    assert kwargs == {"seed": 11, "options": config.sample_options} and config.sample_options is not None
+    tested = [(sorted(values), step) for values, step in logged if any(k.startswith("test/") for k in values)]
+    assert tested == [(["test/log_prob_bpd", "test/log_prob_nll"], 2)]
+    assert logged[-1][0]["test/log_prob_nll"] == result.test[0].nll_nats
+    ((args, kwargs),) = calls["_log_images"]
+    assert args[0] is trainer.accelerator and sorted(args[1]) == sorted(result.files) and args[2] == best_step

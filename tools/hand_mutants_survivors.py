@@ -180,12 +180,29 @@ MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
     ("report _likelihood_options 10", REPORT, 'what="likelihood", model=model.name', 'what="LIKELIHOOD", model=model.name', T_RUN, "killed"),
     ("report sampling_options 4", REPORT, 'what="sampling", model=model.name', 'what="sampling", model=None', T_RUN, "killed"),
     # report.finish_run: its tracker lines, against the tensorboard test (digits data)
-    ("report finish_run 49", REPORT, 'if config.log_with != "none" and test_rows:', 'if config.log_with != "none" or test_rows:', T_TB, "survive"),  # equivalent
     ("report finish_run 50", REPORT, 'if config.log_with != "none" and test_rows:', 'if config.log_with == "none" and test_rows:', T_TB, "killed"),
     ("report finish_run 53", REPORT, 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)', 'acc.log(None, step=state.step)', T_TB, "killed"),
-    ("report finish_run 54", REPORT, 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)', 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=None)', T_TB, "survive"),  # OPEN: no test reads the tracker's step of the test rows/images
     ("report finish_run 177", REPORT, 'if config.log_with != "none":\n            _log_images', 'if config.log_with == "none":\n            _log_images', T_TB, "killed"),
-    ("report finish_run 182", REPORT, '_log_images(acc, files, ckpt.meta["step"])', '_log_images(acc, files, None)', T_TB, "survive"),  # OPEN: no test reads the tracker's step of the test rows/images
+    # report.finish_run's survivors, against test_training_report (its end-to-end tests)
+    ('report finish_run r16', REPORT, 'eval_options = _likelihood_options(model, config.eval_options)', 'eval_options = None', T_RUN, 'killed'),
+    ('report finish_run r25', REPORT, 'test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, options=eval_options)', 'test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, options=None)', T_RUN, 'killed'),
+    ('report finish_run r28', REPORT, 'test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, options=eval_options)', 'test = evaluate_likelihood(model, trainer.dataset.test, options=eval_options)', T_RUN, 'killed'),
+    ('report finish_run r29', REPORT, 'test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, options=eval_options)', 'test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, )', T_RUN, 'killed'),
+    ('report finish_run r32', REPORT, 'test_figures = evaluate_figures(model, trainer.dataset.test, batch_size=config.eval_batch_size)', 'test_figures = evaluate_figures(model, None, batch_size=config.eval_batch_size)', T_RUN, 'killed'),
+    ('report finish_run r33', REPORT, 'test_figures = evaluate_figures(model, trainer.dataset.test, batch_size=config.eval_batch_size)', 'test_figures = evaluate_figures(model, trainer.dataset.test, batch_size=None)', T_RUN, 'killed'),
+    ('report finish_run r36', REPORT, 'test_figures = evaluate_figures(model, trainer.dataset.test, batch_size=config.eval_batch_size)', 'test_figures = evaluate_figures(model, trainer.dataset.test, )', T_RUN, 'killed'),
+    ('report finish_run r49', REPORT, 'if config.log_with != "none" and test_rows:', 'if config.log_with != "none" or test_rows:', T_RUN, 'survive'),
+    ('report finish_run r51', REPORT, 'if config.log_with != "none" and test_rows:', 'if config.log_with != "XXnoneXX" and test_rows:', T_RUN, 'survive'),
+    ('report finish_run r54', REPORT, 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)', 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=None)', T_RUN, 'killed'),
+    ('report finish_run r55', REPORT, 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)', 'acc.log(step=state.step)', T_RUN, 'killed'),
+    ('report finish_run r56', REPORT, 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)', 'acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, )', T_RUN, 'killed'),
+    ('report finish_run r71', REPORT, 'draw_samples(model, config.num_samples, seed=config.seed, options=config.sample_options)', 'draw_samples(model, config.num_samples, seed=config.seed, options=None)', T_RUN, 'killed'),
+    ('report finish_run r75', REPORT, 'draw_samples(model, config.num_samples, seed=config.seed, options=config.sample_options)', 'draw_samples(model, config.num_samples, seed=config.seed, )', T_RUN, 'killed'),
+    ('report finish_run r178', REPORT, 'if config.log_with != "none":\n            _log_images', 'if config.log_with != "XXnoneXX":\n            _log_images', T_RUN, 'survive'),
+    ('report finish_run r180', REPORT, '_log_images(acc, files, ckpt.meta["step"])', '_log_images(None, files, ckpt.meta["step"])', T_RUN, 'killed'),
+    ('report finish_run r181', REPORT, '_log_images(acc, files, ckpt.meta["step"])', '_log_images(acc, None, ckpt.meta["step"])', T_RUN, 'killed'),
+    ('report finish_run r182', REPORT, '_log_images(acc, files, ckpt.meta["step"])', '_log_images(acc, files, None)', T_RUN, 'killed'),
+    ('report finish_run r184', REPORT, '_log_images(acc, files, ckpt.meta["step"])', '_log_images(acc, ckpt.meta["step"])', T_RUN, 'killed'),
     # units.py, dequantize_with_noise (added after the first units run; mutmut rerun 2026-11-23)
     ("units uniform_dequantize 12", UNITS, "return (x.to(torch.float32) + u) / levels", "return (x.to(None) + u) / levels", T_UNITS, "survive"),
     ("units dequantize_with_noise 2", UNITS, 'raise ValueError(f"noise of shape', 'raise ValueError(None) or (f"noise of shape', T_UNITS, "killed"),
