@@ -450,6 +450,7 @@ def test_unknown_likelihood_and_sampling_options_are_refused_naming_the_model():
 
 
 def test_the_end_of_a_run_passes_its_settings_to_the_test_evaluation_the_draw_and_the_tracker(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install -e '.[tensorboard]'")
     calls = {}
     for name in ("evaluate_likelihood", "evaluate_figures", "draw_samples", "_log_images"):
         def spy(*args, _name=name, _real=getattr(report, name), **kwargs):
