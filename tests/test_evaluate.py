@@ -272,3 +272,142 @@ def test_per_example_values_are_summed_in_float64_whatever_the_model_returns():
 def test_two_examples_divide_by_one_for_the_standard_error():
     _, (table, _) = _records(data=X[:2])  # log p −1, −2: sample variance 0.5, standard error √(0.5/2)
     assert table.stderr_nats == pytest.approx(0.5, abs=1e-12)
+
+
+# --- evaluate_figures: per-example figures that are not likelihoods (MSE, PSNR, code NLL) ---------------
+
+from genmodels.evaluate import FigureRecord, evaluate_figures, format_figures  # noqa: E402
+
+
+class Figures(Table):
+    """Two figures per example: x₁ + x₂ (as `table`'s −log p: mean 3.2, squares sum to 66) and a
+    float32 draw of the global RNG (what the seed and the forked RNG govern)."""
+
+    name = "figures"
+
+    def evaluation_figures(self, batch):
+        self.seen.append((torch.is_grad_enabled(), self.training, batch.seeds.tolist()))
+        return {"sum": batch.x.double().sum(1), "draw": torch.rand(len(batch))}
+
+
+SPEC = DataSpec("t", (2,), 4)
+
+
+def test_figures_are_the_hand_computed_means_and_standard_errors_at_any_batch_size():
+    for batch_size in (2, 5, 500):
+        total, draw = evaluate_figures(Figures(SPEC), Split(X), batch_size=batch_size)
+        assert (total.name, total.examples, draw.name, draw.examples) == ("sum", 5, "draw", 5)
+        assert total.mean == pytest.approx(3.2, abs=1e-12)
+        assert total.stderr == pytest.approx(math.sqrt(0.74), abs=1e-12)  # √((66/5 − 3.2²)/(5 − 1))
+    assert evaluate_figures(Table(SPEC), Split(X)) == []  # a model that reports none: not even run
+
+
+def test_figures_run_without_gradients_in_eval_mode_with_each_examples_seed():
+    model = Figures(SPEC)
+    model.train()
+    evaluate_figures(model, Split(X), batch_size=2, seed=7)
+    base = 7 * 1_000_000_007
+    assert model.seen == [(False, False, [base, base + 1]), (False, False, [base + 2, base + 3]), (False, False, [base + 4])]
+    assert model.training
+    model.eval()
+    evaluate_figures(model, Split(X))
+    assert not model.training
+
+
+def test_figures_draw_under_the_seed_and_leave_the_global_rng_as_it_was():
+    torch.manual_seed(0)
+    (_, first), state = evaluate_figures(Figures(SPEC), Split(X)), torch.get_rng_state()
+    torch.manual_seed(1)
+    (_, again) = evaluate_figures(Figures(SPEC), Split(X))
+    assert first.mean == again.mean  # the draw depends on the evaluation seed, not on the caller's RNG
+    torch.manual_seed(0)
+    evaluate_figures(Figures(SPEC), Split(X))
+    assert torch.equal(torch.get_rng_state(), state)  # forked: the caller's RNG is untouched
+    (_, other) = evaluate_figures(Figures(SPEC), Split(X), seed=EVAL_SEED + 1)
+    assert other.mean != first.mean
+
+
+def test_a_figure_of_the_wrong_shape_is_refused_by_name():
+    class Wrong(Figures):
+        def evaluation_figures(self, batch):
+            return {"mse": batch.x.double()}
+
+    with pytest.raises(ValueError) as err:
+        evaluate_figures(Wrong(SPEC), Split(X), batch_size=2)
+    assert str(err.value) == "figures.evaluation_figures()['mse'] has shape (2, 2), not (2,)"
+
+
+def test_figures_are_summed_in_float64_whatever_the_model_returns():
+    class Float32(Figures):
+        def evaluation_figures(self, batch):
+            first = batch.seeds == EVAL_SEED * 1_000_000_007
+            return {"f32": torch.where(first, torch.tensor(2.0**24), torch.tensor(1.0))}
+
+    (record,) = evaluate_figures(Float32(SPEC), Split(X), batch_size=5)
+    assert record.mean == (2.0**24 + 4) / 5  # in float32, 2^24 + 1 + 1 + 1 + 1 would stay 2^24
+
+
+def test_several_processes_gather_the_same_figures_as_one(monkeypatch, capsys):
+    import accelerate.utils
+
+    from genmodels import evaluate
+
+    data = torch.cat([X, X.flip(0), X[:1]])  # 11 examples, batches of 2: 3 batches per process
+    alone = evaluate_figures(Figures(SPEC), Split(data), batch_size=2)
+    parts, seeds = [], []
+
+    class Gathered(Exception):
+        pass
+
+    def capture(objects):
+        parts.append(objects[0])
+        raise Gathered
+
+    monkeypatch.setattr(accelerate.utils, "gather_object", capture)
+    for rank in (0, 1):
+        monkeypatch.setattr(evaluate, "_process_group", lambda rank=rank: (rank, 2))
+        model = Figures(SPEC)
+        with pytest.raises(Gathered):
+            evaluate_figures(model, Split(data), batch_size=2)
+        seeds.append([s - EVAL_SEED * 1_000_000_007 for _, _, batch in model.seen for s in batch])
+    assert seeds == [list(range(6)), list(range(6, 11))]
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: parts)
+    together = evaluate_figures(Figures(SPEC), Split(data), batch_size=2)
+    assert together[0] == alone[0] and together[0].examples == 11
+    # batches given directly are this process's alone (the second of two): nothing is gathered, and
+    # this process shows the bar
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: 1 / 0)
+    capsys.readouterr()
+    assert evaluate_figures(Figures(SPEC), [Batch(X[:2]), Batch(X[2:])], progress=True)[0].examples == 5
+    assert "evaluate" in capsys.readouterr().err
+
+
+def test_figures_go_to_the_device_asked_for_and_fork_its_rng(monkeypatch):
+    from genmodels import evaluate
+
+    moved, asked, fork_rng = [], [], torch.random.fork_rng
+    monkeypatch.setattr(Batch, "to", lambda self, device: (moved.append(device), self)[1])
+    monkeypatch.setattr(evaluate.torch.random, "fork_rng", lambda devices: (asked.append(devices), fork_rng(devices=[]))[1])
+    model = Figures(SPEC)
+    evaluate_figures(model, Split(X), device="cuda:1")
+    evaluate_figures(model, Split(X))
+    assert moved == [torch.device("cuda:1"), torch.device("cpu")] and asked == [[torch.device("cuda:1")], []]
+
+
+def test_the_figures_defaults_batches_of_500_and_a_bar_only_when_asked(capsys):
+    model = Figures(SPEC)
+    evaluate_figures(model, Split(X.repeat(101, 1)))
+    assert [len(seeds) for _, _, seeds in model.seen] == [500, 5]
+    assert capsys.readouterr().err == ""
+    evaluate_figures(model, Split(X), progress=True)
+    assert capsys.readouterr().err.startswith("\revaluate: ")
+
+
+def test_figure_records_print_and_round_trip():
+    mse = FigureRecord("mse", 0.0123456789, 0.000123, 10)
+    assert mse.to_json() == {"name": "mse", "mean": 0.0123456789, "stderr": 0.000123, "examples": 10}
+    assert FigureRecord.from_json(mse.to_json()) == mse
+    assert format_figures([mse, FigureRecord("psnr", 31.5, 0.25, 10)]) == (
+        "mse                0.0123457 ± 0.00012   (10 examples)\npsnr               31.5 ± 0.25   (10 examples)"
+    )
+    assert format_figures([]) == ""

@@ -505,3 +505,79 @@ def test_a_group_not_due_yet_raises_no_scheduler_warning(tmp_path):
         trainer.train_step(forward, micro)
     assert trainer.model.g.item() == 1.0 and trainer.model.d.item() == pytest.approx(0.9)
     assert [s.last_epoch for s in trainer.schedulers.values()] == [1, 1]  # both schedules count the step
+
+
+def test_only_the_not_due_warning_of_a_scheduler_is_silenced(tmp_path):
+    """The filter around the schedulers' step hides torch's "Detected call of `lr_scheduler.step()`
+    before `optimizer.step()`" (a group not due), and nothing else a scheduler has to say."""
+    trainer, forward, micro = _stepper(tmp_path, [["d"]], groups={"g": {"start_step": 1}})
+    scheduler = next(iter(trainer.schedulers.values()))
+    step = scheduler.step
+
+    def step_and_warn():
+        step()
+        warnings.warn("another scheduler warning", UserWarning)
+
+    scheduler.step = step_and_warn
+    with pytest.warns(UserWarning, match="^another scheduler warning$"):
+        trainer.train_step(forward, micro)
+
+
+class Recorded(Scripted):
+    """Scripted, recording the step and the due groups each training_step is given; group "d"'s
+    loss is NaN at the steps in ``nan_at``."""
+
+    def __init__(self, script, groups=None, nan_at=()):
+        super().__init__(script, groups)
+        self.given, self.nan_at = [], nan_at
+
+    def training_step(self, batch, step, groups, forward):
+        self.given.append((step, list(groups)))
+        return super().training_step(batch, step, groups, forward)
+
+    def loss(self, batch, *, step=0, group="model"):
+        out = super().loss(batch, step=step, group=group)
+        return Loss(out.loss * math.nan, out.terms) if group == "d" and step in self.nan_at else out
+
+
+def _recorded_stepper(tmp_path, nan_at=(), **config):
+    x = torch.tensor([[1, 0], [1, 1], [0, 1], [1, 1]])
+    data = Dataset(DataSpec("t", (2,), 2), Split(x), Split(x), Split(x))
+    model = Recorded([["d", "g"]], nan_at=nan_at)
+    config = TrainConfig(**{"steps": 1, "batch_size": 2, "lr": 0.1, "grad_clip": None, **config})
+    trainer = Trainer(model, data, config, tmp_path / "run", progress=False)
+    _, forward, _ = trainer._prepare()
+    return trainer, forward, Batch(x[:2])
+
+
+def test_train_step_takes_one_batch_and_gives_the_model_the_step_and_the_due_groups(tmp_path):
+    trainer, forward, batch = _recorded_stepper(tmp_path)
+    trainer.state.step = 3
+    assert trainer.train_step(forward, batch) == []  # one Batch, not a list of micro-batches
+    assert trainer.model.given == [(3, ["d", "g"])]
+    assert (trainer.model.d.item(), trainer.model.g.item()) == (pytest.approx(0.9), pytest.approx(0.9))
+    # two groups: each group's losses are logged under its name
+    assert sorted(trainer.window.sums) == ["d/loss", "d/w", "g/loss", "g/w"]
+
+
+def test_a_group_with_a_nan_loss_is_returned_and_the_ema_waits_for_a_step_without_one(tmp_path):
+    trainer, forward, batch = _recorded_stepper(tmp_path, nan_at=(0,), ema_decay=0.5)
+    assert trainer.train_step(forward, batch) == ["d"]
+    assert trainer.ema.updates == 0 and trainer.model.d.item() == 1.0  # g stepped, the EMA did not
+    trainer.state.step = 1
+    assert trainer.train_step(forward, batch) == []
+    assert trainer.ema.updates == 1
+    assert trainer.ema.shadow["d"].item() == pytest.approx(0.5 * 1.0 + 0.5 * 0.9)  # the model's new d
+
+
+def test_one_group_logs_its_losses_without_a_prefix(tmp_path):
+    class One(Recorded):
+        def optimizer_groups(self):
+            return {"model": OptimizerGroup([self.d, self.g])}
+
+    x = torch.tensor([[1, 0], [1, 1]])
+    trainer = Trainer(One([["model"]]), Dataset(DataSpec("t", (2,), 2), Split(x), Split(x), Split(x)),
+                      TrainConfig(steps=1, batch_size=2, lr=0.1, grad_clip=None), tmp_path / "run", progress=False)
+    _, forward, _ = trainer._prepare()
+    trainer.train_step(forward, [Batch(x)])
+    assert sorted(trainer.window.sums) == ["loss", "w"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import pathlib
 import sys
 
 import pytest
@@ -156,6 +158,64 @@ def test_other_processes_write_nothing(tmp_path):
     run.prepare({"model": "m"}, {}, None)
     run.write_metrics([("train", "loss", 1.0)], WHERE)
     assert not (tmp_path / "r").exists()
+
+
+def test_metrics_csv_is_always_opened_with_newline_empty_as_the_csv_module_requires(tmp_path, monkeypatch):
+    """The csv module's rule (its docs: open with newline=''): on Linux a missing one changes no byte,
+    on Windows it writes every row as \\r\\r\\n; so the opens themselves are checked."""
+    opened = []
+
+    def spy(file, mode="r", **kwargs):
+        opened.append((os.path.basename(file), mode, kwargs.get("newline", "(not given)")))
+        return open(file, mode, **kwargs)
+
+    monkeypatch.setattr(rundir, "open", spy, raising=False)
+    run = RunDir(tmp_path, is_main=True)
+    run.prepare({"model": "m"}, {"command": ["first"]}, None)
+    run.write_metrics([("train", "loss", 1.0)], WHERE)
+    run.prepare({"model": "m"}, {"command": ["second"]}, 4)
+    assert opened == [("metrics.csv", "w", ""), ("metrics.csv", "a", ""), ("metrics.csv", "r", ""),
+                      ("metrics.csv.tmp", "w", "")]
+
+
+def test_a_resume_killed_while_it_rewrites_metrics_csv_leaves_nothing_remove_leftovers_misses(tmp_path, monkeypatch):
+    run = RunDir(tmp_path, is_main=True)
+    run.prepare({"model": "m"}, {"command": ["first"]}, None)
+    run.write_metrics([("train", "loss", 1.0)], WHERE)
+
+    def killed(self, target):
+        raise KeyboardInterrupt  # the process dies before the rewritten file takes metrics.csv's place
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run.prepare({"model": "m"}, {"command": ["second"]}, 4)
+    rundir.remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "run.json"]
+
+
+def test_remove_leftovers_removes_what_a_killed_process_leaves_and_nothing_else(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / ".tmp-step-4-77").mkdir(parents=True)  # save_checkpoint's temporary folder
+    (checkpoints / ".tmp-step-4-77" / "model.safetensors").write_text("half")
+    leftovers = [tmp_path / ".run.json.tmp-123", checkpoints / ".best.json.tmp-9", tmp_path / "metrics.csv.tmp"]
+    kept = [tmp_path / "run.json", tmp_path / "metrics.csv", checkpoints / "best.json", checkpoints / "notes.tmp-1",
+            tmp_path / ".hidden"]
+    for path in leftovers + kept:
+        path.write_text("x")
+    rundir.remove_leftovers(tmp_path)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.json", "notes.tmp-1"]
+
+
+def test_a_resume_drops_partial_metrics_rows_a_killed_process_left(tmp_path):
+    run = RunDir(tmp_path, is_main=True)
+    good = "2,1,64,1.000,train,loss,0.5"
+    rows = [good, "3,1,64,1.000,train,loss,0.5,7", "3,1,64,1.000,train,loss,", "3,1,64,1.000,train,loss,0.x",
+            "3,1,64,1.000,train,lo", "x,1,64,1.000,train,loss,0.5", "4,,64,1.000,train,loss,0.5"]
+    run.metrics.write_text("\r\n".join([",".join(METRIC_COLUMNS)] + rows) + "\r\n")
+    run.prepare({"model": "m"}, {"command": ["again"]}, 5)
+    assert _rows(run.metrics) == [METRIC_COLUMNS, good.split(",")]
 
 
 def test_the_invocation_record(monkeypatch):
@@ -379,3 +439,70 @@ def test_validation_examples_limits_validation_but_never_the_test_split(tmp_path
     assert [r.examples for r in result.test] == [len(data.test)]
     with pytest.raises(UserError, match=r"--validation-examples must be ≥ 1"):
         TrainConfig(steps=1, validation_examples=0)
+
+def test_the_results_table_with_epochs_minutes_two_options_a_skip_first_and_other_figures():
+    from genmodels.evaluate import FigureRecord
+
+    iwae = LikelihoodRecord("iwae", "estimate", 41.5, None, 0.5, 100, 64, samples=64, options={"k": 64, "draws": 2},
+                            discrete=False).to_json()
+    config = {"steps": None, "epochs": 2.5, "minutes": 10, "batch_size": 64, "lr": 0.001, "seed": 0}
+    figures = [FigureRecord("mse", 0.012345, 0.00067, 100).to_json(), FigureRecord("psnr", 31.5, 0.25, 100).to_json()]
+    rows = [{"model": "pixelcnn", "data": "moons", "skipped": "needs images"},
+            _result("vqvae", "digits", [iwae], train_config=config, sampling={}, test_figures=figures)]
+    lines = report.results_markdown(rows).splitlines()
+    assert lines[0] == "Training: batch_size 64, epochs 2.5, lr 0.001, minutes 10, seed 0."
+    assert lines[5:] == [
+        "| moons | pixelcnn | — | — | skipped: needs images | | | | | |",
+        "| digits | vqvae | iwae | estimate (k=64) k=64, draws=2 | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
+        "",
+        "Other test figures (not likelihoods), mean ± standard error per example:",
+        "",
+        "| data | model | figure | test value | examples |",
+        "|---|---|---|---:|---:|",
+        "| digits | vqvae | mse | 0.0123 ± 0.00067 | 100 |",
+        "| digits | vqvae | psnr | 31.5000 ± 0.25 | 100 |",
+    ]
+
+
+def test_unknown_likelihood_and_sampling_options_are_refused_naming_the_model():
+    class Named(Drawn):
+        name = "tiny"
+
+    model = Named()
+    with pytest.raises(UserError) as err:
+        report._likelihood_options(model, {"nope": "1"})
+    assert str(err.value).startswith("model 'tiny' has no likelihood option 'nope'; its likelihood options: ")
+    with pytest.raises(UserError) as err:
+        report.sampling_options(model, {"nope": "1"})
+    assert str(err.value).startswith("model 'tiny' has no sampling option 'nope'; its sampling options: ")
+
+
+def test_the_end_of_a_run_passes_its_settings_to_the_test_evaluation_the_draw_and_the_tracker(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install -e '.[tensorboard]'")
+    calls = {}
+    for name in ("evaluate_likelihood", "evaluate_figures", "draw_samples", "_log_images"):
+        def spy(*args, _name=name, _real=getattr(report, name), **kwargs):
+            calls.setdefault(_name, []).append((args, kwargs))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(report, name, spy)
+    data = _tiny()
+    config = TrainConfig(steps=2, eval_every=2, log_every=2, batch_size=8, lr=0.05, num_samples=2, seed=11,
+                         eval_batch_size=5, log_with="tensorboard")
+    trainer = Trainer(create_model("fvsbn", data.spec), data, config, tmp_path / "r", progress=False)
+    logged, log = [], trainer.accelerator.log
+    monkeypatch.setattr(trainer.accelerator, "log",
+                        lambda values, step=None, **kw: (logged.append((dict(values), step)), log(values, step=step, **kw))[1])
+    result = trainer.fit()
+    best_step = int(result.best_checkpoint.name.split("-")[1])
+    ((args, kwargs),) = calls["evaluate_likelihood"]
+    assert args[1] is data.test and kwargs == {"batch_size": 5, "options": {}}
+    ((args, kwargs),) = calls["evaluate_figures"]
+    assert args[1] is data.test and kwargs == {"batch_size": 5}
+    ((args, kwargs),) = calls["draw_samples"]
+    assert kwargs == {"seed": 11, "options": config.sample_options} and config.sample_options is not None
+    tested = [(sorted(values), step) for values, step in logged if any(k.startswith("test/") for k in values)]
+    assert tested == [(["test/log_prob_bpd", "test/log_prob_nll"], 2)]
+    assert logged[-1][0]["test/log_prob_nll"] == result.test[0].nll_nats
+    ((args, kwargs),) = calls["_log_images"]
+    assert args[0] is trainer.accelerator and sorted(args[1]) == sorted(result.files) and args[2] == best_step
