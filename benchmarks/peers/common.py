@@ -85,12 +85,17 @@ def train_and_evaluate(
     test_draws: int = 1,
     grad_clip: float = 10.0,
     seed: int = 0,
+    schedule: str = "constant",
 ) -> dict:
     """Train for ``seconds`` of training-step time, select on validation, score on test.
 
     The minibatches are drawn from a generator seeded with ``seed``, so every contender sees the same
-    sequence of batch indices (as far as its speed takes it).
+    sequence of batch indices (as far as its speed takes it). ``schedule="cosine"`` decays the learning
+    rate as lr · ½(1 + cos(π t / seconds)) in the training time t spent so far, so every contender
+    gets the same schedule in time, whatever its speed.
     """
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(contender.module.parameters(), lr=lr)
     best, best_state, best_at = -math.inf, None, 0.0
@@ -102,6 +107,9 @@ def train_and_evaluate(
         contender.train_nll(train_x[:batch_size]).backward()
         optimizer.zero_grad(set_to_none=True)
     while train_time < seconds:
+        if schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * min(train_time / seconds, 1.0)))
         tick = time.perf_counter()
         index = torch.randint(0, len(train_x), (batch_size,), generator=generator)
         optimizer.zero_grad(set_to_none=True)
@@ -130,6 +138,7 @@ def train_and_evaluate(
         "description": contender.description,
         "parameters": count_parameters(contender.module),
         "budget_s": seconds,
+        "schedule": schedule,
         "steps": steps,
         "train_examples_per_s": round(seen / train_time, 1),
         "best_validation_at_s": round(best_at, 1),

@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("--nsf-transforms", type=int, default=4, help="zuko NSF (genmodels nsf default: 4)")
     parser.add_argument("--nsf-hidden", type=int, nargs="+", default=[64, 64])
     parser.add_argument("--nsf-bins", type=int, default=8)
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                        help="learning rate over the training time, the same for every contender")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for results.json (printed either way)")
     args = parser.parse_args()
@@ -163,6 +165,7 @@ def main() -> None:
         row = train_and_evaluate(
             contender, train_x, val_x, test_x, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
             eval_every=args.eval_every, val_draws=args.val_draws, test_draws=args.test_draws, seed=args.seed,
+            schedule=args.schedule,
         )
         row.update(
             data="digits", kind=f"bound (uniform dequantization, {args.test_draws} draws)"

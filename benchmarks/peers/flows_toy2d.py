@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--realnvp-couplings", type=int, default=8)
     parser.add_argument("--realnvp-hidden", type=int, default=64)
     parser.add_argument("--realnvp-hidden-layers", type=int, default=2)
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                        help="learning rate over the training time, the same for every contender")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for results.json (printed either way)")
     args = parser.parse_args()
@@ -158,7 +160,7 @@ def main() -> None:
             started = time.time()
             row = train_and_evaluate(
                 contender, train_x, val_x, test_x, seconds=args.seconds, batch_size=args.batch_size,
-                lr=args.lr, eval_every=args.eval_every, seed=args.seed,
+                lr=args.lr, eval_every=args.eval_every, seed=args.seed, schedule=args.schedule,
             )
             row.update(data=data_name, kind="exact", entropy=round(entropy, 4),
                        gap_nats=round(row["test_nll_nats"] - entropy, 4), wall_s=round(time.time() - started, 1))
