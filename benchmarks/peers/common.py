@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from genmodels.core import Batch
 
-__all__ = ["Contender", "train_and_evaluate", "mean_log_likelihood", "count_parameters"]
+__all__ = ["Contender", "train_and_evaluate", "mean_log_likelihood", "per_example_log_likelihoods", "count_parameters"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -58,17 +58,22 @@ class Contender:
 
 
 @torch.no_grad()
-def mean_log_likelihood(contender: Contender, x: Tensor, draws: int, batch_size: int = 4096) -> float:
-    """Mean per-example log-likelihood (nats) over x, with per-example seeds (example i has seed i),
-    so the figure does not depend on the batch size and every contender sees the same noise."""
+def per_example_log_likelihoods(contender: Contender, x: Tensor, draws: int, batch_size: int = 4096) -> Tensor:
+    """Per-example log-likelihoods (nats, float64) over x, with per-example seeds (example i has seed
+    i), so the figures do not depend on the batch size and every contender sees the same noise."""
     contender.module.eval()
-    total = 0.0
+    values = []
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size]
         seeds = torch.arange(start, start + len(chunk))
-        total += contender.log_likelihoods(Batch(chunk, seeds=seeds), draws).double().sum().item()
+        values.append(contender.log_likelihoods(Batch(chunk, seeds=seeds), draws).double())
     contender.module.train()
-    return total / len(x)
+    return torch.cat(values)
+
+
+def mean_log_likelihood(contender: Contender, x: Tensor, draws: int, batch_size: int = 4096) -> float:
+    """The mean of :func:`per_example_log_likelihoods`."""
+    return per_example_log_likelihoods(contender, x, draws, batch_size).mean().item()
 
 
 def train_and_evaluate(
@@ -131,7 +136,8 @@ def train_and_evaluate(
             next_eval = train_time + eval_every
     contender.module.load_state_dict(best_state)
     tick = time.perf_counter()
-    test = mean_log_likelihood(contender, test_x, test_draws)
+    test_values = per_example_log_likelihoods(contender, test_x, test_draws)
+    test = test_values.mean().item()
     return {
         "model": contender.name,
         "library": contender.library,
@@ -144,6 +150,7 @@ def train_and_evaluate(
         "best_validation_at_s": round(best_at, 1),
         "validation_nll_nats": round(-best, 4),
         "test_nll_nats": round(-test, 4),
+        "test_nll_standard_error": round(test_values.std().item() / math.sqrt(len(test_values)), 4),
         "test_eval_s": round(time.perf_counter() - tick, 2),
         "nonfinite_steps": nonfinite,
         "history": history,
