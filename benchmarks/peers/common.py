@@ -28,7 +28,14 @@ from torch import Tensor, nn
 
 from genmodels.core import Batch
 
-__all__ = ["Contender", "train_and_evaluate", "mean_log_likelihood", "per_example_log_likelihoods", "count_parameters"]
+__all__ = [
+    "Contender",
+    "train_and_evaluate",
+    "mean_log_likelihood",
+    "per_example_log_likelihoods",
+    "count_parameters",
+    "paired_differences",
+]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -154,5 +161,20 @@ def train_and_evaluate(
         "test_eval_s": round(time.perf_counter() - tick, 2),
         "nonfinite_steps": nonfinite,
         "history": history,
+        "test_values": test_values,  # per-example log-likelihoods (removed from the JSON by the scripts)
         **contender.extra,
     }
+
+
+def paired_differences(results: list[dict], pairs: list[tuple[str, str]], scale: float = 1.0) -> list[dict]:
+    """Test NLL of ``a`` minus that of ``b`` for each pair of model names present in ``results`` (one
+    data set), with the standard error of the paired per-example differences (both are scored on the
+    same test examples, and on discrete data on the same dequantization noise), times ``scale``."""
+    by_name = {r["model"]: r for r in results}
+    rows = []
+    for a, b in pairs:
+        if a in by_name and b in by_name:
+            d = -(by_name[a]["test_values"] - by_name[b]["test_values"]) * scale
+            rows.append({"a": a, "b": b, "difference": round(d.mean().item(), 4),
+                         "standard_error": round(d.std().item() / math.sqrt(len(d)), 4)})
+    return rows

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, train_and_evaluate  # noqa: E402
+from common import Contender, paired_differences, train_and_evaluate  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels import units  # noqa: E402
@@ -174,8 +174,12 @@ def main() -> None:
             test_bits_per_dim=round(float(units.bits_per_dim(row["test_nll_nats"], spec.dims)), 4),
             wall_s=round(time.time() - started, 1),
         )
-        print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+        row["test_bits_per_dim_standard_error"] = round(
+            float(units.bits_per_dim(row["test_nll_standard_error"], spec.dims)), 4)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("history", "test_values")}), flush=True)
         results.append(row)
+    pairs = [(a, b) for a in ("nsf", "maf", "realnvp") for b in ("NSF", "MAF")]
+    differences = paired_differences(results, pairs, scale=1.0 / (spec.dims * units.LN2))
 
     meta = {
         "script": "benchmarks/peers/flows_digits.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
@@ -183,15 +187,21 @@ def main() -> None:
         "machine": platform.platform(), "python": platform.python_version(),
         "versions": [f"torch {torch.__version__}", f"genmodels {genmodels.__version__}", version("zuko")],
     }
-    print("\n| model | library | params | budget (s) | train ex/s | best val at (s) | val bits/dim | test bits/dim |")
+    print("\n| model | library | params | budget (s) | train ex/s | best val at (s) | val bits/dim | test bits/dim ± se |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | "
               f"{r['train_examples_per_s']:,.0f} | {r['best_validation_at_s']:g} | {r['validation_bits_per_dim']:.4f} | "
-              f"{r['test_bits_per_dim']:.4f} |")
+              f"{r['test_bits_per_dim']:.4f} ± {r['test_bits_per_dim_standard_error']:.4f} |")
+    print("\nPaired test differences, bits/dim (a − b; negative: a is better), ± standard error:")
+    for d in differences:
+        print(f"  {d['a']} − {d['b']}: {d['difference']:+.4f} ± {d['standard_error']:.4f}")
     if args.out:
+        for r in results:
+            r.pop("test_values")
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        Path(args.out, "results.json").write_text(
+            json.dumps({"meta": meta, "results": results, "paired_differences_bits_per_dim": differences}, indent=1))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, train_and_evaluate  # noqa: E402
+from common import Contender, paired_differences, train_and_evaluate  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels.core import Batch, create_model  # noqa: E402
@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    results = []
+    results, differences = [], []
     for data_name in args.data:
         data = load_dataset(data_name)
         train_x, val_x, test_x = data.train.x.float(), data.validation.x.float(), data.test.x.float()
@@ -164,8 +164,11 @@ def main() -> None:
             )
             row.update(data=data_name, kind="exact", entropy=round(entropy, 4),
                        gap_nats=round(row["test_nll_nats"] - entropy, 4), wall_s=round(time.time() - started, 1))
-            print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("history", "test_values")}), flush=True)
             results.append(row)
+        pairs = [("nsf", "NSF"), ("nsf", "RealNVP"), ("realnvp", "RealNVP"), ("realnvp", "NSF")]
+        for d in paired_differences([r for r in results if r["data"] == data_name], pairs):
+            differences.append({"data": data_name, **d})
 
     meta = {
         "script": "benchmarks/peers/flows_toy2d.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
@@ -174,14 +177,20 @@ def main() -> None:
         "versions": [f"torch {torch.__version__}", f"genmodels {genmodels.__version__}", version("zuko"),
                      version("normflows")],
     }
-    print("\n| data | model | library | params | budget (s) | train ex/s | test NLL (nats) | gap |")
+    print("\n| data | model | library | params | budget (s) | train ex/s | test NLL (nats) ± se | gap |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['data']} | {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | "
-              f"{r['train_examples_per_s']:,.0f} | {r['test_nll_nats']:.4f} | {r['gap_nats']:.4f} |")
+              f"{r['train_examples_per_s']:,.0f} | {r['test_nll_nats']:.4f} ± {r['test_nll_standard_error']:.4f} | {r['gap_nats']:.4f} |")
+    print("\nPaired test differences, nats (a − b; negative: a is better), ± standard error:")
+    for d in differences:
+        print(f"  {d['data']}: {d['a']} − {d['b']}: {d['difference']:+.4f} ± {d['standard_error']:.4f}")
     if args.out:
+        for r in results:
+            r.pop("test_values")
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        Path(args.out, "results.json").write_text(
+            json.dumps({"meta": meta, "results": results, "paired_differences_nats": differences}, indent=1))
 
 
 if __name__ == "__main__":
