@@ -178,7 +178,9 @@ def main() -> None:
             float(units.bits_per_dim(row["test_nll_standard_error"], spec.dims)), 4)
         print(json.dumps({k: v for k, v in row.items() if k not in ("history", "test_values")}), flush=True)
         results.append(row)
-    pairs = [(a, b) for a in ("nsf", "maf", "realnvp") for b in ("NSF", "MAF")]
+    ours = [r["model"] for r in results if r["library"].startswith("genmodels")]
+    peers = [r["model"] for r in results if not r["library"].startswith("genmodels")]
+    pairs = [(a, b) for a in ours for b in peers]
     differences = paired_differences(results, pairs, scale=1.0 / (spec.dims * units.LN2))
 
     meta = {
