@@ -1,0 +1,180 @@
+"""What the peer comparisons share: one training loop and one evaluation for every library.
+
+Every contender (a genmodels model or a peer library's flow) is wrapped as a :class:`Contender` with
+two functions of a data batch:
+
+* ``train_nll(x)``: the mean training loss (nats per example) of a batch, one dequantization draw per
+  example on discrete data;
+* ``log_likelihoods(batch, draws)``: per-example log-likelihoods (nats) of a :class:`genmodels.core.Batch`
+  with per-example seeds. On discrete data every contender draws its dequantization noise with
+  ``batch.rand``, so all of them are scored on the SAME noise u for the same example and draw.
+
+:func:`train_and_evaluate` trains a contender with Adam for a budget of training time (seconds spent
+in training steps; validation passes are not counted), evaluates the validation split every
+``eval_every`` seconds of training time (after three untimed warm-up passes without an update), keeps the best state on validation, and scores it once on the
+full test split (../shared/PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from genmodels.core import Batch
+
+__all__ = [
+    "Contender",
+    "train_and_evaluate",
+    "mean_log_likelihood",
+    "per_example_log_likelihoods",
+    "count_parameters",
+    "paired_differences",
+]
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+@dataclass
+class Contender:
+    """One model to compare.
+
+    Args:
+        name: the model's name in the tables.
+        library: "genmodels 0.1.0", "zuko 1.6.0", ...
+        module: the nn.Module whose parameters are trained (and whose state is checkpointed).
+        train_nll: x (B, ...) → mean negative log-likelihood (a scalar tensor) for one training step.
+        log_likelihoods: (Batch with seeds, draws) → per-example log-likelihoods (B,) in nats.
+        description: the architecture, for the report.
+    """
+
+    name: str
+    library: str
+    module: nn.Module
+    train_nll: Callable[[Tensor], Tensor]
+    log_likelihoods: Callable[[Batch, int], Tensor]
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@torch.no_grad()
+def per_example_log_likelihoods(contender: Contender, x: Tensor, draws: int, batch_size: int = 4096) -> Tensor:
+    """Per-example log-likelihoods (nats, float64) over x, with per-example seeds (example i has seed
+    i), so the figures do not depend on the batch size and every contender sees the same noise."""
+    contender.module.eval()
+    values = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        seeds = torch.arange(start, start + len(chunk))
+        values.append(contender.log_likelihoods(Batch(chunk, seeds=seeds), draws).double())
+    contender.module.train()
+    return torch.cat(values)
+
+
+def mean_log_likelihood(contender: Contender, x: Tensor, draws: int, batch_size: int = 4096) -> float:
+    """The mean of :func:`per_example_log_likelihoods`."""
+    return per_example_log_likelihoods(contender, x, draws, batch_size).mean().item()
+
+
+def train_and_evaluate(
+    contender: Contender,
+    train_x: Tensor,
+    val_x: Tensor,
+    test_x: Tensor,
+    *,
+    seconds: float,
+    batch_size: int,
+    lr: float,
+    eval_every: float,
+    val_draws: int = 1,
+    test_draws: int = 1,
+    grad_clip: float = 10.0,
+    seed: int = 0,
+    schedule: str = "constant",
+) -> dict:
+    """Train for ``seconds`` of training-step time, select on validation, score on test.
+
+    The minibatches are drawn from a generator seeded with ``seed``, so every contender sees the same
+    sequence of batch indices (as far as its speed takes it). ``schedule="cosine"`` decays the learning
+    rate as lr · ½(1 + cos(π t / seconds)) in the training time t spent so far, so every contender
+    gets the same schedule in time, whatever its speed.
+    """
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(contender.module.parameters(), lr=lr)
+    best, best_state, best_at = -math.inf, None, 0.0
+    seen = steps = 0
+    train_time = next_eval = 0.0
+    nonfinite = 0
+    history: list[tuple[float, float]] = []
+    for _ in range(3):  # warm-up passes (untimed, no update): first-call costs are nobody's throughput
+        contender.train_nll(train_x[:batch_size]).backward()
+        optimizer.zero_grad(set_to_none=True)
+    while train_time < seconds:
+        if schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * min(train_time / seconds, 1.0)))
+        tick = time.perf_counter()
+        index = torch.randint(0, len(train_x), (batch_size,), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss = contender.train_nll(train_x[index])
+        if torch.isfinite(loss):
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(contender.module.parameters(), grad_clip)
+            optimizer.step()
+        else:
+            nonfinite += 1
+        train_time += time.perf_counter() - tick
+        seen += batch_size
+        steps += 1
+        if train_time >= next_eval or train_time >= seconds:
+            value = mean_log_likelihood(contender, val_x, val_draws)
+            history.append((round(train_time, 1), round(-value, 4)))
+            if value > best or best_state is None:
+                best, best_state, best_at = value, copy.deepcopy(contender.module.state_dict()), train_time
+            next_eval = train_time + eval_every
+    contender.module.load_state_dict(best_state)
+    tick = time.perf_counter()
+    test_values = per_example_log_likelihoods(contender, test_x, test_draws)
+    test = test_values.mean().item()
+    return {
+        "model": contender.name,
+        "library": contender.library,
+        "description": contender.description,
+        "parameters": count_parameters(contender.module),
+        "budget_s": seconds,
+        "schedule": schedule,
+        "steps": steps,
+        "train_examples_per_s": round(seen / train_time, 1),
+        "best_validation_at_s": round(best_at, 1),
+        "validation_nll_nats": round(-best, 4),
+        "test_nll_nats": round(-test, 4),
+        "test_nll_standard_error": round(test_values.std().item() / math.sqrt(len(test_values)), 4),
+        "test_eval_s": round(time.perf_counter() - tick, 2),
+        "nonfinite_steps": nonfinite,
+        "history": history,
+        "test_values": test_values,  # per-example log-likelihoods (removed from the JSON by the scripts)
+        **contender.extra,
+    }
+
+
+def paired_differences(results: list[dict], pairs: list[tuple[str, str]], scale: float = 1.0) -> list[dict]:
+    """Test NLL of ``a`` minus that of ``b`` for each pair of model names present in ``results`` (one
+    data set), with the standard error of the paired per-example differences (both are scored on the
+    same test examples, and on discrete data on the same dequantization noise), times ``scale``."""
+    by_name = {r["model"]: r for r in results}
+    rows = []
+    for a, b in pairs:
+        if a in by_name and b in by_name:
+            d = -(by_name[a]["test_values"] - by_name[b]["test_values"]) * scale
+            rows.append({"a": a, "b": b, "difference": round(d.mean().item(), 4),
+                         "standard_error": round(d.std().item() / math.sqrt(len(d)), 4)})
+    return rows
