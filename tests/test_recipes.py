@@ -30,6 +30,7 @@ def test_the_quick_suite_covers_every_registered_model_on_digits():
     assert {r.data for r in quick} == {"digits"}
     assert sorted(r.model for r in quick) == sorted(model_names())
     assert suites()["quick"].quality_samples >= 2
+    assert all(r.expected for r in quick), "every quick recipe states the test figure it should reproduce"
 
 
 def test_a_recipe_with_a_bad_option_or_unknown_name_is_refused():
