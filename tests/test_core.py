@@ -148,3 +148,13 @@ def test_evaluation_rejects_data_that_does_not_fit_the_model(digits):
     continuous = DataSpec("toy", (2,), None)
     with pytest.raises(UserError, match="NaN"):
         continuous.check(torch.tensor([[0.0, float("nan")]]))
+
+
+@pytest.mark.parametrize("name", ["gan", "two-stage", "ddpm"])
+def test_a_conditional_model_refuses_data_without_classes(name):
+    from genmodels.core import create_model
+    from genmodels.data import DataSpec
+
+    with pytest.raises(UserError, match=r"^conditional=true needs labelled data; 'plain' has no classes$"):
+        create_model(name, DataSpec("plain", (1, 8, 8), 17), {"conditional": True})
+    assert create_model(name, DataSpec("labelled", (1, 8, 8), 17, num_classes=10), {"conditional": True}).conditional

@@ -379,8 +379,8 @@ class GenerativeModel(nn.Module):
     #: whether the model can be fitted to discrete data
     handles_discrete: ClassVar[bool] = True
     #: whether the model is class-conditional, p(x | y): it reads ``batch.y`` and ``sample(y=...)``.
-    #: A model may set it per instance from its config (``self.conditional = config.conditional``),
-    #: refusing in ``__init__`` (UserError) data without labels.
+    #: A model may set it per instance from its config with :meth:`set_conditional`, which refuses
+    #: data without labels (UserError).
     conditional: bool = False
     #: options of ``log_likelihoods`` used for the validation split during training, where a
     #: cheaper measure will do (e.g. {"k": 64} for an IWAE estimate whose test figure uses 5 000)
@@ -394,6 +394,12 @@ class GenerativeModel(nn.Module):
         self.config = config
         self.spec = spec
         self.likelihood_kind = type(self).kind_for(spec)
+
+    def set_conditional(self, conditional: bool) -> None:
+        """Model p(x | y) when ``conditional``; data without classes get a UserError naming the problem."""
+        if conditional and not self.spec.num_classes:
+            raise UserError(f"conditional=true needs labelled data; '{self.spec.name}' has no classes")
+        self.conditional = conditional
 
     @classmethod
     def kind_for(cls, spec: DataSpec) -> LikelihoodKind:

@@ -92,9 +92,7 @@ class DiffusionModel(GenerativeModel):
 
     def __init__(self, config: DiffusionConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.conditional = config.conditional
-        if self.conditional and not spec.num_classes:
-            raise UserError(f"conditional=true needs labelled data; '{spec.name}' has no classes")
+        self.set_conditional(config.conditional)
         self.process: Process = self.make_process(config, spec)
         self.preconditioning: Preconditioning = self.make_preconditioning(config, spec)
         num_classes = spec.num_classes if self.conditional else None

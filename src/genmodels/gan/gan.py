@@ -87,9 +87,7 @@ class GAN(GenerativeModel):
 
     def __init__(self, config: GANConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.conditional = config.conditional
-        if config.conditional and not spec.num_classes:
-            raise UserError(f"conditional=true needs labelled data; '{spec.name}' has no classes")
+        self.set_conditional(config.conditional)
         arch = config.architecture
         if arch == "auto":
             arch = "conv" if _auto_conv(spec.shape) else "mlp"

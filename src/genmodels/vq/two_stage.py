@@ -85,9 +85,7 @@ class TwoStage(GenerativeModel):
 
     def __init__(self, config: TwoStageConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.conditional = config.conditional
-        if config.conditional and not spec.num_classes:
-            raise UserError(f"conditional=true needs labelled data; '{spec.name}' has no classes")
+        self.set_conditional(config.conditional)
         self.frozen = bool(config.autoencoder)
         self.autoencoder = self._first_stage(config, spec)
         if self.frozen:
