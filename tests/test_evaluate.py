@@ -142,16 +142,14 @@ def test_processes_take_contiguous_blocks_of_batches_the_first_ones_one_more():
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
 
 
-def test_several_processes_gather_the_same_records_as_one(monkeypatch):
-    """Two processes simulated in turn: each evaluates its block of batches; the gathered
-    per-example values give exactly the records of one process (values, terms, NFE, seeds)."""
+def _simulate_two_processes(monkeypatch, evaluate_fn, make_model, data):
+    """Run ``evaluate_fn`` as process 0, then 1, of two (batches of 2), each stopped at the gather;
+    then make ``gather_object`` return what the two gathered, so a further call on one process
+    gives the gathered result. Returns each process's example seeds (relative to EVAL_SEED)."""
     import accelerate.utils
 
     from genmodels import evaluate
 
-    spec = DataSpec("t", (2,), 4)
-    data = torch.cat([X, X.flip(0), X[:1]])  # 11 examples: batches of 2 → 6 batches, 3 per process
-    alone = evaluate_likelihood(Table(spec), Split(data), batch_size=2)
     parts, seeds = [], []
 
     class Gathered(Exception):
@@ -164,12 +162,22 @@ def test_several_processes_gather_the_same_records_as_one(monkeypatch):
     monkeypatch.setattr(accelerate.utils, "gather_object", capture)
     for rank in (0, 1):
         monkeypatch.setattr(evaluate, "_process_group", lambda rank=rank: (rank, 2))
-        model = Table(spec)
+        model = make_model()
         with pytest.raises(Gathered):
-            evaluate_likelihood(model, Split(data), batch_size=2)
+            evaluate_fn(model, Split(data), batch_size=2)
         seeds.append([s - EVAL_SEED * 1_000_000_007 for _, _, batch in model.seen for s in batch])
-    assert seeds == [list(range(6)), list(range(6, 11))]  # 3 batches each; every example's seed as alone
     monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: parts)
+    return seeds
+
+
+def test_several_processes_gather_the_same_records_as_one(monkeypatch):
+    """Two processes simulated in turn: each evaluates its block of batches; the gathered
+    per-example values give exactly the records of one process (values, terms, NFE, seeds)."""
+    spec = DataSpec("t", (2,), 4)
+    data = torch.cat([X, X.flip(0), X[:1]])  # 11 examples: batches of 2 → 6 batches, 3 per process
+    alone = evaluate_likelihood(Table(spec), Split(data), batch_size=2)
+    seeds = _simulate_two_processes(monkeypatch, evaluate_likelihood, lambda: Table(spec), data)
+    assert seeds == [list(range(6)), list(range(6, 11))]  # 3 batches each; every example's seed as alone
     together = evaluate_likelihood(Table(spec), Split(data), batch_size=2)
     assert [r.to_json() for r in together] == [r.to_json() for r in alone]
     assert together[1].evaluations is not None and together[0].terms_nats
@@ -350,28 +358,10 @@ def test_figures_are_summed_in_float64_whatever_the_model_returns():
 def test_several_processes_gather_the_same_figures_as_one(monkeypatch, capsys):
     import accelerate.utils
 
-    from genmodels import evaluate
-
     data = torch.cat([X, X.flip(0), X[:1]])  # 11 examples, batches of 2: 3 batches per process
     alone = evaluate_figures(Figures(SPEC), Split(data), batch_size=2)
-    parts, seeds = [], []
-
-    class Gathered(Exception):
-        pass
-
-    def capture(objects):
-        parts.append(objects[0])
-        raise Gathered
-
-    monkeypatch.setattr(accelerate.utils, "gather_object", capture)
-    for rank in (0, 1):
-        monkeypatch.setattr(evaluate, "_process_group", lambda rank=rank: (rank, 2))
-        model = Figures(SPEC)
-        with pytest.raises(Gathered):
-            evaluate_figures(model, Split(data), batch_size=2)
-        seeds.append([s - EVAL_SEED * 1_000_000_007 for _, _, batch in model.seen for s in batch])
+    seeds = _simulate_two_processes(monkeypatch, evaluate_figures, lambda: Figures(SPEC), data)
     assert seeds == [list(range(6)), list(range(6, 11))]
-    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: parts)
     together = evaluate_figures(Figures(SPEC), Split(data), batch_size=2)
     assert together[0] == alone[0] and together[0].examples == 11
     # batches given directly are this process's alone (the second of two): nothing is gathered, and
