@@ -20,7 +20,7 @@ from genmodels.data.base import Split
 from genmodels.errors import UserError
 from genmodels.evaluate import evaluate_likelihood
 from genmodels.latent.base import SAMPLE_CHUNK
-from genmodels.latent.networks import decoder_level_log_probs, discretized_logistic_log_probs
+from genmodels.latent.networks import decoder_level_log_probs, decoder_log_prob, discretized_logistic_log_probs
 
 BINARY = DataSpec("b", (1, 2, 5), 2)
 DIGITS = DataSpec("d", (1, 8, 8), 17, 10)
@@ -154,6 +154,19 @@ def test_discretized_logistic_matches_cdf_differences():
     expected = torch.diff(cdf, dim=1, prepend=torch.zeros(3, 1, dtype=torch.float64),
                           append=torch.ones(3, 1, dtype=torch.float64))
     assert torch.allclose(got, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "logistic"])
+def test_decoder_log_prob_of_the_observed_level_equals_the_full_table_gathered(likelihood):
+    # The logistic decoder evaluates only the observed level (O(D), not O(D·K)); it must agree with
+    # the full table at every level, edges 0 and K−1 included.
+    torch.manual_seed(0)
+    params = torch.randn(6, 64 * (17 if likelihood == "categorical" else 2), dtype=torch.float64) * 2
+    x = torch.randint(0, 17, (6, 64))
+    x[0], x[1] = 0, 16
+    table = decoder_level_log_probs(params, likelihood, 17)
+    expected = table.gather(2, x.unsqueeze(2)).squeeze(2).sum(1)
+    assert torch.allclose(decoder_log_prob(params, x, likelihood, 17), expected, atol=1e-10)
 
 
 def test_gaussian_latent_model_with_logistic_decoder_normalizes_over_levels():
