@@ -6,7 +6,7 @@ Training is the bench's (each model's shipped recipe); this script only measures
   mode, images on [0, 1]), codebook usage (share of codes used on the test split) and perplexity;
 - ``two-stage``: the prior's exact test NLL over codes, in bits per code (and the uniform prior's);
 - sample quality — FD / KID / precision / recall in the project's feature space, against the test
-  split — of ``two-stage``, ``gan`` with and without hubness-guided latent sampling, and ``vae``,
+  split — of ``two-stage``, and of ``gan`` and ``vae`` with and without hubness-guided latent sampling,
   with each run's training wall time beside it (the recipes' budgets are steps, not seconds);
 - pictures: ``reconstructions-<data>.png`` (test images above their reconstructions, per autoencoder)
   and ``samples-<data>.png`` (the sample sets side by side).
@@ -32,7 +32,8 @@ from genmodels.plotting import save_montage, save_samples
 from genmodels.vq.quantizer import perplexity
 
 AUTOENCODERS = ("vqvae", "vqgan")
-SAMPLERS = (("two-stage", {}), ("gan", {"hubness": False}), ("gan", {"hubness": True}), ("vae", {}))
+SAMPLERS = (("two-stage", {}), ("gan", {"hubness": False}), ("gan", {"hubness": True}),
+            ("vae", {"hubness": False}), ("vae", {"hubness": True}))
 QUALITY = ("fd", "kid", "precision", "recall")
 
 

@@ -265,6 +265,27 @@ def test_kl_warmup_and_free_bits_shape_the_training_loss():
     assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("name", ["vae", "iwae"])
+def test_hubness_guided_sampling_keeps_the_hubs_of_the_models_own_prior_draws(name):
+    """``hubness=true`` reaches the Gaussian-latent models: the kept latents are the highest
+    k-occurrence rows among ``candidates`` draws of the tempered prior (the same draws a plain
+    sample would start from), so they lie nearer the mode than the candidates on average."""
+    from genmodels.latent.hubness import k_occurrence
+
+    model = create_model(name, DIGITS, {"latent_dim": 8})
+    candidates = model.sample_latents(600, generator=torch.Generator().manual_seed(3), temperature=0.5)
+    kept = model.sample_latents(30, generator=torch.Generator().manual_seed(3), temperature=0.5,
+                                hubness=True, candidates=600, k=10)
+    index = [int((candidates == row).all(1).nonzero()[0]) for row in kept]  # each kept row is a candidate
+    counts = k_occurrence(candidates, 10)
+    assert counts[index].min() >= counts.float().quantile(0.9)  # 30 of 600: the top 5 %
+    assert kept.norm(dim=1).mean() < candidates.norm(dim=1).mean()
+    x = model.sample(4, generator=torch.Generator().manual_seed(0), hubness=True, candidates=100, k=5)
+    assert x.shape == (4, 1, 8, 8) and x.dtype == torch.int64
+    with pytest.raises(UserError, match="candidates"):
+        model.sample(5, hubness=True, candidates=5)
+
+
 def test_sampling_temperature_scales_the_prior_and_samples_are_levels():
     model = create_model("vae", DIGITS, {"latent_dim": 4})
     z = model.sample_latents(20_000, generator=torch.Generator().manual_seed(0), temperature=0.5)

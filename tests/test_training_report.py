@@ -285,7 +285,7 @@ def _result(model, data, test, **extra):
 
 def test_the_results_table_is_what_a_paper_needs():
     exact = LikelihoodRecord("nll", "exact", 40.12345, 0.98765, 0.123, 100, 64).to_json()
-    iwae = LikelihoodRecord("iwae", "estimate", 41.5, None, 0.5, 100, 64, samples=64, options={"k": 64},
+    iwae = LikelihoodRecord("iwae", "estimate", 41.5, None, 0.5, 100, 64, samples=64, options={"k": 64, "trace": "hutchinson"},
                             discrete=False).to_json()
     config = {"steps": 300, "epochs": None, "minutes": None, "batch_size": 64, "lr": 0.001, "seed": 0, "ema": 0.999}
     rows = [
@@ -303,7 +303,7 @@ def test_the_results_table_is_what_a_paper_needs():
         "| data | model | measure | kind | test NLL (nats) | bits/dim | params | steps (best) | train ex/s | sampling |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---|",
         "| digits | fvsbn | nll | exact | 40.123 ± 0.12 | 0.9877 | 12,345 | 300 (200) | 1235 | t=1, nfe=64 |",
-        "| digits | vae | iwae | estimate (k=64) k=64 | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
+        "| digits | vae | iwae | estimate (k=64) trace=hutchinson | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
         "| digits | gan | — | none | — | — | 12,345 | 300 (200) | 1235 | defaults |",
         "| moons | pixelcnn | — | — | skipped: needs images | | | | | |",
     ]) + "\n"
@@ -453,7 +453,7 @@ def test_the_results_table_with_epochs_minutes_two_options_a_skip_first_and_othe
     assert lines[0] == "Training: batch_size 64, epochs 2.5, lr 0.001, minutes 10, seed 0."
     assert lines[5:] == [
         "| moons | pixelcnn | — | — | skipped: needs images | | | | | |",
-        "| digits | vqvae | iwae | estimate (k=64) k=64, draws=2 | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
+        "| digits | vqvae | iwae | estimate (k=64) draws=2 | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
         "",
         "Other test figures (not likelihoods), mean ± standard error per example:",
         "",

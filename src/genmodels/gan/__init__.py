@@ -1,5 +1,5 @@
-"""Generative adversarial networks and hubness-guided latent sampling."""
+"""Generative adversarial networks (hubness-guided latent sampling lives in ``latent.hubness``)."""
 
-from .hubness import k_occurrence, select_hubs
+from ..latent.hubness import k_occurrence, select_hubs
 
 __all__ = ["k_occurrence", "select_hubs"]

@@ -16,7 +16,7 @@ the trainer's ``forward`` (the discriminator's without a graph), so several proc
 exactly the gradients of the group that steps. An EMA of the generator is the trainer's ``--ema DECAY`` (evaluation and
 sampling use the averaged weights; averaging D as well is harmless, it is never used for sampling).
 Sampling option ``hubness=true`` keeps the hubs among ``candidates`` latents (Liang et al. 2022,
-:mod:`genmodels.gan.hubness`). No likelihood: kind ``none``.
+:mod:`genmodels.latent.hubness`). No likelihood: kind ``none``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, Op
 from ..data.base import DataSpec
 from ..errors import UserError
 from ..units import quantize, uniform_dequantize
-from .hubness import select_hubs
+from ..latent.hubness import hubness_guided_latents
 
 __all__ = ["GAN", "GANConfig"]
 
@@ -191,12 +191,12 @@ class GAN(GenerativeModel):
         self, n: int, *, generator: torch.Generator | None = None, hubness: bool = False, candidates: int = 0, k: int = 10
     ) -> Tensor:
         """n latents from N(0, I), or the n hubs among ``candidates`` prior draws (0: 20·n, at least 500)."""
+        def prior(m: int) -> Tensor:
+            return torch.randn(m, self.config.latent_dim, generator=generator)
+
         if not hubness:
-            return torch.randn(n, self.config.latent_dim, generator=generator)
-        m = candidates or max(20 * n, 500)
-        if m <= max(n, k):
-            raise UserError(f"candidates ({m}) must exceed n ({n}) and k ({k})")
-        return select_hubs(torch.randn(m, self.config.latent_dim, generator=generator), n, k, generator)
+            return prior(n)
+        return hubness_guided_latents(prior, n, candidates=candidates, k=k, generator=generator)
 
     @torch.no_grad()
     def sample(

@@ -35,6 +35,7 @@ from ..data.base import DataSpec
 from ..errors import UserError
 from ..estimators import gaussian_kl_standard_normal, reparameterize_gaussian
 from .base import LatentConfig, LatentVariableModel
+from .hubness import hubness_guided_latents
 from .networks import make_decoder, make_encoder
 
 __all__ = ["VAE", "VAEConfig", "gaussian_log_density"]
@@ -131,17 +132,26 @@ class VAE(LatentVariableModel):
         return Loss(-objective.mean(), {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl})
 
     def sample_latents(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None,
-                       temperature: float = 1.0) -> Tensor:
-        """z ~ N(0, T²·I), (n, L): the prior with its standard deviation scaled by the temperature T."""
+                       temperature: float = 1.0, hubness: bool = False, candidates: int = 0, k: int = 10) -> Tensor:
+        """z ~ N(0, T²·I), (n, L): the prior with its standard deviation scaled by the temperature T;
+        with ``hubness``, the n hubs among ``candidates`` such draws (``latent.hubness``)."""
         if not temperature > 0:
             raise UserError(f"temperature must be > 0, got {temperature}")
-        return temperature * self._noise((n, self.latent_dim), generator, self.device)
+
+        def prior(m: int) -> Tensor:
+            return temperature * self._noise((m, self.latent_dim), generator, self.device)
+
+        if not hubness:
+            return prior(n)
+        return hubness_guided_latents(prior, n, candidates=candidates, k=k, generator=generator)
 
     @torch.no_grad()
     def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> Tensor:
-        """x ~ p(x | z), z ~ N(0, T²·I); ``temperature`` T < 1 trades diversity for typicality.
+               temperature: float = 1.0, hubness: bool = False, candidates: int = 0, k: int = 10) -> Tensor:
+        """x ~ p(x | z), z ~ N(0, T²·I); ``temperature`` T < 1 trades diversity for typicality, as does
+        ``hubness`` (keep the hubs among ``candidates`` prior draws, k-occurrence with ``k`` neighbours).
         Class-conditional models sample uniform labels unless ``y`` is given."""
         labels = self._random_labels(n, y, generator)
-        z = self.sample_latents(n, y=labels, generator=generator, temperature=temperature)
+        z = self.sample_latents(n, y=labels, generator=generator, temperature=temperature,
+                                hubness=hubness, candidates=candidates, k=k)
         return self.sample_from_latents(z, y=labels, generator=generator)

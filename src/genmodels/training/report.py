@@ -201,8 +201,10 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
             r = LikelihoodRecord.from_json(record) if record else None
             measure = r.measure if r else "—"
             kind = r.kind_label if r else "none"
-            if r and r.options:
-                kind += " " + ", ".join(f"{k}={v}" for k, v in r.options.items())
+            extra = [f"{k}={v}" for k, v in (r.options if r else {}).items()]
+            extra = [e for e in extra if e not in kind]  # k=… is already in the kind's label
+            if extra:
+                kind += " " + ", ".join(extra)
             nll = f"{r.nll_nats:.3f} ± {r.stderr_nats:.2f}" if r else "—"
             bpd = f"{r.bits_per_dim:.4f}" if r and r.bits_per_dim is not None else "—"
             lines.append(

@@ -7,15 +7,20 @@ large set of candidates decode to better images, and sample by drawing M candida
 and keeping the hubs: those whose k-occurrence N_k(z_i) = #{j ≠ i : z_i ∈ kNN(z_j)} is highest
 (their eq. 1–2 keep N_k ≥ t; keeping the n highest is the same rule with t set by n). Like the
 truncation trick it trades diversity for quality, but it needs no retraining and no threshold on
-the prior's density.
+the prior's density. It applies to any model with a latent prior (``gan``, ``vae``, ``iwae``):
+:func:`hubness_guided_latents` draws the candidates with the model's own prior sampler.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["k_occurrence", "select_hubs"]
+from ..errors import UserError
+
+__all__ = ["k_occurrence", "select_hubs", "hubness_guided_latents"]
 
 
 def k_occurrence(z: Tensor, k: int) -> Tensor:
@@ -37,3 +42,15 @@ def select_hubs(z: Tensor, n: int, k: int, generator: torch.Generator | None = N
     jitter = torch.rand(len(z), generator=generator, dtype=torch.float64).to(scores.device)
     keep = (scores + 0.5 * jitter).topk(n).indices  # jitter < 1 only reorders equal counts
     return z[keep]
+
+
+def hubness_guided_latents(draw: Callable[[int], Tensor], n: int, *, candidates: int = 0, k: int = 10,
+                           generator: torch.Generator | None = None) -> Tensor:
+    """n latents: the hubs among ``candidates`` draws of the prior sampler ``draw(m)`` → (m, L).
+
+    ``candidates`` 0 means 20·n, at least 500 (Liang et al. use tens of candidates per sample).
+    """
+    m = candidates or max(20 * n, 500)
+    if m <= max(n, k):
+        raise UserError(f"hubness sampling: candidates ({m}) must exceed n ({n}) and k ({k}); raise --option candidates=M")
+    return select_hubs(draw(m), n, k, generator)
