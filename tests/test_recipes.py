@@ -116,6 +116,7 @@ def test_a_suite_runs_its_recipes_with_overrides_and_writes_the_leaderboard(tmp_
     table = (out / "results.md").read_text()
     for heading in ("| test NLL (nats) |", "| FD (genmodels features) |", "| samples/s |", "| mse |"):
         assert heading in table
+    assert "| digits | fvsbn | digits-fvsbn | " in table  # each line names its recipe
     for picture in ("montage-digits.png", "bpd_vs_time-digits.png", "loss_curves-digits.png"):
         assert (out / picture).stat().st_size > 0
     assert main(["bench", "--suite", "quick", "--models", "fvsbn", "--out", str(out)]) == 2  # never overwritten

@@ -291,10 +291,11 @@ def bench_markdown(rows: list[dict[str, Any]]) -> str:
                          f"{shown('recall')} |")
         text += "\n".join(lines) + "\n"
     lines = ["", "Cost (one process; seconds of this machine, see results.json's machine):", "",
-             "| data | model | params | train s | train ex/s | samples/s | wall s |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| data | model | recipe | params | train s | train ex/s | samples/s | wall s |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in measured:
         rate = f"{r['samples_per_second']:.1f}" if r.get("samples_per_second") else "—"
-        lines.append(f"| {r['data']} | {r['model']} | {r['num_parameters']:,} | {r['train_seconds']:.1f} | "
+        lines.append(f"| {r['data']} | {r['model']} | {r.get('recipe') or '—'} | {r['num_parameters']:,} | {r['train_seconds']:.1f} | "
                      f"{r['examples_per_second']:.0f} | {rate} | {r.get('wall_seconds', 0):.1f} |")
     text += "\n".join(lines) + "\n"
     checks = [(r, c) for r in measured for c in r.get("expected", [])]
