@@ -148,3 +148,18 @@ def test_a_recipe_may_draw_fewer_quality_samples_than_its_suite(tmp_path):
     assert {q["samples"] for q in rows["independent"]["sample_quality"]} == {30}
     table = files["table"].read_text()
     assert "| digits | fvsbn | 20 |" in table and "| digits | independent | 30 |" in table
+
+
+def test_train_from_a_recipe_keeps_its_typed_model_options_under_set_overrides(tmp_path, monkeypatch):
+    """A recipe's TOML values are typed (a list for a tuple option); ``--set`` strings are parsed by the
+    config's field types and override them. (Stringifying the recipe's list made "[16, 8]" unparseable.)"""
+    import genmodels.recipes as recipes
+
+    recipe = Recipe("digits-vae-lists", "vae", "digits", model_config={"hidden": [16, 8], "latent_dim": 2},
+                    train={"steps": 1, "eval_every": 1, "num_samples": 2})
+    monkeypatch.setattr(recipes, "load_recipe", lambda name: recipe)
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "digits-vae-lists", "--set", "latent_dim=3", "--out", str(run), "--no-progress",
+                 "--eval-option", "k=2"]) == 0
+    config = json.loads((run / "run.json").read_text())["model_config"]
+    assert config["hidden"] == [16, 8] and config["latent_dim"] == 3

@@ -416,8 +416,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError("name a model (see `genmodels list`) or a --recipe")
     args.data = "digits" if args.data is None else args.data
     cls = model_class(args.model)  # an unknown name fails before the data is loaded
-    options = {**{k: str(v) for k, v in (recipe.model_config if recipe else {}).items()}, **dict(args.options)}
-    config = cls.Config.from_strings(options).to_json() if options else None
+    # The recipe's TOML values are typed already (lists, numbers, booleans); --set strings are parsed
+    # by the config's field types and override them.
+    options = {**(recipe.model_config if recipe else {}), **cls.Config.parse_strings(dict(args.options))}
+    config = cls.Config.build(**options).to_json() if options else None
     if args.resume and not args.out:
         raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
     if args.resume:

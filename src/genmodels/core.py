@@ -244,6 +244,12 @@ class ModelConfig:
     @classmethod
     def from_strings(cls, options: dict[str, str]) -> ModelConfig:
         """Parse ``key=value`` strings from the command line by the fields' types."""
+        return cls.build(**cls.parse_strings(options))
+
+    @classmethod
+    def parse_strings(cls, options: dict[str, str]) -> dict[str, Any]:
+        """The given ``key=value`` strings parsed by the fields' types (only those keys, no defaults):
+        to lay command-line options over typed settings, e.g. a recipe's ``[model_config]``."""
         hints = typing.get_type_hints(cls)
         valid = {f.name for f in dataclasses.fields(cls)}
         parsed: dict[str, Any] = {}
@@ -254,7 +260,7 @@ class ModelConfig:
                     f"valid options: {', '.join(sorted(valid)) or '(none)'}"
                 )
             parsed[key] = parse_option(text, hints[key], key)
-        return cls.build(**parsed)
+        return parsed
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str, str]]:
