@@ -500,3 +500,10 @@ def test_nade_with_direct_connections_contains_fvsbn():
     x = _all_configurations(spec)[::7]
     with torch.no_grad():
         torch.testing.assert_close(nade.log_prob(x), fvsbn.log_prob(x))
+
+
+def test_made_takes_one_int_as_one_hidden_layer():
+    """A recipe's ``hidden = 512`` (TOML has no tuples, and the CLI reads "512") is one layer of 512."""
+    spec = DataSpec("d", (1, 2, 3), 3)
+    assert create_model("made", spec, {"hidden": 8}).config.hidden == (8,)
+    assert create_model("made", spec, {"hidden": [8, 4]}).config.hidden == (8, 4)

@@ -48,7 +48,7 @@ def scaled_values(features: Tensor, encoding: str, levels: int) -> Tensor:
 @dataclass
 class MADEConfig(ModelConfig):
     """Args:
-    hidden: widths of the hidden layers, e.g. 512,512.
+    hidden: widths of the hidden layers, e.g. 512,512 (one int: one layer).
     num_masks: M, the orderings/connectivities trained in turn and averaged at test time.
     order: "natural" (raster order for every mask; only the connectivity varies) or "random"
         (mask 0 in raster order, the others a random permutation each).
@@ -78,7 +78,7 @@ class MADEConfig(ModelConfig):
     conditional: bool = False
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(self.hidden)
+        self.hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
         if not self.l2 >= 0:
             raise ValueError(f"l2 must be ≥ 0, got {self.l2}")
         if not 0 <= self.dropout < 1:
