@@ -33,9 +33,12 @@ CONFIGS = [
     ("made", {"hidden": (16, 16), "num_masks": 3, "order": "random"}),
     ("made", {"hidden": (16, 16), "num_masks": 2, "order": "natural", "input_encoding": "scalar"}),
     ("made", {"hidden": (32,), "num_masks": 2, "conditional": True}),
+    ("made", {"hidden": (16, 16), "num_masks": 2, "dropout": 0.3, "l2": 0.1}),
     ("nade", {"hidden": 16}),
     ("nade", {"hidden": 16, "input_encoding": "scalar"}),
     ("nade", {"hidden": 16, "conditional": True}),
+    ("nade", {"hidden": 16, "direct": True, "dropout": 0.3, "l2": 0.1}),
+    ("nade", {"hidden": 16, "direct": True, "input_encoding": "scalar", "conditional": True}),
     ("pixelcnn", {"channels": 8, "layers": 3}),
     ("pixelcnn", {"channels": 8, "layers": 2, "first_kernel": 3, "kernel": 1, "output": "logistic", "mixtures": 2}),
     ("pixelcnn", {"variant": "plain", "channels": 8, "layers": 2}),
@@ -60,10 +63,17 @@ def _random_config(name: str, rng: random.Random) -> dict:
             "input_encoding": rng.choice(["onehot", "scalar"]),
             "mask_seed": rng.randint(0, 100),
             "direct": rng.random() < 0.5,
+            "dropout": rng.choice([0.0, 0.5]),
             "conditional": cond,
         }
     if name == "nade":
-        return {"hidden": rng.choice([4, 16]), "input_encoding": rng.choice(["onehot", "scalar"]), "conditional": cond}
+        return {
+            "hidden": rng.choice([4, 16]),
+            "input_encoding": rng.choice(["onehot", "scalar"]),
+            "direct": rng.random() < 0.5,
+            "dropout": rng.choice([0.0, 0.5]),
+            "conditional": cond,
+        }
     if name == "pixelcnn":
         return {
             "variant": rng.choice(["gated", "plain"]),
@@ -431,3 +441,69 @@ def test_every_config_option_is_documented_for_the_cli(name):
 
     rows = model_class(name).Config.describe()
     assert rows and all(doc for _, _, _, doc in rows), [row for row in rows if not row[3]]
+
+
+# --- NADE's and MADE's regularizers -----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["made", "nade"])
+def test_dropout_acts_in_training_only_so_the_likelihood_stays_exact(name):
+    """In evaluation a model with dropout is the same function as one without (same weights): its
+    log_prob is deterministic and normalizes; in training two passes differ."""
+    spec = DataSpec("d", (1, 2, 3), 3)
+    config = {"hidden": (16,) if name == "made" else 16, "dropout": 0.5, **({"num_masks": 1} if name == "made" else {})}
+    model = _model(name, spec, config)
+    plain = create_model(name, spec, {**config, "dropout": 0.0})
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    x = torch.randint(0, 3, (20, *spec.shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prob(x), plain.log_prob(x))
+        model.train()
+        torch.manual_seed(0)
+        first = model.log_prob(x)
+        assert not torch.allclose(first, model.log_prob(x))
+        assert not torch.allclose(first, plain.log_prob(x))
+
+
+@pytest.mark.parametrize(("name", "config"), [
+    ("made", {"hidden": (8, 8), "num_masks": 1, "direct": True, "conditional": True, "l2": 0.3}),
+    ("nade", {"hidden": 8, "direct": True, "conditional": True, "l2": 0.3}),
+])
+def test_l2_prior_adds_half_lambda_times_the_squared_weights_not_the_biases(name, config):
+    """loss = mean NLL + (λ/2)·Σ‖W‖² over every weight (not the biases); the per-example term stays
+    the NLL, and evaluation reports the NLL alone."""
+    spec = DataSpec("d", (1, 2, 3), 3, 2)
+    model = _model(name, spec, config).train()
+    x = torch.randint(0, 3, (10, *spec.shape), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 2, (10,), generator=torch.Generator().manual_seed(1))
+    biases = {"c", "b"} if name == "nade" else {n for n, _ in model.named_parameters() if n.endswith("bias")}
+    weights = [p for n, p in model.named_parameters() if n not in biases]
+    assert len(weights) == (4 if name == "nade" else 5)  # W, V, A, the label embedding / two layers, output, direct, label
+    with torch.no_grad():
+        out = model.loss(Batch(x, y))
+        nll = -model.log_prob(x, y)
+    torch.testing.assert_close(out.terms["nll"], nll)
+    penalty = 0.5 * 0.3 * sum((w.double() ** 2).sum() for w in weights)
+    assert out.loss.item() == pytest.approx(nll.mean().item() + penalty.item(), rel=1e-5)
+    assert model.log_likelihoods(Batch(x, y))[0].values.tolist() == pytest.approx((-nll).tolist())
+
+
+def test_nade_with_direct_connections_contains_fvsbn():
+    """With V = 0, NADE's direct term is fvsbn's softmax regression: A = W_fvsbn / 2 (x̄ = 2·x̃_fvsbn)."""
+    spec = DataSpec("d", (1, 2, 3), 4)
+    fvsbn = _model("fvsbn", spec, {})
+    nade = create_model("nade", spec, {"hidden": 8, "direct": True}).eval()
+    with torch.no_grad():
+        nade.V.zero_()
+        nade.b.copy_(fvsbn.bias)
+        nade.A.copy_(fvsbn.weight / 2)
+        nade.A.add_(torch.randn_like(nade.A) * torch.ones(6, 6).triu().unsqueeze(1))  # the masked part: unused
+    x = _all_configurations(spec)[::7]
+    with torch.no_grad():
+        torch.testing.assert_close(nade.log_prob(x), fvsbn.log_prob(x))
+
+
+def test_made_takes_one_int_as_one_hidden_layer():
+    """A recipe's ``hidden = 512`` (TOML has no tuples, and the CLI reads "512") is one layer of 512."""
+    spec = DataSpec("d", (1, 2, 3), 3)
+    assert create_model("made", spec, {"hidden": 8}).config.hidden == (8,)
+    assert create_model("made", spec, {"hidden": [8, 4]}).config.hidden == (8, 4)

@@ -27,16 +27,28 @@ from ..data.base import DataSpec
 from ..nn.masked import MaskedLinear, made_degrees, made_masks
 from .base import AutoregressiveModel, check_temperature
 
-__all__ = ["MADE", "MADEConfig", "ONE_HOT_MAX_LEVELS"]
+__all__ = ["MADE", "MADEConfig", "ONE_HOT_MAX_LEVELS", "l2_penalty", "scaled_values"]
 
 #: ``input_encoding="auto"`` feeds one-hot codes up to this many levels, the scaled value above it.
 ONE_HOT_MAX_LEVELS = 32
 
 
+def l2_penalty(l2: float, weights: Iterable[Tensor]) -> Tensor | float:
+    """(λ/2)·Σ‖W‖²: a Gaussian prior N(0, 1/λ) on the weights, added to the mean NLL (as fvsbn's)."""
+    return 0.5 * l2 * sum((w * w).sum() for w in weights) if l2 > 0 else 0.0
+
+
+def scaled_values(features: Tensor, encoding: str, levels: int) -> Tensor:
+    """Each dimension's value scaled to [−1, 1], (B, D), from (B, D, F) features (linear in one-hot codes)."""
+    if encoding == "onehot":
+        return features @ torch.linspace(-1.0, 1.0, levels, dtype=features.dtype, device=features.device)
+    return features[..., 0]
+
+
 @dataclass
 class MADEConfig(ModelConfig):
     """Args:
-    hidden: widths of the hidden layers, e.g. 512,512.
+    hidden: widths of the hidden layers, e.g. 512,512 (one int: one layer).
     num_masks: M, the orderings/connectivities trained in turn and averaged at test time.
     order: "natural" (raster order for every mask; only the connectivity varies) or "random"
         (mask 0 in raster order, the others a random permutation each).
@@ -47,6 +59,10 @@ class MADEConfig(ModelConfig):
         [−1, 1]) to the outputs, a linear autoregressive term (fvsbn's) beside the MLP.
     marginal_init: start the output biases at the training marginals (the ``independent`` fit),
         with softmax outputs.
+    l2: λ of a Gaussian prior on the weights (not the biases): the training loss adds (λ/2)·‖W‖²
+        to the mean NLL, as fvsbn's ``l2``. The reported likelihoods are the NLL alone.
+    dropout: probability of zeroing each hidden unit during training (inverted dropout, off in
+        evaluation and sampling, so the likelihood stays exact).
     conditional: model p(x | y) with a label embedding (needs labelled data).
     """
 
@@ -57,10 +73,16 @@ class MADEConfig(ModelConfig):
     mask_seed: int = 0
     direct: bool = True
     marginal_init: bool = True
+    l2: float = 0.0
+    dropout: float = 0.0
     conditional: bool = False
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(self.hidden)
+        self.hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
+        if not self.l2 >= 0:
+            raise ValueError(f"l2 must be ≥ 0, got {self.l2}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden must list at least one width ≥ 1, got {self.hidden}")
         if self.num_masks < 1:
@@ -140,14 +162,10 @@ class MADE(AutoregressiveModel):
             h = layer(h, getattr(self, f"mask{index}")[ordering])
             if index == 0 and self.label is not None and y is not None:
                 h = h + self.label(y)
-            h = F.relu(h)
+            h = F.dropout(F.relu(h), self.config.dropout, self.training)
         out = self.output(h, getattr(self, f"mask{len(self.layers)}")[ordering])
         if self.direct is not None:
-            if self.encoding == "onehot":  # the value in [−1, 1], linear in the one-hot features
-                levels = torch.linspace(-1.0, 1.0, self.spec.levels, dtype=features.dtype, device=features.device)
-                values = features @ levels  # (B, D)
-            else:
-                values = features[..., 0]
+            values = scaled_values(features, self.encoding, self.spec.levels)  # (B, D) in [−1, 1]
             out = out + self.direct(values, self.direct_mask[ordering])
         return out.reshape(len(features), self.spec.dims, -1)  # (B, D, P)
 
@@ -164,7 +182,12 @@ class MADE(AutoregressiveModel):
             nll = -self.log_prob_under(batch.x, batch.y, m)
         else:
             nll = -self.log_prob(batch.x, batch.y)
-        return Loss(nll.mean(), {"nll": nll})
+        return Loss(nll.mean() + l2_penalty(self.config.l2, self.weights()), {"nll": nll})
+
+    def weights(self) -> list[Tensor]:
+        """The weights under the ``l2`` prior: every layer's and the label embedding's, not the biases."""
+        modules = [*self.layers, self.output, self.direct, self.label]
+        return [m.weight for m in modules if m is not None]
 
     @torch.no_grad()
     def sample(

@@ -1,0 +1,105 @@
+"""Receptive-field pictures of the plain and the gated PixelCNN, drawn by the gradient audit.
+
+``genmodels audit`` does not exist yet (issue 16); this script does its drawing with
+:func:`genmodels.autoregressive.audit.receptive_field`. For each variant it builds a PixelCNN — from a
+run folder (``--run-plain`` / ``--run-gated``, its best checkpoint) or, by default, freshly initialized
+with perturbed weights on a 28×28 image (the field is a property of the layer stack: a gradient is
+nonzero wherever a path exists, trained or not) — audits the conditional of ``--pixel`` and draws
+which inputs it depends on, beside the analytic field of the layer stack.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/receptive_field_pictures.py --out docs/images
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genmodels.autoregressive.audit import pixelcnn_receptive_field, receptive_field
+from genmodels.core import create_model
+from genmodels.data import DataSpec
+
+
+def _model(variant: str, run: str | None, args):
+    if run is not None:
+        from genmodels.checkpoint import load_model
+
+        return load_model(run)[0].eval()
+    torch.manual_seed(0)
+    spec = DataSpec("image", (1, args.size, args.size), 17)
+    config = {"variant": variant, "layers": args.layers, "first_kernel": args.first_kernel, "kernel": args.kernel, "channels": 8}
+    model = create_model("pixelcnn", spec, config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    return model.eval()
+
+
+def draw(model, pixel: tuple[int, int], path: Path, title: str) -> tuple[int, int, int]:
+    """Draw the audited receptive field of ``pixel``: blue the inputs its conditional depends on, red
+    the pixel, orange the blind spot (earlier pixels inside the field's bounding box that it cannot
+    see), grey the earlier pixels beyond the layer stack's reach. Returns (audited, analytic, blind)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _, height, width = model.spec.shape
+    x = torch.randint(0, model.spec.levels, (4, *model.spec.shape), generator=torch.Generator().manual_seed(1))
+    index = pixel[0] * width + pixel[1]
+    field = receptive_field(model, x, index)[0].numpy()  # (H, W) bool
+    cfg = model.config
+    analytic = pixelcnn_receptive_field(cfg.variant, cfg.layers, cfg.first_kernel, cfg.kernel, height, width, pixel).numpy()
+    earlier = np.zeros((height, width), dtype=bool)
+    earlier.reshape(-1)[:index] = True  # every pixel before it in raster order
+    rows, cols = np.nonzero(field)
+    box = np.zeros_like(field)
+    box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
+    blind = earlier & box & ~field
+    picture = np.ones((height, width, 3))
+    picture[earlier & ~field] = (0.82, 0.82, 0.82)
+    picture[blind] = (1.0, 0.6, 0.1)
+    picture[field] = (0.15, 0.3, 0.6)
+    picture[pixel] = (0.85, 0.1, 0.1)
+    fig, ax = plt.subplots(figsize=(4, 4.4))
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_xticks(np.arange(-0.5, width, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, height, 1), minor=True)
+    ax.grid(which="minor", color="0.7", linewidth=0.3)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    ax.set_title(f"{title}\nfield {int(field.sum())} px (analytic {int(analytic.sum())}), blind spot {int(blind.sum())} px", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return int(field.sum()), int(analytic.sum()), int(blind.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--run-plain", help="a plain PixelCNN's run folder (default: a fresh 28×28 model)")
+    parser.add_argument("--run-gated", help="a gated PixelCNN's run folder (default: a fresh 28×28 model)")
+    parser.add_argument("--pixel", default="14,14", help="ROW,COL of the audited conditional")
+    parser.add_argument("--size", type=int, default=28)
+    parser.add_argument("--layers", type=int, default=5)
+    parser.add_argument("--first-kernel", type=int, default=7)
+    parser.add_argument("--kernel", type=int, default=3)
+    parser.add_argument("--suffix", default="", help="added to the file names, e.g. -digits")
+    args = parser.parse_args()
+    pixel = tuple(int(v) for v in args.pixel.split(","))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for variant, run in (("plain", args.run_plain), ("gated", args.run_gated)):
+        model = _model(variant, run, args)
+        cfg = model.config
+        shape = "×".join(str(s) for s in model.spec.shape[1:])
+        title = f"{variant} PixelCNN, {cfg.layers} layers ({cfg.first_kernel}×{cfg.first_kernel}, then {cfg.kernel}×{cfg.kernel}), {shape}, pixel {pixel}"
+        path = args.out / f"receptive-field-pixelcnn-{variant}{args.suffix}.png"
+        audited, analytic, blind = draw(model, pixel, path, title)
+        print(f"{variant}: audited field {audited} pixels, analytic {analytic}, blind spot {blind}: {path}")
+
+
+if __name__ == "__main__":
+    main()
