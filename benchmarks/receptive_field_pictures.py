@@ -1,7 +1,7 @@
 """Receptive-field pictures of the plain and the gated PixelCNN, drawn by the gradient audit.
 
-``genmodels audit`` does not exist yet (issue 16); this script does its drawing with
-:func:`genmodels.autoregressive.audit.receptive_field`. For each variant it builds a PixelCNN — from a
+``genmodels audit RUN --pixel R,C --out rf.png`` draws one trained run's field; this script draws the
+two variants side by side for the docs. For each variant it builds a PixelCNN — from a
 run folder (``--run-plain`` / ``--run-gated``, its best checkpoint) or, by default, freshly initialized
 with perturbed weights on a 28×28 image (the field is a property of the layer stack: a gradient is
 nonzero wherever a path exists, trained or not) — audits the conditional of ``--pixel`` and draws
@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from genmodels.autoregressive.audit import pixelcnn_receptive_field, receptive_field
+from genmodels.autoregressive.audit import audit_pixel
 from genmodels.core import create_model
 from genmodels.data import DataSpec
+from genmodels.plotting import save_receptive_field
 
 
 def _model(variant: str, run: str | None, args):
@@ -39,42 +39,10 @@ def _model(variant: str, run: str | None, args):
 
 
 def draw(model, pixel: tuple[int, int], path: Path, title: str) -> tuple[int, int, int]:
-    """Draw the audited receptive field of ``pixel``: blue the inputs its conditional depends on, red
-    the pixel, orange the blind spot (earlier pixels inside the field's bounding box that it cannot
-    see), grey the earlier pixels beyond the layer stack's reach. Returns (audited, analytic, blind)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    _, height, width = model.spec.shape
-    x = torch.randint(0, model.spec.levels, (4, *model.spec.shape), generator=torch.Generator().manual_seed(1))
-    index = pixel[0] * width + pixel[1]
-    field = receptive_field(model, x, index)[0].numpy()  # (H, W) bool
-    cfg = model.config
-    analytic = pixelcnn_receptive_field(cfg.variant, cfg.layers, cfg.first_kernel, cfg.kernel, height, width, pixel).numpy()
-    earlier = np.zeros((height, width), dtype=bool)
-    earlier.reshape(-1)[:index] = True  # every pixel before it in raster order
-    rows, cols = np.nonzero(field)
-    box = np.zeros_like(field)
-    box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
-    blind = earlier & box & ~field
-    picture = np.ones((height, width, 3))
-    picture[earlier & ~field] = (0.82, 0.82, 0.82)
-    picture[blind] = (1.0, 0.6, 0.1)
-    picture[field] = (0.15, 0.3, 0.6)
-    picture[pixel] = (0.85, 0.1, 0.1)
-    fig, ax = plt.subplots(figsize=(4, 4.4))
-    ax.imshow(picture, interpolation="nearest")
-    ax.set_xticks(np.arange(-0.5, width, 1), minor=True)
-    ax.set_yticks(np.arange(-0.5, height, 1), minor=True)
-    ax.grid(which="minor", color="0.7", linewidth=0.3)
-    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
-    ax.set_title(f"{title}\nfield {int(field.sum())} px (analytic {int(analytic.sum())}), blind spot {int(blind.sum())} px", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return int(field.sum()), int(analytic.sum()), int(blind.sum())
+    """Draw the audited receptive field of ``pixel`` (``genmodels audit`` does the same from a run)."""
+    audit = audit_pixel(model, pixel)
+    save_receptive_field(audit, path, title)
+    return int(audit.field.sum()), int(audit.analytic.sum()), int(audit.blind.sum())
 
 
 def main() -> None:

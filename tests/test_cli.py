@@ -308,3 +308,32 @@ def test_classify_a_split_with_a_class_conditional_model(trained_run, tmp_path, 
     assert main(["classify", str(trained_run)]) == 2  # fvsbn is not class-conditional
     err = capsys.readouterr().err
     assert "genmodels: error:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("variant, blind", [("plain", True), ("gated", False)])
+def test_audit_draws_the_receptive_field_with_the_plain_pixelcnns_blind_spot_and_none_for_the_gated(
+        variant, blind, trained_run, tmp_path, capsys):
+    """`genmodels audit RUN --pixel R,C`: the audited field equals the layer stack's analytic field, the
+    plain PixelCNN (type-A then type-B masks, van den Oord et al. 2016) misses earlier pixels to the
+    upper right inside its field (the blind spot) and the gated one does not; no model reads a later pixel."""
+    run = tmp_path / variant
+    assert main(["train", "pixelcnn", "--set", f"variant={variant}", "--set", "channels=4", "--set", "layers=3", "--set", "first_kernel=3",
+                 "--steps", "2", "--eval-every", "2", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(run), "--pixel", "6,2", "--out", str(tmp_path / "rf.png"), "--json"]) == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert audit["matches_analytic"] is True and audit["causality_violations"] == 0
+    assert audit["field_pixels"] == audit["analytic_field_pixels"] > 0
+    assert (audit["blind_spot_pixels"] > 0) == blind
+    assert (tmp_path / "rf.png").stat().st_size > 0
+    made = tmp_path / "made"
+    assert main(["train", "made", "--set", "hidden=16", "--steps", "2", "--eval-every", "2", "--out", str(made),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(made), "--pixel", "2,3", "--json"]) == 0  # masked MLP: earlier pixels only, no analytic field
+    dense = json.loads(capsys.readouterr().out)
+    assert 0 < dense["field_pixels"] <= dense["earlier_pixels"] == 2 * 8 + 3 and dense["analytic_field_pixels"] is None
+    assert dense["causality_violations"] == 0
+    for bad in (["--pixel", "9,0"], ["--pixel", "3"], ["--out", "rf.jpg"]):
+        assert main(["audit", str(run), *bad]) == 2
+        assert "genmodels: error:" in capsys.readouterr().err

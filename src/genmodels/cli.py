@@ -194,6 +194,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    p = sub.add_parser("audit", help="an autoregressive image model's receptive field of one pixel, by gradients",
+                       parents=[imports])
+    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
+    p.add_argument("--pixel", default=None, metavar="ROW,COL", help="the audited pixel (default: the centre)")
+    p.add_argument("--ordering", type=int, default=0, help="which of the model's orderings (MADE's masks)")
+    p.add_argument("--out", help="also draw the receptive field into this PNG")
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
     p = sub.add_parser("plot-density", help="draw a 2-D model's density beside the data and its samples", parents=[imports])
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
     p.add_argument("--out", default="density.png", help="PNG to write")
@@ -626,6 +635,51 @@ def cmd_classify(args: argparse.Namespace) -> None:
         print(f"  {i:>3} " + " ".join(f"{v:>5}" for v in row))
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    from .autoregressive.audit import audit_pixel
+    from .autoregressive.base import AutoregressiveModel
+    from .checkpoint import load_model
+
+    if args.out and not args.out.lower().endswith(".png"):
+        raise UserError(f"--out must name a .png file, got '{args.out}'")
+    model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device="cpu")
+    if not isinstance(model, AutoregressiveModel):
+        raise UserError(f"the audit is of autoregressive models; '{ckpt.meta['model']}' is not one")
+    if len(model.spec.shape) != 3:
+        raise UserError(f"the audit draws image models (C, H, W); this run's data have shape {model.spec.shape}")
+    height, width = model.spec.shape[1:]
+    if args.pixel is None:
+        pixel = (height // 2, width // 2)
+    else:
+        try:
+            pixel = tuple(int(v) for v in args.pixel.split(","))
+        except ValueError:
+            pixel = ()
+        if len(pixel) != 2:
+            raise UserError(f"--pixel must be ROW,COL (two integers), got '{args.pixel}'")
+    if not 0 <= args.ordering < model.num_orderings:
+        raise UserError(f"--ordering must be in 0..{model.num_orderings - 1}, got {args.ordering}")
+    audit = audit_pixel(model, pixel, ordering=args.ordering)
+    figures = {"checkpoint": str(ckpt.path), "pixel": list(pixel), "field_pixels": int(audit.field.sum()),
+               "earlier_pixels": int(audit.earlier.sum()), "blind_spot_pixels": int(audit.blind.sum()),
+               "analytic_field_pixels": None if audit.analytic is None else int(audit.analytic.sum()),
+               "matches_analytic": None if audit.analytic is None else bool((audit.analytic == audit.field).all()),
+               "causality_violations": audit.violations}
+    if args.out:
+        from .plotting import save_receptive_field
+
+        variant = f" ({model.config.variant})" if hasattr(model.config, "variant") else ""
+        save_receptive_field(audit, args.out, title=f"{ckpt.meta['model']}{variant}, pixel {pixel[0]},{pixel[1]}")
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    analytic = "" if audit.analytic is None else (
+        f" (analytic {figures['analytic_field_pixels']}: {'matches' if figures['matches_analytic'] else 'DIFFERS'})")
+    print(f"{ckpt.meta['model']}: pixel {pixel[0]},{pixel[1]} depends on {figures['field_pixels']} of its "
+          f"{figures['earlier_pixels']} earlier pixels{analytic}; blind spot {figures['blind_spot_pixels']} pixels; "
+          f"causality violations {audit.violations}" + (f" → {args.out}" if args.out else ""))
+
+
 def cmd_plot_density(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
     from .data import load_dataset
@@ -720,7 +774,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(format_comparison(lines, args.a, args.b, args.sigmas))
 
 
-COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
+COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "audit": cmd_audit, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 
 def _pre_import(argv: list[str]) -> None:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .data.base import DataSpec
 
-__all__ = ["save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics", "save_bpd_curves", "save_montage"]
+__all__ = ["save_receptive_field", "save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics", "save_bpd_curves", "save_montage"]
 
 
 def _pyplot():
@@ -218,6 +218,35 @@ def save_confusion(confusion: Tensor, path: str | Path, title: str = "") -> Path
     ax.set_xticks(range(counts.shape[1]))
     ax.set_yticks(range(counts.shape[0]))
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save_receptive_field(audit, path: str | Path, title: str = "") -> Path:
+    """A receptive-field audit (``autoregressive.audit.audit_pixel``) as a PNG: blue the inputs the
+    pixel's conditional depends on, red the pixel, orange its blind spot (earlier pixels inside the
+    field's bounding box that it cannot see), grey the other earlier pixels; the analytic field's
+    size, where known, in the title."""
+    plt = _pyplot()
+    field, earlier, blind = audit.field.cpu().numpy(), audit.earlier.cpu().numpy(), audit.blind.cpu().numpy()
+    height, width = field.shape
+    picture = np.ones((height, width, 3))
+    picture[earlier & ~field] = (0.82, 0.82, 0.82)
+    picture[blind] = (1.0, 0.6, 0.1)
+    picture[field] = (0.15, 0.3, 0.6)
+    picture[audit.pixel] = (0.85, 0.1, 0.1)
+    fig, ax = plt.subplots(figsize=(4, 4.4))
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_xticks(np.arange(-0.5, width, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, height, 1), minor=True)
+    ax.grid(which="minor", color="0.7", linewidth=0.3)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    analytic = "" if audit.analytic is None else f" (analytic {int(audit.analytic.sum())})"
+    ax.set_title(f"{title}\nfield {int(field.sum())} px{analytic}, blind spot {int(blind.sum())} px", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,18 @@ x_{σ(s)} with s ≥ t.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from ..errors import UserError
 from .base import AutoregressiveModel
 
-__all__ = ["dependence", "causality_violations", "receptive_field", "earlier_mask", "pixelcnn_receptive_field"]
+__all__ = [
+    "dependence", "causality_violations", "receptive_field", "earlier_mask", "pixelcnn_receptive_field",
+    "ReceptiveFieldAudit", "audit_pixel",
+]
 
 
 def dependence(model: AutoregressiveModel, x: Tensor, y: Tensor | None = None, *, ordering: int = 0, seed: int = 0) -> Tensor:
@@ -114,3 +120,55 @@ def pixelcnn_receptive_field(
     for r, c in field:
         out[r, c] = True
     return out
+
+
+@dataclass
+class ReceptiveFieldAudit:
+    """What one pixel's conditional depends on, as (H, W) bool maps (channels merged).
+
+    field: the inputs the conditional depends on (the gradient audit).
+    earlier: the pixels before it in the model's ordering (what it may depend on).
+    analytic: the layer stack's field computed without gradients (PixelCNN only, else None).
+    blind: earlier pixels inside the field's bounding box that it cannot see (a blind spot).
+    violations: dimensions it depends on that are not earlier (0 for a causal model).
+    """
+
+    pixel: tuple[int, int]
+    field: Tensor
+    earlier: Tensor
+    analytic: Tensor | None
+    blind: Tensor
+    violations: int
+
+
+def audit_pixel(model: AutoregressiveModel, pixel: tuple[int, int], *, ordering: int = 0, seed: int = 1) -> ReceptiveFieldAudit:
+    """Audit the conditional of ``pixel`` (row, column; the first channel's) of an image model, by
+    gradients at random inputs, in eval mode (dropout off: the likelihood's conditionals)."""
+    if len(model.spec.shape) != 3:
+        raise UserError(f"the audit draws image models (C, H, W); '{model.spec.name}' has shape {model.spec.shape}")
+    channels, height, width = model.spec.shape
+    row, col = pixel
+    if not (0 <= row < height and 0 <= col < width):
+        raise UserError(f"--pixel {row},{col} is outside the {height}×{width} image")
+    was_training = model.training
+    model.eval()
+    levels = model.spec.levels or 2
+    x = torch.randint(0, levels, (4, *model.spec.shape), generator=torch.Generator().manual_seed(seed)).to(model.device)
+    y = torch.zeros(4, dtype=torch.int64, device=model.device) if model.conditional else None
+    index = row * width + col  # the first channel's plane, raster order
+    dep = dependence(model, x, y, ordering=ordering, seed=seed)[index]  # (D,)
+    earlier_flat = earlier_mask(model.ordering(ordering))[index]  # (D,)
+    model.train(was_training)
+    violations = int(((dep > 0) & ~earlier_flat).sum())
+    field = (dep > 0).reshape(channels, height, width).any(0)
+    earlier = earlier_flat.reshape(channels, height, width).any(0)
+    analytic = None
+    if model.name == "pixelcnn" and channels == 1:
+        c = model.config
+        analytic = pixelcnn_receptive_field(c.variant, c.layers, c.first_kernel, c.kernel, height, width, (row, col))
+    box = torch.zeros_like(field)
+    if field.any():
+        rows, cols = field.nonzero(as_tuple=True)
+        box[int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1] = True
+    blind = earlier & box & ~field
+    return ReceptiveFieldAudit((row, col), field, earlier, analytic, blind, violations)
