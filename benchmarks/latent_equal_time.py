@@ -23,7 +23,7 @@ k = 5 000.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/latent_equal_time.py --data binary-fashion-mnist \\
         --models vae iwae-k5 dvae-gumbel-softmax dvae-straight-through dvae-reinforce dvae-vimco-k5 \\
-        --minutes 2 --k 1000 --subset 0 --out /tmp/DIR
+        --minutes 2 --k 1000 --subset 0 --test-examples 2000 --out /tmp/DIR
 
 Prints one JSON line per model and a Markdown table (nats per image ± standard error).
 """
@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--k", default="auto", help="importance samples of the full-test estimate, or auto")
     parser.add_argument("--eval-minutes", type=float, default=10.0, help="the full-test pass's budget for --k auto")
     parser.add_argument("--subset", type=int, default=500, help="test images also scored at k = 1000 and 5000 (0: none)")
+    parser.add_argument("--test-examples", type=int, default=None,
+                        help="score only the test split's first N images (default: all; say so when used)")
     parser.add_argument("--eval-batch-size", type=int, default=100)
     parser.add_argument("--select-by", choices=["latest", "auto"], default="latest",
                         help="latest: score the last checkpoint (no selection); auto: the trainer's best "
@@ -107,7 +109,7 @@ def main() -> None:
         parser.error(f"unknown models {unknown}; choose from {list(table)}")
 
     dataset = load_dataset(args.data)
-    test_x = dataset.test.x.long()
+    test_x = dataset.test.x.long()[: args.test_examples]
     k = None if args.k == "auto" else int(args.k)
     results, values = [], {}
     for label in args.models:
