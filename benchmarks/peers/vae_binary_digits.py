@@ -1,0 +1,350 @@
+"""genmodels' ``vae`` against pythae's ``VAE`` on ``binary-digits``, in one run, at equal training time.
+
+``binary-digits``: scikit-learn's 8×8 digits thresholded at half the range (x ≥ 8), the PROTOCOL split
+(1 257 / 180 / 360). Every contender is a Gaussian-latent VAE, p(z) = N(0, I), q(z|x) = N(μ, diag σ²),
+with a factorized Bernoulli decoder over the 64 binary pixels, trained on the negative ELBO:
+
+- ``pythae-vae``: ``pythae.models.VAE`` with ``VAEConfig(input_dim=(1, 8, 8), latent_dim=L,
+  reconstruction_loss="bce")`` and pythae's default MLPs (``Encoder_VAE_MLP``: 64 → 512 ReLU → (μ,
+  log σ²); ``Decoder_AE_MLP``: L → 512 ReLU → 64 sigmoid). Its loss is pythae's own ``VAE.forward``:
+  ``F.binary_cross_entropy(sigmoid output, x)`` summed over pixels + the closed-form KL, batch mean.
+- ``pythae-vae-256x256``: the same pythae ``VAE`` class and loss with user-given networks
+  (``BaseEncoder``/``BaseDecoder`` subclasses below: 64 → 256 → 256 ReLU, mirrored, sigmoid output).
+- ``vae`` / ``vae-256x256``: genmodels' ``vae`` with ``hidden=(512,)`` (the same layer sizes and
+  parameter count as pythae's default MLP; GELU instead of ReLU) or ``hidden=(256, 256)`` (the
+  configuration of BENCHMARKS.md's ``latent_digits.py`` row), Bernoulli decoder on logits, the ELBO.
+
+Training (``common.train_and_evaluate``, the same for all): Adam, the same learning rate, batch size,
+gradient clipping at 10 and sequence of minibatch indices, ``--seconds`` of training-step time each
+(equal wall time, not equal steps; the steps are reported), one after the other in this process. Every
+``--eval-every`` seconds the validation IWAE-``--val-k`` NLL picks the checkpoint; the best state is
+scored once on the full test split.
+
+Scoring, all with k = ``--k`` importance samples (5 000 by default):
+
+1. ``shared``: ONE function (:func:`iwae_bernoulli`) computes log (1/k) Σ p(x|z_i) p(z_i)/q(z_i|x) from
+   each model's encoder (μ, log σ) and decoder *logits* (for pythae's sigmoid decoder, the logits are
+   the input of its final ``nn.Sigmoid``), with the SAME ε for the same test image (per-example seeds,
+   ``Batch.randn``), so the per-example differences between models are paired. The same draws give a
+   Monte Carlo ELBO (the mean of log w).
+2. ``pythae get_nll``: pythae's own ``VAE.get_nll(data, n_samples=k, batch_size=1000)``, called on each
+   test image separately (it averages per-image estimates anyway; this gives the per-image values for
+   the standard error), under ``torch.no_grad()`` after ``torch.manual_seed(seed)``. For genmodels'
+   models it runs on a pythae ``VAE`` whose encoder and decoder wrap ours (μ, log σ² = 2 log σ; sigmoid
+   of our logits): pythae's estimator on both.
+3. genmodels' own ``log_likelihoods(k=...)`` for genmodels' models (its evaluation noise).
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-peers/bin/python benchmarks/peers/vae_binary_digits.py --seconds 120 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Contender, count_parameters, paired_differences, train_and_evaluate  # noqa: E402
+
+import genmodels  # noqa: E402
+from genmodels.core import Batch, create_model  # noqa: E402
+from genmodels.data import load_dataset  # noqa: E402
+
+DEFAULT_MODELS = ["pythae-vae", "vae", "pythae-vae-256x256", "vae-256x256"]
+LOG_2PI = math.log(2 * math.pi)
+#: importance samples per Batch.randn call of the shared estimator (fixed: the draws then do not
+#: depend on the batch size or on the model)
+CHUNK = 100
+
+
+def version(name: str) -> str:
+    import importlib.metadata
+
+    return f"{name} {importlib.metadata.version(name)}"
+
+
+@torch.no_grad()
+def iwae_bernoulli(encode, logits, batch: Batch, k: int) -> tuple[Tensor, Tensor]:
+    """The k-sample importance-weighted estimate of log p(x) and the Monte Carlo ELBO, per example.
+
+    Args:
+        encode: x (B, 1, 8, 8) int64 in {0, 1} → (μ, log σ), each (B, L).
+        logits: z (N, L) → Bernoulli logits (N, D).
+        batch: the data with per-example seeds; ε ~ N(0, I) comes from ``batch.randn`` in chunks of
+            :data:`CHUNK` samples, so every model sees the same ε for the same example.
+        k: importance samples per example.
+
+    Returns:
+        (log (1/k) Σ_i w_i, (1/k) Σ_i log w_i), each (B,) float64, with
+        w_i = p(x|z_i) p(z_i) / q(z_i|x), z_i = μ + σ ε_i (Burda et al. 2016, eq. 7).
+    """
+    x = batch.x.reshape(len(batch.x), -1).to(torch.float32)  # (B, D)
+    mu, log_sigma = encode(batch.x)
+    b, latent = mu.shape
+    log_w = []
+    done = 0
+    while done < k:
+        c = min(CHUNK, k - done)
+        eps = batch.randn(c, latent)  # (B, c, L)
+        z = mu.unsqueeze(1) + log_sigma.exp().unsqueeze(1) * eps
+        log_q = (-0.5 * eps.square() - log_sigma.unsqueeze(1) - 0.5 * LOG_2PI).sum(-1)  # (B, c)
+        log_pz = (-0.5 * z.square() - 0.5 * LOG_2PI).sum(-1)
+        lg = logits(z.reshape(b * c, latent)).reshape(b, c, -1)
+        log_px = -F.binary_cross_entropy_with_logits(lg, x.unsqueeze(1).expand_as(lg), reduction="none").sum(-1)
+        log_w.append((log_px + log_pz - log_q).double())
+        done += c
+    log_w = torch.cat(log_w, dim=1)
+    return torch.logsumexp(log_w, dim=1) - math.log(k), log_w.mean(dim=1)
+
+
+# --- pythae ---------------------------------------------------------------------------------------------
+def pythae_classes():
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+
+    class MLPEncoder(BaseEncoder):
+        """64 → hidden… ReLU → (μ, log σ²), for pythae's VAE."""
+
+        def __init__(self, dims: int, hidden: tuple[int, ...], latent: int):
+            BaseEncoder.__init__(self)
+            layers, width = [], dims
+            for h in hidden:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            self.body = nn.Sequential(*layers)
+            self.embedding = nn.Linear(width, latent)
+            self.log_var = nn.Linear(width, latent)
+
+        def forward(self, x):
+            h = self.body(x.reshape(len(x), -1))
+            return ModelOutput(embedding=self.embedding(h), log_covariance=self.log_var(h))
+
+    class MLPDecoder(BaseDecoder):
+        """latent → hidden… ReLU → D sigmoid (pythae's convention: the decoder returns probabilities)."""
+
+        def __init__(self, dims: int, hidden: tuple[int, ...], latent: int, shape: tuple[int, ...]):
+            BaseDecoder.__init__(self)
+            layers, width = [], latent
+            for h in hidden:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            self.net = nn.Sequential(*layers, nn.Linear(width, dims))
+            self.shape = shape
+
+        def logits(self, z):
+            return self.net(z)
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).reshape(len(z), *self.shape))
+
+    class WrappedEncoder(BaseEncoder):
+        """genmodels' encoder seen by pythae: (μ, log σ²)."""
+
+        def __init__(self, model):
+            BaseEncoder.__init__(self)
+            self.model = model
+
+        def forward(self, x):
+            mu, log_sigma = self.model.encode(x)
+            return ModelOutput(embedding=mu, log_covariance=2 * log_sigma)
+
+    class WrappedDecoder(BaseDecoder):
+        """genmodels' Bernoulli decoder seen by pythae: probabilities σ(logits)."""
+
+        def __init__(self, model):
+            BaseDecoder.__init__(self)
+            self.model = model
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.model.decode(z)).reshape(len(z), *self.model.spec.shape))
+
+    return VAE, VAEConfig, MLPEncoder, MLPDecoder, WrappedEncoder, WrappedDecoder
+
+
+def pythae_default_logits(decoder, z: Tensor) -> Tensor:
+    """The logits of pythae's ``Decoder_AE_MLP``: its layers are [Linear+ReLU, Linear+Sigmoid]; the
+    input of the final Sigmoid."""
+    return decoder.layers[1][0](decoder.layers[0](z))
+
+
+def pythae_contender(name: str, spec, args) -> Contender:
+    VAE, VAEConfig, MLPEncoder, MLPDecoder, _, _ = pythae_classes()
+    config = VAEConfig(input_dim=spec.shape, latent_dim=args.latent_dim, reconstruction_loss="bce")
+    if name == "pythae-vae":
+        model = VAE(config)  # Encoder_VAE_MLP + Decoder_AE_MLP
+        logits = lambda z: pythae_default_logits(model.decoder, z)  # noqa: E731
+        description = ("pythae.models.VAE(VAEConfig(input_dim=(1,8,8), latent_dim=%d, reconstruction_loss='bce')), "
+                       "default Encoder_VAE_MLP (64→512 ReLU→μ, log σ²) + Decoder_AE_MLP (L→512 ReLU→64 sigmoid); "
+                       "loss: VAE.forward (BCE on probabilities + KL)" % args.latent_dim)
+    else:
+        hidden = (256, 256)
+        model = VAE(config, encoder=MLPEncoder(spec.dims, hidden, args.latent_dim),
+                    decoder=MLPDecoder(spec.dims, hidden, args.latent_dim, spec.shape))
+        logits = model.decoder.logits
+        description = ("pythae.models.VAE(VAEConfig(..., reconstruction_loss='bce')) with user BaseEncoder/BaseDecoder "
+                       "MLPs 64→256→256 ReLU (mirrored, sigmoid output); loss: VAE.forward")
+
+    def encode(x):
+        out = model.encoder(x.to(torch.float32))
+        return out.embedding, 0.5 * out.log_covariance
+
+    return Contender(
+        name=name, library=version("pythae"), module=model,
+        train_nll=lambda x: model({"data": x.to(torch.float32)}).loss,
+        log_likelihoods=lambda batch, k: iwae_bernoulli(encode, logits, batch, k)[0],
+        description=description,
+        extra={"encode": encode, "logits": logits, "pythae_model": model},
+    )
+
+
+def genmodels_contender(name: str, spec, args) -> Contender:
+    hidden = (512,) if name == "vae" else (256, 256)
+    config = {"latent_dim": args.latent_dim, "hidden": hidden}
+    model = create_model("vae", spec, config)
+    encode = model.encode
+    logits = model.decode
+    return Contender(
+        name=name, library=f"genmodels {genmodels.__version__}", module=model,
+        train_nll=lambda x: model.loss(Batch(x)).loss,
+        log_likelihoods=lambda batch, k: iwae_bernoulli(encode, logits, batch, k)[0],
+        description=f"genmodels vae {config}: MLP GELU, Bernoulli decoder on logits; loss: the ELBO",
+        extra={"encode": encode, "logits": logits, "genmodels_model": model},
+    )
+
+
+def wrapped_for_pythae(model, spec, latent_dim: int):
+    VAE, VAEConfig, _, _, WrappedEncoder, WrappedDecoder = pythae_classes()
+    config = VAEConfig(input_dim=spec.shape, latent_dim=latent_dim, reconstruction_loss="bce")
+    return VAE(config, encoder=WrappedEncoder(model), decoder=WrappedDecoder(model))
+
+
+@torch.no_grad()
+def pythae_get_nll(pythae_model, test_x: Tensor, k: int, seed: int) -> Tensor:
+    """pythae's ``get_nll`` per test image: log p estimates (float64, (N,)). pythae returns the mean
+    log-likelihood (a positive NLL is its negative)."""
+    pythae_model.eval()
+    torch.manual_seed(seed)
+    x = test_x.to(torch.float32)
+    return torch.tensor([float(pythae_model.get_nll(x[i : i + 1], n_samples=k, batch_size=min(k, 1000)))
+                         for i in range(len(x))], dtype=torch.float64)
+
+
+def mean_se(values: Tensor) -> tuple[float, float]:
+    return values.mean().item(), values.std().item() / math.sqrt(len(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=DEFAULT_MODELS)
+    parser.add_argument("--seconds", type=float, default=120.0, help="training-step time per model")
+    parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=float, default=5.0, help="seconds of training between validations")
+    parser.add_argument("--val-k", type=int, default=64)
+    parser.add_argument("--k", type=int, default=5000, help="importance samples of every test estimate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="folder for results.json (printed either way)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    data = load_dataset("binary-digits")
+    spec = data.spec
+    train_x, val_x, test_x = data.train.x.long(), data.validation.x.long(), data.test.x.long()
+    print(f"binary-digits: train {len(train_x)}, validation {len(val_x)}, test {len(test_x)}, shape {spec.shape}",
+          flush=True)
+    results = []
+    for name in args.models:
+        torch.manual_seed(args.seed)
+        contender = (pythae_contender if name.startswith("pythae") else genmodels_contender)(name, spec, args)
+        extra = contender.extra
+        contender.extra = {}
+        started = time.time()
+        row = train_and_evaluate(
+            contender, train_x, val_x, test_x, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
+            eval_every=args.eval_every, val_draws=args.val_k, test_draws=args.k, seed=args.seed,
+        )
+        row["train_wall_s"] = round(time.time() - started, 1)
+        # the shared estimator's Monte Carlo ELBO from the same draws (test_values are its IWAE-k)
+        module = contender.module
+        module.eval()
+        seeds = torch.arange(len(test_x))
+        iwae, elbo = iwae_bernoulli(extra["encode"], extra["logits"], Batch(test_x, seeds=seeds), args.k)
+        assert torch.allclose(iwae, row["test_values"]), "the shared estimator must repeat itself exactly"
+        m, s = mean_se(elbo)
+        row["shared_elbo_nll"], row["shared_elbo_se"] = -m, s
+        row["shared_iwae_nll"], row["shared_iwae_se"] = row["test_nll_nats"], row["test_nll_standard_error"]
+        # pythae's own estimator
+        tick = time.perf_counter()
+        target = extra.get("pythae_model") or wrapped_for_pythae(extra["genmodels_model"], spec, args.latent_dim)
+        values = pythae_get_nll(target, test_x, args.k, args.seed)
+        m, s = mean_se(values)
+        row["pythae_get_nll"], row["pythae_get_nll_se"] = -m, s
+        row["pythae_get_nll_s"] = round(time.perf_counter() - tick, 1)
+        row["pythae_values"] = values
+        # genmodels' own estimator (our models only)
+        if "genmodels_model" in extra:
+            from genmodels.evaluate import evaluate_likelihood
+
+            records = {r.measure: r for r in evaluate_likelihood(extra["genmodels_model"], data.test, options={"k": args.k})}
+            row["genmodels_iwae_nll"], row["genmodels_iwae_se"] = records["iwae"].nll_nats, records["iwae"].stderr_nats
+            row["genmodels_elbo_nll"] = records["elbo"].nll_nats
+        module.train()
+        printable = {k: v for k, v in row.items() if k not in ("history", "test_values", "pythae_values")}
+        print(json.dumps(printable), flush=True)
+        results.append(row)
+
+    names = [r["model"] for r in results]
+    # matched sizes only: vae ↔ pythae-vae (512), vae-256x256 ↔ pythae-vae-256x256
+    pairs = [(a, "pythae-" + a) for a in names if not a.startswith("pythae") and "pythae-" + a in names]
+    differences = paired_differences(results, pairs)
+    meta = {
+        "script": "benchmarks/peers/vae_binary_digits.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
+        "machine": platform.platform(), "python": platform.python_version(),
+        "versions": [f"torch {torch.__version__}", f"genmodels {genmodels.__version__} ({genmodels.__file__})",
+                     version("pythae")],
+    }
+    print(f"\nTest NLL (nats per image, ± standard error over the {len(test_x)} test images), k = {args.k}:")
+    print("| model | library | params | budget (s) | steps | train ex/s | best val at (s) | val IWAE-%d | "
+          "ELBO (shared) | IWAE (shared) | pythae get_nll | genmodels IWAE |" % args.val_k)
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ours = f"{r['genmodels_iwae_nll']:.2f} ± {r['genmodels_iwae_se']:.2f}" if "genmodels_iwae_nll" in r else "—"
+        print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | {r['steps']:,} | "
+              f"{r['train_examples_per_s']:,.0f} | {r['best_validation_at_s']:g} | {r['validation_nll_nats']:.2f} | "
+              f"{r['shared_elbo_nll']:.2f} ± {r['shared_elbo_se']:.2f} | {r['shared_iwae_nll']:.2f} ± {r['shared_iwae_se']:.2f} | "
+              f"{r['pythae_get_nll']:.2f} ± {r['pythae_get_nll_se']:.2f} | {ours} |")
+    print("\nPaired test differences, nats (a − b; negative: a is better), shared IWAE estimator, ± s.e.:")
+    for d in differences:
+        print(f"  {d['a']} − {d['b']}: {d['difference']:+.3f} ± {d['standard_error']:.3f}")
+    by = {r["model"]: r for r in results}
+    pythae_diffs = []
+    for a, b in pairs:
+        dd = -(by[a]["pythae_values"] - by[b]["pythae_values"])
+        pythae_diffs.append({"a": a, "b": b, "difference": round(dd.mean().item(), 4),
+                             "standard_error": round(dd.std().item() / math.sqrt(len(dd)), 4)})
+        print(f"  (pythae get_nll) {a} − {b}: {pythae_diffs[-1]['difference']:+.3f} ± {pythae_diffs[-1]['standard_error']:.3f}")
+    if args.out:
+        for r in results:
+            r.pop("test_values")
+            r.pop("pythae_values")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        Path(args.out, "results.json").write_text(json.dumps(
+            {"meta": meta, "results": results, "paired_differences_shared_iwae_nats": differences,
+             "paired_differences_pythae_get_nll_nats": pythae_diffs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
