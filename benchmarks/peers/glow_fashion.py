@@ -1,0 +1,289 @@
+"""genmodels' ``glow`` against normflows' Glow on ``fashion-mnist``, in one run, at equal training time.
+
+``fashion-mnist``: 1×28×28 images of 256 levels, the PROTOCOL split (55 000 / 5 000 / 10 000). Every
+contender is a density on y = (x + u)/256 ∈ [0,1)^784 after a fixed preprocessing h = t(y) whose
+log-Jacobian is part of the density (``genmodels.units``), and every figure is the dequantization bound
+
+    log P(x) ≥ E_u[ log p_flow(h) + log|det ∂h/∂y| − log q(u|x) ] − 784 ln 256,
+
+converted to bits/dim with ``genmodels.units.bits_per_dim``; q = U[0,1)^784 (log q = 0) for uniform
+dequantization, a learned conditional flow for ``glow`` with ``dequantization="variational"``.
+
+The contenders (``--models``):
+
+* ``normflows``: normflows' Glow as in its image example (``examples/glow.ipynb``), unconditional:
+  ``nf.MultiscaleFlow(q0, flows, merges, class_cond=False)`` with L levels of K
+  ``nf.flows.GlowBlock(channels, hidden, split_mode="channel", scale=True)`` (affine coupling with
+  normflows' sigmoid scale map, ``ConvNet2d`` 3×3 → 1×1 → zero-initialized 3×3 with ReLU, LU 1×1
+  convolution, actnorm initialized on the first batch) and one ``nf.flows.Squeeze()`` per level,
+  ``nf.flows.Merge()`` between levels, and one trainable ``nf.distributions.DiagGaussian`` per level
+  (the example's ``ClassCondDiagGaussian`` without the class). Its preprocessing is the example's,
+  y = (x + u)/256 fed to the flow as it is (``--peer-preprocess none``; the example's ``Scale(255/256)``
+  + ``Jitter(1/256)`` on ``ToTensor``'s x/255, i.e. the same y); ``--peer-preprocess logit`` gives it
+  genmodels' logit(α + (1 − 2α)y) instead.
+* ``glow``, ``glow-variational``: genmodels' ``glow`` with the same L and K, ``--hidden`` channels (chosen
+  so that the parameter counts are close), uniform or variational dequantization, its default logit
+  preprocessing (α = 0.05).
+
+The peer's bound is computed here with the same ``units`` functions that genmodels' flows use, and on
+evaluation every contender draws u with ``Batch.rand`` from the same per-example seeds: all models with
+uniform dequantization are scored on identical noise (``check_same_bound.py`` checks the wrapper
+against ``glow``'s own bound).
+
+Training (``common.train_and_evaluate``): Adam, the same batch size, learning rate, gradient clipping and
+sequence of minibatch indices, ``--seconds`` of training-step time each, one after the other in this
+process; the first ``--val-size`` validation images (``--val-draws`` draws of u each, the same seeds
+every time) pick the checkpoint every ``--eval-every`` seconds of training, and the best state is scored
+once on the test split (all 10 000 images unless ``--test-size`` is given, for smoke runs).
+
+    OMP_NUM_THREADS=1 /work/venv-peers/bin/python benchmarks/peers/glow_fashion.py --seconds 300 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Contender, count_parameters, paired_differences, train_and_evaluate  # noqa: E402
+
+import genmodels  # noqa: E402
+from genmodels import units  # noqa: E402
+from genmodels.core import Batch, create_model  # noqa: E402
+from genmodels.data import load_dataset  # noqa: E402
+
+DEFAULT_MODELS = ["normflows", "glow", "glow-variational"]
+
+
+def version(name: str) -> str:
+    import importlib.metadata
+
+    return f"{name} {importlib.metadata.version(name)}"
+
+
+class DequantizedImagePeer(torch.nn.Module):
+    """A peer's density on image-shaped h, turned into genmodels' uniform-dequantization bound.
+
+    Args:
+        density: a module whose ``log_prob(h)`` gives log p(h) (B,) for h (B, C, H, W).
+        spec: the data's DataSpec (levels K, shape, dims).
+        preprocess: "none" (h = y), "logit" (h = logit(α + (1 − 2α)y)) or "scale" (h = 2y − 1).
+        alpha: α of the logit.
+    """
+
+    def __init__(self, density: torch.nn.Module, spec, preprocess: str = "none", alpha: float = 0.05):
+        super().__init__()
+        if preprocess not in ("none", "logit", "scale"):
+            raise ValueError(f"preprocess must be 'none', 'logit' or 'scale', got {preprocess!r}")
+        self.density, self.spec, self.preprocess, self.alpha = density, spec, preprocess, alpha
+
+    def _preprocess(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the same three maps, through the same units functions, as genmodels' FlowModel._preprocess
+        if self.preprocess == "logit":
+            return units.logit_transform(y, self.alpha)
+        if self.preprocess == "scale":
+            return units.scale_to_symmetric(y)
+        return y, y.new_zeros(len(y))
+
+    def bound(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        y = units.dequantize_with_noise(x, u, self.spec.levels)
+        h, log_jacobian = self._preprocess(y)
+        log_density_y = self.density.log_prob(h) + log_jacobian
+        return units.discrete_bound_from_density(log_density_y, self.spec.dims, self.spec.levels)
+
+    def train_nll(self, x: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(x.shape, dtype=torch.float32)
+        return -self.bound(x, u).mean()
+
+    def log_likelihoods(self, batch: Batch, draws: int) -> torch.Tensor:
+        # the same calls, in the same order, as genmodels' FlowModel (one batch.rand per draw)
+        total = sum(self.bound(batch.x, batch.rand(*self.spec.shape)) for _ in range(draws))
+        return total / draws
+
+
+class NormflowsDensity(torch.nn.Module):
+    """normflows' MultiscaleFlow as a density ``log_prob(h)`` (unconditional)."""
+
+    def __init__(self, flow: torch.nn.Module):
+        super().__init__()
+        self.flow = flow
+
+    def log_prob(self, h: torch.Tensor) -> torch.Tensor:
+        return self.flow.log_prob(h, None)
+
+
+def normflows_glow(shape: tuple[int, int, int], levels: int, steps: int, hidden: int) -> torch.nn.Module:
+    """normflows' Glow for images, built as in its example (``examples/glow.ipynb``) but unconditional.
+
+    Level i (0 = the coarsest, the last one applied to data) works on C·2^(L+1−i) channels: on data the
+    level L−1 squeezes 1×28×28 → 4×14×14, runs K GlowBlocks and splits off 2×14×14 (Merge), the level 0
+    squeezes the kept 2×14×14 → 8×7×7 and runs K GlowBlocks.
+    """
+    import normflows as nf
+
+    C, H, W = shape
+    L, K = levels, steps
+    if H % 2**L or W % 2**L:
+        raise ValueError(f"normflows' Glow needs sides divisible by 2^L = {2**L}, got {H}×{W}")
+    q0, merges, flows = [], [], []
+    for i in range(L):
+        level = [nf.flows.GlowBlock(C * 2 ** (L + 1 - i), hidden, split_mode="channel", scale=True) for _ in range(K)]
+        level += [nf.flows.Squeeze()]
+        flows.append(level)
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            latent_shape = (C * 2 ** (L - i), H // 2 ** (L - i), W // 2 ** (L - i))
+        else:
+            latent_shape = (C * 2 ** (L + 1), H // 2**L, W // 2**L)
+        q0.append(nf.distributions.DiagGaussian(latent_shape))
+    return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+
+
+def normflows_contender(spec, args) -> Contender:
+    flow = normflows_glow(tuple(spec.shape), args.levels, args.steps, args.peer_hidden)
+    module = DequantizedImagePeer(NormflowsDensity(flow), spec, args.peer_preprocess, args.alpha)
+    pre = {"none": "h = y (the example's)", "logit": f"logit α={args.alpha}", "scale": "h = 2y − 1"}[args.peer_preprocess]
+    description = (
+        f"nf.MultiscaleFlow(class_cond=False), L={args.levels} × [K={args.steps} × nf.flows.GlowBlock(C, "
+        f"hidden_channels={args.peer_hidden}, split_mode='channel', scale=True) + nf.flows.Squeeze()], nf.flows.Merge(), "
+        f"nf.distributions.DiagGaussian per level; uniform dequantization, {pre}"
+    )
+    return Contender(
+        name="Glow (normflows)", library=version("normflows"), module=module, train_nll=module.train_nll,
+        log_likelihoods=module.log_likelihoods, description=description,
+        extra={"config": {"levels": args.levels, "steps": args.steps, "hidden_channels": args.peer_hidden,
+                          "preprocess": args.peer_preprocess}},
+    )
+
+
+def genmodels_contender(name: str, spec, train_x, args) -> Contender:
+    config = {"levels": args.levels, "steps": args.steps, "hidden": args.hidden}
+    if name == "glow-variational":
+        config["dequantization"] = "variational"
+    elif name != "glow":
+        raise ValueError(f"unknown contender {name!r}: normflows, glow or glow-variational")
+    model = create_model("glow", spec, config)
+    model.initialize(Batch(chunk) for chunk in train_x.split(args.batch_size))  # actnorm's data-dependent init
+    c = model.config
+    extra = {"config": config}
+    if model.dequantizer is not None:
+        extra["flow_parameters"] = count_parameters(model.flow)
+        extra["dequantizer_parameters"] = count_parameters(model.dequantizer)
+    description = (
+        f"glow: L={c.levels} × [squeeze, K={c.steps} × (actnorm, LU 1×1 conv, {c.coupling} channel coupling, "
+        f"ConvNet {c.hidden} channels with GroupNorm, log-scale soft-clamped to ±{c.clamp}), split]; "
+        f"{c.dequantization} dequantization"
+        + (f" (q(u|x): {c.dequantizer_layers} affine couplings, MLP {list(c.dequantizer_hidden)})" if model.dequantizer else "")
+        + f", {c.preprocess} α={c.alpha}"
+    )
+    return Contender(
+        name=name, library=f"genmodels {genmodels.__version__}", module=model,
+        train_nll=lambda x: model.loss(Batch(x)).loss,
+        log_likelihoods=lambda batch, draws: model.log_likelihoods(batch, draws=draws)[0].values,
+        description=description, extra=extra,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=DEFAULT_MODELS)
+    parser.add_argument("--seconds", type=float, default=300.0, help="training-step time per model")
+    parser.add_argument("--levels", type=int, default=2, help="L, for every contender")
+    parser.add_argument("--steps", type=int, default=8, help="K, for every contender")
+    parser.add_argument("--peer-hidden", type=int, default=128, help="normflows GlowBlock hidden_channels")
+    parser.add_argument("--hidden", type=int, default=100, help="genmodels glow hidden (matched in parameters)")
+    parser.add_argument("--peer-preprocess", choices=["none", "logit", "scale"], default="none",
+                        help="normflows' preprocessing of y (none: its example's)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="logit α where the peer uses the logit")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=float, default=30.0, help="seconds of training between validations")
+    parser.add_argument("--val-size", type=int, default=1000, help="the first N validation images pick the checkpoint")
+    parser.add_argument("--test-size", type=int, default=None, help="the first N test images (smoke runs; default all)")
+    parser.add_argument("--val-draws", type=int, default=1)
+    parser.add_argument("--test-draws", type=int, default=1)
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                        help="learning rate over the training time, the same for every contender")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="folder for results.json (printed either way)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    data = load_dataset("fashion-mnist")
+    spec = data.spec
+    train_x = data.train.x.long()
+    val_x = data.validation.x[: args.val_size].long()
+    test_x = data.test.x[: args.test_size].long()
+    results = []
+    for name in args.models:
+        torch.manual_seed(args.seed)
+        if name == "normflows":
+            contender = normflows_contender(spec, args)
+        else:
+            contender = genmodels_contender(name, spec, train_x, args)
+        print(f"# {contender.name}: {count_parameters(contender.module):,} parameters; {contender.description}",
+              flush=True)
+        started = time.time()
+        row = train_and_evaluate(
+            contender, train_x, val_x, test_x, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
+            eval_every=args.eval_every, val_draws=args.val_draws, test_draws=args.test_draws, seed=args.seed,
+            schedule=args.schedule,
+        )
+        dequantization = "variational" if name == "glow-variational" else "uniform"
+        row.update(
+            data="fashion-mnist", test_images=len(test_x), validation_images=len(val_x),
+            kind=f"bound ({dequantization} dequantization, {args.test_draws} draw{'s' if args.test_draws > 1 else ''})",
+            validation_bits_per_dim=round(float(units.bits_per_dim(row["validation_nll_nats"], spec.dims)), 4),
+            test_bits_per_dim=round(float(units.bits_per_dim(row["test_nll_nats"], spec.dims)), 4),
+            wall_s=round(time.time() - started, 1),
+        )
+        row["test_bits_per_dim_standard_error"] = round(
+            float(units.bits_per_dim(row["test_nll_standard_error"], spec.dims)), 4)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("history", "test_values")}), flush=True)
+        print(f"#   validation bits/dim history (train s, bits/dim): "
+              f"{[(t, round(float(units.bits_per_dim(v, spec.dims)), 3)) for t, v in row['history']]}", flush=True)
+        results.append(row)
+    names = [r["model"] for r in results]
+    pairs = [(a, "Glow (normflows)") for a in ("glow", "glow-variational")] + [("glow-variational", "glow")]
+    differences = paired_differences(results, [p for p in pairs if p[0] in names and p[1] in names],
+                                     scale=1.0 / (spec.dims * units.LN2))
+
+    meta = {
+        "script": "benchmarks/peers/glow_fashion.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
+        "machine": platform.platform(), "python": platform.python_version(),
+        "versions": [f"torch {torch.__version__}", f"genmodels {genmodels.__version__}", version("normflows")],
+    }
+    print("\n| model | library | params | budget (s) | steps | train ex/s | best val at (s) | val bits/dim | "
+          "test bits/dim ± se |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | {r['steps']:,} | "
+              f"{r['train_examples_per_s']:,.1f} | {r['best_validation_at_s']:g} | {r['validation_bits_per_dim']:.4f} | "
+              f"{r['test_bits_per_dim']:.4f} ± {r['test_bits_per_dim_standard_error']:.4f} |")
+    peer = next((r for r in results if r["model"] == "Glow (normflows)"), None)
+    if peer is not None:
+        for r in results:
+            if r is not peer:
+                print(f"  {r['model']} / normflows train ex/s: {r['train_examples_per_s'] / peer['train_examples_per_s']:.2f}")
+    print("\nPaired test differences, bits/dim (a − b; negative: a is better), ± standard error:")
+    for d in differences:
+        print(f"  {d['a']} − {d['b']}: {d['difference']:+.4f} ± {d['standard_error']:.4f}")
+    if args.out:
+        for r in results:
+            r.pop("test_values")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        Path(args.out, "results.json").write_text(
+            json.dumps({"meta": meta, "results": results, "paired_differences_bits_per_dim": differences}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
