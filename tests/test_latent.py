@@ -409,3 +409,13 @@ def test_model_level_score_function_gradients_are_unbiased(estimator, k):
         estimates = _loss_gradients(relaxed.eval(), x, batches=40, size=2000)
         mean, stderr = estimates.mean(0), estimates.std(0) / math.sqrt(len(estimates))
         assert ((mean - exact).abs() > 4.5 * stderr).any()
+
+
+@pytest.mark.parametrize("activation, module", [("gelu", torch.nn.GELU), ("relu", torch.nn.ReLU), ("tanh", torch.nn.Tanh)])
+def test_the_mlp_activation_option_reaches_encoder_and_decoder(activation, module):
+    model = create_model("vae", DIGITS, {"latent_dim": 2, "hidden": [8, 8], "activation": activation})
+    for net in (model.encoder.net, model.decoder.net):
+        kinds = {type(m) for m in net.modules() if not isinstance(m, (torch.nn.Sequential, torch.nn.Linear))}
+        assert kinds == {module}
+    with pytest.raises(UserError, match="activation"):
+        create_model("vae", DIGITS, {"activation": "swish"})

@@ -12,7 +12,8 @@ with a factorized Bernoulli decoder over the 64 binary pixels, trained on the ne
   (``BaseEncoder``/``BaseDecoder`` subclasses below: 64 → 256 → 256 ReLU, mirrored, sigmoid output).
 - ``vae`` / ``vae-256x256``: genmodels' ``vae`` with ``hidden=(512,)`` (the same layer sizes and
   parameter count as pythae's default MLP; GELU instead of ReLU) or ``hidden=(256, 256)`` (the
-  configuration of BENCHMARKS.md's ``latent_digits.py`` row), Bernoulli decoder on logits, the ELBO.
+  configuration of BENCHMARKS.md's ``latent_digits.py`` row), Bernoulli decoder on logits, the ELBO;
+  ``vae-relu``: ``hidden=(512,)`` with ``activation="relu"``, pythae's default networks exactly.
 
 Training (``common.train_and_evaluate``, the same for all): Adam, the same learning rate, batch size,
 gradient clipping at 10 and sequence of minibatch indices, ``--seconds`` of training-step time each
@@ -61,6 +62,8 @@ from genmodels.core import Batch, create_model  # noqa: E402
 from genmodels.data import load_dataset  # noqa: E402
 
 DEFAULT_MODELS = ["pythae-vae", "vae", "pythae-vae-256x256", "vae-256x256"]
+#: ``vae-relu``: pythae's default sizes and its ReLU (``activation="relu"``): the architectures then match exactly
+MODELS = [*DEFAULT_MODELS, "vae-relu"]
 LOG_2PI = math.log(2 * math.pi)
 #: importance samples per Batch.randn call of the shared estimator (fixed: the draws then do not
 #: depend on the batch size or on the model)
@@ -209,8 +212,8 @@ def pythae_contender(name: str, spec, args) -> Contender:
 
 
 def genmodels_contender(name: str, spec, args) -> Contender:
-    hidden = (512,) if name == "vae" else (256, 256)
-    config = {"latent_dim": args.latent_dim, "hidden": hidden}
+    hidden = (256, 256) if name == "vae-256x256" else (512,)
+    config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if name == "vae-relu" else "gelu"}
     model = create_model("vae", spec, config)
     encode = model.encode
     logits = model.decode
@@ -246,7 +249,7 @@ def mean_se(values: Tensor) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=DEFAULT_MODELS)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=MODELS)
     parser.add_argument("--seconds", type=float, default=120.0, help="training-step time per model")
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=64)

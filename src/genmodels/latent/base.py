@@ -33,7 +33,7 @@ from torch import Tensor
 from ..core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, ModelConfig
 from ..data.base import DataSpec
 from ..errors import UserError
-from .networks import ARCHITECTURES, LIKELIHOODS, decoder_level_log_probs, decoder_log_prob, params_per_dim, resolve_likelihood
+from .networks import ACTIVATIONS, ARCHITECTURES, LIKELIHOODS, decoder_level_log_probs, decoder_log_prob, params_per_dim, resolve_likelihood
 
 __all__ = ["LatentConfig", "LatentVariableModel", "SAMPLE_CHUNK", "EVAL_FLOATS", "DEFAULT_EVAL_K"]
 
@@ -58,6 +58,7 @@ class LatentConfig(ModelConfig):
         ``categorical`` (K logits per dimension), ``logistic`` (discretized logistic), or ``auto``
         (Bernoulli for binary data, else categorical).
     conditional: model p(x | y): encoder and decoder see the one-hot label (the prior p(z) does not).
+    activation: the MLPs' nonlinearity: ``gelu``, ``relu`` (pythae's and most VAE papers') or ``tanh``.
     """
 
     architecture: str = "mlp"
@@ -65,9 +66,12 @@ class LatentConfig(ModelConfig):
     channels: tuple[int, ...] = (32, 64)
     likelihood: str = "auto"
     conditional: bool = False
+    activation: str = "gelu"
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'")
         self.channels = tuple(self.channels)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got '{self.architecture}'")

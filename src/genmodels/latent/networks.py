@@ -25,6 +25,7 @@ from ..data.base import DataSpec
 
 __all__ = [
     "LIKELIHOODS",
+    "ACTIVATIONS",
     "ARCHITECTURES",
     "resolve_likelihood",
     "params_per_dim",
@@ -109,13 +110,17 @@ def decoder_log_prob(params: Tensor, x: Tensor, likelihood: str, levels: int) ->
     return log_p.gather(2, x.unsqueeze(2)).squeeze(2).sum(dim=1)
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers of these sizes with GELU between them (none after the last)."""
+#: the MLPs' nonlinearities (``relu`` is pythae's and most VAE papers'; ``gelu`` the default here)
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp(sizes: list[int], activation: str = "gelu") -> nn.Sequential:
+    """Linear layers of these sizes with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.GELU())
+            layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 
@@ -191,7 +196,7 @@ class Encoder(nn.Module):
     """x (B, *shape) levels [+ one-hot y] → ``out`` features (Gaussian μ, log σ or categorical logits)."""
 
     def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 out: int, num_classes: int = 0):
+                 out: int, num_classes: int = 0, activation: str = "gelu"):
         super().__init__()
         self.levels = spec.levels
         self.num_classes = num_classes
@@ -199,7 +204,7 @@ class Encoder(nn.Module):
         if architecture == "conv":
             self.net: nn.Module = _ConvEncoder(spec, channels, num_classes, out, hidden[0] if hidden else 256)
         else:
-            self.net = mlp([spec.dims + num_classes, *hidden, out])
+            self.net = mlp([spec.dims + num_classes, *hidden, out], activation)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         inputs = x.to(torch.float32) / (self.levels - 1)  # levels → [0, 1]
@@ -214,14 +219,14 @@ class Decoder(nn.Module):
     """z (N, L) [+ one-hot y] → (N, D·P) parameters of the decoder distribution p(x | z)."""
 
     def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 latent_features: int, per_dim: int, num_classes: int = 0):
+                 latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu"):
         super().__init__()
         self.num_classes = num_classes
         inputs = latent_features + num_classes
         if architecture == "conv":
             self.net: nn.Module = _ConvDecoder(spec, channels, inputs, per_dim, hidden[0] if hidden else 256)
         else:
-            self.net = mlp([inputs, *reversed(hidden), spec.dims * per_dim])
+            self.net = mlp([inputs, *reversed(hidden), spec.dims * per_dim], activation)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.num_classes:
@@ -230,10 +235,10 @@ class Decoder(nn.Module):
 
 
 def make_encoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 out: int, num_classes: int = 0) -> Encoder:
-    return Encoder(spec, architecture, hidden, channels, out, num_classes)
+                 out: int, num_classes: int = 0, activation: str = "gelu") -> Encoder:
+    return Encoder(spec, architecture, hidden, channels, out, num_classes, activation)
 
 
 def make_decoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 latent_features: int, per_dim: int, num_classes: int = 0) -> Decoder:
-    return Decoder(spec, architecture, hidden, channels, latent_features, per_dim, num_classes)
+                 latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu") -> Decoder:
+    return Decoder(spec, architecture, hidden, channels, latent_features, per_dim, num_classes, activation)
