@@ -309,8 +309,9 @@ def main() -> None:
         results.append(row)
 
     names = [r["model"] for r in results]
-    # matched sizes only: vae ↔ pythae-vae (512), vae-256x256 ↔ pythae-vae-256x256
-    pairs = [(a, "pythae-" + a) for a in names if not a.startswith("pythae") and "pythae-" + a in names]
+    # matched sizes only: vae and vae-relu ↔ pythae-vae (512), vae-256x256 ↔ pythae-vae-256x256
+    partner = {"vae": "pythae-vae", "vae-relu": "pythae-vae", "vae-256x256": "pythae-vae-256x256"}
+    pairs = [(a, partner[a]) for a in names if a in partner and partner[a] in names]
     differences = paired_differences(results, pairs)
     meta = {
         "script": "benchmarks/peers/vae_binary_digits.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
