@@ -33,6 +33,15 @@ def test_the_quick_suite_covers_every_registered_model_on_digits():
     assert all(r.expected for r in quick), "every quick recipe states the test figure it should reproduce"
 
 
+def test_the_fashion_suite_has_every_family_and_each_recipe_states_its_figure():
+    fashion = suite_recipes("fashion")
+    assert {r.data for r in fashion} == {"fashion-mnist"}
+    families = {"pixelcnn", "vae", "glow", "rectified-flow", "two-stage", "gan", "independent"}
+    assert families <= {r.model for r in fashion}
+    missing = [r.name for r in fashion if not r.expected]
+    assert not missing, f"fashion recipes without an [expected] figure: {missing}"
+
+
 def test_a_recipe_with_a_bad_option_or_unknown_name_is_refused():
     with pytest.raises(UserError, match="no recipe 'nope'"):
         load_recipe("nope")
