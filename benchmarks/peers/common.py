@@ -18,10 +18,12 @@ full test split (../shared/PROTOCOL.md).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -166,15 +168,36 @@ def train_and_evaluate(
     }
 
 
-def paired_differences(results: list[dict], pairs: list[tuple[str, str]], scale: float = 1.0) -> list[dict]:
+def paired_differences(results: list[dict], pairs: list[tuple[str, str]], scale: float = 1.0,
+                       key: str = "test_values") -> list[dict]:
     """Test NLL of ``a`` minus that of ``b`` for each pair of model names present in ``results`` (one
     data set), with the standard error of the paired per-example differences (both are scored on the
-    same test examples, and on discrete data on the same dequantization noise), times ``scale``."""
+    same test examples, and on discrete data on the same dequantization noise), times ``scale``.
+    ``key`` names the per-example log-likelihoods to compare (another estimator's, if a row has one)."""
     by_name = {r["model"]: r for r in results}
     rows = []
     for a, b in pairs:
         if a in by_name and b in by_name:
-            d = -(by_name[a]["test_values"] - by_name[b]["test_values"]) * scale
+            d = -(by_name[a][key] - by_name[b][key]) * scale
             rows.append({"a": a, "b": b, "difference": round(d.mean().item(), 4),
                          "standard_error": round(d.std().item() / math.sqrt(len(d)), 4)})
     return rows
+
+
+def print_differences(differences: list[dict], heading: str, digits: int = 4, prefix: str = "") -> None:
+    """Print the rows of :func:`paired_differences` under ``heading``, one ``a − b: d ± se`` line each."""
+    if heading:
+        print(f"\n{heading}")
+    for d in differences:
+        where = f"{d['data']}: " if "data" in d else ""
+        print(f"  {prefix}{where}{d['a']} − {d['b']}: {d['difference']:+.{digits}f} ± {d['standard_error']:.{digits}f}")
+
+
+def write_results(out: str | None, meta: dict, results: list[dict], **differences: list[dict]) -> None:
+    """Write ``out/results.json`` (meta, results without their per-example tensors, and each named
+    list of paired differences); nothing when ``out`` is None."""
+    if not out:
+        return
+    rows = [{k: v for k, v in r.items() if not isinstance(v, Tensor)} for r in results]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out, "results.json").write_text(json.dumps({"meta": meta, "results": rows, **differences}, indent=1))

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, paired_differences, train_and_evaluate  # noqa: E402
+from common import Contender, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels.core import Batch, create_model  # noqa: E402
@@ -182,15 +182,8 @@ def main() -> None:
     for r in results:
         print(f"| {r['data']} | {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | "
               f"{r['train_examples_per_s']:,.0f} | {r['test_nll_nats']:.4f} ± {r['test_nll_standard_error']:.4f} | {r['gap_nats']:.4f} |")
-    print("\nPaired test differences, nats (a − b; negative: a is better), ± standard error:")
-    for d in differences:
-        print(f"  {d['data']}: {d['a']} − {d['b']}: {d['difference']:+.4f} ± {d['standard_error']:.4f}")
-    if args.out:
-        for r in results:
-            r.pop("test_values")
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "results.json").write_text(
-            json.dumps({"meta": meta, "results": results, "paired_differences_nats": differences}, indent=1))
+    print_differences(differences, "Paired test differences, nats (a − b; negative: a is better), ± standard error:")
+    write_results(args.out, meta, results, paired_differences_nats=differences)
 
 
 if __name__ == "__main__":

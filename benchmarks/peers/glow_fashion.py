@@ -53,7 +53,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, count_parameters, paired_differences, train_and_evaluate  # noqa: E402
+from common import Contender, count_parameters, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels import units  # noqa: E402
@@ -274,15 +274,8 @@ def main() -> None:
         for r in results:
             if r is not peer:
                 print(f"  {r['model']} / normflows train ex/s: {r['train_examples_per_s'] / peer['train_examples_per_s']:.2f}")
-    print("\nPaired test differences, bits/dim (a − b; negative: a is better), ± standard error:")
-    for d in differences:
-        print(f"  {d['a']} − {d['b']}: {d['difference']:+.4f} ± {d['standard_error']:.4f}")
-    if args.out:
-        for r in results:
-            r.pop("test_values")
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "results.json").write_text(
-            json.dumps({"meta": meta, "results": results, "paired_differences_bits_per_dim": differences}, indent=1))
+    print_differences(differences, "Paired test differences, bits/dim (a − b; negative: a is better), ± standard error:")
+    write_results(args.out, meta, results, paired_differences_bits_per_dim=differences)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, count_parameters, paired_differences, train_and_evaluate  # noqa: E402
+from common import Contender, count_parameters, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels.core import Batch, create_model  # noqa: E402
@@ -330,24 +330,12 @@ def main() -> None:
               f"{r['train_examples_per_s']:,.0f} | {r['best_validation_at_s']:g} | {r['validation_nll_nats']:.2f} | "
               f"{r['shared_elbo_nll']:.2f} ± {r['shared_elbo_se']:.2f} | {r['shared_iwae_nll']:.2f} ± {r['shared_iwae_se']:.2f} | "
               f"{r['pythae_get_nll']:.2f} ± {r['pythae_get_nll_se']:.2f} | {ours} |")
-    print("\nPaired test differences, nats (a − b; negative: a is better), shared IWAE estimator, ± s.e.:")
-    for d in differences:
-        print(f"  {d['a']} − {d['b']}: {d['difference']:+.3f} ± {d['standard_error']:.3f}")
-    by = {r["model"]: r for r in results}
-    pythae_diffs = []
-    for a, b in pairs:
-        dd = -(by[a]["pythae_values"] - by[b]["pythae_values"])
-        pythae_diffs.append({"a": a, "b": b, "difference": round(dd.mean().item(), 4),
-                             "standard_error": round(dd.std().item() / math.sqrt(len(dd)), 4)})
-        print(f"  (pythae get_nll) {a} − {b}: {pythae_diffs[-1]['difference']:+.3f} ± {pythae_diffs[-1]['standard_error']:.3f}")
-    if args.out:
-        for r in results:
-            r.pop("test_values")
-            r.pop("pythae_values")
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        Path(args.out, "results.json").write_text(json.dumps(
-            {"meta": meta, "results": results, "paired_differences_shared_iwae_nats": differences,
-             "paired_differences_pythae_get_nll_nats": pythae_diffs}, indent=1))
+    print_differences(differences, "Paired test differences, nats (a − b; negative: a is better), shared IWAE estimator, ± s.e.:",
+                      digits=3)
+    pythae_diffs = paired_differences(results, pairs, key="pythae_values")
+    print_differences(pythae_diffs, "", digits=3, prefix="(pythae get_nll) ")
+    write_results(args.out, meta, results, paired_differences_shared_iwae_nats=differences,
+                  paired_differences_pythae_get_nll_nats=pythae_diffs)
 
 
 if __name__ == "__main__":
