@@ -14,6 +14,7 @@ import torch
 from .core import Batch, GenerativeModel, LikelihoodKind
 from .data.base import Dataset
 from .errors import UserError
+from .plotting import _pyplot, save_figure
 
 __all__ = ["plot_density", "density_grid"]
 
@@ -58,10 +59,7 @@ def plot_density(
             f"plot-density draws continuous 2-D data; '{spec.name}' has shape {tuple(spec.shape)} and "
             f"{'levels ' + str(spec.levels) if spec.is_discrete else 'continuous values'}: use a toy 2-D set"
         )
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display is needed
-    import matplotlib.pyplot as plt
+    plt = _pyplot()  # the Agg backend: files only, no display is needed
 
     data = dataset.split(split).x[:points].double().numpy()
     low, high = np.quantile(data, 0.001, axis=0), np.quantile(data, 0.999, axis=0)
@@ -86,9 +84,4 @@ def plot_density(
         ax.set_xlim(bounds[0], bounds[1])
         ax.set_ylim(bounds[2], bounds[3])
         ax.set_aspect("equal")
-    figure.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    return out
+    return save_figure(figure, out_path, dpi=100)

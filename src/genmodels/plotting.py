@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .data.base import DataSpec
 
-__all__ = ["save_receptive_field", "save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics", "save_bpd_curves", "save_montage"]
+__all__ = ["save_figure", "save_receptive_field", "save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics", "save_bpd_curves", "save_montage"]
 
 
 def _pyplot():
@@ -24,6 +24,17 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out ``fig``, write it to ``path`` (its folder created if missing) and close it."""
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 2, min_cell: int = 64) -> np.ndarray:
@@ -107,10 +118,7 @@ def save_samples(samples: Tensor, spec: DataSpec, path: str | Path, title: str |
         ax.set_ylabel("sample")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def read_metrics(path: str | Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
@@ -151,10 +159,7 @@ def save_loss_curves(runs: dict[str, str | Path], path: str | Path, *, title: st
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_bpd_curves(runs: dict[str, str | Path], path: str | Path, *, title: str | None = None) -> Path:
@@ -178,10 +183,7 @@ def save_bpd_curves(runs: dict[str, str | Path], path: str | Path, *, title: str
     if ax.lines:
         ax.legend(fontsize=7, ncol=2)
     ax.set_title(title or "validation bits/dim against training time")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_montage(grids: dict[str, str | Path], path: str | Path, *, title: str | None = None, columns: int = 4) -> Path:
@@ -198,10 +200,7 @@ def save_montage(grids: dict[str, str | Path], path: str | Path, *, title: str |
         ax.set_title(label, fontsize=10)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def save_confusion(confusion: Tensor, path: str | Path, title: str = "") -> Path:
@@ -218,12 +217,7 @@ def save_confusion(confusion: Tensor, path: str | Path, title: str = "") -> Path
     ax.set_xticks(range(counts.shape[1]))
     ax.set_yticks(range(counts.shape[0]))
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_receptive_field(audit, path: str | Path, title: str = "") -> Path:
@@ -247,9 +241,4 @@ def save_receptive_field(audit, path: str | Path, title: str = "") -> Path:
     ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
     analytic = "" if audit.analytic is None else f" (analytic {int(audit.analytic.sum())})"
     ax.set_title(f"{title}\nfield {int(field.sum())} px{analytic}, blind spot {int(blind.sum())} px", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
