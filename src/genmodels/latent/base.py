@@ -94,9 +94,7 @@ class LatentVariableModel(GenerativeModel):
         super().__init__(config, spec)
         if config.architecture == "conv" and not spec.is_image:
             raise UserError(f"architecture=conv needs image data (C, H, W); '{spec.name}' has shape {spec.shape}")
-        if config.conditional and not spec.num_classes:
-            raise UserError(f"conditional=true needs labelled data; '{spec.name}' has no classes")
-        self.conditional = config.conditional
+        self.set_conditional(config.conditional)
         self.num_classes = spec.num_classes if config.conditional else 0
         self.decoder_likelihood = resolve_likelihood(config.likelihood, spec.levels)
         if self.decoder_likelihood == "bernoulli" and spec.levels != 2:
