@@ -13,6 +13,8 @@ the RNN, the Transformer's key/value cache) override ``sample``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
@@ -21,12 +23,17 @@ from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.outputs import CategoricalHead, OutputHead
 
-__all__ = ["AutoregressiveModel", "check_temperature"]
+__all__ = ["AutoregressiveModel", "check_temperature", "l2_penalty"]
 
 
 def check_temperature(temperature: float) -> None:
     if not temperature > 0:
         raise UserError(f"temperature must be > 0, got {temperature}")
+
+
+def l2_penalty(l2: float, weights: Iterable[Tensor]) -> Tensor | float:
+    """(λ/2)·Σ‖W‖²: a Gaussian prior N(0, 1/λ) on the weights, added to the mean NLL (fvsbn, nade, made)."""
+    return 0.5 * l2 * sum((w * w).sum() for w in weights) if l2 > 0 else 0.0
 
 
 class AutoregressiveModel(GenerativeModel):

@@ -23,6 +23,7 @@ from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, OptimizerGroup, register_model
 from ..data.base import DataSpec
 from ..errors import UserError
+from .base import l2_penalty
 
 __all__ = ["FVSBN", "FVSBNConfig"]
 
@@ -95,11 +96,8 @@ class FVSBN(GenerativeModel):
 
     def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
         out = super().loss(batch, step=step, group=group)  # the mean NLL, with its per-example terms
-        if self.config.l2 > 0:
-            weights = [self.weight] if self.rank == 0 else [self.in_proj, self.out_proj]
-            penalty = 0.5 * self.config.l2 * sum((w * w).sum() for w in weights)
-            out = Loss(out.loss + penalty, out.terms)
-        return out
+        weights = [self.weight] if self.rank == 0 else [self.in_proj, self.out_proj]
+        return Loss(out.loss + l2_penalty(self.config.l2, weights), out.terms)
 
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """One group whose biases are exempt from weight decay: as in a logistic regression, the

@@ -25,17 +25,12 @@ from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, Loss, ModelConfig, register_model
 from ..data.base import DataSpec
 from ..nn.masked import MaskedLinear, made_degrees, made_masks
-from .base import AutoregressiveModel, check_temperature
+from .base import AutoregressiveModel, check_temperature, l2_penalty
 
-__all__ = ["MADE", "MADEConfig", "ONE_HOT_MAX_LEVELS", "l2_penalty", "scaled_values"]
+__all__ = ["MADE", "MADEConfig", "ONE_HOT_MAX_LEVELS", "scaled_values"]
 
 #: ``input_encoding="auto"`` feeds one-hot codes up to this many levels, the scaled value above it.
 ONE_HOT_MAX_LEVELS = 32
-
-
-def l2_penalty(l2: float, weights: Iterable[Tensor]) -> Tensor | float:
-    """(λ/2)·Σ‖W‖²: a Gaussian prior N(0, 1/λ) on the weights, added to the mean NLL (as fvsbn's)."""
-    return 0.5 * l2 * sum((w * w).sum() for w in weights) if l2 > 0 else 0.0
 
 
 def scaled_values(features: Tensor, encoding: str, levels: int) -> Tensor:

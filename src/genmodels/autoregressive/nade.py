@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, Loss, ModelConfig, register_model
 from ..data.base import DataSpec
-from .base import AutoregressiveModel, check_temperature
-from .made import ONE_HOT_MAX_LEVELS, l2_penalty, scaled_values
+from .base import AutoregressiveModel, check_temperature, l2_penalty
+from .made import ONE_HOT_MAX_LEVELS, scaled_values
 
 __all__ = ["NADE", "NADEConfig"]
 
