@@ -645,11 +645,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device="cpu")
     if not isinstance(model, AutoregressiveModel):
         raise UserError(f"the audit is of autoregressive models; '{ckpt.meta['model']}' is not one")
-    if len(model.spec.shape) != 3:
-        raise UserError(f"the audit draws image models (C, H, W); this run's data have shape {model.spec.shape}")
-    height, width = model.spec.shape[1:]
     if args.pixel is None:
-        pixel = (height // 2, width // 2)
+        pixel = tuple(side // 2 for side in model.spec.shape[-2:])  # the centre (audit_pixel refuses non-images)
     else:
         try:
             pixel = tuple(int(v) for v in args.pixel.split(","))
