@@ -32,6 +32,7 @@ from genmodels.checkpoint import load_model
 from genmodels.data import load_dataset
 from genmodels.metrics import sample_quality
 from genmodels.plotting import save_montage, save_samples
+from genmodels.training.report import sampling_options
 
 QUALITY = ("fd", "kid", "precision", "recall")
 DEFAULT_SWEEPS: dict[str, list[dict[str, str]]] = {
@@ -50,19 +51,6 @@ def expand(sweep: str) -> list[dict[str, str]]:
         keys.append(key)
         values.append(value.split(","))
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
-
-
-def typed(options: dict[str, str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in options.items():
-        try:
-            out[key] = int(value)
-        except ValueError:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                out[key] = value
-    return out
 
 
 def main() -> None:
@@ -86,7 +74,7 @@ def main() -> None:
         for options in settings:
             start = time.perf_counter()
             samples, info = model.sample_with_info(args.samples, generator=torch.Generator().manual_seed(args.seed),
-                                                   **typed(options))
+                                                   **sampling_options(model, options))
             seconds = time.perf_counter() - start
             records = {r.metric: r for r in sample_quality(samples, data, metrics=QUALITY)}
             label = " ".join(f"{k}={v}" for k, v in options.items())
