@@ -150,11 +150,12 @@ def test_evaluation_rejects_data_that_does_not_fit_the_model(digits):
         continuous.check(torch.tensor([[0.0, float("nan")]]))
 
 
-@pytest.mark.parametrize("name", ["gan", "two-stage", "ddpm"])
+@pytest.mark.parametrize("name", ["gan", "two-stage", "ddpm", "vae", "nade", "made", "pixelcnn", "transformer", "rnn"])
 def test_a_conditional_model_refuses_data_without_classes(name):
     from genmodels.core import create_model
     from genmodels.data import DataSpec
 
-    with pytest.raises(UserError, match=r"^conditional=true needs labelled data; 'plain' has no classes$"):
+    expected = r"^conditional=true needs labelled data; 'plain' has no classes \(set conditional=false or use a labelled data set\)$"
+    with pytest.raises(UserError, match=expected):
         create_model(name, DataSpec("plain", (1, 8, 8), 17), {"conditional": True})
     assert create_model(name, DataSpec("labelled", (1, 8, 8), 17, num_classes=10), {"conditional": True}).conditional

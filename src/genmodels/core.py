@@ -404,7 +404,10 @@ class GenerativeModel(nn.Module):
     def set_conditional(self, conditional: bool) -> None:
         """Model p(x | y) when ``conditional``; data without classes get a UserError naming the problem."""
         if conditional and not self.spec.num_classes:
-            raise UserError(f"conditional=true needs labelled data; '{self.spec.name}' has no classes")
+            raise UserError(
+                f"conditional=true needs labelled data; '{self.spec.name}' has no classes "
+                "(set conditional=false or use a labelled data set)"
+            )
         self.conditional = conditional
 
     @classmethod

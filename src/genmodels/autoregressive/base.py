@@ -47,12 +47,7 @@ class AutoregressiveModel(GenerativeModel):
 
     def __init__(self, config: ModelConfig, spec: DataSpec, head: OutputHead | None = None):
         super().__init__(config, spec)
-        self.conditional = bool(getattr(config, "conditional", False))
-        if self.conditional and not spec.num_classes:
-            raise UserError(
-                f"a class-conditional {type(self).__name__} needs labelled data; '{spec.name}' has no labels "
-                "(set conditional=false or use a labelled data set)"
-            )
+        self.set_conditional(bool(getattr(config, "conditional", False)))
         self.num_classes = spec.num_classes if self.conditional else None
         self.head = head if head is not None else CategoricalHead(spec.levels)
 
