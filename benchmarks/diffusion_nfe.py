@@ -30,7 +30,7 @@ import torch
 
 from genmodels.checkpoint import load_model
 from genmodels.data import load_dataset
-from genmodels.metrics import sample_quality
+from genmodels.metrics import quality_figures, sample_quality
 from genmodels.plotting import save_montage, save_samples
 from genmodels.training.report import sampling_options
 
@@ -76,11 +76,10 @@ def main() -> None:
             samples, info = model.sample_with_info(args.samples, generator=torch.Generator().manual_seed(args.seed),
                                                    **sampling_options(model, options))
             seconds = time.perf_counter() - start
-            records = {r.metric: r for r in sample_quality(samples, data, metrics=QUALITY)}
             label = " ".join(f"{k}={v}" for k, v in options.items())
             row = {"run": str(run), "model": model.name, "data": results["data"], "options": options,
                    "nfe": info.get("nfe"), "seconds": seconds, "samples": args.samples,
-                   **{m: records[m].value for m in QUALITY}, "kid_stderr": records["kid"].stderr}
+                   **quality_figures(sample_quality(samples, data, metrics=QUALITY))}
             rows.append(row)
             print(f"{model.name:<15} {label:<22} NFE {row['nfe']!s:>5}  FD {row['fd']:8.2f}  KID {row['kid']:.3f} ± "
                   f"{row['kid_stderr']:.3f}  P {row['precision']:.3f}  R {row['recall']:.3f}  {seconds:.1f} s", flush=True)

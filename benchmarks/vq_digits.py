@@ -21,9 +21,9 @@ import torch
 from genmodels.checkpoint import load_model
 from genmodels.core import Batch
 from genmodels.data import load_dataset
-from genmodels.metrics import sample_quality
+from genmodels.metrics import quality_figures, sample_quality
 from genmodels.train import TrainConfig, train
-from genmodels.vq.quantizer import perplexity
+from vq_report import QUALITY, autoencoder_figures  # the same figures as the report (script folder on sys.path)
 
 
 def _train(name, data, steps, out, model_config=None, **extra):
@@ -33,17 +33,8 @@ def _train(name, data, steps, out, model_config=None, **extra):
     return result, time.time() - start
 
 
-def _autoencoder_figures(model, x):
-    with torch.no_grad():
-        codes = model.encode(x)
-        mse = model.reconstruction_mse(x, model.decode(codes)).mean().item()
-    used = torch.unique(codes).numel() / model.num_codes
-    return {"mse": mse, "psnr": -10 * math.log10(mse), "usage": used, "perplexity": perplexity(codes, model.num_codes).item()}
-
-
 def _quality(samples, data):
-    records = sample_quality(samples, data, metrics=("fd", "kid", "precision", "recall"))
-    return {r.metric: round(r.value, 4) for r in records}
+    return {m: round(v, 4) for m, v in quality_figures(sample_quality(samples, data, metrics=QUALITY)).items()}
 
 
 def main() -> None:
@@ -58,7 +49,7 @@ def main() -> None:
     for name, cfg in (("vqvae", {}), ("vqgan", {"disc_start": args.steps // 3})):
         result, seconds = _train(name, data, args.steps, args.out, cfg, lr=2e-3)
         model, _ = load_model(result.run_dir)
-        figures = _autoencoder_figures(model, x_test)
+        figures, _ = autoencoder_figures(model, x_test)
         lines.append(f"{name}: {args.steps} steps, {seconds:.0f} s; test " + ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
         if name == "vqvae":
             vqvae_run = result.run_dir

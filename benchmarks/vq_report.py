@@ -27,7 +27,7 @@ import torch
 from genmodels.checkpoint import load_model
 from genmodels.core import Batch
 from genmodels.data import load_dataset
-from genmodels.metrics import sample_quality
+from genmodels.metrics import quality_figures, sample_quality
 from genmodels.plotting import save_montage, save_samples
 from genmodels.vq.quantizer import perplexity
 
@@ -50,7 +50,7 @@ def _train_seconds(run: Path) -> float:
 
 
 @torch.no_grad()
-def _autoencoder_figures(model, x: torch.Tensor, batch: int = 500) -> tuple[dict[str, float], torch.Tensor]:
+def autoencoder_figures(model, x: torch.Tensor, batch: int = 500) -> tuple[dict[str, float], torch.Tensor]:
     codes, recon = [], []
     for i in range(0, len(x), batch):
         c = model.encode(x[i:i + batch])
@@ -89,7 +89,7 @@ def main() -> None:
             continue
         model, _ = load_model(runs[name])
         autoencoder = model.autoencoder if name == "two-stage" else model
-        figures, recon = _autoencoder_figures(autoencoder, x_test)
+        figures, recon = autoencoder_figures(autoencoder, x_test)
         label = f"{name} (first stage)" if name == "two-stage" else name
         report[label] = {**figures, "train_seconds": _train_seconds(runs[name])}
         lines.append(f"| {label} | {report[label]['train_seconds']:.0f} | {figures['mse']:.5f} | {figures['psnr_db']:.2f} | "
@@ -119,8 +119,7 @@ def main() -> None:
         model, _ = load_model(runs[name])
         samples = model.sample(args.samples, generator=torch.Generator().manual_seed(0), **options)
         label = name + (f" hubness={options['hubness']}" if "hubness" in options else "")
-        records = {r.metric: r for r in sample_quality(samples, data, metrics=QUALITY)}
-        report[label] = {**{m: records[m].value for m in QUALITY}, "kid_stderr": records["kid"].stderr,
+        report[label] = {**quality_figures(sample_quality(samples, data, metrics=QUALITY)),
                          "train_seconds": _train_seconds(runs[name])}
         r = report[label]
         lines.append(f"| {label} | {r['train_seconds']:.0f} | {r['fd']:.2f} | {r['kid']:.4f} ± {r['kid_stderr']:.4f} | "

@@ -39,6 +39,7 @@ from genmodels.metrics.quality import (
     polynomial_kernel,
     precision_recall,
     density_coverage,
+    quality_figures,
     sample_quality,
     sqrtm_psd,
 )
@@ -409,3 +410,11 @@ def test_conditional_models_get_labels_from_the_reference_split(digits, digits_r
     assert model.training  # the mode is restored
     assert records[0].details["exact_copies"] == 100  # prototypes are training images
     assert records[0].options["sampling_info"] == {"nfe": 1}
+
+
+def test_quality_figures_flattens_records_with_their_standard_errors():
+    def record(metric, value, stderr):
+        return SampleQualityRecord(metric, LABELS[metric], value, stderr, 10, "test", 20, "d", "net", "0" * 64)
+
+    figures = quality_figures([record("fd", 12.5, None), record("kid", 0.25, 0.03), record("recall", 0.5, None)])
+    assert figures == {"fd": 12.5, "kid": 0.25, "kid_stderr": 0.03, "recall": 0.5}

@@ -19,6 +19,7 @@ from .quality import (
     evaluate_sample_quality,
     format_sample_quality,
     frechet_distance,
+    quality_figures,
     sample_quality,
     sample_quality_available,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "evaluate_sample_quality",
     "format_sample_quality",
     "frechet_distance",
+    "quality_figures",
     "sample_quality",
     "sample_quality_available",
 ]

@@ -62,6 +62,7 @@ __all__ = [
     "nearest_distances",
     "memorization",
     "format_sample_quality",
+    "quality_figures",
 ]
 
 METRICS = ("fd", "kid", "precision", "recall", "density", "coverage", "memorization")
@@ -674,3 +675,16 @@ def format_sample_quality(records: Sequence[SampleQualityRecord]) -> str:
         lines.append(f"{r.label:<66} {r.value:10.4g}{err}  (n={r.samples} vs {r.reference} n={r.reference_examples},"
                      f" {r.features} {r.features_sha256[:12]})")
     return "\n".join(lines)
+
+
+def quality_figures(records: Sequence[SampleQualityRecord]) -> dict[str, float]:
+    """``{metric: value}`` of records, with ``{metric}_stderr`` beside each figure that has one (KID).
+
+    The flat form benchmark scripts write to JSON and tables; the records keep the provenance.
+    """
+    figures: dict[str, float] = {}
+    for r in records:
+        figures[r.metric] = r.value
+        if r.stderr is not None:
+            figures[f"{r.metric}_stderr"] = r.stderr
+    return figures
