@@ -467,3 +467,110 @@ def test_reflow_pairs_and_straightness():
     assert straight.max() < 1e-6 and curved.mean() > 0.01
     loss = reflow_loss(create_model("rectified-flow", DataSpec("toy", (2,), None)), noise[:8], z0[:8])
     assert loss.shape == (8,) and torch.isfinite(loss).all()
+
+
+# --- reflow through the trainer -------------------------------------------------------------------
+def _toy_data(n=96):
+    from genmodels.data.base import Dataset, Split
+
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([0.5, 2.0]) + torch.tensor([1.0, 0.0])
+    return Dataset(DataSpec("toy", (2,), None), Split(x[:64]), Split(x[64:80]), Split(x[80:]))
+
+
+def _saved(model, path):
+    from genmodels.checkpoint import save_checkpoint
+
+    meta = {"model": model.name, "model_config": model.config.to_json(), "data": {"source": {}, "spec": model.spec.to_json()}}
+    save_checkpoint(path, model_state=model.state_dict(), meta=meta)
+    return path
+
+
+def test_reflow_trains_the_teachers_weights_on_the_teachers_coupling(tmp_path):
+    from genmodels.diffusion.rectified_flow import reflow_loss, reflow_pairs
+
+    data, small = _toy_data(), {"hidden": 16, "depth": 2}
+    torch.manual_seed(0)
+    teacher = create_model("rectified-flow", data.spec, small)
+    teacher.initialize([Batch(data.train.x)])
+    run = _saved(teacher, tmp_path / "teacher")
+    student = create_model("rectified-flow", data.spec, {**small, "reflow_from": str(run), "reflow_pairs": 40,
+                                                         "reflow_steps": 4, "reflow_seed": 3})
+    student.initialize([Batch(data.train.x * 3)])  # the teacher's weights and standardization win
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in student.state_dict().items())
+    noise, z0, labels = student.coupling()
+    want_noise, want_z0 = reflow_pairs(teacher, 40, steps=4, generator=torch.Generator().manual_seed(3))
+    assert labels is None and torch.equal(noise, want_noise) and torch.equal(z0, want_z0)
+    # The loss is the flow-matching loss on coupling rows drawn by the trainer's RNG, whatever the batch holds.
+    torch.manual_seed(7)
+    loss = student.loss(Batch(data.train.x[:8] + 100.0))
+    torch.manual_seed(7)
+    index = torch.randint(40, (8,))
+    assert loss.loss.item() == pytest.approx(reflow_loss(student, noise[index], z0[index]).mean().item(), rel=1e-6)
+    assert set(loss.terms) == {"reflow"} and loss.terms["reflow"].shape == (8,)
+
+
+def test_reflow_through_train_reports_straightness(tmp_path):
+    import json
+
+    from genmodels.train import TrainConfig, train
+
+    data, small = _toy_data(), {"hidden": 16, "depth": 2}
+    config = TrainConfig(steps=6, eval_every=3, batch_size=16, num_samples=4, seed=0)
+    teacher = train("rectified-flow", data, config, tmp_path / "teacher", model_config=small, progress=False)
+    reflowed = train("rectified-flow", data, config, tmp_path / "reflow", progress=False,
+                     model_config={**small, "reflow_from": str(teacher.run_dir), "reflow_pairs": 32, "reflow_steps": 4})
+    for run in (teacher.run_dir, reflowed.run_dir):
+        figures = {f["name"]: f for f in json.loads((run / "results.json").read_text())["test_figures"]}
+        assert figures["straightness"]["examples"] == 16 and figures["straightness"]["mean"] > 0
+    metrics = (reflowed.run_dir / "metrics.csv").read_text()
+    assert "reflow" in metrics and "straightness" in metrics
+
+
+def test_straightness_figure_is_zero_for_straight_paths():
+    model = _continuous_model("rectified-flow")
+    x = torch.zeros(50, 2)
+    model.denoise = lambda x, sigma, labels=None: MU.float().expand_as(x)  # a point mass: straight lines
+    assert model.evaluation_figures(Batch(x, seeds=torch.arange(50)))["straightness"].max() < 1e-6
+    model.denoise = lambda x, sigma, labels=None: gaussian_denoiser(x.double(), sigma.double()).float()
+    assert model.evaluation_figures(Batch(x, seeds=torch.arange(50)))["straightness"].mean() > 0.01
+
+
+def test_reflow_refuses_a_missing_or_different_teacher(tmp_path):
+    spec = DataSpec("d", (1, 8, 8), 17, 10)
+    tiny = {"channels": 8, "channel_mults": [1], "attention": False}
+    missing = create_model("rectified-flow", spec, {**tiny, "reflow_from": str(tmp_path / "nowhere")})
+    with pytest.raises(UserError, match="does not exist"):
+        missing.initialize([])
+    teacher = _saved(create_model("rectified-flow", spec, tiny), tmp_path / "teacher")
+    wider = create_model("rectified-flow", spec, {**tiny, "channels": 16, "reflow_from": str(teacher)})
+    with pytest.raises(UserError, match=r"another network; give the teacher's options \(channels=8\)"):
+        wider.initialize([])
+    ddpm = _saved(create_model("ddpm", spec, tiny), tmp_path / "ddpm")
+    with pytest.raises(UserError, match="is a 'ddpm' run; reflow needs a 'rectified-flow' run"):
+        create_model("rectified-flow", spec, {**tiny, "reflow_from": str(ddpm)}).initialize([])
+    with pytest.raises(UserError, match="reflow_pairs"):
+        create_model("rectified-flow", spec, {"reflow_pairs": 0})
+
+
+def test_reflow_of_a_conditional_teacher_draws_labels_and_uses_them(tmp_path):
+    from genmodels.diffusion.rectified_flow import reflow_pairs
+
+    spec = DataSpec("d", (1, 8, 8), 17, 10)
+    tiny = {"channels": 16, "channel_mults": [1], "attention": False, "conditional": True}
+    torch.manual_seed(0)
+    teacher = create_model("rectified-flow", spec, tiny)
+    with torch.no_grad():
+        for parameter in teacher.parameters():  # zero-initialized layers would hide the labels
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    run = _saved(teacher, tmp_path / "teacher")
+    student = create_model("rectified-flow", spec, {**tiny, "reflow_from": str(run), "reflow_pairs": 12, "reflow_steps": 2})
+    noise, z0, labels = student.coupling()
+    generator = torch.Generator().manual_seed(0)
+    want_labels = torch.randint(10, (12,), generator=generator)
+    want_noise, want_z0 = reflow_pairs(teacher.eval(), 12, steps=2, y=want_labels, generator=generator)
+    assert torch.equal(labels, want_labels) and torch.equal(noise, want_noise) and torch.allclose(z0, want_z0)
+    generator = torch.Generator().manual_seed(0)
+    torch.randint(10, (12,), generator=generator)
+    _, unlabelled = reflow_pairs(teacher, 12, steps=2, generator=generator)  # the same noise, no labels
+    assert not torch.allclose(z0, unlabelled, atol=1e-3)
+    assert torch.isfinite(student.loss(Batch(torch.zeros(4, 1, 8, 8, dtype=torch.int64))).loss)
