@@ -339,7 +339,7 @@ def test_a_short_training_run_lowers_the_loss():
 
 def test_class_conditioning_and_guidance():
     spec = DataSpec("d", (1, 8, 8), 17, 10)
-    model = create_model("ddpm", spec, {"conditional": True, "channels": 8})
+    model = create_model("ddpm", spec, {"conditional": True, "channels": 8, "embedding": "scale-shift"})
     x, y = torch.randint(0, 17, (4, 1, 8, 8)), torch.tensor([0, 1, 2, 9])
     loss = model.loss(Batch(x, y))
     assert loss.terms["denoising"].shape == (4,)
@@ -537,7 +537,7 @@ def test_straightness_figure_is_zero_for_straight_paths():
 
 def test_reflow_refuses_a_missing_or_different_teacher(tmp_path):
     spec = DataSpec("d", (1, 8, 8), 17, 10)
-    tiny = {"channels": 8, "channel_mults": [1], "attention": False}
+    tiny = {"channels": 8, "channel_mults": [1], "attention": False, "embedding": "scale-shift"}
     missing = create_model("rectified-flow", spec, {**tiny, "reflow_from": str(tmp_path / "nowhere")})
     with pytest.raises(UserError, match="does not exist"):
         missing.initialize([])
@@ -574,3 +574,41 @@ def test_reflow_of_a_conditional_teacher_draws_labels_and_uses_them(tmp_path):
     _, unlabelled = reflow_pairs(teacher, 12, steps=2, generator=generator)  # the same noise, no labels
     assert not torch.allclose(z0, unlabelled, atol=1e-3)
     assert torch.isfinite(student.loss(Batch(torch.zeros(4, 1, 8, 8, dtype=torch.int64))).loss)
+
+
+# --- the U-Net's embedding -------------------------------------------------------------------------
+def test_unet_block_embedding_add_and_scale_shift_formulas():
+    import torch.nn.functional as F
+
+    from genmodels.nn.unet import ResBlock
+
+    torch.manual_seed(0)
+    x, emb = torch.randn(3, 16, 4, 4), torch.randn(3, 12)
+    for embedding in ("add", "scale-shift"):
+        block = ResBlock(16, 16, 12, 0.0, embedding)
+        h = block.conv1(F.silu(block.norm1(x)))
+        e = block.emb(F.silu(emb))[:, :, None, None]
+        if embedding == "add":
+            h = block.norm2(h + e)
+        else:
+            h = block.norm2(h) * (1 + e[:, :16]) + e[:, 16:]
+        assert torch.allclose(block(x, emb), x + block.conv2(F.silu(h)), atol=1e-5)
+    # With one channel per norm group, an added embedding is subtracted again; scale-shift survives.
+    one_per_group = {e: ResBlock(8, 8, 12, 0.0, e) for e in ("add", "scale-shift")}
+    x8 = torch.randn(3, 8, 4, 4)
+    assert torch.allclose(one_per_group["add"](x8, emb), one_per_group["add"](x8, 3 * emb), atol=1e-5)
+    assert not torch.allclose(one_per_group["scale-shift"](x8, emb), one_per_group["scale-shift"](x8, 3 * emb), atol=1e-3)
+
+
+def test_a_unet_whose_added_embedding_would_be_erased_warns():
+    import warnings
+
+    spec = DataSpec("d", (1, 8, 8), 17)
+    with pytest.warns(UserWarning, match=r"erased by the one-channel norm groups at width 8; use embedding=scale-shift"):
+        create_model("rectified-flow", spec, {"channels": 8})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        create_model("rectified-flow", spec, {"channels": 8, "embedding": "scale-shift"})
+        create_model("rectified-flow", spec, {"channels": 16})
+    with pytest.raises(UserError, match="embedding must be one of add, scale-shift"):
+        create_model("rectified-flow", spec, {"embedding": "film"})

@@ -28,7 +28,7 @@ from ..core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, Loss, 
 from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.noise_mlp import NoiseConditionedMLP
-from ..nn.unet import UNet
+from ..nn.unet import EMBEDDINGS, UNet
 from .likelihood import ODE_SOLVERS, ode_log_likelihood
 from .losses import denoising_loss
 from .preconditioning import Preconditioning
@@ -54,6 +54,9 @@ class DiffusionConfig(ModelConfig):
     conditional: model p(x | y) with classifier-free guidance (needs labelled data).
     label_dropout: probability of training on the null label (classifier-free guidance, Ho & Salimans 2022).
     checkpointing: gradient checkpointing of the U-Net's residual blocks (less memory, more time).
+    embedding: how the U-Net's residual blocks take the noise/label embedding: ``add`` (a bias before the
+        group norm, Ho et al. 2020) or ``scale-shift`` (AdaGN after it, Dhariwal & Nichol 2021), which
+        small networks need: with ``add`` a norm group of one channel cancels the embedding.
     """
 
     channels: int = 16
@@ -66,6 +69,7 @@ class DiffusionConfig(ModelConfig):
     conditional: bool = False
     label_dropout: float = 0.1
     checkpointing: bool = False
+    embedding: str = "add"
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
@@ -75,6 +79,8 @@ class DiffusionConfig(ModelConfig):
             raise ValueError(f"channel_mults must be positive integers, got {self.channel_mults}")
         if not 0 <= self.dropout < 1 or not 0 <= self.label_dropout < 1:
             raise ValueError("dropout and label_dropout must be in [0, 1)")
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got '{self.embedding}'")
 
 
 class DiffusionModel(GenerativeModel):
@@ -106,6 +112,7 @@ class DiffusionModel(GenerativeModel):
                 num_classes,
                 config.dropout,
                 config.checkpointing,
+                config.embedding,
             )
         else:
             self.net = NoiseConditionedMLP(spec.dims, config.hidden, config.depth, num_classes)

@@ -93,7 +93,7 @@ class RectifiedFlow(DiffusionModel):
             )
         mine, theirs = self.state_dict(), teacher.state_dict()
         if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
-            network = ("channels", "channel_mults", "num_res_blocks", "attention", "hidden", "depth", "conditional")
+            network = ("channels", "channel_mults", "num_res_blocks", "attention", "embedding", "hidden", "depth", "conditional")
             differ = [f"{k}={getattr(teacher.config, k)!r}" for k in network if getattr(teacher.config, k) != getattr(self.config, k)]
             raise UserError(
                 f"reflow_from='{source}' has another network; give the teacher's options ({', '.join(differ) or 'see its run.json'})"

@@ -4,18 +4,32 @@ at the lowest resolution and an optional gradient-checkpointing mode.
 
 Inputs whose height or width is not divisible by 2^(levels − 1) are zero-padded and the output is
 cropped back, so the same network serves 8×8 digits, 28×28 images and odd shapes like 2×5.
+
+The embedding enters each residual block in one of two ways (``embedding``):
+
+- ``add`` (Ho et al. 2020): a per-channel bias before the second group norm. The norm subtracts each
+  group's mean, so only the differences between a group's channels get through, and nothing when a
+  group is a single channel (8 groups of 8 channels or fewer): such networks get a warning.
+- ``scale-shift`` (Dhariwal & Nichol 2021, "AdaGN"): h = GroupNorm(h)·(1 + s) + b after the norm, which
+  nothing cancels, at twice the embedding projection's parameters.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["SinusoidalEmbedding", "NoiseEmbedding", "UNet"]
+__all__ = ["SinusoidalEmbedding", "NoiseEmbedding", "UNet", "EMBEDDINGS", "erased_embedding_widths"]
+
+#: how the noise/label embedding enters a residual block (module docstring)
+EMBEDDINGS = ("add", "scale-shift")
+#: channels of every GroupNorm group count (_norm)
+_MAX_GROUPS = 8
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -55,22 +69,36 @@ class NoiseEmbedding(nn.Module):
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(8, channels), channels)
+    return nn.GroupNorm(math.gcd(_MAX_GROUPS, channels), channels)
+
+
+def erased_embedding_widths(channels: int, channel_mults: tuple[int, ...]) -> list[int]:
+    """The residual-block widths whose group norm has one channel per group: there an ``add``
+    embedding is subtracted again by the norm (module docstring)."""
+    return sorted({channels * m for m in channel_mults if math.gcd(_MAX_GROUPS, channels * m) == channels * m})
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, embedding: str = "add"):
         super().__init__()
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got '{embedding}'")
+        self.scale_shift = embedding == "scale-shift"
         self.norm1, self.conv1 = _norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, c_out)
+        self.emb = nn.Linear(emb_dim, 2 * c_out if self.scale_shift else c_out)
         self.norm2, self.conv2 = _norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        e = self.emb(F.silu(emb))[:, :, None, None]
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift  # AdaGN (Dhariwal & Nichol 2021, sec. 3)
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 
@@ -102,6 +130,8 @@ class UNet(nn.Module):
         num_classes: the number of labels for class conditioning (None: unconditional).
         dropout: dropout in the residual blocks.
         checkpointing: recompute residual blocks in the backward pass (less memory, more time).
+        embedding: how the noise/label embedding enters a residual block: ``add`` or ``scale-shift``
+            (module docstring).
     """
 
     def __init__(
@@ -114,8 +144,17 @@ class UNet(nn.Module):
         num_classes: int | None = None,
         dropout: float = 0.0,
         checkpointing: bool = False,
+        embedding: str = "add",
     ):
         super().__init__()
+        erased = erased_embedding_widths(channels, channel_mults) if embedding == "add" else []
+        if erased:
+            # A warning, not an error: networks trained this way before ``embedding`` existed still load.
+            warnings.warn(
+                f"with embedding=add the noise embedding is erased by the one-channel norm groups at width "
+                f"{', '.join(map(str, erased))}; use embedding=scale-shift or channels ≥ 16",
+                stacklevel=2,
+            )
         emb_dim = 4 * channels
         self.embed = NoiseEmbedding(emb_dim, num_classes)
         self.checkpointing = checkpointing
@@ -126,20 +165,20 @@ class UNet(nn.Module):
         skips, c = [channels], channels
         for level, width in enumerate(widths):
             for _ in range(num_res_blocks):
-                self.down.append(ResBlock(c, width, emb_dim, dropout))
+                self.down.append(ResBlock(c, width, emb_dim, dropout, embedding))
                 c = width
                 skips.append(c)
             if level < len(widths) - 1:
                 self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
                 skips.append(c)
-        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout)])
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, embedding)])
         if attention:
             self.mid.append(Attention(c))
-        self.mid.append(ResBlock(c, c, emb_dim, dropout))
+        self.mid.append(ResBlock(c, c, emb_dim, dropout, embedding))
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for _ in range(num_res_blocks + 1):
-                self.up.append(ResBlock(c + skips.pop(), width, emb_dim, dropout))
+                self.up.append(ResBlock(c + skips.pop(), width, emb_dim, dropout, embedding))
                 c = width
             if level > 0:
                 self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
