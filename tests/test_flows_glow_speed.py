@@ -149,6 +149,10 @@ def test_glow_channel_split_model_is_exact_and_trains(options):
     _perturb(model.flow, scale=0.05)
     couplings = [m for m in model.modules() if isinstance(m, ChannelCoupling)]
     assert len(couplings) == 2 * 2  # every step of both levels (4 and 2 channels) is a channel split
+    for coupling in couplings:
+        assert coupling.channels_last == options.get("channels_last", False)
+        assert coupling.net.first[0].weight.is_contiguous(memory_format=torch.channels_last) or not coupling.channels_last
+        assert coupling.autocast_dtype == (torch.bfloat16 if options.get("conditioner_dtype") == "bfloat16" else None)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert len(norms) == (2 * 4 if options.get("norm", True) else 0)
     with torch.no_grad():
