@@ -23,7 +23,9 @@ The contenders (``--models``):
   genmodels' logit(α + (1 − 2α)y) instead.
 * ``glow``, ``glow-variational``: genmodels' ``glow`` with the same L and K, ``--hidden`` channels (chosen
   so that the parameter counts are close), uniform or variational dequantization, its default logit
-  preprocessing (α = 0.05).
+  preprocessing (α = 0.05). ``--glow-options JSON`` adds to their config, e.g. Glow's channel-split
+  coupling at the matched size with the networks in channels-last layout and bfloat16 autocast:
+  ``--hidden 127 --glow-options '{"split": "channel", "channels_last": true, "conditioner_dtype": "bfloat16"}'``.
 
 The peer's bound is computed here with the same ``units`` functions that genmodels' flows use, and on
 evaluation every contender draws u with ``Batch.rand`` from the same per-example seeds: all models with
@@ -165,7 +167,7 @@ def normflows_contender(spec, args) -> Contender:
 
 
 def genmodels_contender(name: str, spec, train_x, args) -> Contender:
-    config = {"levels": args.levels, "steps": args.steps, "hidden": args.hidden}
+    config = {"levels": args.levels, "steps": args.steps, "hidden": args.hidden, **json.loads(args.glow_options)}
     if name == "glow-variational":
         config["dequantization"] = "variational"
     elif name != "glow":
@@ -177,10 +179,14 @@ def genmodels_contender(name: str, spec, train_x, args) -> Contender:
     if model.dequantizer is not None:
         extra["flow_parameters"] = count_parameters(model.flow)
         extra["dequantizer_parameters"] = count_parameters(model.dequantizer)
+    split = ("channel split (the network reads the C/2 conditioning channels, outputs the free half's parameters)"
+             if c.split == "channel" else "channel mask (the network reads all C channels, masked, outputs 2C maps)")
     description = (
-        f"glow: L={c.levels} × [squeeze, K={c.steps} × (actnorm, LU 1×1 conv, {c.coupling} channel coupling, "
-        f"ConvNet {c.hidden} channels with GroupNorm, log-scale soft-clamped to ±{c.clamp}), split]; "
-        f"{c.dequantization} dequantization"
+        f"glow: L={c.levels} × [squeeze, K={c.steps} × (actnorm, LU 1×1 conv, {c.coupling} coupling on a {split}, "
+        f"ConvNet {c.hidden} channels{' with GroupNorm' if c.norm else ''}, log-scale soft-clamped to ±{c.clamp}"
+        + (", networks in channels-last layout" if c.channels_last else "")
+        + (f", networks under {c.conditioner_dtype} autocast" if c.conditioner_dtype != "float32" else "")
+        + f"), split]; {c.dequantization} dequantization"
         + (f" (q(u|x): {c.dequantizer_layers} affine couplings, MLP {list(c.dequantizer_hidden)})" if model.dequantizer else "")
         + f", {c.preprocess} α={c.alpha}"
     )
@@ -200,6 +206,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="K, for every contender")
     parser.add_argument("--peer-hidden", type=int, default=128, help="normflows GlowBlock hidden_channels")
     parser.add_argument("--hidden", type=int, default=100, help="genmodels glow hidden (matched in parameters)")
+    parser.add_argument("--glow-options", default="{}",
+                        help='JSON merged into the glow contenders\' config, e.g. \'{"split": "channel", "hidden": 127, '
+                             '"channels_last": true, "conditioner_dtype": "bfloat16"}\'')
     parser.add_argument("--peer-preprocess", choices=["none", "logit", "scale"], default="none",
                         help="normflows' preprocessing of y (none: its example's)")
     parser.add_argument("--alpha", type=float, default=0.05, help="logit α where the peer uses the logit")
