@@ -80,7 +80,7 @@ class Glow(FlowModel):
         params = 2 if c.coupling == "affine" else 1
         for k in range(c.steps):
             mask = channel_mask(shape, k % 2) if C >= 2 else checkerboard_mask(shape, k % 2)
-            net = ConvNet(C, params * C, c.hidden)
+            net = ConvNet(C, params * C, c.hidden, dropout=c.dropout)
             steps += [ActNorm(C), InvertibleLinearLU(C), self._coupling(mask, net)]
         if remaining == 1 or C < 2:
             return MultiScale(ComposedTransform(*steps), shape)
@@ -95,6 +95,6 @@ class Glow(FlowModel):
         params = 2 if c.coupling == "affine" else 1
         steps: list[Transform] = []
         for k in range(c.levels * c.steps):
-            net = MLP(D, params * D, (c.hidden,) * c.hidden_layers)
+            net = MLP(D, params * D, (c.hidden,) * c.hidden_layers, dropout=c.dropout)
             steps += [ActNorm(D), InvertibleLinearLU(D), self._coupling(parity_mask(D, k % 2), net)]
         return ComposedTransform(*steps)
