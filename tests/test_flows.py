@@ -333,6 +333,39 @@ def test_config_errors_name_the_fix():
         create_model("maf", TOY, {"dequantization": "gaussian"})
     with pytest.raises(UserError, match="temperature"):
         create_model("nsf", TOY).sample(2, temperature=0.0)
+    with pytest.raises(UserError, match="dropout must be"):
+        create_model("nsf", TOY, {"dropout": 1.0})
+
+
+@pytest.mark.parametrize("name", FLOW_MODELS)
+def test_dropout_acts_in_training_mode_only(name):
+    """With ``dropout``, train mode gives a different density at every call (a random conditioner),
+    eval mode a deterministic one equal to the network without dropout (same weights)."""
+    spec = DataSpec("d", (1, 4, 4), 5)
+    torch.manual_seed(0)
+    config = {**SMALL.get(name, {}), "dropout": 0.5}
+    model = create_model(name, spec, config)
+    x = torch.randint(0, 5, (6, 1, 4, 4))
+    model.initialize([Batch(x)])
+    _perturb(model, 0.1)
+    reference = create_model(name, spec, {**config, "dropout": 0.0})
+    reference.load_state_dict(model.state_dict())  # dropout has no parameters: the same weights
+    seeds = torch.arange(6)
+
+    def bound(m):
+        with torch.no_grad():
+            return m.log_likelihoods(Batch(x, seeds=seeds))[0].values
+
+    model.train()
+    assert not torch.allclose(bound(model), bound(model), atol=1e-4)  # same noise u, other dropout masks
+    model.eval()
+    reference.eval()
+    first = bound(model)
+    assert torch.equal(first, bound(model))
+    assert torch.allclose(first, bound(reference), atol=1e-5)
+    with torch.no_grad():  # every dropout mask is an invertible flow: eval mode round-trips
+        z = model.encode(x)
+        assert torch.equal(model.decode(z), x)
 
 
 def test_image_flows_handle_odd_sides_and_one_channel():

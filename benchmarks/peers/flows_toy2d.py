@@ -44,17 +44,17 @@ def version(name: str) -> str:
     return f"{name} {importlib.metadata.version(name)}"
 
 
-def genmodels_contender(name: str, spec, train_x, config: dict) -> Contender:
+def genmodels_contender(name: str, spec, train_x, config: dict, label: str | None = None) -> Contender:
     model = create_model(name, spec, config)
     model.initialize(Batch(chunk) for chunk in train_x.split(4096))  # the standardization (whole split)
     c = model.config
     if name == "nsf":
-        description = (f"{c.transforms} × [LU linear + RQ-spline coupling, {c.bins} bins on [−{c.bound}, {c.bound}], "
-                       f"MLP {list(c.hidden)}]")
+        description = (f"{c.transforms} × [{'LU linear + ' if c.linear else ''}RQ-spline coupling, {c.bins} bins on "
+                       f"[−{c.bound}, {c.bound}], MLP {list(c.hidden)}]")
     else:
         description = f"{c.couplings} affine couplings (odd/even masks), MLP [{c.hidden}]×{c.hidden_layers}, clamp {c.clamp}"
     return Contender(
-        name=name,
+        name=name if label is None or ":" not in label else f"{name}:{label.partition(':')[2]}",
         library=f"genmodels {genmodels.__version__}",
         module=model,
         train_nll=lambda x: model.loss(Batch(x)).loss,
@@ -119,7 +119,9 @@ def normflows_realnvp(train_x, couplings: int, hidden: int, hidden_layers: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", default=["checkerboard", "eight-gaussians"])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help=f"any of {', '.join(MODELS)}; a genmodels one may carry a config over the "
+                             "--nsf-*/--realnvp-* settings: 'genmodels-nsf:{\"bins\": 16, \"linear\": false}'")
     parser.add_argument("--seconds", type=float, default=180.0, help="training-step time per model")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -142,16 +144,20 @@ def main() -> None:
         data = load_dataset(data_name)
         train_x, val_x, test_x = data.train.x.float(), data.validation.x.float(), data.test.x.float()
         entropy = ANALYTIC_DENSITIES[data_name].entropy
-        for name in args.models:
+        for model_text in args.models:
             torch.manual_seed(args.seed)
+            name, _, config_text = model_text.partition(":")
+            if name not in MODELS or (config_text and not name.startswith("genmodels-")):
+                parser.error(f"unknown model {model_text!r}: choose from {', '.join(MODELS)} (a config only on genmodels-*)")
+            overrides = json.loads(config_text) if config_text else {}
             hidden = tuple(args.nsf_hidden)
             if name == "genmodels-nsf":
-                config = {"transforms": args.nsf_transforms, "hidden": hidden, "bins": args.nsf_bins}
-                contender = genmodels_contender("nsf", data.spec, train_x, config)
+                config = {"transforms": args.nsf_transforms, "hidden": hidden, "bins": args.nsf_bins, **overrides}
+                contender = genmodels_contender("nsf", data.spec, train_x, config, model_text)
             elif name == "genmodels-realnvp":
                 config = {"couplings": args.realnvp_couplings, "hidden": args.realnvp_hidden,
-                          "hidden_layers": args.realnvp_hidden_layers}
-                contender = genmodels_contender("realnvp", data.spec, train_x, config)
+                          "hidden_layers": args.realnvp_hidden_layers, **overrides}
+                contender = genmodels_contender("realnvp", data.spec, train_x, config, model_text)
             elif name == "zuko-nsf":
                 contender = zuko_nsf(train_x, args.nsf_transforms, hidden, args.nsf_bins)
             else:
@@ -166,8 +172,10 @@ def main() -> None:
                        gap_nats=round(row["test_nll_nats"] - entropy, 4), wall_s=round(time.time() - started, 1))
             print(json.dumps({k: v for k, v in row.items() if k not in ("history", "test_values")}), flush=True)
             results.append(row)
-        pairs = [("nsf", "NSF"), ("nsf", "RealNVP"), ("realnvp", "RealNVP"), ("realnvp", "NSF")]
-        for d in paired_differences([r for r in results if r["data"] == data_name], pairs):
+        rows = [r for r in results if r["data"] == data_name]
+        ours = [r["model"] for r in rows if r["library"].startswith("genmodels")]
+        peers = [r["model"] for r in rows if not r["library"].startswith("genmodels")]
+        for d in paired_differences(rows, [(a, b) for a in ours for b in peers]):
             differences.append({"data": data_name, **d})
 
     meta = {

@@ -101,7 +101,7 @@ class Glow(FlowModel):
     def _channel_coupling(self, C: int, parity: int, params: int) -> ChannelCoupling:
         c: GlowConfig = self.config
         conditioning = C // 2 if parity == 0 else C - C // 2
-        net = ConvNet(conditioning, params * (C - conditioning), c.hidden, norm=c.norm)
+        net = ConvNet(conditioning, params * (C - conditioning), c.hidden, norm=c.norm, dropout=c.dropout)
         if c.channels_last:
             net = net.to(memory_format=torch.channels_last)
         return ChannelCoupling(
@@ -122,7 +122,7 @@ class Glow(FlowModel):
                 coupling = self._channel_coupling(C, k % 2, params)
             else:
                 mask = channel_mask(shape, k % 2) if C >= 2 else checkerboard_mask(shape, k % 2)
-                coupling = self._coupling(mask, ConvNet(C, params * C, c.hidden, norm=c.norm))
+                coupling = self._coupling(mask, ConvNet(C, params * C, c.hidden, norm=c.norm, dropout=c.dropout))
             steps += [ActNorm(C), InvertibleLinearLU(C), coupling]
         if remaining == 1 or C < 2:
             return MultiScale(ComposedTransform(*steps), shape)
@@ -137,6 +137,6 @@ class Glow(FlowModel):
         params = 2 if c.coupling == "affine" else 1
         steps: list[Transform] = []
         for k in range(c.levels * c.steps):
-            net = MLP(D, params * D, (c.hidden,) * c.hidden_layers)
+            net = MLP(D, params * D, (c.hidden,) * c.hidden_layers, dropout=c.dropout)
             steps += [ActNorm(D), InvertibleLinearLU(D), self._coupling(parity_mask(D, k % 2), net)]
         return ComposedTransform(*steps)

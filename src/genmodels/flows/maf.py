@@ -52,7 +52,7 @@ class MAF(FlowModel):
         for i in range(c.transforms):
             if c.actnorm:
                 steps.append(ActNorm(D))
-            steps.append(MaskedAutoregressive(MaskedMLP(D, 2, c.hidden), c.clamp))
+            steps.append(MaskedAutoregressive(MaskedMLP(D, 2, c.hidden, dropout=c.dropout), c.clamp))
             if i < c.transforms - 1:
                 steps.append(Reverse())
         return ComposedTransform(*steps)

@@ -49,6 +49,9 @@ FLOW_CONFIG_ARGS = """
         standard deviation (a fixed affine map whose log-Jacobian is part of the exact likelihood).
     dequantizer_hidden: hidden widths of the variational dequantizer's coupling networks.
     dequantizer_layers: the number of affine couplings of the variational dequantizer.
+    dropout: dropout probability on the hidden activations of the flow's coupling/autoregressive
+        networks, in training mode only (a regularizer: every dropout mask is still an invertible
+        flow; evaluation and sampling, in eval mode, use the whole network). 0: none.
 """
 
 
@@ -60,6 +63,7 @@ class FlowConfig(ModelConfig):
     standardize: bool = True
     dequantizer_hidden: tuple[int, ...] = (64,)
     dequantizer_layers: int = 2
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dequantization not in ("uniform", "variational"):
@@ -70,6 +74,8 @@ class FlowConfig(ModelConfig):
             raise ValueError(f"alpha must be in [0, 0.5), got {self.alpha}")
         if self.dequantizer_layers < 1 or any(h < 1 for h in self.dequantizer_hidden):
             raise ValueError("dequantizer_layers and every dequantizer_hidden width must be ≥ 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 FlowConfig.__doc__ = "Args:" + FLOW_CONFIG_ARGS

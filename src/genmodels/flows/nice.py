@@ -51,7 +51,7 @@ class NICE(FlowModel):
         (features,) = event_shape
         c: NICEConfig = self.config
         couplings = [
-            AdditiveCoupling(parity_mask(features, i % 2), MLP(features, features, c.hidden)) for i in range(c.couplings)
+            AdditiveCoupling(parity_mask(features, i % 2), MLP(features, features, c.hidden, dropout=c.dropout)) for i in range(c.couplings)
         ]
         return ComposedTransform(*couplings, DiagonalScaling((features,)))
 

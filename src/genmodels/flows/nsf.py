@@ -57,5 +57,5 @@ class NSF(FlowModel):
         for i in range(c.transforms):
             if c.linear:
                 steps.append(InvertibleLinearLU(D))
-            steps.append(SplineCoupling(parity_mask(D, i % 2), MLP(D, P * D, c.hidden), c.bins, c.bound))
+            steps.append(SplineCoupling(parity_mask(D, i % 2), MLP(D, P * D, c.hidden, dropout=c.dropout), c.bins, c.bound))
         return ComposedTransform(*steps)

@@ -65,7 +65,7 @@ class RealNVP(FlowModel):
 
     def _coupling(self, mask, channels: int) -> AffineCoupling:
         c: RealNVPConfig = self.config
-        return AffineCoupling(mask, ConvNet(channels, 2 * channels, c.hidden, c.blocks), c.clamp)
+        return AffineCoupling(mask, ConvNet(channels, 2 * channels, c.hidden, c.blocks, dropout=c.dropout), c.clamp)
 
     def _scale(self, shape: tuple[int, int, int], remaining: int) -> MultiScale:
         C, H, W = shape
@@ -90,7 +90,7 @@ class RealNVP(FlowModel):
         (D,) = event_shape
         return ComposedTransform(
             *(
-                AffineCoupling(parity_mask(D, i % 2), MLP(D, 2 * D, (c.hidden,) * c.hidden_layers), c.clamp)
+                AffineCoupling(parity_mask(D, i % 2), MLP(D, 2 * D, (c.hidden,) * c.hidden_layers, dropout=c.dropout), c.clamp)
                 for i in range(c.couplings)
             )
         )

@@ -3,6 +3,11 @@
 Each maps its input (and an optional context) to the parameters of an elementwise bijection. The last
 layer starts at zero, so a freshly built coupling or autoregressive layer is the identity map, which
 keeps a deep flow's initial log-determinant at 0 (Kingma & Dhariwal 2018, Glow, sec. 3.3).
+
+Each takes a ``dropout`` probability (default 0: none) applied to its hidden activations in training
+mode only (``nn.Dropout``; Flow++, Ho et al. 2019, sec. 4, regularizes its coupling networks this
+way). A dropout mask only changes the conditioner's output, so every draw is still an invertible
+flow with an exact log-determinant; in eval mode the network, and so the density, is deterministic.
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ from torch.nn import functional as F
 __all__ = ["MLP", "ConvNet", "MaskedLinear", "MaskedMLP"]
 
 
+def _relu_dropout(p: float) -> nn.Module:
+    """ReLU, followed by dropout with probability p when p > 0 (one entry of a Sequential)."""
+    return nn.Sequential(nn.ReLU(), nn.Dropout(p)) if p > 0 else nn.ReLU()
+
+
 class MLP(nn.Module):
     """x (B, D) [and context (B, C)] → (B, out_features), ReLU hidden layers, zero-initialized output.
 
@@ -22,14 +32,19 @@ class MLP(nn.Module):
         out_features: the number of outputs.
         hidden: the widths of the hidden layers.
         context_features: C, the width of a context concatenated to the input (0: none).
+        dropout: dropout probability after each hidden layer (training mode only).
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden: tuple[int, ...] = (64, 64), context_features: int = 0):
+    def __init__(
+        self, in_features: int, out_features: int, hidden: tuple[int, ...] = (64, 64), context_features: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         widths = [in_features + context_features, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
+            # ReLU and dropout as one parameterless entry: the weights' keys do not depend on dropout
+            layers += [nn.Linear(a, b), _relu_dropout(dropout)]
         last = nn.Linear(widths[-1], out_features)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
@@ -58,11 +73,13 @@ class ConvNet(nn.Module):
         blocks: residual blocks in the middle.
         context_channels: channels of an image-shaped context concatenated to the input.
         norm: normalize hidden activations per example (see above).
+        dropout: dropout probability inside each residual block (between its two convolutions) and
+            before the last convolution (training mode only).
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 0, context_channels: int = 0,
-        norm: bool = True,
+        norm: bool = True, dropout: float = 0.0,
     ):
         super().__init__()
 
@@ -73,11 +90,12 @@ class ConvNet(nn.Module):
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1), normalization(),
-                nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1), normalization(),
+                _relu_dropout(dropout), nn.Conv2d(hidden, hidden, 3, padding=1), normalization(),
             )
             for _ in range(blocks)
         )
         self.middle = nn.Sequential(nn.Conv2d(hidden, hidden, 1), normalization())
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.last = nn.Conv2d(hidden, out_channels, 3, padding=1)
         nn.init.zeros_(self.last.weight)
         nn.init.zeros_(self.last.bias)
@@ -90,7 +108,7 @@ class ConvNet(nn.Module):
         for block in self.blocks:
             h = h + block(h)
         h = F.relu(self.middle(F.relu(h)))
-        return self.last(h)
+        return self.last(self.dropout(h))
 
 
 class MaskedLinear(nn.Linear):
@@ -110,10 +128,14 @@ class MaskedMLP(nn.Module):
     Degrees (eq. 12-13): input j has degree j+1, hidden units degrees in 1..D−1 (cyclic, so every
     degree is represented), output i has degree i+1; a hidden weight is kept when deg_out ≥ deg_in,
     an output weight when deg_out > deg_in. The output is (B, D·P) ordered (i, p), i.e. it reshapes
-    to (B, D, P). A context (B, C) enters the first layer unmasked.
+    to (B, D, P). A context (B, C) enters the first layer unmasked. ``dropout``: probability after
+    each hidden layer (training mode only; it drops hidden units, so the masks' dependencies hold).
     """
 
-    def __init__(self, features: int, params: int, hidden: tuple[int, ...] = (64, 64), context_features: int = 0):
+    def __init__(
+        self, features: int, params: int, hidden: tuple[int, ...] = (64, 64), context_features: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         D = features
         in_degrees = torch.arange(1, D + 1)
@@ -130,6 +152,7 @@ class MaskedMLP(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.context = nn.Linear(context_features, hidden[0]) if context_features and hidden else None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         h = x
@@ -137,5 +160,5 @@ class MaskedMLP(nn.Module):
             h = layer(h)
             if i == 0 and self.context is not None:
                 h = h + self.context(context.flatten(1))
-            h = F.relu(h)
+            h = self.dropout(F.relu(h))
         return self.out(h)
