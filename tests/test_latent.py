@@ -419,3 +419,57 @@ def test_the_mlp_activation_option_reaches_encoder_and_decoder(activation, modul
         assert kinds == {module}
     with pytest.raises(UserError, match="activation"):
         create_model("vae", DIGITS, {"activation": "swish"})
+
+
+@pytest.mark.parametrize("name", ["vae", "iwae", "discrete-vae"])
+def test_dropout_acts_in_training_only_and_changes_no_parameter(name):
+    """``dropout`` (hidden units of both MLPs) and ``input_dropout`` (the encoder's input): no new
+    parameters or state-dict names; in training mode two forward passes differ; in eval mode the
+    records equal those of the same weights without dropout, exactly."""
+    plain = create_model(name, DIGITS, {"hidden": [16, 16]})
+    dropped = create_model(name, DIGITS, {"hidden": [16, 16], "dropout": 0.5, "input_dropout": 0.3})
+    assert list(plain.state_dict()) == list(dropped.state_dict())
+    dropped.load_state_dict(plain.state_dict())
+    for net in (dropped.encoder.net, dropped.decoder.net):  # after each hidden activation, not the output
+        slots = [m for m in net if not isinstance(m, torch.nn.Linear)]
+        assert [[type(m) for m in slot] for slot in slots] == [[torch.nn.GELU, torch.nn.Dropout]] * 2
+        assert [slot[1].p for slot in slots] == [0.5, 0.5] and isinstance(net[-1], torch.nn.Linear)
+    assert dropped.encoder.input_dropout.p == 0.3
+    torch.manual_seed(0)
+    x = torch.randint(0, 17, (6, 1, 8, 8))
+    z = torch.randn(6, plain.decoder.net[0].in_features)
+    dropped.train()
+    assert not torch.equal(dropped.encoder(x), dropped.encoder(x))
+    assert not torch.equal(dropped.decoder(z), dropped.decoder(z))
+    plain.eval(), dropped.eval()
+    assert torch.equal(dropped.encoder(x), plain.encoder(x)) and torch.equal(dropped.decoder(z), plain.decoder(z))
+    records = [m.log_likelihoods(Batch(x, seeds=torch.arange(6)), k=8) for m in (plain, dropped)]
+    for a, b in zip(*records):
+        assert torch.equal(a.values, b.values)
+
+
+def test_input_dropout_corrupts_the_encoder_input_only():
+    """Input dropout reaches q(z | x) (the encoder sees x with pixels zeroed, scaled 1/(1 − p)) while
+    the training loss still scores the decoder on the clean x."""
+    model = create_model("vae", BINARY, {"latent_dim": 2, "hidden": [8], "input_dropout": 0.5}).train()
+    seen = []
+    model.encoder.net.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].clone()))
+    x = torch.ones(400, 1, 2, 5, dtype=torch.int64)
+    with torch.no_grad():  # a decoder that ignores z: log p(x | z) = Σ_d log σ(b_d) for the clean x = 1
+        model.decoder.net[0].weight.zero_()
+    torch.manual_seed(0)
+    loss = model.loss(Batch(x))
+    assert set(seen[0].unique().tolist()) == {0.0, 2.0} and abs(seen[0].eq(0).float().mean().item() - 0.5) < 0.05
+    clean = decoder_log_prob(model.decode(torch.zeros(1, 2)), x[:1], "bernoulli", 2)
+    assert torch.allclose(loss.terms["reconstruction"], clean.expand(400))
+    model.eval()
+    model.encode(x)
+    assert torch.equal(seen[-1], torch.ones(400, 10))
+
+
+@pytest.mark.parametrize("config, match", [({"dropout": 1.0}, "dropout"), ({"dropout": -0.1}, "dropout"),
+                                           ({"input_dropout": 1.5}, "input_dropout"),
+                                           ({"architecture": "conv", "dropout": 0.2}, "architecture=mlp")])
+def test_bad_dropout_settings_are_refused(config, match):
+    with pytest.raises(UserError, match=match):
+        create_model("vae", DIGITS, config)

@@ -211,17 +211,45 @@ def pythae_contender(name: str, spec, args) -> Contender:
     )
 
 
+def split_name(name: str) -> tuple[str, dict]:
+    """``vae-relu:{"dropout": 0.2}`` → (``vae-relu``, {"dropout": 0.2}): a genmodels contender with
+    config overrides (its training choices; the sizes stay those of its base name)."""
+    base, _, text = name.partition(":")
+    return base, (json.loads(text) if text else {})
+
+
+def model_name(text: str) -> str:
+    """argparse type of ``--models``: a known name, or a genmodels one with ``:JSON`` overrides."""
+    base, overrides = split_name(text)
+    if base not in MODELS or (overrides and base.startswith("pythae")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(MODELS)} (genmodels ones may add :JSON)")
+    if {"latent_dim", "hidden"} & set(overrides):
+        raise argparse.ArgumentTypeError("the sizes (latent_dim, hidden) are fixed by the base name: the comparison is at equal sizes")
+    return text
+
+
 def genmodels_contender(name: str, spec, args) -> Contender:
-    hidden = (256, 256) if name == "vae-256x256" else (512,)
-    config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if name == "vae-relu" else "gelu"}
+    base, overrides = split_name(name)
+    hidden = (256, 256) if base == "vae-256x256" else (512,)
+    config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if base == "vae-relu" else "gelu",
+              **overrides}
     model = create_model("vae", spec, config)
     encode = model.encode
     logits = model.decode
+    calls = [0]
+
+    def train_nll(x: Tensor) -> Tensor:
+        # the training step reaches loss(step=...) (KL warm-up counts steps): common.train_and_evaluate
+        # makes 3 untimed warm-up calls without an update first, then one call per optimizer step
+        step = max(calls[0] - 3, 0)
+        calls[0] += 1
+        return model.loss(Batch(x), step=step).loss
+
     return Contender(
         name=name, library=f"genmodels {genmodels.__version__}", module=model,
-        train_nll=lambda x: model.loss(Batch(x)).loss,
+        train_nll=train_nll,
         log_likelihoods=lambda batch, k: iwae_bernoulli(encode, logits, batch, k)[0],
-        description=f"genmodels vae {config}: MLP GELU, Bernoulli decoder on logits; loss: the ELBO",
+        description=f"genmodels vae {config}: MLP, Bernoulli decoder on logits; loss: the ELBO (with the config's training options)",
         extra={"encode": encode, "logits": logits, "genmodels_model": model},
     )
 
@@ -249,7 +277,9 @@ def mean_se(values: Tensor) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, type=model_name,
+                        help=f"{', '.join(MODELS)}; genmodels ones optionally NAME:JSON (config overrides, e.g. "
+                             "'vae-relu:{\"dropout\": 0.2}')")
     parser.add_argument("--seconds", type=float, default=120.0, help="training-step time per model")
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -258,6 +288,8 @@ def main() -> None:
     parser.add_argument("--val-k", type=int, default=64)
     parser.add_argument("--k", type=int, default=5000, help="importance samples of every test estimate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-get-nll", action="store_true",
+                        help="skip pythae's get_nll on every model (exploration runs: the shared estimator only)")
     parser.add_argument("--out", default=None, help="folder for results.json (printed either way)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -289,15 +321,16 @@ def main() -> None:
         row["shared_elbo_nll"], row["shared_elbo_se"] = -m, s
         row["shared_iwae_nll"], row["shared_iwae_se"] = row["test_nll_nats"], row["test_nll_standard_error"]
         # pythae's own estimator
-        tick = time.perf_counter()
-        target = extra.get("pythae_model") or wrapped_for_pythae(extra["genmodels_model"], spec, args.latent_dim)
-        values = pythae_get_nll(target, test_x, args.k, args.seed)
-        m, s = mean_se(values)
-        row["pythae_get_nll"], row["pythae_get_nll_se"] = -m, s
-        row["pythae_get_nll_s"] = round(time.perf_counter() - tick, 1)
-        row["pythae_values"] = values
+        if not args.skip_get_nll:
+            tick = time.perf_counter()
+            target = extra.get("pythae_model") or wrapped_for_pythae(extra["genmodels_model"], spec, args.latent_dim)
+            values = pythae_get_nll(target, test_x, args.k, args.seed)
+            m, s = mean_se(values)
+            row["pythae_get_nll"], row["pythae_get_nll_se"] = -m, s
+            row["pythae_get_nll_s"] = round(time.perf_counter() - tick, 1)
+            row["pythae_values"] = values
         # genmodels' own estimator (our models only)
-        if "genmodels_model" in extra:
+        if "genmodels_model" in extra and not args.skip_get_nll:
             from genmodels.evaluate import evaluate_likelihood
 
             records = {r.measure: r for r in evaluate_likelihood(extra["genmodels_model"], data.test, options={"k": args.k})}
@@ -311,7 +344,8 @@ def main() -> None:
     names = [r["model"] for r in results]
     # matched sizes only: vae and vae-relu ↔ pythae-vae (512), vae-256x256 ↔ pythae-vae-256x256
     partner = {"vae": "pythae-vae", "vae-relu": "pythae-vae", "vae-256x256": "pythae-vae-256x256"}
-    pairs = [(a, partner[a]) for a in names if a in partner and partner[a] in names]
+    pairs = [(a, partner[split_name(a)[0]]) for a in names
+             if split_name(a)[0] in partner and partner[split_name(a)[0]] in names]
     differences = paired_differences(results, pairs)
     meta = {
         "script": "benchmarks/peers/vae_binary_digits.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
@@ -326,13 +360,14 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         ours = f"{r['genmodels_iwae_nll']:.2f} ± {r['genmodels_iwae_se']:.2f}" if "genmodels_iwae_nll" in r else "—"
+        pythae_nll = f"{r['pythae_get_nll']:.2f} ± {r['pythae_get_nll_se']:.2f}" if "pythae_get_nll" in r else "—"
         print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | {r['steps']:,} | "
               f"{r['train_examples_per_s']:,.0f} | {r['best_validation_at_s']:g} | {r['validation_nll_nats']:.2f} | "
               f"{r['shared_elbo_nll']:.2f} ± {r['shared_elbo_se']:.2f} | {r['shared_iwae_nll']:.2f} ± {r['shared_iwae_se']:.2f} | "
-              f"{r['pythae_get_nll']:.2f} ± {r['pythae_get_nll_se']:.2f} | {ours} |")
+              f"{pythae_nll} | {ours} |")
     print_differences(differences, "Paired test differences, nats (a − b; negative: a is better), shared IWAE estimator, ± s.e.:",
                       digits=3)
-    pythae_diffs = paired_differences(results, pairs, key="pythae_values")
+    pythae_diffs = [] if args.skip_get_nll else paired_differences(results, pairs, key="pythae_values")
     print_differences(pythae_diffs, "", digits=3, prefix="(pythae get_nll) ")
     write_results(args.out, meta, results, paired_differences_shared_iwae_nats=differences,
                   paired_differences_pythae_get_nll_nats=pythae_diffs)

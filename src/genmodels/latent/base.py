@@ -59,6 +59,10 @@ class LatentConfig(ModelConfig):
         (Bernoulli for binary data, else categorical).
     conditional: model p(x | y): encoder and decoder see the one-hot label (the prior p(z) does not).
     activation: the MLPs' nonlinearity: ``gelu``, ``relu`` (pythae's and most VAE papers') or ``tanh``.
+    dropout: dropout rate on the hidden units of the encoder and decoder MLPs (training only; 0: off).
+        A regularizer for small data sets; the records are always computed in eval mode, without it.
+    input_dropout: dropout rate on the encoder's input pixels (training only; 0: off): q(z | x) learns
+        from corrupted x while p(x | z) is still scored on the clean x.
     """
 
     architecture: str = "mlp"
@@ -67,9 +71,14 @@ class LatentConfig(ModelConfig):
     likelihood: str = "auto"
     conditional: bool = False
     activation: str = "gelu"
+    dropout: float = 0.0
+    input_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
+        for name in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1) (0 switches it off), got {getattr(self, name)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'")
         self.channels = tuple(self.channels)
@@ -79,6 +88,9 @@ class LatentConfig(ModelConfig):
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got '{self.likelihood}'")
         if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.channels):
             raise ValueError("hidden widths and channels must be ≥ 1")
+        if self.architecture == "conv" and self.dropout > 0:
+            raise ValueError("dropout acts on the MLP's hidden units: use architecture=mlp, or dropout=0 "
+                             "(input_dropout works with both)")
         if self.architecture == "conv" and not self.channels:
             raise ValueError("architecture=conv needs at least one entry in channels")
 
