@@ -474,3 +474,32 @@ def test_input_dropout_corrupts_the_encoder_input_only():
 def test_bad_dropout_settings_are_refused(config, match):
     with pytest.raises(UserError, match=match):
         create_model("vae", DIGITS, config)
+
+
+@pytest.mark.parametrize("spec", [BINARY, DIGITS], ids=["bernoulli", "categorical"])
+def test_marginal_init_starts_the_decoder_at_the_independent_fit(spec):
+    """With ``marginal_init`` and the last layer's weights zeroed, p(x | z) is exactly the
+    ``independent`` model fitted to the same batches (add-½ marginals), for any z."""
+    torch.manual_seed(0)
+    x = torch.randint(0, spec.levels, (40, *spec.shape))
+    x[:, 0, 0, 0] = 0  # a skewed dimension: the marginals differ between dimensions
+    batches = [Batch(x[:25]), Batch(x[25:])]
+    model = create_model("vae", spec, {"latent_dim": 3, "hidden": [8], "marginal_init": True})
+    model.initialize(batches)
+    with torch.no_grad():
+        model.decoder.net[-1].weight.zero_()
+    independent = create_model("independent", spec)
+    independent.initialize(batches)
+    z = torch.randn(len(x), 3)
+    assert torch.allclose(model.log_px_given_z(z, x), independent.log_prob(x), atol=1e-5)
+    untouched = create_model("vae", spec, {"latent_dim": 3, "hidden": [8]})
+    bias = untouched.decoder.net[-1].bias.clone()
+    untouched.initialize(batches)  # off by default: the hook changes nothing
+    assert torch.equal(untouched.decoder.net[-1].bias, bias)
+
+
+@pytest.mark.parametrize("config", [{"marginal_init": True, "likelihood": "logistic"},
+                                    {"marginal_init": True, "architecture": "conv"}])
+def test_marginal_init_is_refused_where_it_has_no_bias_to_set(config):
+    with pytest.raises(UserError, match="marginal_init"):
+        create_model("vae", DIGITS, config)

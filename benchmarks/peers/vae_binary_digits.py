@@ -234,6 +234,9 @@ def genmodels_contender(name: str, spec, args) -> Contender:
     config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if base == "vae-relu" else "gelu",
               **overrides}
     model = create_model("vae", spec, config)
+    # what genmodels' trainer does before training: the data-dependent init hook (a no-op unless
+    # the config asks for one, e.g. marginal_init), on the training split in stored order
+    model.initialize(Batch(args.train_x[i : i + args.batch_size]) for i in range(0, len(args.train_x), args.batch_size))
     encode = model.encode
     logits = model.decode
     calls = [0]
@@ -297,6 +300,7 @@ def main() -> None:
     data = load_dataset("binary-digits")
     spec = data.spec
     train_x, val_x, test_x = data.train.x.long(), data.validation.x.long(), data.test.x.long()
+    args.train_x = train_x
     print(f"binary-digits: train {len(train_x)}, validation {len(val_x)}, test {len(test_x)}, shape {spec.shape}",
           flush=True)
     results = []

@@ -25,6 +25,7 @@ family gets it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from ..core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, ModelConfig
 from ..data.base import DataSpec
+from ..baselines.independent import smoothed_log_marginals
 from ..errors import UserError
 from .networks import ACTIVATIONS, ARCHITECTURES, LIKELIHOODS, decoder_level_log_probs, decoder_log_prob, params_per_dim, resolve_likelihood
 
@@ -63,6 +65,9 @@ class LatentConfig(ModelConfig):
         A regularizer for small data sets; the records are always computed in eval mode, without it.
     input_dropout: dropout rate on the encoder's input pixels (training only; 0: off): q(z | x) learns
         from corrupted x while p(x | z) is still scored on the clean x.
+    marginal_init: start the MLP decoder's output biases at the training split's smoothed marginals
+        (add-½, the ``independent`` model's fit: logits log π_d1 − log π_d0 for Bernoulli, log π_dk
+        for categorical), as ``made``/``fvsbn`` do; the weights keep their random init.
     """
 
     architecture: str = "mlp"
@@ -73,6 +78,7 @@ class LatentConfig(ModelConfig):
     activation: str = "gelu"
     dropout: float = 0.0
     input_dropout: float = 0.0
+    marginal_init: bool = False
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
@@ -91,6 +97,8 @@ class LatentConfig(ModelConfig):
         if self.architecture == "conv" and self.dropout > 0:
             raise ValueError("dropout acts on the MLP's hidden units: use architecture=mlp, or dropout=0 "
                              "(input_dropout works with both)")
+        if self.architecture == "conv" and self.marginal_init:
+            raise ValueError("marginal_init sets the MLP decoder's output biases: use architecture=mlp")
         if self.architecture == "conv" and not self.channels:
             raise ValueError("architecture=conv needs at least one entry in channels")
 
@@ -112,6 +120,22 @@ class LatentVariableModel(GenerativeModel):
         if self.decoder_likelihood == "bernoulli" and spec.levels != 2:
             raise UserError(f"likelihood=bernoulli needs binary data (K = 2); '{spec.name}' has K = {spec.levels}")
         self.per_dim = params_per_dim(self.decoder_likelihood, spec.levels)
+        if config.marginal_init and self.decoder_likelihood == "logistic":
+            raise UserError("marginal_init needs a bernoulli or categorical decoder (likelihood=logistic has "
+                            "no per-level biases): drop marginal_init or change likelihood")
+
+    @torch.no_grad()
+    def initialize(self, batches: Iterable[Batch]) -> None:
+        """With ``marginal_init``: the decoder's output biases := the smoothed training marginals, so
+        p(x | z) starts at the ``independent`` model's fit when the last layer's weights are small."""
+        if not self.config.marginal_init:
+            return
+        output = self.decoder.net[-1]  # type: ignore[attr-defined]  # the MLP's last Linear
+        log_pi = smoothed_log_marginals(batches, self.spec, 0.5, output.bias.device)  # (D, K)
+        if self.decoder_likelihood == "bernoulli":
+            output.bias.copy_(log_pi[:, 1] - log_pi[:, 0])  # logit of π_d1
+        else:
+            output.bias.copy_(log_pi.reshape(-1))  # dimension-major (D·K), as decoder_level_log_probs reads it
 
     # --- what subclasses define ----------------------------------------------------------------------
     def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, ...]:
