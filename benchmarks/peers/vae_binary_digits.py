@@ -14,6 +14,11 @@ with a factorized Bernoulli decoder over the 64 binary pixels, trained on the ne
   parameter count as pythae's default MLP; GELU instead of ReLU) or ``hidden=(256, 256)`` (the
   configuration of BENCHMARKS.md's ``latent_digits.py`` row), Bernoulli decoder on logits, the ELBO;
   ``vae-relu``: ``hidden=(512,)`` with ``activation="relu"``, pythae's default networks exactly.
+  A genmodels name may carry config overrides, ``NAME:JSON`` (e.g. ``'vae-relu:{"dropout": 0.2}'``):
+  our model's training choices (dropout, ``marginal_init``, KL warm-up, free bits, β); the sizes
+  (``latent_dim``, ``hidden``) stay those of the base name, so the networks keep pythae's shapes. The
+  training step passes ``step=`` to ``loss`` (KL warm-up counts optimizer steps), and the
+  ``initialize`` hook runs on the training split before training, as genmodels' trainer does.
 
 Training (``common.train_and_evaluate``, the same for all): Adam, the same learning rate, batch size,
 gradient clipping at 10 and sequence of minibatch indices, ``--seconds`` of training-step time each
@@ -34,6 +39,8 @@ Scoring, all with k = ``--k`` importance samples (5 000 by default):
    models it runs on a pythae ``VAE`` whose encoder and decoder wrap ours (μ, log σ² = 2 log σ; sigmoid
    of our logits): pythae's estimator on both.
 3. genmodels' own ``log_likelihoods(k=...)`` for genmodels' models (its evaluation noise).
+
+``--skip-get-nll`` skips 2. and 3. (exploration runs: the shared estimator only).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-peers/bin/python benchmarks/peers/vae_binary_digits.py --seconds 120 --out DIR
 """
