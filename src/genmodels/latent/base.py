@@ -37,13 +37,15 @@ from ..baselines.independent import smoothed_log_marginals
 from ..errors import UserError
 from .networks import ACTIVATIONS, ARCHITECTURES, LIKELIHOODS, decoder_level_log_probs, decoder_log_prob, params_per_dim, resolve_likelihood
 
-__all__ = ["LatentConfig", "LatentVariableModel", "SAMPLE_CHUNK", "EVAL_FLOATS", "DEFAULT_EVAL_K"]
+__all__ = ["LatentConfig", "LatentVariableModel", "DROPOUT_ON", "SAMPLE_CHUNK", "EVAL_FLOATS", "DEFAULT_EVAL_K"]
 
 #: importance samples drawn per call of batch.randn / batch.rand in evaluation (fixed, so the
 #: draws do not depend on the evaluation batch size)
 SAMPLE_CHUNK = 100
 #: the most decoder outputs (rows × D × P) computed at once in evaluation (the memory bound)
 EVAL_FLOATS = 2**25
+#: where the hidden-unit dropout acts (LatentConfig.dropout_on)
+DROPOUT_ON = ("both", "decoder", "encoder")
 #: the default k of the IWAE estimate (test figures); validation during training uses k = 64
 DEFAULT_EVAL_K = 1000
 
@@ -63,6 +65,7 @@ class LatentConfig(ModelConfig):
     activation: the MLPs' nonlinearity: ``gelu``, ``relu`` (pythae's and most VAE papers') or ``tanh``.
     dropout: dropout rate on the hidden units of the encoder and decoder MLPs (training only; 0: off).
         A regularizer for small data sets; the records are always computed in eval mode, without it.
+    dropout_on: which MLPs get ``dropout``: ``both``, ``decoder`` (p(x | z) only) or ``encoder``.
     input_dropout: dropout rate on the encoder's input pixels (training only; 0: off): q(z | x) learns
         from corrupted x while p(x | z) is still scored on the clean x.
     marginal_init: start the MLP decoder's output biases at the training split's smoothed marginals
@@ -77,6 +80,7 @@ class LatentConfig(ModelConfig):
     conditional: bool = False
     activation: str = "gelu"
     dropout: float = 0.0
+    dropout_on: str = "both"
     input_dropout: float = 0.0
     marginal_init: bool = False
 
@@ -94,6 +98,8 @@ class LatentConfig(ModelConfig):
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got '{self.likelihood}'")
         if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.channels):
             raise ValueError("hidden widths and channels must be ≥ 1")
+        if self.dropout_on not in DROPOUT_ON:
+            raise ValueError(f"dropout_on must be one of {', '.join(DROPOUT_ON)}, got '{self.dropout_on}'")
         if self.architecture == "conv" and self.dropout > 0:
             raise ValueError("dropout acts on the MLP's hidden units: use architecture=mlp, or dropout=0 "
                              "(input_dropout works with both)")
@@ -123,6 +129,16 @@ class LatentVariableModel(GenerativeModel):
         if config.marginal_init and self.decoder_likelihood == "logistic":
             raise UserError("marginal_init needs a bernoulli or categorical decoder (likelihood=logistic has "
                             "no per-level biases): drop marginal_init or change likelihood")
+
+    @property
+    def encoder_dropout(self) -> float:
+        """The encoder MLP's hidden dropout rate (``dropout`` unless ``dropout_on="decoder"``)."""
+        return self.config.dropout if self.config.dropout_on in ("both", "encoder") else 0.0
+
+    @property
+    def decoder_dropout(self) -> float:
+        """The decoder MLP's hidden dropout rate (``dropout`` unless ``dropout_on="encoder"``)."""
+        return self.config.dropout if self.config.dropout_on in ("both", "decoder") else 0.0
 
     @torch.no_grad()
     def initialize(self, batches: Iterable[Batch]) -> None:
