@@ -508,7 +508,8 @@ def test_marginal_init_is_refused_where_it_has_no_bias_to_set(config):
 @pytest.mark.parametrize("where, encoder, decoder", [("both", 0.4, 0.4), ("decoder", 0.0, 0.4), ("encoder", 0.4, 0.0)])
 def test_dropout_on_picks_the_mlps(where, encoder, decoder):
     model = create_model("vae", DIGITS, {"hidden": [8], "dropout": 0.4, "dropout_on": where})
-    rates = [[m.p for m in net.net.modules() if isinstance(m, torch.nn.Dropout)] for net in (model.encoder, model.decoder)]
+    rates = [[m.p for m in net.net.modules() if isinstance(m, torch.nn.Dropout)]
+             for net in (model.encoder, model.decoder)]
     assert rates == [[encoder] if encoder else [], [decoder] if decoder else []]
     with pytest.raises(UserError, match="dropout_on"):
         create_model("vae", DIGITS, {"dropout_on": "prior"})

@@ -231,7 +231,8 @@ def model_name(text: str) -> str:
     if base not in MODELS or (overrides and base.startswith("pythae")):
         raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(MODELS)} (genmodels ones may add :JSON)")
     if {"latent_dim", "hidden"} & set(overrides):
-        raise argparse.ArgumentTypeError("the sizes (latent_dim, hidden) are fixed by the base name: the comparison is at equal sizes")
+        raise argparse.ArgumentTypeError("the sizes (latent_dim, hidden) are fixed by the base name: "
+                                         "the comparison is at equal sizes")
     return text
 
 
@@ -259,7 +260,8 @@ def genmodels_contender(name: str, spec, args) -> Contender:
         name=name, library=f"genmodels {genmodels.__version__}", module=model,
         train_nll=train_nll,
         log_likelihoods=lambda batch, k: iwae_bernoulli(encode, logits, batch, k)[0],
-        description=f"genmodels vae {config}: MLP, Bernoulli decoder on logits; loss: the ELBO (with the config's training options)",
+        description=f"genmodels vae {config}: MLP, Bernoulli decoder on logits; "
+                    "loss: the ELBO (with the config's training options)",
         extra={"encode": encode, "logits": logits, "genmodels_model": model},
     )
 

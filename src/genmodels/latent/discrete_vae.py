@@ -101,8 +101,8 @@ class DiscreteVAE(LatentVariableModel):
         c = config
         self.variables, self.classes = c.variables, c.classes
         features = c.variables * c.classes
-        self.encoder = make_encoder(spec, c.architecture, c.hidden, c.channels, features, self.num_classes, c.activation,
-                                    self.encoder_dropout, c.input_dropout)
+        self.encoder = make_encoder(spec, c.architecture, c.hidden, c.channels, features, self.num_classes,
+                                    c.activation, self.encoder_dropout, c.input_dropout)
         self.decoder = make_decoder(spec, c.architecture, c.hidden, c.channels, features, self.per_dim, self.num_classes,
                                     c.activation, self.decoder_dropout)
         if c.estimator == "reinforce":
