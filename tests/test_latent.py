@@ -419,3 +419,97 @@ def test_the_mlp_activation_option_reaches_encoder_and_decoder(activation, modul
         assert kinds == {module}
     with pytest.raises(UserError, match="activation"):
         create_model("vae", DIGITS, {"activation": "swish"})
+
+
+@pytest.mark.parametrize("name", ["vae", "iwae", "discrete-vae"])
+def test_dropout_acts_in_training_only_and_changes_no_parameter(name):
+    """``dropout`` (hidden units of both MLPs) and ``input_dropout`` (the encoder's input): no new
+    parameters or state-dict names; in training mode two forward passes differ; in eval mode the
+    records equal those of the same weights without dropout, exactly."""
+    plain = create_model(name, DIGITS, {"hidden": [16, 16]})
+    dropped = create_model(name, DIGITS, {"hidden": [16, 16], "dropout": 0.5, "input_dropout": 0.3})
+    assert list(plain.state_dict()) == list(dropped.state_dict())
+    dropped.load_state_dict(plain.state_dict())
+    for net in (dropped.encoder.net, dropped.decoder.net):  # after each hidden activation, not the output
+        slots = [m for m in net if not isinstance(m, torch.nn.Linear)]
+        assert [(type(slot[0]), len(slot)) for slot in slots] == [(torch.nn.GELU, 2)] * 2
+        assert all(isinstance(slot[1], torch.nn.Dropout) and slot[1].p == 0.5 for slot in slots)
+        assert isinstance(net[-1], torch.nn.Linear)
+    assert dropped.encoder.input_dropout.p == 0.3
+    torch.manual_seed(0)
+    x = torch.randint(0, 17, (6, 1, 8, 8))
+    z = torch.randn(6, plain.decoder.net[0].in_features)
+    dropped.train()
+    assert not torch.equal(dropped.encoder(x), dropped.encoder(x))
+    assert not torch.equal(dropped.decoder(z), dropped.decoder(z))
+    plain.eval(), dropped.eval()
+    assert torch.equal(dropped.encoder(x), plain.encoder(x)) and torch.equal(dropped.decoder(z), plain.decoder(z))
+    records = [m.log_likelihoods(Batch(x, seeds=torch.arange(6)), k=8) for m in (plain, dropped)]
+    for a, b in zip(*records):
+        assert torch.equal(a.values, b.values)
+
+
+def test_input_dropout_corrupts_the_encoder_input_only():
+    """Input dropout reaches q(z | x) (the encoder sees x with pixels zeroed, scaled 1/(1 − p)) while
+    the training loss still scores the decoder on the clean x."""
+    model = create_model("vae", BINARY, {"latent_dim": 2, "hidden": [8], "input_dropout": 0.5}).train()
+    seen = []
+    model.encoder.net.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].clone()))
+    x = torch.ones(400, 1, 2, 5, dtype=torch.int64)
+    with torch.no_grad():  # a decoder that ignores z: log p(x | z) = Σ_d log σ(b_d) for the clean x = 1
+        model.decoder.net[0].weight.zero_()
+    torch.manual_seed(0)
+    loss = model.loss(Batch(x))
+    assert set(seen[0].unique().tolist()) == {0.0, 2.0} and abs(seen[0].eq(0).float().mean().item() - 0.5) < 0.05
+    clean = decoder_log_prob(model.decode(torch.zeros(1, 2)), x[:1], "bernoulli", 2)
+    assert torch.allclose(loss.terms["reconstruction"], clean.expand(400))
+    model.eval()
+    model.encode(x)
+    assert torch.equal(seen[-1], torch.ones(400, 10))
+
+
+@pytest.mark.parametrize("config, match", [({"dropout": 1.0}, "dropout"), ({"dropout": -0.1}, "dropout"),
+                                           ({"input_dropout": 1.5}, "input_dropout"),
+                                           ({"architecture": "conv", "dropout": 0.2}, "architecture=mlp")])
+def test_bad_dropout_settings_are_refused(config, match):
+    with pytest.raises(UserError, match=match):
+        create_model("vae", DIGITS, config)
+
+
+@pytest.mark.parametrize("spec", [BINARY, DIGITS], ids=["bernoulli", "categorical"])
+def test_marginal_init_starts_the_decoder_at_the_independent_fit(spec):
+    """With ``marginal_init`` and the last layer's weights zeroed, p(x | z) is exactly the
+    ``independent`` model fitted to the same batches (add-½ marginals), for any z."""
+    torch.manual_seed(0)
+    x = torch.randint(0, spec.levels, (40, *spec.shape))
+    x[:, 0, 0, 0] = 0  # a skewed dimension: the marginals differ between dimensions
+    batches = [Batch(x[:25]), Batch(x[25:])]
+    model = create_model("vae", spec, {"latent_dim": 3, "hidden": [8], "marginal_init": True})
+    model.initialize(batches)
+    with torch.no_grad():
+        model.decoder.net[-1].weight.zero_()
+    independent = create_model("independent", spec)
+    independent.initialize(batches)
+    z = torch.randn(len(x), 3)
+    assert torch.allclose(model.log_px_given_z(z, x), independent.log_prob(x), atol=1e-5)
+    untouched = create_model("vae", spec, {"latent_dim": 3, "hidden": [8]})
+    bias = untouched.decoder.net[-1].bias.clone()
+    untouched.initialize(batches)  # off by default: the hook changes nothing
+    assert torch.equal(untouched.decoder.net[-1].bias, bias)
+
+
+@pytest.mark.parametrize("config", [{"marginal_init": True, "likelihood": "logistic"},
+                                    {"marginal_init": True, "architecture": "conv"}])
+def test_marginal_init_is_refused_where_it_has_no_bias_to_set(config):
+    with pytest.raises(UserError, match="marginal_init"):
+        create_model("vae", DIGITS, config)
+
+
+@pytest.mark.parametrize("where, encoder, decoder", [("both", 0.4, 0.4), ("decoder", 0.0, 0.4), ("encoder", 0.4, 0.0)])
+def test_dropout_on_picks_the_mlps(where, encoder, decoder):
+    model = create_model("vae", DIGITS, {"hidden": [8], "dropout": 0.4, "dropout_on": where})
+    rates = [[m.p for m in net.net.modules() if isinstance(m, torch.nn.Dropout)]
+             for net in (model.encoder, model.decoder)]
+    assert rates == [[encoder] if encoder else [], [decoder] if decoder else []]
+    with pytest.raises(UserError, match="dropout_on"):
+        create_model("vae", DIGITS, {"dropout_on": "prior"})

@@ -14,6 +14,11 @@ with a factorized Bernoulli decoder over the 64 binary pixels, trained on the ne
   parameter count as pythae's default MLP; GELU instead of ReLU) or ``hidden=(256, 256)`` (the
   configuration of BENCHMARKS.md's ``latent_digits.py`` row), Bernoulli decoder on logits, the ELBO;
   ``vae-relu``: ``hidden=(512,)`` with ``activation="relu"``, pythae's default networks exactly.
+  A genmodels name may carry config overrides, ``NAME:JSON`` (e.g. ``'vae-relu:{"dropout": 0.2}'``):
+  our model's training choices (dropout, ``marginal_init``, KL warm-up, free bits, β); the sizes
+  (``latent_dim``, ``hidden``) stay those of the base name, so the networks keep pythae's shapes. The
+  training step passes ``step=`` to ``loss`` (KL warm-up counts optimizer steps), and the
+  ``initialize`` hook runs on the training split before training, as genmodels' trainer does.
 
 Training (``common.train_and_evaluate``, the same for all): Adam, the same learning rate, batch size,
 gradient clipping at 10 and sequence of minibatch indices, ``--seconds`` of training-step time each
@@ -34,6 +39,8 @@ Scoring, all with k = ``--k`` importance samples (5 000 by default):
    models it runs on a pythae ``VAE`` whose encoder and decoder wrap ours (μ, log σ² = 2 log σ; sigmoid
    of our logits): pythae's estimator on both.
 3. genmodels' own ``log_likelihoods(k=...)`` for genmodels' models (its evaluation noise).
+
+``--skip-get-nll`` skips 2. and 3. (exploration runs: the shared estimator only).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-peers/bin/python benchmarks/peers/vae_binary_digits.py --seconds 120 --out DIR
 """
@@ -211,17 +218,50 @@ def pythae_contender(name: str, spec, args) -> Contender:
     )
 
 
+def split_name(name: str) -> tuple[str, dict]:
+    """``vae-relu:{"dropout": 0.2}`` → (``vae-relu``, {"dropout": 0.2}): a genmodels contender with
+    config overrides (its training choices; the sizes stay those of its base name)."""
+    base, _, text = name.partition(":")
+    return base, (json.loads(text) if text else {})
+
+
+def model_name(text: str) -> str:
+    """argparse type of ``--models``: a known name, or a genmodels one with ``:JSON`` overrides."""
+    base, overrides = split_name(text)
+    if base not in MODELS or (overrides and base.startswith("pythae")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(MODELS)} (genmodels ones may add :JSON)")
+    if {"latent_dim", "hidden"} & set(overrides):
+        raise argparse.ArgumentTypeError("the sizes (latent_dim, hidden) are fixed by the base name: "
+                                         "the comparison is at equal sizes")
+    return text
+
+
 def genmodels_contender(name: str, spec, args) -> Contender:
-    hidden = (256, 256) if name == "vae-256x256" else (512,)
-    config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if name == "vae-relu" else "gelu"}
+    base, overrides = split_name(name)
+    hidden = (256, 256) if base == "vae-256x256" else (512,)
+    config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if base == "vae-relu" else "gelu",
+              **overrides}
     model = create_model("vae", spec, config)
+    # what genmodels' trainer does before training: the data-dependent init hook (a no-op unless
+    # the config asks for one, e.g. marginal_init), on the training split in stored order
+    model.initialize(Batch(args.train_x[i : i + args.batch_size]) for i in range(0, len(args.train_x), args.batch_size))
     encode = model.encode
     logits = model.decode
+    calls = [0]
+
+    def train_nll(x: Tensor) -> Tensor:
+        # the training step reaches loss(step=...) (KL warm-up counts steps): common.train_and_evaluate
+        # makes 3 untimed warm-up calls without an update first, then one call per optimizer step
+        step = max(calls[0] - 3, 0)
+        calls[0] += 1
+        return model.loss(Batch(x), step=step).loss
+
     return Contender(
         name=name, library=f"genmodels {genmodels.__version__}", module=model,
-        train_nll=lambda x: model.loss(Batch(x)).loss,
+        train_nll=train_nll,
         log_likelihoods=lambda batch, k: iwae_bernoulli(encode, logits, batch, k)[0],
-        description=f"genmodels vae {config}: MLP GELU, Bernoulli decoder on logits; loss: the ELBO",
+        description=f"genmodels vae {config}: MLP, Bernoulli decoder on logits; "
+                    "loss: the ELBO (with the config's training options)",
         extra={"encode": encode, "logits": logits, "genmodels_model": model},
     )
 
@@ -249,7 +289,9 @@ def mean_se(values: Tensor) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, type=model_name,
+                        help=f"{', '.join(MODELS)}; genmodels ones optionally NAME:JSON (config overrides, e.g. "
+                             "'vae-relu:{\"dropout\": 0.2}')")
     parser.add_argument("--seconds", type=float, default=120.0, help="training-step time per model")
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -258,6 +300,8 @@ def main() -> None:
     parser.add_argument("--val-k", type=int, default=64)
     parser.add_argument("--k", type=int, default=5000, help="importance samples of every test estimate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-get-nll", action="store_true",
+                        help="skip pythae's get_nll on every model (exploration runs: the shared estimator only)")
     parser.add_argument("--out", default=None, help="folder for results.json (printed either way)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -265,6 +309,7 @@ def main() -> None:
     data = load_dataset("binary-digits")
     spec = data.spec
     train_x, val_x, test_x = data.train.x.long(), data.validation.x.long(), data.test.x.long()
+    args.train_x = train_x
     print(f"binary-digits: train {len(train_x)}, validation {len(val_x)}, test {len(test_x)}, shape {spec.shape}",
           flush=True)
     results = []
@@ -289,15 +334,16 @@ def main() -> None:
         row["shared_elbo_nll"], row["shared_elbo_se"] = -m, s
         row["shared_iwae_nll"], row["shared_iwae_se"] = row["test_nll_nats"], row["test_nll_standard_error"]
         # pythae's own estimator
-        tick = time.perf_counter()
-        target = extra.get("pythae_model") or wrapped_for_pythae(extra["genmodels_model"], spec, args.latent_dim)
-        values = pythae_get_nll(target, test_x, args.k, args.seed)
-        m, s = mean_se(values)
-        row["pythae_get_nll"], row["pythae_get_nll_se"] = -m, s
-        row["pythae_get_nll_s"] = round(time.perf_counter() - tick, 1)
-        row["pythae_values"] = values
+        if not args.skip_get_nll:
+            tick = time.perf_counter()
+            target = extra.get("pythae_model") or wrapped_for_pythae(extra["genmodels_model"], spec, args.latent_dim)
+            values = pythae_get_nll(target, test_x, args.k, args.seed)
+            m, s = mean_se(values)
+            row["pythae_get_nll"], row["pythae_get_nll_se"] = -m, s
+            row["pythae_get_nll_s"] = round(time.perf_counter() - tick, 1)
+            row["pythae_values"] = values
         # genmodels' own estimator (our models only)
-        if "genmodels_model" in extra:
+        if "genmodels_model" in extra and not args.skip_get_nll:
             from genmodels.evaluate import evaluate_likelihood
 
             records = {r.measure: r for r in evaluate_likelihood(extra["genmodels_model"], data.test, options={"k": args.k})}
@@ -311,7 +357,8 @@ def main() -> None:
     names = [r["model"] for r in results]
     # matched sizes only: vae and vae-relu ↔ pythae-vae (512), vae-256x256 ↔ pythae-vae-256x256
     partner = {"vae": "pythae-vae", "vae-relu": "pythae-vae", "vae-256x256": "pythae-vae-256x256"}
-    pairs = [(a, partner[a]) for a in names if a in partner and partner[a] in names]
+    pairs = [(a, partner[split_name(a)[0]]) for a in names
+             if split_name(a)[0] in partner and partner[split_name(a)[0]] in names]
     differences = paired_differences(results, pairs)
     meta = {
         "script": "benchmarks/peers/vae_binary_digits.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
@@ -326,13 +373,14 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         ours = f"{r['genmodels_iwae_nll']:.2f} ± {r['genmodels_iwae_se']:.2f}" if "genmodels_iwae_nll" in r else "—"
+        pythae_nll = f"{r['pythae_get_nll']:.2f} ± {r['pythae_get_nll_se']:.2f}" if "pythae_get_nll" in r else "—"
         print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | {r['steps']:,} | "
               f"{r['train_examples_per_s']:,.0f} | {r['best_validation_at_s']:g} | {r['validation_nll_nats']:.2f} | "
               f"{r['shared_elbo_nll']:.2f} ± {r['shared_elbo_se']:.2f} | {r['shared_iwae_nll']:.2f} ± {r['shared_iwae_se']:.2f} | "
-              f"{r['pythae_get_nll']:.2f} ± {r['pythae_get_nll_se']:.2f} | {ours} |")
+              f"{pythae_nll} | {ours} |")
     print_differences(differences, "Paired test differences, nats (a − b; negative: a is better), shared IWAE estimator, ± s.e.:",
                       digits=3)
-    pythae_diffs = paired_differences(results, pairs, key="pythae_values")
+    pythae_diffs = [] if args.skip_get_nll else paired_differences(results, pairs, key="pythae_values")
     print_differences(pythae_diffs, "", digits=3, prefix="(pythae get_nll) ")
     write_results(args.out, meta, results, paired_differences_shared_iwae_nats=differences,
                   paired_differences_pythae_get_nll_nats=pythae_diffs)

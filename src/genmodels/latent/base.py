@@ -25,6 +25,7 @@ family gets it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -32,16 +33,19 @@ from torch import Tensor
 
 from ..core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, ModelConfig
 from ..data.base import DataSpec
+from ..baselines.independent import smoothed_log_marginals
 from ..errors import UserError
 from .networks import ACTIVATIONS, ARCHITECTURES, LIKELIHOODS, decoder_level_log_probs, decoder_log_prob, params_per_dim, resolve_likelihood
 
-__all__ = ["LatentConfig", "LatentVariableModel", "SAMPLE_CHUNK", "EVAL_FLOATS", "DEFAULT_EVAL_K"]
+__all__ = ["LatentConfig", "LatentVariableModel", "DROPOUT_ON", "SAMPLE_CHUNK", "EVAL_FLOATS", "DEFAULT_EVAL_K"]
 
 #: importance samples drawn per call of batch.randn / batch.rand in evaluation (fixed, so the
 #: draws do not depend on the evaluation batch size)
 SAMPLE_CHUNK = 100
 #: the most decoder outputs (rows × D × P) computed at once in evaluation (the memory bound)
 EVAL_FLOATS = 2**25
+#: where the hidden-unit dropout acts (LatentConfig.dropout_on)
+DROPOUT_ON = ("both", "decoder", "encoder")
 #: the default k of the IWAE estimate (test figures); validation during training uses k = 64
 DEFAULT_EVAL_K = 1000
 
@@ -59,6 +63,14 @@ class LatentConfig(ModelConfig):
         (Bernoulli for binary data, else categorical).
     conditional: model p(x | y): encoder and decoder see the one-hot label (the prior p(z) does not).
     activation: the MLPs' nonlinearity: ``gelu``, ``relu`` (pythae's and most VAE papers') or ``tanh``.
+    dropout: dropout rate on the hidden units of the encoder and decoder MLPs (training only; 0: off).
+        A regularizer for small data sets; the records are always computed in eval mode, without it.
+    dropout_on: which MLPs get ``dropout``: ``both``, ``decoder`` (p(x | z) only) or ``encoder``.
+    input_dropout: dropout rate on the encoder's input pixels (training only; 0: off): q(z | x) learns
+        from corrupted x while p(x | z) is still scored on the clean x.
+    marginal_init: start the MLP decoder's output biases at the training split's smoothed marginals
+        (add-½, the ``independent`` model's fit: logits log π_d1 − log π_d0 for Bernoulli, log π_dk
+        for categorical), as ``made``/``fvsbn`` do; the weights keep their random init.
     """
 
     architecture: str = "mlp"
@@ -67,9 +79,16 @@ class LatentConfig(ModelConfig):
     likelihood: str = "auto"
     conditional: bool = False
     activation: str = "gelu"
+    dropout: float = 0.0
+    dropout_on: str = "both"
+    input_dropout: float = 0.0
+    marginal_init: bool = False
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
+        for name in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1) (0 switches it off), got {getattr(self, name)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'")
         self.channels = tuple(self.channels)
@@ -79,6 +98,13 @@ class LatentConfig(ModelConfig):
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got '{self.likelihood}'")
         if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.channels):
             raise ValueError("hidden widths and channels must be ≥ 1")
+        if self.dropout_on not in DROPOUT_ON:
+            raise ValueError(f"dropout_on must be one of {', '.join(DROPOUT_ON)}, got '{self.dropout_on}'")
+        if self.architecture == "conv" and self.dropout > 0:
+            raise ValueError("dropout acts on the MLP's hidden units: use architecture=mlp, or dropout=0 "
+                             "(input_dropout works with both)")
+        if self.architecture == "conv" and self.marginal_init:
+            raise ValueError("marginal_init sets the MLP decoder's output biases: use architecture=mlp")
         if self.architecture == "conv" and not self.channels:
             raise ValueError("architecture=conv needs at least one entry in channels")
 
@@ -100,6 +126,32 @@ class LatentVariableModel(GenerativeModel):
         if self.decoder_likelihood == "bernoulli" and spec.levels != 2:
             raise UserError(f"likelihood=bernoulli needs binary data (K = 2); '{spec.name}' has K = {spec.levels}")
         self.per_dim = params_per_dim(self.decoder_likelihood, spec.levels)
+        if config.marginal_init and self.decoder_likelihood == "logistic":
+            raise UserError("marginal_init needs a bernoulli or categorical decoder (likelihood=logistic has "
+                            "no per-level biases): drop marginal_init or change likelihood")
+
+    @property
+    def encoder_dropout(self) -> float:
+        """The encoder MLP's hidden dropout rate (``dropout`` unless ``dropout_on="decoder"``)."""
+        return self.config.dropout if self.config.dropout_on in ("both", "encoder") else 0.0
+
+    @property
+    def decoder_dropout(self) -> float:
+        """The decoder MLP's hidden dropout rate (``dropout`` unless ``dropout_on="encoder"``)."""
+        return self.config.dropout if self.config.dropout_on in ("both", "decoder") else 0.0
+
+    @torch.no_grad()
+    def initialize(self, batches: Iterable[Batch]) -> None:
+        """With ``marginal_init``: the decoder's output biases := the smoothed training marginals, so
+        p(x | z) starts at the ``independent`` model's fit when the last layer's weights are small."""
+        if not self.config.marginal_init:
+            return
+        output = self.decoder.net[-1]  # type: ignore[attr-defined]  # the MLP's last Linear
+        log_pi = smoothed_log_marginals(batches, self.spec, 0.5, output.bias.device)  # (D, K)
+        if self.decoder_likelihood == "bernoulli":
+            output.bias.copy_(log_pi[:, 1] - log_pi[:, 0])  # logit of π_d1
+        else:
+            output.bias.copy_(log_pi.reshape(-1))  # dimension-major (D·K), as decoder_level_log_probs reads it
 
     # --- what subclasses define ----------------------------------------------------------------------
     def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, ...]:

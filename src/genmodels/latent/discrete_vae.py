@@ -101,9 +101,10 @@ class DiscreteVAE(LatentVariableModel):
         c = config
         self.variables, self.classes = c.variables, c.classes
         features = c.variables * c.classes
-        self.encoder = make_encoder(spec, c.architecture, c.hidden, c.channels, features, self.num_classes, c.activation)
+        self.encoder = make_encoder(spec, c.architecture, c.hidden, c.channels, features, self.num_classes,
+                                    c.activation, self.encoder_dropout, c.input_dropout)
         self.decoder = make_decoder(spec, c.architecture, c.hidden, c.channels, features, self.per_dim, self.num_classes,
-                                    c.activation)
+                                    c.activation, self.decoder_dropout)
         if c.estimator == "reinforce":
             # NVIL's input-dependent baseline b_ψ(x) and a moving average c of the learning signal.
             self.baseline_net = mlp([spec.dims + self.num_classes, c.hidden[0] if c.hidden else 64, 1])

@@ -114,13 +114,18 @@ def decoder_log_prob(params: Tensor, x: Tensor, likelihood: str, levels: int) ->
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-def mlp(sizes: list[int], activation: str = "gelu") -> nn.Sequential:
-    """Linear layers of these sizes with ``activation`` between them (none after the last)."""
+def mlp(sizes: list[int], activation: str = "gelu", dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers of these sizes with ``activation`` between them (none after the last), and
+    dropout of rate ``dropout`` after each hidden activation (Srivastava et al. 2014; active in
+    training mode only). The dropout shares its slot with the activation (``Sequential(act,
+    Dropout)``), so the parameter names are those of the same MLP without dropout: a state dict moves
+    freely between the two (and older checkpoints load)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+            act = ACTIVATIONS[activation]()
+            layers.append(nn.Sequential(act, nn.Dropout(dropout)) if dropout > 0 else act)
     return nn.Sequential(*layers)
 
 
@@ -193,21 +198,26 @@ class _ConvDecoder(nn.Module):
 
 
 class Encoder(nn.Module):
-    """x (B, *shape) levels [+ one-hot y] → ``out`` features (Gaussian μ, log σ or categorical logits)."""
+    """x (B, *shape) levels [+ one-hot y] → ``out`` features (Gaussian μ, log σ or categorical logits).
+
+    ``dropout``: on the MLP's hidden units; ``input_dropout``: on the scaled input x (the label is
+    kept), a denoising-style regularizer of q(z | x) only. Both act in training mode only."""
 
     def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 out: int, num_classes: int = 0, activation: str = "gelu"):
+                 out: int, num_classes: int = 0, activation: str = "gelu", dropout: float = 0.0,
+                 input_dropout: float = 0.0):
         super().__init__()
         self.levels = spec.levels
         self.num_classes = num_classes
         self.architecture = architecture
+        self.input_dropout = nn.Dropout(input_dropout)  # no parameters: the state dict is unchanged
         if architecture == "conv":
             self.net: nn.Module = _ConvEncoder(spec, channels, num_classes, out, hidden[0] if hidden else 256)
         else:
-            self.net = mlp([spec.dims + num_classes, *hidden, out], activation)
+            self.net = mlp([spec.dims + num_classes, *hidden, out], activation, dropout)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        inputs = x.to(torch.float32) / (self.levels - 1)  # levels → [0, 1]
+        inputs = self.input_dropout(x.to(torch.float32) / (self.levels - 1))  # levels → [0, 1]
         extra = F.one_hot(y, self.num_classes).to(inputs.dtype) if self.num_classes else None
         if self.architecture == "conv":
             return self.net(inputs, extra)
@@ -219,14 +229,15 @@ class Decoder(nn.Module):
     """z (N, L) [+ one-hot y] → (N, D·P) parameters of the decoder distribution p(x | z)."""
 
     def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu"):
+                 latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu",
+                 dropout: float = 0.0):
         super().__init__()
         self.num_classes = num_classes
         inputs = latent_features + num_classes
         if architecture == "conv":
             self.net: nn.Module = _ConvDecoder(spec, channels, inputs, per_dim, hidden[0] if hidden else 256)
         else:
-            self.net = mlp([inputs, *reversed(hidden), spec.dims * per_dim], activation)
+            self.net = mlp([inputs, *reversed(hidden), spec.dims * per_dim], activation, dropout)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.num_classes:
@@ -235,10 +246,12 @@ class Decoder(nn.Module):
 
 
 def make_encoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 out: int, num_classes: int = 0, activation: str = "gelu") -> Encoder:
-    return Encoder(spec, architecture, hidden, channels, out, num_classes, activation)
+                 out: int, num_classes: int = 0, activation: str = "gelu", dropout: float = 0.0,
+                 input_dropout: float = 0.0) -> Encoder:
+    return Encoder(spec, architecture, hidden, channels, out, num_classes, activation, dropout, input_dropout)
 
 
 def make_decoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
-                 latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu") -> Decoder:
-    return Decoder(spec, architecture, hidden, channels, latent_features, per_dim, num_classes, activation)
+                 latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu",
+                 dropout: float = 0.0) -> Decoder:
+    return Decoder(spec, architecture, hidden, channels, latent_features, per_dim, num_classes, activation, dropout)

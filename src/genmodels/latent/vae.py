@@ -90,9 +90,9 @@ class VAE(LatentVariableModel):
         c = config
         self.latent_dim = c.latent_dim
         self.encoder = make_encoder(spec, c.architecture, c.hidden, c.channels, 2 * c.latent_dim, self.num_classes,
-                                    c.activation)
+                                    c.activation, self.encoder_dropout, c.input_dropout)
         self.decoder = make_decoder(spec, c.architecture, c.hidden, c.channels, c.latent_dim, self.per_dim,
-                                    self.num_classes, c.activation)
+                                    self.num_classes, c.activation, self.decoder_dropout)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(μ, log σ) of q(z | x), each (B, L)."""
