@@ -427,6 +427,24 @@ def test_a_spline_with_zero_parameters_is_the_identity():
     assert torch.allclose(y, x, atol=1e-12) and torch.allclose(ladj, torch.zeros_like(ladj), atol=1e-12)
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("bins", [1, 2, 5, 32])
+def test_the_fast_spline_matches_the_reference_spline_and_its_gradients(bins, inverse):
+    from genmodels.flows.spline import rational_quadratic_spline, rational_quadratic_spline_reference
+
+    g = torch.Generator().manual_seed(bins)
+    x = (torch.randn(300, 3, generator=g, dtype=torch.float64) * 2.5).requires_grad_()  # some beyond the bound
+    params = (torch.randn(300, 3, 3 * bins - 1, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    y, ladj = rational_quadratic_spline(x, params, bound=3.0, inverse=inverse)
+    y_ref, ladj_ref = rational_quadratic_spline_reference(x, params, bound=3.0, inverse=inverse)
+    assert torch.allclose(y, y_ref, atol=1e-10) and torch.allclose(ladj, ladj_ref, atol=1e-9)
+    w = torch.randn(2, 300, 3, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((w[0] * y + w[1] * ladj).sum(), (x, params))
+    grads_ref = torch.autograd.grad((w[0] * y_ref + w[1] * ladj_ref).sum(), (x, params))
+    for a, b in zip(grads, grads_ref):
+        assert torch.allclose(a, b, atol=1e-8)
+
+
 def test_the_variational_dequantizer_density_integrates_to_one_and_matches_its_samples():
     from genmodels.flows.dequantization import VariationalDequantizer
 

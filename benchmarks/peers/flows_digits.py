@@ -55,7 +55,7 @@ def version(name: str) -> str:
 def describe_ours(name: str, c) -> str:
     deq = f"{c.dequantization} dequantization, {c.preprocess} α={c.alpha}"
     if name == "nsf":
-        arch = (f"{c.transforms} × [LU linear + RQ-spline coupling (odd/even halves), {c.bins} bins on "
+        arch = (f"{c.transforms} × [{'LU linear + ' if c.linear else ''}RQ-spline coupling (odd/even halves), {c.bins} bins on "
                 f"[−{c.bound}, {c.bound}], MLP {list(c.hidden)}]")
     elif name == "maf":
         arch = f"{c.transforms} × [{'actnorm + ' if c.actnorm else ''}affine MADE {list(c.hidden)}], order reversed between layers"
@@ -63,6 +63,8 @@ def describe_ours(name: str, c) -> str:
         arch = f"multi-scale conv couplings: {c.scales} scales, {c.hidden} channels, {c.blocks} residual block(s)"
     else:
         arch = name
+    if c.dropout:
+        arch += f", dropout {c.dropout}"
     return f"{arch}; {deq}"
 
 
