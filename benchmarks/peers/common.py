@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genmodels import units
 from genmodels.core import Batch
 
 __all__ = [
@@ -64,6 +65,30 @@ class Contender:
     log_likelihoods: Callable[[Batch, int], Tensor]
     description: str = ""
     extra: dict = field(default_factory=dict)
+
+
+class DequantizedBound(nn.Module):
+    """A peer's density turned into genmodels' uniform-dequantization bound (``genmodels.units``):
+    subclasses give ``log_density(y)``, log p(y) of the dequantized y ∈ [0,1)^D with any
+    preprocessing's log-Jacobian included; ``spec`` is the data's DataSpec."""
+
+    spec: object
+
+    def log_density(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def bound(self, x: Tensor, u: Tensor) -> Tensor:
+        y = units.dequantize_with_noise(x, u, self.spec.levels)
+        return units.discrete_bound_from_density(self.log_density(y), self.spec.dims, self.spec.levels)
+
+    def train_nll(self, x: Tensor) -> Tensor:
+        u = torch.rand(x.shape, dtype=torch.float32)
+        return -self.bound(x, u).mean()
+
+    def log_likelihoods(self, batch: Batch, draws: int) -> Tensor:
+        # the same calls, in the same order, as genmodels' FlowModel (one batch.rand per draw)
+        total = sum(self.bound(batch.x, batch.rand(*self.spec.shape)) for _ in range(draws))
+        return total / draws
 
 
 @torch.no_grad()

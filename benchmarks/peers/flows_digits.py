@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
+from common import Contender, DequantizedBound, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels import units  # noqa: E402
@@ -84,27 +84,16 @@ def genmodels_contender(spec_text: str, spec, train_x, batch_size: int) -> Conte
     )
 
 
-class DequantizedPeer(torch.nn.Module):
+class DequantizedPeer(DequantizedBound):
     """A peer's density on h ∈ R^64, turned into the dequantization bound of genmodels' flows."""
 
     def __init__(self, flow: torch.nn.Module, spec, alpha: float):
         super().__init__()
         self.flow, self.spec, self.alpha = flow, spec, alpha
 
-    def bound(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        y = units.dequantize_with_noise(x, u, self.spec.levels).flatten(1)
-        h, log_jacobian = units.logit_transform(y, self.alpha)
-        log_density_y = self.flow().log_prob(h) + log_jacobian
-        return units.discrete_bound_from_density(log_density_y, self.spec.dims, self.spec.levels)
-
-    def train_nll(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(x.shape, dtype=torch.float32)
-        return -self.bound(x, u).mean()
-
-    def log_likelihoods(self, batch: Batch, draws: int) -> torch.Tensor:
-        # the same calls, in the same order, as genmodels' FlowModel (one batch.rand per draw)
-        total = sum(self.bound(batch.x, batch.rand(*self.spec.shape)) for _ in range(draws))
-        return total / draws
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        h, log_jacobian = units.logit_transform(y.flatten(1), self.alpha)
+        return self.flow().log_prob(h) + log_jacobian
 
 
 def zuko_contender(kind: str, spec, args) -> Contender:

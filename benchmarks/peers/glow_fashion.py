@@ -55,7 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, count_parameters, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
+from common import Contender, DequantizedBound, count_parameters, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels import units  # noqa: E402
@@ -71,7 +71,7 @@ def version(name: str) -> str:
     return f"{name} {importlib.metadata.version(name)}"
 
 
-class DequantizedImagePeer(torch.nn.Module):
+class DequantizedImagePeer(DequantizedBound):
     """A peer's density on image-shaped h, turned into genmodels' uniform-dequantization bound.
 
     Args:
@@ -95,20 +95,9 @@ class DequantizedImagePeer(torch.nn.Module):
             return units.scale_to_symmetric(y)
         return y, y.new_zeros(len(y))
 
-    def bound(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        y = units.dequantize_with_noise(x, u, self.spec.levels)
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
         h, log_jacobian = self._preprocess(y)
-        log_density_y = self.density.log_prob(h) + log_jacobian
-        return units.discrete_bound_from_density(log_density_y, self.spec.dims, self.spec.levels)
-
-    def train_nll(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(x.shape, dtype=torch.float32)
-        return -self.bound(x, u).mean()
-
-    def log_likelihoods(self, batch: Batch, draws: int) -> torch.Tensor:
-        # the same calls, in the same order, as genmodels' FlowModel (one batch.rand per draw)
-        total = sum(self.bound(batch.x, batch.rand(*self.spec.shape)) for _ in range(draws))
-        return total / draws
+        return self.density.log_prob(h) + log_jacobian
 
 
 class NormflowsDensity(torch.nn.Module):
