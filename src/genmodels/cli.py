@@ -786,12 +786,24 @@ def _pre_import(argv: list[str]) -> None:
             import_model_module(arg.split("=", 1)[1])
 
 
+def _leave_process_group() -> None:
+    """Under torchrun/accelerate launch, leave the process group before the interpreter exits:
+    gloo's worker threads left running at exit abort the process ("terminate called without an
+    active exception"), which fails a run that finished and wrote everything."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         _pre_import(argv)
         args = build_parser(argv).parse_args(argv)
         COMMANDS[args.command](args)
+        _leave_process_group()
     except UserError as error:
         print(f"genmodels: error: {error}", file=sys.stderr)
         return 2
