@@ -788,8 +788,9 @@ def _pre_import(argv: list[str]) -> None:
 
 def _leave_process_group() -> None:
     """Under torchrun/accelerate launch, leave the process group before the interpreter exits:
-    gloo's worker threads left running at exit abort the process ("terminate called without an
-    active exception"), which fails a run that finished and wrote everything."""
+    gloo's worker threads left running at exit can abort the process ("terminate called without an
+    active exception"), which fails a run that finished and wrote everything. Only the process's
+    entry point does this: :func:`main` may run several commands in one process group."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -803,7 +804,6 @@ def main(argv: list[str] | None = None) -> int:
         _pre_import(argv)
         args = build_parser(argv).parse_args(argv)
         COMMANDS[args.command](args)
-        _leave_process_group()
     except UserError as error:
         print(f"genmodels: error: {error}", file=sys.stderr)
         return 2
@@ -820,5 +820,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The ``genmodels`` command: :func:`main`, then leave the process group after a success."""
+    code = main()
+    if code == 0:
+        _leave_process_group()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
