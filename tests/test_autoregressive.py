@@ -402,6 +402,34 @@ def test_generative_classification_with_a_conditional_model_matches_the_joint_ta
     torch.testing.assert_close(class_log_posterior(model, x).exp(), joint / joint.sum(1, keepdim=True), atol=1e-6, rtol=1e-5)
 
 
+def test_label_marginal_likelihood_is_the_uniform_mixture_of_the_label_tables():
+    """marginal=true heads the records with log Σ_y p(x|y)/C: on a table model, exactly the mixture
+    (not the mean of log p(x|y), not the sum without 1/C); log p(x|y) of the given labels follows."""
+    table = torch.tensor([[0.7, 0.1, 0.1, 0.1, 0, 0, 0, 0], [0.05, 0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.4]], dtype=torch.float64)
+    model = _TableModel(table + 1e-9)
+    x = _all_configurations(model.spec)
+    y = torch.zeros(8, dtype=torch.int64)
+    marginal, given = model.log_likelihoods(Batch(x, y), marginal=True)
+    assert (marginal.measure, given.measure) == ("log_prob_marginal", "log_prob")
+    assert marginal.kind is LikelihoodKind.EXACT
+    torch.testing.assert_close(marginal.values.exp(), (table + 1e-9).mean(0), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(given.values, (table[0] + 1e-9).log())
+    assert [r.measure for r in model.log_likelihoods(Batch(x, y))] == ["log_prob"]  # off by default
+
+
+@pytest.mark.parametrize("name", ["nade", "made", "pixelcnn", "transformer", "rnn"])
+def test_label_marginal_of_a_conditional_model_normalizes_and_needs_one(name):
+    spec = DataSpec("d", (1, 2, 3), 2, 3)
+    model = _model(name, spec, {"conditional": True})
+    x = _all_configurations(spec)
+    with torch.no_grad():
+        marginal = model.log_likelihoods(Batch(x, torch.zeros(len(x), dtype=torch.int64)), marginal=True)[0]
+    assert marginal.values.double().logsumexp(0).exp().item() == pytest.approx(1.0, abs=1e-5)
+    unconditional = _model(name, spec, {})
+    with pytest.raises(UserError, match="class-conditional"):
+        unconditional.log_likelihoods(Batch(x), marginal=True)
+
+
 @pytest.mark.parametrize(
     ("variant", "layers", "first_kernel", "kernel"),
     [("plain", 1, 3, 3), ("plain", 3, 5, 3), ("plain", 2, 3, 5), ("gated", 1, 3, 3), ("gated", 3, 3, 3), ("gated", 2, 5, 3), ("gated", 3, 3, 1)],

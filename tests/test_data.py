@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import dataclasses
 import math
 from pathlib import Path
 
@@ -208,6 +209,39 @@ def test_binary_digits_dynamic():
     # The draw is Bernoulli(x/16): its mean matches the mean intensity.
     p = original.test.x.double() / 16
     assert abs(ds.test.x.double().mean() - p.mean()) < 4 * math.sqrt((p * (1 - p)).sum()) / p.numel()
+
+
+def test_binary_digits_jitter_flips_only_stroke_edges_at_the_stated_rate():
+    """Train: 1[x/16 + u ≥ 1/2], u ~ U(−3/16, 3/16), redrawn per epoch; evaluation splits are
+    binary-digits' exactly. Each grey level's frequency of 1s matches P(u ≥ 1/2 − x/16)."""
+    from genmodels.data import JitteredThresholdSplit
+
+    original, static, ds = load_dataset("digits"), load_dataset("binary-digits"), load_dataset("binary-digits-jitter")
+    assert ds.spec == dataclasses.replace(static.spec, name="binary-digits-jitter")
+    for split in ("validation", "test"):
+        assert torch.equal(ds.split(split).x, static.split(split).x)
+    train = ds.train
+    assert isinstance(train, JitteredThresholdSplit) and len(train) == 1257
+
+    def draw(epoch: int) -> torch.Tensor:
+        train.set_epoch(epoch)
+        return torch.stack([train[i]["x"] for i in range(len(train))])
+
+    first, other = draw(0), draw(1)
+    assert torch.equal(first, draw(0)) and not torch.equal(first, other)
+    x = original.train.x
+    for level in range(17):
+        # P(x/16 + u ≥ 1/2) with u uniform on (−a, a): clip((x/16 − 1/2 + a) / 2a, 0, 1).
+        expected = min(max((level / 16 - 0.5 + 3 / 16) / (6 / 16), 0.0), 1.0)
+        observed = torch.cat([first[x == level], other[x == level]]).double()
+        if expected in (0.0, 1.0):
+            assert (observed == expected).all(), level  # far from the threshold: never flipped
+        else:
+            se = math.sqrt(expected * (1 - expected) / len(observed))
+            assert abs(observed.mean().item() - expected) < 5 * se, (level, observed.mean().item(), expected)
+    assert torch.equal(train[3]["y"], original.train.y[3])
+    with pytest.raises(ValueError, match="amplitude"):
+        JitteredThresholdSplit(x[:2], 17, amplitude=0.7)
 
 
 @needs_fashion

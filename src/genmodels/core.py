@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import math
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -476,18 +477,49 @@ class GenerativeModel(nn.Module):
         """
 
     # --- likelihood -------------------------------------------------------------------------------
-    def log_likelihoods(self, batch: Batch) -> list[LogLikelihood]:
+    def log_likelihoods(self, batch: Batch, *, marginal: bool = False) -> list[LogLikelihood]:
         """Every likelihood measure this model offers for ``batch``, the headline one first.
 
         Models add keyword-only options after ``batch`` (IWAE's ``k``, the number of dequantization
         draws, an ODE solver's tolerance); ``genmodels eval --option KEY=VALUE`` reaches them by name
         and the records keep them. Random draws come from ``batch.rand``/``batch.randn``.
+
+        Args:
+            batch: the examples (and labels).
+            marginal: for a class-conditional exact model, head the list with the exact
+                log p(x) = log Σ_y p(y) p(x | y), p(y) uniform over the classes (measure
+                ``log_prob_marginal``, one pass per class): the figure an unconditional model is
+                compared with. log p(x | y) of the given labels (``log_prob``) follows it.
         """
         if self.likelihood_kind is LikelihoodKind.EXACT:
-            return [LogLikelihood(self.log_prob(batch.x, batch.y), LikelihoodKind.EXACT, "log_prob")]  # type: ignore[attr-defined]
+            given = LogLikelihood(self.log_prob(batch.x, batch.y), LikelihoodKind.EXACT, "log_prob")  # type: ignore[attr-defined]
+            if not marginal:
+                return [given]
+            # log Σ_y p(y) p(x|y) with p(y) = 1/C, a finite mixture: still exact and normalized.
+            per_label = self.log_prob_per_label(batch.x)
+            values = torch.logsumexp(per_label, dim=1) - math.log(per_label.shape[1])
+            return [LogLikelihood(values.to(given.values.dtype), LikelihoodKind.EXACT, "log_prob_marginal"), given]
         if self.likelihood_kind is LikelihoodKind.NONE:
             return []
         raise NotImplementedError(f"{type(self).__name__} must override log_likelihoods")
+
+    def log_prob_per_label(self, x: Tensor) -> Tensor:
+        """log p(x | y = c) for every class c, (B, C), of a class-conditional exact model: the
+        table behind generative classification (Bayes' rule) and the label-marginal likelihood."""
+        if not self.conditional or not self.spec.num_classes:
+            raise UserError(
+                f"log p(x | y) for every label needs a class-conditional model; '{self.name or type(self).__name__}' "
+                "is unconditional (train it with conditional=true on labelled data, or leave marginal=false)"
+            )
+        if self.likelihood_kind is not LikelihoodKind.EXACT:
+            raise UserError("log p(x | y) for every label needs an exact likelihood; this model has a bound or an estimate")
+        return torch.stack(
+            [
+                self.log_prob(x, torch.full((len(x),), c, dtype=torch.int64, device=x.device))  # type: ignore[attr-defined]
+                for c in range(self.spec.num_classes)
+            ],
+            dim=1,
+        )
 
     def evaluation_figures(self, batch: Batch) -> dict[str, Tensor]:
         """Per-example figures that are not likelihoods, each (B,): e.g. an autoencoder's

@@ -48,11 +48,7 @@ def class_log_posterior(model: GenerativeModel, x: Tensor, log_prior: Tensor | N
     if log_prior.shape != (num_classes,):
         raise UserError(f"log_prior must have shape ({num_classes},), got {tuple(log_prior.shape)}")
     log_prior = torch.log_softmax(log_prior, dim=0).to(x.device)
-    columns = [
-        model.log_prob(x, torch.full((len(x),), c, dtype=torch.int64, device=x.device)).double()
-        for c in range(num_classes)
-    ]
-    joint = torch.stack(columns, dim=1) + log_prior  # log p(x, y): (B, C)
+    joint = model.log_prob_per_label(x).double() + log_prior  # log p(x, y): (B, C)
     return joint - torch.logsumexp(joint, dim=1, keepdim=True)
 
 

@@ -3,7 +3,7 @@
 Importing this package registers every built-in data set.
 """
 
-from .base import DataSpec, Dataset, DynamicBinarizedSplit, Split
+from .base import DataSpec, Dataset, DynamicBinarizedSplit, JitteredThresholdSplit, Split
 from .registry import dataset_descriptions, dataset_names, load_dataset, register_dataset
 from . import digits  # noqa: F401  (registers)
 from . import fashion_mnist  # noqa: F401  (registers)
@@ -15,6 +15,7 @@ __all__ = [
     "Dataset",
     "Split",
     "DynamicBinarizedSplit",
+    "JitteredThresholdSplit",
     "load_dataset",
     "register_dataset",
     "dataset_names",

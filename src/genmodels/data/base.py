@@ -24,6 +24,7 @@ __all__ = [
     "DataSpec",
     "Split",
     "DynamicBinarizedSplit",
+    "JitteredThresholdSplit",
     "Dataset",
     "split_protocol",
     "check_array",
@@ -176,9 +177,33 @@ class DynamicBinarizedSplit(Split):
         seed = (self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + int(index)
         generator = torch.Generator().manual_seed(seed % (2**63 - 1))
         item = super().__getitem__(index)
-        probabilities = self.x[index].to(torch.float32) / (self.levels - 1)
-        item["x"] = torch.bernoulli(probabilities, generator=generator).to(torch.int64)
+        intensity = self.x[index].to(torch.float32) / (self.levels - 1)
+        item["x"] = self.binarize(intensity, generator).to(torch.int64)
         return item
+
+    def binarize(self, intensity: Tensor, generator: torch.Generator) -> Tensor:
+        """One draw of the bits from intensities in [0, 1]: here Bernoulli(intensity)."""
+        return torch.bernoulli(intensity, generator=generator)
+
+
+class JitteredThresholdSplit(DynamicBinarizedSplit):
+    """Threshold binarization with noise on the threshold, redrawn each epoch: an augmentation.
+
+    x_bin = 1[x / (K-1) + u ≥ 1/2], u ~ U(−a, a) independently per pixel. With a = 0 it is the static
+    threshold; a > 0 flips only the pixels whose intensity lies within a of the half range, i.e.
+    the edges of the strokes, where the static threshold's choice is arbitrary. Unlike Bernoulli
+    redraws it keeps the images as clean as the thresholded evaluation splits.
+    """
+
+    def __init__(self, x_levels: Tensor, levels: int, y: Tensor | None = None, seed: int = 0, amplitude: float = 0.1875):
+        super().__init__(x_levels, levels, y, seed)
+        if not 0.0 <= amplitude <= 0.5:
+            raise ValueError(f"the threshold jitter's amplitude must lie in [0, 0.5], got {amplitude}")
+        self.amplitude = amplitude
+
+    def binarize(self, intensity: Tensor, generator: torch.Generator) -> Tensor:
+        u = (torch.rand(intensity.shape, generator=generator) * 2 - 1) * self.amplitude
+        return (intensity + u >= 0.5).to(torch.int64)
 
 
 @dataclass

@@ -6,6 +6,10 @@
   (``DynamicBinarizedSplit``), which regularizes like data augmentation. Validation and test are one
   fixed Bernoulli draw with a fixed seed, so that figures from different runs, models and libraries
   are measured on the same bits and stay comparable.
+- Jittered (``binary-digits-jitter``): the train split is thresholded with noise on the threshold,
+  redrawn each epoch (``JitteredThresholdSplit``: 1[x/(K-1) + u ≥ 1/2], u ~ U(−3/16, 3/16)), an
+  augmentation that flips stroke edges only; validation and test are exactly ``binary-digits``', so
+  test figures compare with the static set's directly.
 
 Shapes, labels and splits are those of the original data set (../shared/PROTOCOL.md).
 """
@@ -17,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .base import DataSpec, Dataset, DynamicBinarizedSplit, Split
+from .base import DataSpec, Dataset, DynamicBinarizedSplit, JitteredThresholdSplit, Split
 from .digits import load_digits
 from .fashion_mnist import SPEC as FASHION_SPEC
 from .fashion_mnist import fashion_mnist_splits
@@ -30,6 +34,7 @@ __all__ = [
     "TRAIN_SEED",
     "load_binary_digits",
     "load_binary_digits_dynamic",
+    "load_binary_digits_jitter",
     "load_binary_fashion_mnist",
     "load_binary_fashion_mnist_dynamic",
 ]
@@ -106,6 +111,26 @@ def load_binary_digits(data_dir: str | None = None) -> Dataset:
 )
 def load_binary_digits_dynamic(data_dir: str | None = None) -> Dataset:
     return _dynamic("binary-digits-dynamic", _digits_source, data_dir)
+
+
+#: the threshold jitter of ``binary-digits-jitter``: 3 of the 16 grey steps either side of the half range
+DIGITS_JITTER = 3 / 16
+
+
+@register_dataset(
+    "binary-digits-jitter",
+    "binary-digits whose train split is redrawn each epoch with threshold noise, 1[x/16 + u >= 1/2], "
+    "u ~ U(-3/16, 3/16) per pixel (augmentation); validation/test exactly binary-digits'",
+)
+def load_binary_digits_jitter(data_dir: str | None = None) -> Dataset:
+    static = _static("binary-digits-jitter", _digits_source, data_dir)
+    spec, splits = _digits_source(data_dir)
+    x_train, y_train = splits["train"]
+    static.train = JitteredThresholdSplit(
+        torch.from_numpy(np.array(x_train)), spec.levels, torch.from_numpy(y_train.astype(np.int64)),
+        seed=TRAIN_SEED, amplitude=DIGITS_JITTER,
+    )
+    return static
 
 
 @register_dataset(
