@@ -51,6 +51,24 @@ def test_best_checkpoint_is_chosen_on_validation_not_test(digits, tmp_path):
     assert result.validation[0].nll_nats == pytest.approx(validation[best_step], rel=1e-12)
 
 
+def test_validation_options_choose_the_checkpoint_by_the_reported_measure(digits, tmp_path):
+    """validation_options=marginal=true: validation records the label-marginal NLL first and the best
+    checkpoint is the step where *it* is lowest; a wrong option is refused by name."""
+    config = _config(steps=30, eval_every=5, lr=3e-2, validation_options={"marginal": "true"}, eval_options={"marginal": "true"})
+    result = train("nade", digits, config, tmp_path / "run", progress=False, model_config={"conditional": True, "hidden": 8})
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    marginal = {int(r["step"]): float(r["value"]) for r in rows if r["split"] == "validation" and r["metric"] == "log_prob_marginal_nll"}
+    given = {int(r["step"]): float(r["value"]) for r in rows if r["split"] == "validation" and r["metric"] == "log_prob_nll"}
+    assert sorted(marginal) == sorted(given) == list(range(0, 31, 5))
+    best = min(marginal, key=marginal.get)
+    assert result.best_checkpoint.name == f"step-{best:09d}"
+    assert result.validation[0].measure == "log_prob_marginal"
+    assert result.validation[0].nll_nats == pytest.approx(marginal[best], rel=1e-12)
+    assert result.test[0].measure == "log_prob_marginal"
+    with pytest.raises(UserError, match="tolerance"):
+        train("nade", digits, _config(steps=2, validation_options={"tolerance": "1"}), tmp_path / "bad", progress=False)
+
+
 def test_refuses_to_overwrite_a_run_and_resume_needs_one(digits, tmp_path):
     train("fvsbn", digits, _config(steps=10), tmp_path / "run", progress=False)
     before = sorted(p.name for p in list_checkpoints(tmp_path / "run"))

@@ -57,6 +57,7 @@ class TrainConfig:
         fd_samples: samples drawn for FD (genmodels features) on validation when it chooses checkpoints.
         sample_options: the model's sampling options for the end-of-run grid, KEY=VALUE.
         eval_options: the model's likelihood options for the final test figures, KEY=VALUE.
+        validation_options: likelihood options for the validation figures that choose the best checkpoint, KEY=VALUE, over the model's own (cheaper) validation defaults; e.g. marginal=true to select a class-conditional model by the label-marginal likelihood that eval_options reports.
     """
 
     steps: int | None = None
@@ -89,6 +90,7 @@ class TrainConfig:
     fd_samples: int = 1000
     sample_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--sample-option"})
     eval_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--eval-option"})
+    validation_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--validation-option"})
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None and self.minutes is None:
@@ -126,6 +128,7 @@ class TrainConfig:
             raise UserError(f"--ema must be in (0, 1), got {self.ema_decay}")
         self.sample_options = {str(k): str(v) for k, v in dict(self.sample_options).items()}
         self.eval_options = {str(k): str(v) for k, v in dict(self.eval_options).items()}
+        self.validation_options = {str(k): str(v) for k, v in dict(self.validation_options).items()}
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import signal
@@ -560,6 +561,13 @@ class Trainer:
         self._ema_model.load_state_dict(self.ema.state_dict())
         return self._ema_model
 
+    @functools.cached_property
+    def validation_options(self) -> dict[str, Any]:
+        """The model's validation defaults, overridden by the config's ``validation_options``."""
+        from .report import _likelihood_options
+
+        return {**self.model.validation_options, **_likelihood_options(self.model, self.config.validation_options)}
+
     def evaluate_and_checkpoint(self) -> None:
         """Evaluate validation (with the model's cheaper validation options), log it, checkpoint,
         and move the best pointer if it improved. The test split waits for the end of the run."""
@@ -568,7 +576,7 @@ class Trainer:
         split = self.dataset.validation.head(self.config.validation_examples)
         validation = evaluate_likelihood(
             self.evaluation_model(), split, batch_size=self.config.eval_batch_size,
-            progress=show, options=self.model.validation_options,
+            progress=show, options=self.validation_options,
         )
         figures = evaluate_figures(self.evaluation_model(), split, batch_size=self.config.eval_batch_size)
         rows = _records_to_rows(validation, "validation") + [("validation", f.name, f.mean) for f in figures]
