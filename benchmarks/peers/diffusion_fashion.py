@@ -39,7 +39,7 @@ recall. A row ``real (train split)`` gives the same figures for N random trainin
 at this N. FD at small N is biased upwards (roughly by a term ∝ 1/N); rows compare only at the same N.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --seconds 10 --samples 8   # smoke
-    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --seconds 1200 --samples 128 --out DIR
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --seconds 1200 --samples 128 --out DIR   # ~70 min
 """
 
 from __future__ import annotations
