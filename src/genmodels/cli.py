@@ -486,7 +486,11 @@ def _join_processes() -> bool:
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    from .training.loop import leave_process_group_at_exit
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    leave_process_group_at_exit()
+    return state.is_main_process
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -786,18 +790,6 @@ def _pre_import(argv: list[str]) -> None:
             import_model_module(arg.split("=", 1)[1])
 
 
-def _leave_process_group() -> None:
-    """Under torchrun/accelerate launch, leave the process group before the interpreter exits:
-    gloo's worker threads left running at exit can abort the process ("terminate called without an
-    active exception"), which fails a run that finished and wrote everything. Only the process's
-    entry point does this: :func:`main` may run several commands in one process group."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -820,13 +812,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def entry() -> None:
-    """The ``genmodels`` command: :func:`main`, then leave the process group after a success."""
-    code = main()
-    if code == 0:
-        _leave_process_group()
-    sys.exit(code)
-
-
 if __name__ == "__main__":
-    entry()
+    sys.exit(main())

@@ -192,12 +192,36 @@ def _accelerator(config: TrainConfig, several_groups: bool, run_dir: Path):
     # loss on detached fakes never reaches the generator): DDP must be told, or it waits for them.
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if several_groups else []
     tracking = {} if config.log_with == "none" else {"log_with": config.log_with, "project_dir": str(run_dir)}
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         cpu=config.cpu or several_cpu_processes,
         kwargs_handlers=handlers,
         **tracking,
     )
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        leave_process_group_at_exit()
+    return accelerator
+
+
+@functools.cache
+def leave_process_group_at_exit() -> None:
+    """Once per process: leave the process group (barrier, then destroy) when the interpreter exits.
+
+    Left to the interpreter's teardown, gloo's worker threads can abort a finished process
+    ("terminate called without an active exception"), failing a run that wrote everything. Whatever
+    ran the training (the CLI, a script calling :func:`train` several times) exits through this.
+    If another process failed, torchrun's agent ends this one, so the barrier cannot hang.
+    """
+    import atexit
+
+    def leave() -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+    atexit.register(leave)
 
 
 class Trainer:
