@@ -503,20 +503,27 @@ class GenerativeModel(nn.Module):
             return []
         raise NotImplementedError(f"{type(self).__name__} must override log_likelihoods")
 
-    def log_prob_per_label(self, x: Tensor) -> Tensor:
-        """log p(x | y = c) for every class c, (B, C), of a class-conditional exact model: the
-        table behind generative classification (Bayes' rule) and the label-marginal likelihood."""
+    def require_label_table(self) -> int:
+        """The number of classes C, where this model gives the exact log p(x | y) for every label
+        (a class-conditional exact model); else a UserError naming the fix. Generative
+        classification and ``marginal=true`` both need it."""
         if not self.conditional or not self.spec.num_classes:
             raise UserError(
-                f"log p(x | y) for every label needs a class-conditional model; '{self.name or type(self).__name__}' "
-                "is unconditional (train it with conditional=true on labelled data, or leave marginal=false)"
+                f"log p(x | y) for every label (generative classification, marginal=true) needs a class-conditional "
+                f"model; '{self.name or type(self).__name__}' is unconditional (train it with conditional=true on "
+                "labelled data)"
             )
         if self.likelihood_kind is not LikelihoodKind.EXACT:
             raise UserError("log p(x | y) for every label needs an exact likelihood; this model has a bound or an estimate")
+        return self.spec.num_classes
+
+    def log_prob_per_label(self, x: Tensor) -> Tensor:
+        """log p(x | y = c) for every class c, (B, C), of a class-conditional exact model: the
+        table behind generative classification (Bayes' rule) and the label-marginal likelihood."""
         return torch.stack(
             [
                 self.log_prob(x, torch.full((len(x),), c, dtype=torch.int64, device=x.device))  # type: ignore[attr-defined]
-                for c in range(self.spec.num_classes)
+                for c in range(self.require_label_table())
             ],
             dim=1,
         )

@@ -14,22 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..core import GenerativeModel, LikelihoodKind
+from ..core import GenerativeModel
 from ..data.base import Split
 from ..errors import UserError
 
 __all__ = ["class_log_posterior", "classify", "Classification"]
-
-
-def _check(model: GenerativeModel) -> int:
-    if not getattr(model, "conditional", False) or not model.spec.num_classes:
-        raise UserError(
-            f"generative classification needs a class-conditional model; '{model.name or type(model).__name__}' "
-            "is unconditional (train it with conditional=true on labelled data)"
-        )
-    if model.likelihood_kind is not LikelihoodKind.EXACT:
-        raise UserError("generative classification needs an exact likelihood log p(x | y)")
-    return model.spec.num_classes
 
 
 @torch.no_grad()
@@ -41,7 +30,7 @@ def class_log_posterior(model: GenerativeModel, x: Tensor, log_prior: Tensor | N
         x: (B, *shape) examples in the data's levels.
         log_prior: (C,) log p(y), normalized here; None for a uniform prior.
     """
-    num_classes = _check(model)
+    num_classes = model.require_label_table()
     if log_prior is None:
         log_prior = torch.full((num_classes,), -math.log(num_classes))
     log_prior = torch.as_tensor(log_prior, dtype=torch.float64)
@@ -74,7 +63,7 @@ def classify(
     model: GenerativeModel, split: Split, *, batch_size: int = 256, log_prior: Tensor | None = None
 ) -> Classification:
     """Classify every example of a labelled split by Bayes' rule on the model's p(x | y)."""
-    num_classes = _check(model)
+    num_classes = model.require_label_table()
     if split.y is None:
         raise UserError("classify needs a labelled split to score the predictions against")
     was_training = model.training

@@ -81,7 +81,10 @@ def _fashion_source(data_dir: str | None) -> tuple[DataSpec, dict[str, tuple[np.
 
 
 def _static(name: str, source: SourceFn, data_dir: str | None) -> Dataset:
-    spec, splits = source(data_dir)
+    return _thresholded(name, *source(data_dir))
+
+
+def _thresholded(name: str, spec: DataSpec, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> Dataset:
     out = {
         s: Split(torch.from_numpy(threshold(x, spec.levels)), torch.from_numpy(y.astype(np.int64)))
         for s, (x, y) in splits.items()
@@ -123,8 +126,8 @@ DIGITS_JITTER = 3 / 16
     "u ~ U(-3/16, 3/16) per pixel (augmentation); validation/test exactly binary-digits'",
 )
 def load_binary_digits_jitter(data_dir: str | None = None) -> Dataset:
-    static = _static("binary-digits-jitter", _digits_source, data_dir)
     spec, splits = _digits_source(data_dir)
+    static = _thresholded("binary-digits-jitter", spec, splits)
     x_train, y_train = splits["train"]
     static.train = JitteredThresholdSplit(
         torch.from_numpy(np.array(x_train)), spec.levels, torch.from_numpy(y_train.astype(np.int64)),

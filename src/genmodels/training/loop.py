@@ -593,7 +593,7 @@ class Trainer:
         return {**self.model.validation_options, **_likelihood_options(self.model, self.config.validation_options)}
 
     def evaluate_and_checkpoint(self) -> None:
-        """Evaluate validation (with the model's cheaper validation options), log it, checkpoint,
+        """Evaluate validation (with :attr:`validation_options`), log it, checkpoint,
         and move the best pointer if it improved. The test split waits for the end of the run."""
         state = self.state
         show = self.display.is_bar if self.display is not None else False
