@@ -40,6 +40,19 @@ def test_eval_reproduces_the_figure_printed_after_training(trained_run, capsys, 
     assert records[0]["kind"] == "exact" and records[0]["examples"] == 180
 
 
+def test_eval_examples_measures_the_first_n_and_says_so(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--json", "--examples", "7"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"][0]["examples"] == 7 and (report["examples"], report["split_size"]) == (7, 360)
+    assert main(["eval", str(trained_run), "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)["records"][0]
+    assert whole["examples"] == 360 and whole["nll_nats"] != report["records"][0]["nll_nats"]
+    assert main(["eval", str(trained_run), "--examples", "7"]) == 0
+    assert "first 7 of 360 examples" in capsys.readouterr().out
+    assert main(["eval", str(trained_run), "--examples", "0"]) == 2
+    assert "--examples must be ≥ 1" in capsys.readouterr().err
+
+
 def test_train_prints_the_test_figure_and_where_files_are(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "independent", "--steps", "1", "--out", str(run), "--no-progress"]) == 0

@@ -440,6 +440,22 @@ def test_validation_examples_limits_validation_but_never_the_test_split(tmp_path
     with pytest.raises(UserError, match=r"--validation-examples must be ≥ 1"):
         TrainConfig(steps=1, validation_examples=0)
 
+
+def test_test_examples_limits_the_final_test_figures_and_the_reports_say_so(tmp_path):
+    data = _tiny()
+    config = TrainConfig(steps=2, eval_every=1, batch_size=8, test_examples=3, seed=0)
+    result = Trainer(create_model("fvsbn", data.spec), data, config, tmp_path / "run", progress=False).fit()
+    assert [r.examples for r in result.test] == [3] and len(data.test) > 3
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (results["test_examples"], results["test_split_size"]) == (3, len(data.test))
+    # the figure is the mean over exactly those examples: the same as evaluating the head directly
+    model, _ = load_model(result.best_checkpoint)
+    direct = evaluate_likelihood(model, data.test.head(3), options={})
+    assert results["test"][0]["nll_nats"] == pytest.approx(direct[0].nll_nats, rel=1e-6)
+    assert f"first 3 of {len(data.test)} test examples" in (tmp_path / "run" / "results.md").read_text()
+    with pytest.raises(UserError, match=r"--test-examples must be ≥ 1"):
+        TrainConfig(steps=1, test_examples=0)
+
 def test_the_results_table_with_epochs_minutes_two_options_a_skip_first_and_other_figures():
     from genmodels.evaluate import FigureRecord
 

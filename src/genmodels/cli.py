@@ -159,6 +159,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size (figures do not depend on it)")
+    p.add_argument("--examples", type=int, metavar="N",
+                   help="only the split's first N examples (a cheaper, noisier figure for slow estimates; "
+                        "the report says so). Default: the whole split")
     p.add_argument("--option", dest="options", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="a likelihood option of the model (repeatable), e.g. --option k=5000")
     p.add_argument("--data-dir", help="where the data set's files are, if not where training found them")
@@ -508,23 +511,27 @@ def cmd_eval(args: argparse.Namespace) -> None:
     batch_size = args.batch_size or ckpt.meta.get("train_config", {}).get("eval_batch_size", 500)
     if batch_size < 1:
         raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
+    if args.examples is not None and args.examples < 1:
+        raise UserError(f"--examples must be ≥ 1 (or left out for the whole split), got {args.examples}")
+    whole = dataset.split(args.split)
+    split = whole.head(args.examples)
     main_process = _join_processes()
-    records = evaluate_likelihood(model, dataset.split(args.split), batch_size=batch_size,
-                                  progress=sys.stderr.isatty(), options=options)
-    figures = evaluate_figures(model, dataset.split(args.split), batch_size=batch_size, progress=sys.stderr.isatty())
+    records = evaluate_likelihood(model, split, batch_size=batch_size, progress=sys.stderr.isatty(), options=options)
+    figures = evaluate_figures(model, split, batch_size=batch_size, progress=sys.stderr.isatty())
     if not main_process:
         return
     from .checkpoint import strict_json
 
     quality = _sample_quality(args, model, dataset)
     if args.json:
-        report = {"checkpoint": str(ckpt.path), "split": args.split, "records": [r.to_json() for r in records],
-                  "figures": [f.to_json() for f in figures]}
+        report = {"checkpoint": str(ckpt.path), "split": args.split, "examples": len(split), "split_size": len(whole),
+                  "records": [r.to_json() for r in records], "figures": [f.to_json() for f in figures]}
         if quality is not None:
             report["sample_quality"] = [r.to_json() for r in quality]
         print(json.dumps(strict_json(report), indent=2, allow_nan=False))
     else:
-        print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split, {ckpt.path}")
+        part = f"first {len(split):,} of {len(whole):,} examples" if len(split) < len(whole) else f"{len(whole):,} examples"
+        print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split ({part}), {ckpt.path}")
         print(format_records(records))
         if figures:
             print(format_figures(figures))

@@ -45,7 +45,8 @@ class TrainConfig:
         eval_every: evaluate the validation split and checkpoint every this many steps, and at the end.
         log_every: log the mean training loss every this many steps.
         eval_batch_size: examples per evaluation batch (figures do not depend on it).
-        validation_examples: evaluate only the validation split's first N examples during training (a cheaper, noisier choice of the best checkpoint for slow estimates); the test split is always measured whole.
+        validation_examples: evaluate only the validation split's first N examples during training (a cheaper, noisier choice of the best checkpoint for slow estimates).
+        test_examples: measure the final test figures on the test split's first N examples only, for estimates too slow for the whole split (e.g. a U-Net's probability-flow ODE on a CPU); results.json and results.md then say "first N of M". Default: the whole split, as ../shared/PROTOCOL.md asks.
         keep_checkpoints: how many of the latest checkpoints to keep besides the best one.
         seed: seeds parameters' initialization, the data order and every random draw in training.
         mixed_precision: no, fp16 or bf16 (Accelerate's autocast; one precision per process).
@@ -79,6 +80,7 @@ class TrainConfig:
     log_every: int = 10
     eval_batch_size: int = 500
     validation_examples: int | None = None
+    test_examples: int | None = None
     keep_checkpoints: int = 2
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
@@ -102,8 +104,10 @@ class TrainConfig:
         for name in ("batch_size", "grad_accumulation", "eval_every", "log_every", "eval_batch_size", "keep_checkpoints", "num_samples"):
             if not getattr(self, name) >= 1:
                 raise UserError(f"--{_flag(name)} must be ≥ 1, got {getattr(self, name)}")
-        if self.validation_examples is not None and not self.validation_examples >= 1:
-            raise UserError(f"--validation-examples must be ≥ 1 (or left out for the whole split), got {self.validation_examples}")
+        for name in ("validation_examples", "test_examples"):
+            value = getattr(self, name)
+            if value is not None and not value >= 1:
+                raise UserError(f"--{_flag(name)} must be ≥ 1 (or left out for the whole split), got {value}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr must be a positive number, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

@@ -91,8 +91,9 @@ def finish_run(trainer: Trainer) -> TrainResult:
     # exactly as `genmodels eval` does, with the final report's likelihood options.
     validation = [LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]]
     eval_options = _likelihood_options(model, config.eval_options)
-    test = evaluate_likelihood(model, trainer.dataset.test, batch_size=config.eval_batch_size, options=eval_options)
-    test_figures = evaluate_figures(model, trainer.dataset.test, batch_size=config.eval_batch_size)
+    test_split = trainer.dataset.test.head(config.test_examples)
+    test = evaluate_likelihood(model, test_split, batch_size=config.eval_batch_size, options=eval_options)
+    test_figures = evaluate_figures(model, test_split, batch_size=config.eval_batch_size)
     run = trainer.run
     from .loop import _records_to_rows
 
@@ -131,6 +132,9 @@ def finish_run(trainer: Trainer) -> TrainResult:
             "validation": [r.to_json() for r in validation],
             "test": [r.to_json() for r in test],
             "test_figures": [f.to_json() for f in test_figures],
+            # how much of the test split the figures cover (--test-examples; normally all of it)
+            "test_examples": len(test_split),
+            "test_split_size": len(trainer.dataset.test),
         }
         files["results"] = trainer.run_dir / "results.json"
         write_json_atomic(files["results"], results)
@@ -205,6 +209,8 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
             extra = [e for e in extra if e not in kind]  # k=… is already in the kind's label
             if extra:
                 kind += " " + ", ".join(extra)
+            if r and row.get("test_examples", r.examples) < row.get("test_split_size", r.examples):
+                kind += f"; first {row['test_examples']:,} of {row['test_split_size']:,} test examples"
             nll = f"{r.nll_nats:.3f} ± {r.stderr_nats:.2f}" if r else "—"
             bpd = f"{r.bits_per_dim:.4f}" if r and r.bits_per_dim is not None else "—"
             lines.append(
