@@ -267,7 +267,9 @@ class ModelConfig:
     def describe(cls) -> list[tuple[str, str, str, str]]:
         """(name, type, default, doc) of every option, the docs read from the docstring's Args."""
         hints = typing.get_type_hints(cls)
-        docs = docstring_args(cls.__doc__ or "")
+        docs: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):  # a shared base's options (e.g. a mixin's) keep their docs
+            docs.update(docstring_args(klass.__doc__ or ""))
         rows = []
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else (

@@ -14,16 +14,18 @@ the RNN, the Transformer's key/value cache) override ``sample``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import GenerativeModel, LikelihoodKind, ModelConfig
+from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig
 from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.outputs import CategoricalHead, OutputHead
 
-__all__ = ["AutoregressiveModel", "check_temperature", "l2_penalty"]
+__all__ = ["AutoregressiveModel", "HybridConfig", "check_temperature", "l2_penalty"]
 
 
 def check_temperature(temperature: float) -> None:
@@ -34,6 +36,24 @@ def check_temperature(temperature: float) -> None:
 def l2_penalty(l2: float, weights: Iterable[Tensor]) -> Tensor | float:
     """(λ/2)·Σ‖W‖²: a Gaussian prior N(0, 1/λ) on the weights, added to the mean NLL (fvsbn, nade, made)."""
     return 0.5 * l2 * sum((w * w).sum() for w in weights) if l2 > 0 else 0.0
+
+
+@dataclass
+class HybridConfig(ModelConfig):
+    """Options every autoregressive model's config shares: the hybrid generative–discriminative objective.
+
+    Args:
+    label_weight: λ ≥ 0 of the hybrid objective of a class-conditional model (Bishop & Lasserre 2007;
+        the "hybrid" of Larochelle & Bengio 2008): the loss adds λ·(−log p(y | x)), p(y | x) from the
+        model's own log p(x | c) for every class c by Bayes' rule with a uniform p(y), so the same
+        generative model learns to separate the classes. Training only: log p(x | y) stays exact and
+        generative classification stays Bayes' rule. Each step then costs C + 1 passes instead of one.
+    label_examples: how many of each batch's examples the label term uses (0: all): its cost is C
+        passes per example, so a sub-batch keeps a step affordable on K-level images.
+    """
+
+    label_weight: float = 0.0
+    label_examples: int = 0
 
 
 class AutoregressiveModel(GenerativeModel):
@@ -50,6 +70,13 @@ class AutoregressiveModel(GenerativeModel):
         self.set_conditional(bool(getattr(config, "conditional", False)))
         self.num_classes = spec.num_classes if self.conditional else None
         self.head = head if head is not None else CategoricalHead(spec.levels)
+        self.label_weight = float(getattr(config, "label_weight", 0.0))
+        self.label_examples = int(getattr(config, "label_examples", 0))
+        if not self.label_weight >= 0 or self.label_examples < 0:
+            raise UserError(f"label_weight and label_examples must be ≥ 0, got {self.label_weight} and {self.label_examples}")
+        if self.label_weight > 0 and not self.conditional:
+            raise UserError("label_weight (the hybrid objective's −log p(y | x)) needs a class-conditional model: "
+                            "add --set conditional=true and labelled data")
 
     # --- what subclasses provide ------------------------------------------------------------------
     @property
@@ -70,6 +97,20 @@ class AutoregressiveModel(GenerativeModel):
         raise NotImplementedError
 
     # --- shared ---------------------------------------------------------------------------------
+    def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
+        """The mean NLL, plus the hybrid objective's label term when ``label_weight`` > 0."""
+        return self.add_label_term(super().loss(batch, step=step, group=group), batch)
+
+    def add_label_term(self, out: Loss, batch: Batch) -> Loss:
+        """``out`` + λ·mean(−log p(y | x)) in training (term ``label_nll``), p(y | x) =
+        softmax_c log p(x | c): the uniform prior's log(1/C) is the same for every class and cancels."""
+        if self.label_weight == 0 or not self.training:
+            return out
+        n = self.label_examples or len(batch.x)
+        x, y = batch.x[:n], self.labels(batch.y, len(batch.x))[:n]
+        label_nll = F.cross_entropy(self.log_prob_per_label(x), y, reduction="none")
+        return Loss(out.loss + self.label_weight * label_nll.mean(), {**out.terms, "label_nll": label_nll})
+
     def labels(self, y: Tensor | None, n: int, generator: torch.Generator | None = None, *, draw: bool = False) -> Tensor | None:
         """Check ``y`` for a conditional model: (n,) int64 class indices; None for an unconditional one.
 

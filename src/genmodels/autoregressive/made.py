@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..baselines.independent import smoothed_log_marginals
-from ..core import Batch, Loss, ModelConfig, register_model
+from ..core import Batch, Loss, register_model
 from ..data.base import DataSpec
 from ..nn.masked import MaskedLinear, made_degrees, made_masks
-from .base import AutoregressiveModel, check_temperature, l2_penalty
+from .base import AutoregressiveModel, HybridConfig, check_temperature, l2_penalty
 
 __all__ = ["MADE", "MADEConfig", "ONE_HOT_MAX_LEVELS", "scaled_values"]
 
@@ -41,7 +41,7 @@ def scaled_values(features: Tensor, encoding: str, levels: int) -> Tensor:
 
 
 @dataclass
-class MADEConfig(ModelConfig):
+class MADEConfig(HybridConfig):
     """Args:
     hidden: widths of the hidden layers, e.g. 512,512 (one int: one layer).
     num_masks: M, the orderings/connectivities trained in turn and averaged at test time.
@@ -177,7 +177,7 @@ class MADE(AutoregressiveModel):
             nll = -self.log_prob_under(batch.x, batch.y, m)
         else:
             nll = -self.log_prob(batch.x, batch.y)
-        return Loss(nll.mean() + l2_penalty(self.config.l2, self.weights()), {"nll": nll})
+        return self.add_label_term(Loss(nll.mean() + l2_penalty(self.config.l2, self.weights()), {"nll": nll}), batch)
 
     def weights(self) -> list[Tensor]:
         """The weights under the ``l2`` prior: every layer's and the label embedding's, not the biases."""

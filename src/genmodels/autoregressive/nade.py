@@ -25,16 +25,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..baselines.independent import smoothed_log_marginals
-from ..core import Batch, Loss, ModelConfig, register_model
+from ..core import Batch, Loss, register_model
 from ..data.base import DataSpec
-from .base import AutoregressiveModel, check_temperature, l2_penalty
+from .base import AutoregressiveModel, HybridConfig, check_temperature, l2_penalty
 from .made import ONE_HOT_MAX_LEVELS, scaled_values
 
 __all__ = ["NADE", "NADEConfig"]
 
 
 @dataclass
-class NADEConfig(ModelConfig):
+class NADEConfig(HybridConfig):
     """Args:
     hidden: H, the width of the shared hidden layer.
     input_encoding: "onehot" (K inputs per dimension), "scalar" (the value scaled to [−1, 1]) or

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import ModelConfig, register_model
+from ..core import register_model
 from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.masked import GatedPixelCNNLayer, MaskedConv2d
 from ..nn.outputs import CategoricalHead, DiscretizedLogisticMixture
-from .base import AutoregressiveModel
+from .base import AutoregressiveModel, HybridConfig
 
 __all__ = ["PixelCNN", "PixelCNNConfig", "image_size"]
 
@@ -46,7 +46,7 @@ def image_size(spec: DataSpec) -> tuple[int, int]:
 
 
 @dataclass
-class PixelCNNConfig(ModelConfig):
+class PixelCNNConfig(HybridConfig):
     """Args:
     variant: "gated" (vertical + horizontal stacks, no blind spot) or "plain" (masked convolutions).
     channels: feature channels of every layer.

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..core import ModelConfig, register_model
+from ..core import register_model
 from ..data.base import DataSpec
-from .base import AutoregressiveModel, check_temperature
+from .base import AutoregressiveModel, HybridConfig, check_temperature
 
 __all__ = ["RNN", "RNNConfig"]
 
 
 @dataclass
-class RNNConfig(ModelConfig):
+class RNNConfig(HybridConfig):
     """Args:
     cell: "lstm" or "gru".
     hidden: width of the recurrent state.

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..core import ModelConfig, register_model
+from ..core import register_model
 from ..data.base import DataSpec
 from ..nn.transformer import CausalTransformer
-from .base import AutoregressiveModel, check_temperature
+from .base import AutoregressiveModel, HybridConfig, check_temperature
 
 __all__ = ["Transformer", "TransformerConfig"]
 
 
 @dataclass
-class TransformerConfig(ModelConfig):
+class TransformerConfig(HybridConfig):
     """Args:
     dim: model width.
     layers: Transformer blocks.
