@@ -318,6 +318,9 @@ def test_classify_a_split_with_a_class_conditional_model(trained_run, tmp_path, 
     assert sum(map(sum, result["confusion"])) == 360
     assert result["accuracy"] > 0.3  # ten classes: chance is 0.1
     assert (tmp_path / "confusion.png").is_file()
+    assert main(["classify", str(run), "--json", "--examples", "40"]) == 0
+    head = json.loads(capsys.readouterr().out)
+    assert sum(map(sum, head["confusion"])) == 40 and (head["examples"], head["split_size"]) == (40, 360)
     assert main(["classify", str(trained_run)]) == 2  # fvsbn is not class-conditional
     err = capsys.readouterr().err
     assert "genmodels: error:" in err and "Traceback" not in err

@@ -191,6 +191,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--examples", type=int, metavar="N", help="only the split's first N examples (default: all)")
     p.add_argument("--out", help="also draw the confusion matrix into this PNG")
     p.add_argument("--data-dir", help="where the data set's files are, if not where training found them")
     p.add_argument("--no-ema", action="store_true")
@@ -511,10 +512,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     batch_size = args.batch_size or ckpt.meta.get("train_config", {}).get("eval_batch_size", 500)
     if batch_size < 1:
         raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
-    if args.examples is not None and args.examples < 1:
-        raise UserError(f"--examples must be ≥ 1 (or left out for the whole split), got {args.examples}")
-    whole = dataset.split(args.split)
-    split = whole.head(args.examples)
+    split, whole = _split_head(dataset, args.split, args.examples)
     main_process = _join_processes()
     records = evaluate_likelihood(model, split, batch_size=batch_size, progress=sys.stderr.isatty(), options=options)
     figures = evaluate_figures(model, split, batch_size=batch_size, progress=sys.stderr.isatty())
@@ -530,8 +528,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             report["sample_quality"] = [r.to_json() for r in quality]
         print(json.dumps(strict_json(report), indent=2, allow_nan=False))
     else:
-        part = f"first {len(split):,} of {len(whole):,} examples" if len(split) < len(whole) else f"{len(whole):,} examples"
-        print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split ({part}), {ckpt.path}")
+        print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split ({_part(split, whole)}), {ckpt.path}")
         print(format_records(records))
         if figures:
             print(format_figures(figures))
@@ -539,6 +536,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
             from .metrics import format_sample_quality
 
             print(format_sample_quality(quality))
+
+
+def _split_head(dataset, name: str, examples: int | None):
+    """(the first ``examples`` of split ``name``, the whole split): ``--examples N`` of eval and classify."""
+    if examples is not None and examples < 1:
+        raise UserError(f"--examples must be ≥ 1 (or left out for the whole split), got {examples}")
+    whole = dataset.split(name)
+    return whole.head(examples), whole
+
+
+def _part(split, whole) -> str:
+    return f"first {len(split):,} of {len(whole):,} examples" if len(split) < len(whole) else f"{len(whole):,} examples"
 
 
 def _sample_quality(args: argparse.Namespace, model, dataset):
@@ -628,19 +637,21 @@ def cmd_classify(args: argparse.Namespace) -> None:
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
     source = ckpt.meta["data"]["source"]
     dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
-    result = classify(model, dataset.split(args.split), batch_size=args.batch_size)
+    split, whole = _split_head(dataset, args.split, args.examples)
+    result = classify(model, split, batch_size=args.batch_size)
     if args.out:
         from .plotting import save_confusion
 
         save_confusion(result.confusion, args.out, title=f"{ckpt.meta['model']} on {model.spec.name}, {args.split}: "
                        f"accuracy {result.accuracy:.2%}")
     if args.json:
-        print(json.dumps({"checkpoint": str(ckpt.path), "split": args.split, "accuracy": result.accuracy,
+        print(json.dumps({"checkpoint": str(ckpt.path), "split": args.split, "examples": len(split),
+                          "split_size": len(whole), "accuracy": result.accuracy,
                           "label_nll_nats": result.label_nll, "confusion": result.confusion.tolist()}, indent=2))
         return
     print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split: generative classification, "
           "argmax_y log p(x|y) + log p(y) (uniform prior)")
-    print(f"accuracy {result.accuracy:.4f}   label NLL {result.label_nll:.4f} nats   ({len(result.predictions)} examples)")
+    print(f"accuracy {result.accuracy:.4f}   label NLL {result.label_nll:.4f} nats   ({_part(split, whole)})")
     print("confusion (rows: true class, columns: predicted)")
     for i, row in enumerate(result.confusion.tolist()):
         print(f"  {i:>3} " + " ".join(f"{v:>5}" for v in row))
