@@ -34,6 +34,7 @@ CONFIGS = [
     ("made", {"hidden": (16, 16), "num_masks": 2, "order": "natural", "input_encoding": "scalar"}),
     ("made", {"hidden": (32,), "num_masks": 2, "conditional": True}),
     ("made", {"hidden": (16, 16), "num_masks": 2, "dropout": 0.3, "l2": 0.1}),
+    ("made", {"hidden": (16,), "num_masks": 2, "output": "logistic", "mixtures": 2, "conditional": True}),
     ("nade", {"hidden": 16}),
     ("nade", {"hidden": 16, "input_encoding": "scalar"}),
     ("nade", {"hidden": 16, "conditional": True}),
@@ -64,6 +65,7 @@ def _random_config(name: str, rng: random.Random) -> dict:
             "mask_seed": rng.randint(0, 100),
             "direct": rng.random() < 0.5,
             "dropout": rng.choice([0.0, 0.5]),
+            "output": rng.choice(["softmax", "logistic"]),
             "conditional": cond,
         }
     if name == "nade":
