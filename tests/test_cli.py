@@ -141,12 +141,13 @@ def test_installed_command_exits_2_without_traceback():
 def test_bench_writes_one_table_for_its_models(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--models", "fvsbn,independent", "--steps", "30", "--eval-every", "15", "--out", str(out),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--test-examples", "100"]) == 0
     table = (out / "results.md").read_text()
-    assert "| digits | fvsbn | log_prob | exact |" in table
-    assert "| digits | independent | log_prob | exact |" in table
+    assert "| digits | fvsbn | log_prob | exact; first 100 of 360 test examples |" in table
+    assert "| digits | independent | log_prob | exact; first 100 of 360 test examples |" in table
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["model"] for r in rows} == {"fvsbn", "independent"}
+    assert {(r["test_examples"], r["test"][0]["examples"]) for r in rows} == {(100, 100)}
     for name in ("samples-digits-fvsbn.png", "samples-digits-independent.png", "loss_curves-digits.png"):
         assert (out / name).is_file()
     # Nothing written is overwritten: a second bench into the same folder is refused.

@@ -222,6 +222,9 @@ def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, qua
         "likelihood_kind": result.test[0].kind if result.test else "none",
         "test": [r.to_json() for r in result.test],
         "test_figures": [f.to_json() for f in result.test_figures],
+        # how much of the test split the figures cover (--test-examples; normally all of it)
+        "test_examples": len(dataset.test.head(entry.config.test_examples)),
+        "test_split_size": len(dataset.test),
         "validation": [r.to_json() for r in result.validation],
         "num_parameters": result.num_parameters,
         "steps": result.steps,
