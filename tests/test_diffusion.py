@@ -345,13 +345,38 @@ def test_class_conditioning_and_guidance():
     assert loss.terms["denoising"].shape == (4,)
     samples, info = model.sample_with_info(3, y=torch.tensor([1, 2, 3]), solver="ddim", steps=3, guidance=2.0)
     assert samples.shape == (3, 1, 8, 8) and samples.dtype == torch.int64
-    assert info == {"nfe": 3, "solver": "ddim", "steps": 3, "guidance": 2.0}
+    assert info == {"nfe": 3, "solver": "ddim", "steps": 3, "guidance": 2.0, "clip": True}
     with pytest.raises(UserError, match="labels"):
         model.loss(Batch(x))
     with pytest.raises(UserError, match="class-conditional"):
         create_model("ddpm", spec).sample(2, guidance=1.0)
     with pytest.raises(UserError, match="no classes"):
         create_model("ddpm", DataSpec("u", (1, 8, 8), 17), {"conditional": True})
+
+
+@pytest.mark.parametrize("name, default", [("ddpm", True), ("edm", False), ("rectified-flow", False)])
+def test_clip_clamps_every_denoised_estimate_to_the_data_range(name, default, monkeypatch):
+    """``clip`` wraps the denoiser the sampler sees in a clamp to [−1, 1] (Ho et al. 2020's x̂_0
+    clipping), on by default for ε-prediction (ddpm) only; in-range estimates pass unchanged."""
+    import genmodels.diffusion.model as diffusion_model
+
+    model = create_model(name, DataSpec("d", (1, 4, 4), 17), {"channels": 8, "attention": False})
+    seen = []
+
+    def spy(solver, denoiser, x, sigmas, **kwargs):
+        seen.append(denoiser)
+        return x.clamp(-1, 1), 1
+
+    monkeypatch.setattr(diffusion_model, "solve", spy)
+    model.denoise = lambda x, sigma, labels=None: torch.linspace(-3.0, 3.0, x.numel()).reshape(x.shape)
+    x, sigma = torch.zeros(2, 1, 4, 4), torch.tensor(1.0)
+    raw = model.denoise(x, sigma)
+    for clip in (None, True, False):
+        _, info = model.sample_with_info(2, steps=1, clip=clip)
+        applied = default if clip is None else clip
+        assert info.get("clip", False) == applied
+        expected = raw.clamp(-1, 1) if applied else raw
+        torch.testing.assert_close(seen[-1](x, sigma), expected)
 
 
 def test_sampling_options_and_info():

@@ -53,6 +53,9 @@ class DDPM(DiffusionModel):
     Config = DDPMConfig
     default_solver = "ddpm"
     default_steps = 100
+    # ε-prediction: D = x̂ − σ ε̂ carries the network's error times σ (up to 157 at t = T); Ho et al.
+    # 2020's sampler (and diffusers' clip_sample) clamp the x̂_0 estimate to the data range.
+    clip_denoised = True
 
     def make_process(self, config: DDPMConfig, spec: DataSpec) -> VP:
         return VP(config.beta_schedule, config.timesteps)

@@ -95,6 +95,8 @@ class DiffusionModel(GenerativeModel):
     validation_options: ClassVar[dict[str, Any]] = {"steps": 4}
     default_solver: ClassVar[str] = "heun"
     default_steps: ClassVar[int] = 18
+    #: whether sampling clamps D(x̂; σ) to the data range by default (``clip``)
+    clip_denoised: ClassVar[bool] = False
 
     def __init__(self, config: DiffusionConfig, spec: DataSpec):
         super().__init__(config, spec)
@@ -266,6 +268,7 @@ class DiffusionModel(GenerativeModel):
         s_churn: float = 0.0,
         guidance: float = 0.0,
         schedule: str = "default",
+        clip: bool | None = None,
     ) -> Tensor:
         """n samples in the data's space (int64 levels for discrete data).
 
@@ -278,10 +281,14 @@ class DiffusionModel(GenerativeModel):
             guidance: classifier-free guidance weight w (conditional models with ``y``).
             schedule: the σ steps: ``default`` (the method's: DDPM's sub-sequence, VE's geometric, flow's
                 uniform t) or ``karras`` (EDM eq. 5, ρ = 7, between the process's σ_min and σ_max).
+            clip: clamp every denoised estimate D(x̂; σ) to the data's range [−1, 1] (discrete data): the
+                x̂_0 clipping of Ho et al. 2020's sampler and diffusers' ``clip_sample``. Default: the
+                method's (on for ``ddpm``, whose ε-prediction D = x̂ − σ ε̂ multiplies the network's error
+                by σ, up to 157 at t = T; off where preconditioning bounds D, as EDM's does).
         """
         return self.sample_with_info(
             n, y=y, generator=generator, steps=steps, solver=solver, eta=eta, s_churn=s_churn, guidance=guidance,
-            schedule=schedule,
+            schedule=schedule, clip=clip,
         )[0]
 
     @torch.no_grad()
@@ -292,6 +299,8 @@ class DiffusionModel(GenerativeModel):
         eta, s_churn = float(options.pop("eta", 0.0)), float(options.pop("s_churn", 0.0))
         guidance = float(options.pop("guidance", 0.0))
         schedule = options.pop("schedule", "default") or "default"
+        clip = options.pop("clip", None)
+        clip = self.clip_denoised if clip is None else bool(clip)
         if options:
             raise UserError(f"unknown sampling option(s) {', '.join(options)} for model '{self.name}'")
         if solver not in SOLVERS:
@@ -318,13 +327,17 @@ class DiffusionModel(GenerativeModel):
         x = x.to(self.device) * float(sigmas[0])
         was_training = self.training
         self.eval()
-        z, nfe = solve(
-            solver, self.denoiser(y, guidance), x, sigmas, eta=eta, s_churn=s_churn, generator=generator
-        )
+        denoiser = self.denoiser(y, guidance)
+        if clip and self.spec.is_discrete:  # the data lie in [−1, 1] in model space (to_model_space)
+            unclipped = denoiser
+            denoiser = lambda x, sigma: unclipped(x, sigma).clamp(-1.0, 1.0)  # noqa: E731
+        z, nfe = solve(solver, denoiser, x, sigmas, eta=eta, s_churn=s_churn, generator=generator)
         self.train(was_training)
         info = {"nfe": nfe, "solver": solver, "steps": steps}
         if schedule != "default":
             info["schedule"] = schedule
+        if clip and self.spec.is_discrete:
+            info["clip"] = True
         if guidance:
             info["guidance"] = guidance
         return self.from_model_space(z), info
