@@ -10,6 +10,7 @@
    project's feature space, against the test split) of Euler with 1, 2 and 4 steps.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/reflow.py RUN --pairs 5000 --steps 1000 --out DIR
+    (Fashion-MNIST on a CPU: add --validation-examples 250 --test-examples 500)
 
 ``genmodels sample DIR/reflowed --option steps=1`` then samples the reflowed flow.
 """
@@ -50,6 +51,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--samples", type=int, default=500, help="samples per sample-quality row")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation-examples", type=int, default=None,
+                        help="the trainer's validation ODE likelihood on the first N examples only (default: all)")
+    parser.add_argument("--test-examples", type=int, default=None,
+                        help="the reflowed run's test ODE likelihood on the first N examples only (default: all; "
+                             "a U-Net's on Fashion-MNIST's 10 000 takes about an hour on one CPU thread)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +69,8 @@ def main() -> None:
     print("before", json.dumps(before), flush=True)
 
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.steps,
-                         select_by="latest", seed=args.seed)
+                         select_by="latest", seed=args.seed, validation_examples=args.validation_examples,
+                         test_examples=args.test_examples)
     reflow = {"reflow_from": str(checkpoint.path), "reflow_pairs": args.pairs, "reflow_steps": args.pair_steps,
               "reflow_seed": args.seed + 2}
     result = train("rectified-flow", data, config, args.out / "reflowed",
