@@ -362,6 +362,7 @@ def test_the_end_of_a_run_reports_the_best_checkpoint_reloaded_from_disk(tmp_pat
         "sampling": {"options": {}, "seconds": results["sampling"]["seconds"]},
         "validation": ckpt.meta["validation"], "test": [r.to_json() for r in test],
         "test_figures": [], "skipped_steps": 0, "rollbacks": 0,
+        "test_examples": len(data.test), "test_split_size": len(data.test),
     }
     assert result == report.TrainResult(
         run_dir=run, best_checkpoint=result.best_checkpoint, test=test,
