@@ -300,7 +300,8 @@ class DiffusionModel(GenerativeModel):
         guidance = float(options.pop("guidance", 0.0))
         schedule = options.pop("schedule", "default") or "default"
         clip = options.pop("clip", None)
-        clip = self.clip_denoised if clip is None else bool(clip)
+        # the data lie in [−1, 1] in model space (to_model_space) only when they are discrete
+        clip = (self.clip_denoised if clip is None else bool(clip)) and self.spec.is_discrete
         if options:
             raise UserError(f"unknown sampling option(s) {', '.join(options)} for model '{self.name}'")
         if solver not in SOLVERS:
@@ -328,7 +329,7 @@ class DiffusionModel(GenerativeModel):
         was_training = self.training
         self.eval()
         denoiser = self.denoiser(y, guidance)
-        if clip and self.spec.is_discrete:  # the data lie in [−1, 1] in model space (to_model_space)
+        if clip:
             unclipped = denoiser
             denoiser = lambda x, sigma: unclipped(x, sigma).clamp(-1.0, 1.0)  # noqa: E731
         z, nfe = solve(solver, denoiser, x, sigmas, eta=eta, s_churn=s_churn, generator=generator)
@@ -336,7 +337,7 @@ class DiffusionModel(GenerativeModel):
         info = {"nfe": nfe, "solver": solver, "steps": steps}
         if schedule != "default":
             info["schedule"] = schedule
-        if clip and self.spec.is_discrete:
+        if clip:
             info["clip"] = True
         if guidance:
             info["guidance"] = guidance
