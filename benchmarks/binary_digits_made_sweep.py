@@ -7,7 +7,8 @@ training images are binarized on the fly from the 17 grey levels x:
 
 - ``static``: binary-digits' own train split (x ≥ 8);
 - ``pixel``: per-pixel threshold noise, 1[x + u ≥ 7.5] with u ~ U(−j, j) grey levels (the
-  ``binary-digits-jitter`` data set uses 1[x/16 + u ≥ 1/2], a threshold of 8, instead);
+  ``binary-digits-jitter`` data set draws the same, 1[x/16 + u ≥ 7.5/16]; before the fix of
+  2026-11-24 it used a cut of 8/16, which made grey level 8, a static 1, a coin flip);
 - ``example``: one threshold per image, 8 + an integer uniform on [−j, j].
 
 With ``--conditional`` the MADE models p(x | y) and is scored by the exact mixture

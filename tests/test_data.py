@@ -212,8 +212,10 @@ def test_binary_digits_dynamic():
 
 
 def test_binary_digits_jitter_flips_only_stroke_edges_at_the_stated_rate():
-    """Train: 1[x/16 + u ≥ 1/2], u ~ U(−3/16, 3/16), redrawn per epoch; evaluation splits are
-    binary-digits' exactly. Each grey level's frequency of 1s matches P(u ≥ 1/2 − x/16)."""
+    """Train: 1[x/16 + u ≥ 7.5/16], u ~ U(−3/16, 3/16), redrawn per epoch; evaluation splits are
+    binary-digits' exactly. Each grey level's frequency of 1s matches P(u ≥ 7.5/16 − x/16): the
+    noise is centred on the static cut between levels 7 and 8, so every level's likelier bit is its
+    static bit (a cut at 1/2 would make level 8, a static 1, a coin flip)."""
     from genmodels.data import JitteredThresholdSplit
 
     original, static, ds = load_dataset("digits"), load_dataset("binary-digits"), load_dataset("binary-digits-jitter")
@@ -231,14 +233,15 @@ def test_binary_digits_jitter_flips_only_stroke_edges_at_the_stated_rate():
     assert torch.equal(first, draw(0)) and not torch.equal(first, other)
     x = original.train.x
     for level in range(17):
-        # P(x/16 + u ≥ 1/2) with u uniform on (−a, a): clip((x/16 − 1/2 + a) / 2a, 0, 1).
-        expected = min(max((level / 16 - 0.5 + 3 / 16) / (6 / 16), 0.0), 1.0)
+        # P(x/16 + u ≥ 7.5/16) with u uniform on (−a, a): clip((x/16 − 7.5/16 + a) / 2a, 0, 1).
+        expected = min(max((level / 16 - 7.5 / 16 + 3 / 16) / (6 / 16), 0.0), 1.0)
         observed = torch.cat([first[x == level], other[x == level]]).double()
         if expected in (0.0, 1.0):
             assert (observed == expected).all(), level  # far from the threshold: never flipped
         else:
             se = math.sqrt(expected * (1 - expected) / len(observed))
             assert abs(observed.mean().item() - expected) < 5 * se, (level, observed.mean().item(), expected)
+            assert (observed.mean().item() > 0.5) == (level >= 8), level  # the static bit is the likelier one
     assert torch.equal(train[3]["y"], original.train.y[3])
     with pytest.raises(ValueError, match="amplitude"):
         JitteredThresholdSplit(x[:2], 17, amplitude=0.7)

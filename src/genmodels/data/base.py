@@ -189,10 +189,15 @@ class DynamicBinarizedSplit(Split):
 class JitteredThresholdSplit(DynamicBinarizedSplit):
     """Threshold binarization with noise on the threshold, redrawn each epoch: an augmentation.
 
-    x_bin = 1[x / (K-1) + u ≥ 1/2], u ~ U(−a, a) independently per pixel. With a = 0 it is the static
-    threshold; a > 0 flips only the pixels whose intensity lies within a of the half range, i.e.
-    the edges of the strokes, where the static threshold's choice is arbitrary. Unlike Bernoulli
-    redraws it keeps the images as clean as the thresholded evaluation splits.
+    x_bin = 1[x / (K-1) + u ≥ c], u ~ U(−a, a) independently per pixel, where c = (⌊K/2⌋ − 1/2) / (K-1)
+    is the static threshold's cut: the midpoint between the last level that binarizes to 0 and the
+    first that binarizes to 1 (7.5/16 for K = 17, exactly 1/2 for K = 256). Centred there, every
+    pixel's more likely bit is its static bit, and levels the same distance either side of the cut
+    flip with the same probability; a cut at 1/2 itself would sit *on* level 8 of 17 and turn half
+    of those pixels, static 1s, into 0s. With a = 0 it is the static threshold; a > 0 flips only the
+    pixels whose intensity lies within a of the cut, i.e. the edges of the strokes, where the static
+    threshold's choice is arbitrary. Unlike Bernoulli redraws it keeps the images as clean as the
+    thresholded evaluation splits.
     """
 
     def __init__(self, x_levels: Tensor, levels: int, y: Tensor | None = None, seed: int = 0, amplitude: float = 0.1875):
@@ -200,10 +205,11 @@ class JitteredThresholdSplit(DynamicBinarizedSplit):
         if not 0.0 <= amplitude <= 0.5:
             raise ValueError(f"the threshold jitter's amplitude must lie in [0, 0.5], got {amplitude}")
         self.amplitude = amplitude
+        self.cut = (levels // 2 - 0.5) / (levels - 1)
 
     def binarize(self, intensity: Tensor, generator: torch.Generator) -> Tensor:
         u = (torch.rand(intensity.shape, generator=generator) * 2 - 1) * self.amplitude
-        return (intensity + u >= 0.5).to(torch.int64)
+        return (intensity + u >= self.cut).to(torch.int64)
 
 
 @dataclass

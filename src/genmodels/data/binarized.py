@@ -7,8 +7,8 @@
   fixed Bernoulli draw with a fixed seed, so that figures from different runs, models and libraries
   are measured on the same bits and stay comparable.
 - Jittered (``binary-digits-jitter``): the train split is thresholded with noise on the threshold,
-  redrawn each epoch (``JitteredThresholdSplit``: 1[x/(K-1) + u ≥ 1/2], u ~ U(−3/16, 3/16)), an
-  augmentation that flips stroke edges only; validation and test are exactly ``binary-digits``', so
+  redrawn each epoch (``JitteredThresholdSplit``: 1[x/16 + u ≥ 7.5/16], u ~ U(−3/16, 3/16), centred
+  on the static cut between levels 7 and 8), an augmentation that flips stroke edges only; validation and test are exactly ``binary-digits``', so
   test figures compare with the static set's directly.
 
 Shapes, labels and splits are those of the original data set (../shared/PROTOCOL.md).
@@ -122,7 +122,7 @@ DIGITS_JITTER = 3 / 16
 
 @register_dataset(
     "binary-digits-jitter",
-    "binary-digits whose train split is redrawn each epoch with threshold noise, 1[x/16 + u >= 1/2], "
+    "binary-digits whose train split is redrawn each epoch with threshold noise, 1[x/16 + u >= 7.5/16], "
     "u ~ U(-3/16, 3/16) per pixel (augmentation); validation/test exactly binary-digits'",
 )
 def load_binary_digits_jitter(data_dir: str | None = None) -> Dataset:
