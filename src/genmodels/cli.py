@@ -198,6 +198,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    p = sub.add_parser("mixture", parents=[imports],
+                       help="the exact mixture Σ_k w_k p_k(x) of trained models, weights fitted on validation")
+    p.add_argument("checkpoints", nargs="+", metavar="RUN",
+                   help="checkpoint or run folders of models of the same data (shape and levels)")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"], help="the split to report")
+    p.add_argument("--examples", type=int, metavar="N", help="only the reported split's first N examples (default: all)")
+    p.add_argument("--uniform", action="store_true", help="equal weights instead of fitting them on validation")
+    p.add_argument("--option", dest="options", action="append", type=_key_value, default=[], metavar="RUN:KEY=VALUE",
+                   help="a likelihood option of one member (RUN as given, or its 1-based position), repeatable; "
+                        "by default each member is scored with its run's validation options (e.g. marginal=true)")
+    p.add_argument("--samples", type=int, metavar="N", help="also draw N samples from the mixture into --out")
+    p.add_argument("--out", default="mixture-samples.png", help="PNG for --samples")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
     p = sub.add_parser("audit", help="an autoregressive image model's receptive field of one pixel, by gradients",
                        parents=[imports])
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its best checkpoint)")
@@ -657,6 +674,77 @@ def cmd_classify(args: argparse.Namespace) -> None:
         print(f"  {i:>3} " + " ".join(f"{v:>5}" for v in row))
 
 
+def cmd_mixture(args: argparse.Namespace) -> None:
+    import torch
+
+    from .checkpoint import load_model
+    from .data import load_dataset
+    from .mixture import Member, MixtureOfModels
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    per_member: dict[str, dict[str, str]] = {}
+    for key, value in args.options:
+        run, sep, option = key.rpartition(":")
+        if not sep:
+            raise UserError(f"--option for a mixture is RUN:KEY=VALUE (which member it is for), got '{key}={value}'")
+        per_member.setdefault(run, {})[option] = value
+    positions = {str(i + 1): path for i, path in enumerate(args.checkpoints)}
+    for run in per_member:
+        if run not in args.checkpoints and run not in positions:
+            raise UserError(f"--option names '{run}', which is not one of the mixture's runs "
+                            f"({', '.join(args.checkpoints)}) nor a position 1..{len(args.checkpoints)}")
+    members, datasets = [], []
+    for position, path in enumerate(args.checkpoints, start=1):
+        model, ckpt = load_model(path, use_ema=not args.no_ema, device=_device(args.cpu))
+        options = dict(ckpt.meta.get("train_config", {}).get("validation_options", {}))
+        options.update(per_member.get(path, {}), **per_member.get(str(position), {}))
+        members.append(Member(model, f"{ckpt.meta['model']} ({path})", options))
+        source = ckpt.meta["data"]["source"]
+        datasets.append(load_dataset(source["name"], source.get("data_dir")))
+    mixture = MixtureOfModels(members)
+    # The members may have trained on different data (e.g. binary-digits and its jittered variant);
+    # what they are compared and mixed on must be the same examples.
+    for split in ("validation", args.split):
+        reference = datasets[0].split(split).x
+        for member, dataset in zip(members[1:], datasets[1:]):
+            if not torch.equal(dataset.split(split).x, reference):
+                raise UserError(f"{member.name} and {members[0].name} were trained on data whose {split} splits "
+                                "differ; a mixture is scored on one set of examples")
+    if not args.uniform:
+        mixture.fit(datasets[0].validation, batch_size=args.batch_size)
+    split, whole = _split_head(datasets[0], args.split, args.examples)
+    record, member_records = mixture.evaluate(split, batch_size=args.batch_size)
+    if args.samples is not None:
+        from .plotting import save_samples
+
+        if args.samples < 1:
+            raise UserError(f"--samples must be ≥ 1, got {args.samples}")
+        if not args.out.lower().endswith(".png"):
+            raise UserError(f"--out must name a .png file, got '{args.out}'")
+        samples = mixture.sample(args.samples, generator=torch.Generator().manual_seed(0))
+        save_samples(samples, mixture.spec, args.out, title=f"mixture of {len(members)} models")
+    weights = mixture.weights.tolist()
+    if args.json:
+        print(json.dumps({
+            "split": args.split, "examples": len(split), "split_size": len(whole),
+            "weights_fitted_on": None if args.uniform else "validation", "mixture": record.to_json(),
+            "members": [{"name": m.name, "options": {k: str(v) for k, v in m.options.items()}, "weight": w, "record": r.to_json()}
+                        for m, w, r in zip(members, weights, member_records)],
+        }, indent=2))
+        return
+    how = "equal weights" if args.uniform else "weights fitted on the validation split (EM)"
+    print(f"mixture of {len(members)} models, {args.split} split ({_part(split, whole)}), {how}")
+    print("| model | weight | kind | NLL (nats) | bits/dim |")
+    print("|---|---:|---|---:|---:|")
+    for member, weight, r in zip(members, weights, member_records):
+        print(f"| {member.name} | {weight:.3f} | {r.kind_label} | {r.nll_nats:.3f} ± {r.stderr_nats:.3f} | {r.bits_per_dim:.4f} |")
+    print(f"| **mixture** | 1 | {record.kind_label} | **{record.nll_nats:.3f}** ± {record.stderr_nats:.3f} | "
+          f"{record.bits_per_dim:.4f} |")
+    if args.samples is not None:
+        print(f"  {args.samples} samples → {args.out}")
+
+
 def cmd_audit(args: argparse.Namespace) -> None:
     from .autoregressive.audit import audit_pixel
     from .autoregressive.base import AutoregressiveModel
@@ -793,7 +881,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(format_comparison(lines, args.a, args.b, args.sigmas))
 
 
-COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "audit": cmd_audit, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
+COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "mixture": cmd_mixture, "audit": cmd_audit, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 
 def _pre_import(argv: list[str]) -> None:

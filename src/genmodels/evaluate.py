@@ -24,7 +24,8 @@ from .errors import UserError
 from .units import bits_per_dim
 
 __all__ = [
-    "LikelihoodRecord", "FigureRecord", "evaluate_likelihood", "evaluate_figures", "format_records", "format_figures", "EVAL_SEED",
+    "LikelihoodRecord", "PerExampleLikelihood", "FigureRecord", "evaluate_likelihood", "per_example_likelihoods",
+    "record_of", "evaluate_figures", "format_records", "format_figures", "EVAL_SEED",
 ]
 
 #: Stochastic bounds and estimates are computed under this seed, so evaluation is repeatable.
@@ -111,8 +112,22 @@ def _seeded_batches(
         yield batch
 
 
+@dataclass
+class PerExampleLikelihood:
+    """One measure's per-example log-likelihoods (nats, float64, on the CPU) in the split's order:
+    what :func:`evaluate_likelihood` summarizes, and what a mixture of models combines."""
+
+    measure: str
+    kind: str
+    values: torch.Tensor
+    samples: int | None = None
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: network evaluations per example, or None when the model does not count them
+    evaluations: torch.Tensor | None = None
+
+
 @torch.no_grad()
-def evaluate_likelihood(
+def per_example_likelihoods(
     model: GenerativeModel,
     data: Split | Iterable[Batch],
     *,
@@ -121,20 +136,11 @@ def evaluate_likelihood(
     progress: bool = False,
     seed: int = EVAL_SEED,
     options: dict[str, Any] | None = None,
-) -> list[LikelihoodRecord]:
-    """Every likelihood measure of ``model`` over ``data``, headline first; [] for kind ``none``.
-
-    ``options`` are keyword options of the model's ``log_likelihoods`` (IWAE's k, dequantization
-    draws); every record keeps them. Every random draw a model makes through ``batch.rand``/
-    ``batch.randn`` depends only on (seed, the example's position in ``data``), per-example values
-    are kept in float64 and summed once, in the split's order, so the same checkpoint gives the same
-    figures at any evaluation batch size (up to a model's own float32 batch effects).
-
-    Several processes (torchrun / accelerate launch; torch.distributed initialized) share a
-    :class:`Split`: each takes a contiguous block of its batches (the same batches one process
-    would make, with the same per-example seeds), and the per-example values are gathered to
-    every process, so the records are identical to one process's. Every process must call this.
-    """
+) -> list[PerExampleLikelihood]:
+    """Every likelihood measure of ``model`` over ``data``, per example, headline first; [] for kind
+    ``none``. The arguments are :func:`evaluate_likelihood`'s, and so are the guarantees: every
+    random draw depends only on (seed, the example's position), and several processes sharing a
+    :class:`Split` each compute a block and gather the whole split, in order, to every process."""
     if model.likelihood_kind is LikelihoodKind.NONE:
         return []
     options = dict(options or {})
@@ -182,30 +188,69 @@ def evaluate_likelihood(
                     into["evaluations"] = (into["evaluations"] or []) + acc["evaluations"]
                 for name, pieces in acc["terms"].items():
                     into["terms"].setdefault(name, []).extend(pieces)
-    dims = model.spec.dims
-    records = []
-    for measure, acc in found.items():
-        values = torch.cat(acc["values"])
-        n = len(values)
-        mean, stderr = _mean_and_stderr(values)
-        evaluations = None if acc["evaluations"] is None else float(torch.cat(acc["evaluations"]).sum()) / n
-        records.append(
-            LikelihoodRecord(
-                measure=measure,
-                kind=acc["kind"],
-                nll_nats=-mean,
-                bits_per_dim=float(bits_per_dim(-mean, dims)) if model.spec.is_discrete else None,
-                stderr_nats=stderr,
-                examples=n,
-                dims=dims,
-                samples=acc["samples"],
-                evaluations=evaluations,
-                terms_nats={name: float(torch.cat(pieces).sum()) / n for name, pieces in acc["terms"].items()},
-                options=options,
-                discrete=model.spec.is_discrete,
-            )
+    return [
+        PerExampleLikelihood(
+            measure=measure,
+            kind=acc["kind"],
+            values=torch.cat(acc["values"]),
+            samples=acc["samples"],
+            terms={name: torch.cat(pieces) for name, pieces in acc["terms"].items()},
+            evaluations=None if acc["evaluations"] is None else torch.cat(acc["evaluations"]),
         )
-    return records
+        for measure, acc in found.items()
+    ]
+
+
+def evaluate_likelihood(
+    model: GenerativeModel,
+    data: Split | Iterable[Batch],
+    *,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    seed: int = EVAL_SEED,
+    options: dict[str, Any] | None = None,
+) -> list[LikelihoodRecord]:
+    """Every likelihood measure of ``model`` over ``data``, headline first; [] for kind ``none``.
+
+    ``options`` are keyword options of the model's ``log_likelihoods`` (IWAE's k, dequantization
+    draws); every record keeps them. Every random draw a model makes through ``batch.rand``/
+    ``batch.randn`` depends only on (seed, the example's position in ``data``), per-example values
+    are kept in float64 and summed once, in the split's order, so the same checkpoint gives the same
+    figures at any evaluation batch size (up to a model's own float32 batch effects).
+
+    Several processes (torchrun / accelerate launch; torch.distributed initialized) share a
+    :class:`Split`: each takes a contiguous block of its batches (the same batches one process
+    would make, with the same per-example seeds), and the per-example values are gathered to
+    every process, so the records are identical to one process's. Every process must call this.
+    """
+    options = dict(options or {})
+    per_example = per_example_likelihoods(
+        model, data, batch_size=batch_size, device=device, progress=progress, seed=seed, options=options
+    )
+    return [record_of(found, model.spec, options) for found in per_example]
+
+
+def record_of(found: PerExampleLikelihood, spec, options: dict[str, Any] | None = None) -> LikelihoodRecord:
+    """The summary record (mean NLL, its standard error, bits/dim, mean terms) of per-example values."""
+    values = found.values
+    n = len(values)
+    mean, stderr = _mean_and_stderr(values)
+    evaluations = None if found.evaluations is None else float(found.evaluations.sum()) / n
+    return LikelihoodRecord(
+        measure=found.measure,
+        kind=found.kind,
+        nll_nats=-mean,
+        bits_per_dim=float(bits_per_dim(-mean, spec.dims)) if spec.is_discrete else None,
+        stderr_nats=stderr,
+        examples=n,
+        dims=spec.dims,
+        samples=found.samples,
+        evaluations=evaluations,
+        terms_nats={name: float(term.sum()) / n for name, term in found.terms.items()},
+        options=dict(options or {}),
+        discrete=spec.is_discrete,
+    )
 
 
 @dataclass
