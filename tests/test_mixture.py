@@ -102,6 +102,10 @@ def test_models_of_different_data_are_refused():
     other = create_model("fvsbn", DataSpec("other", (10,), 3), {})
     with pytest.raises(UserError, match="same data"):
         MixtureOfModels([_member("fvsbn", 0), Member(other, "three levels", {})])
+    with pytest.raises(UserError, match="non-negative weights that sum to 1"):
+        MixtureOfModels([_member("fvsbn", 0), _member("fvsbn", 1)], weights=torch.tensor([0.5, 0.6]))
+    with pytest.raises(UserError, match="needs 2 non-negative weights"):
+        MixtureOfModels([_member("fvsbn", 0), _member("fvsbn", 1)], weights=torch.tensor([1.0]))
     with pytest.raises(UserError, match="no likelihood option"):
         MixtureOfModels([Member(_member("fvsbn", 0).model, "fvsbn", {"k": "5"})])
 

@@ -109,6 +109,9 @@ class MixtureOfModels:
         self.members = members
         self.weights = (torch.full((len(members),), 1.0 / len(members), dtype=torch.float64)
                         if weights is None else torch.as_tensor(weights, dtype=torch.float64))
+        if self.weights.shape != (len(members),) or (self.weights < 0).any() or abs(float(self.weights.sum()) - 1) > 1e-6:
+            raise UserError(f"a mixture of {len(members)} models needs {len(members)} non-negative weights that sum "
+                            f"to 1, got {self.weights.tolist()}")
 
     @property
     def spec(self):
@@ -141,6 +144,8 @@ class MixtureOfModels:
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """n ancestral draws: member counts ~ Multinomial(n, w), each member's draws, in random order."""
+        if n < 1:
+            raise ValueError(f"the number of samples must be ≥ 1, got {n}")
         chosen = torch.multinomial(self.weights.float(), n, replacement=True, generator=generator)
         parts, order = [], []
         for k, member in enumerate(self.members):
