@@ -517,13 +517,11 @@ def _join_processes() -> bool:
 def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
     from .core import parse_keyword_options
-    from .data import load_dataset
     from .evaluate import evaluate_figures, evaluate_likelihood, format_figures, format_records
 
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
     options = parse_keyword_options(model.log_likelihoods, dict(args.options), what="likelihood", model=model.name)
-    source = ckpt.meta["data"]["source"]
-    dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
+    dataset = _training_data(ckpt, args.data_dir)
     if dataset.spec != model.spec:
         raise UserError(f"the data found ({dataset.spec}) is not what {ckpt.path} was trained on ({model.spec})")
     batch_size = args.batch_size or ckpt.meta.get("train_config", {}).get("eval_batch_size", 500)
@@ -553,6 +551,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
             from .metrics import format_sample_quality
 
             print(format_sample_quality(quality))
+
+
+def _training_data(ckpt, data_dir: str | None = None):
+    """The data set a checkpoint was trained on, from where training found it unless ``data_dir``."""
+    from .data import load_dataset
+
+    source = ckpt.meta["data"]["source"]
+    return load_dataset(source["name"], data_dir or source.get("data_dir"))
 
 
 def _split_head(dataset, name: str, examples: int | None):
@@ -645,15 +651,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_classify(args: argparse.Namespace) -> None:
     from .autoregressive.classify import classify
     from .checkpoint import load_model
-    from .data import load_dataset
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     if args.out and not args.out.lower().endswith(".png"):
         raise UserError(f"--out must name a .png file, got '{args.out}'")
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
-    source = ckpt.meta["data"]["source"]
-    dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
+    dataset = _training_data(ckpt, args.data_dir)
     split, whole = _split_head(dataset, args.split, args.examples)
     result = classify(model, split, batch_size=args.batch_size)
     if args.out:
@@ -678,7 +682,6 @@ def cmd_mixture(args: argparse.Namespace) -> None:
     import torch
 
     from .checkpoint import load_model
-    from .data import load_dataset
     from .mixture import Member, MixtureOfModels
 
     if args.batch_size < 1:
@@ -700,8 +703,7 @@ def cmd_mixture(args: argparse.Namespace) -> None:
         options = dict(ckpt.meta.get("train_config", {}).get("validation_options", {}))
         options.update(per_member.get(path, {}), **per_member.get(str(position), {}))
         members.append(Member(model, f"{ckpt.meta['model']} ({path})", options))
-        source = ckpt.meta["data"]["source"]
-        datasets.append(load_dataset(source["name"], source.get("data_dir")))
+        datasets.append(_training_data(ckpt))
     mixture = MixtureOfModels(members)
     # The members may have trained on different data (e.g. binary-digits and its jittered variant);
     # what they are compared and mixed on must be the same examples.
@@ -789,7 +791,6 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 def cmd_plot_density(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
-    from .data import load_dataset
     from .plot_density import plot_density
 
     if not args.out.lower().endswith(".png"):
@@ -797,8 +798,7 @@ def cmd_plot_density(args: argparse.Namespace) -> None:
     if args.points < 1 or args.resolution < 2:
         raise UserError("--points must be ≥ 1 and --resolution ≥ 2")
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
-    source = ckpt.meta["data"]["source"]
-    dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
+    dataset = _training_data(ckpt, args.data_dir)
     path = plot_density(model, dataset, args.out, split=args.split, points=args.points, resolution=args.resolution)
     print(f"density of {ckpt.meta['model']} on {model.spec.name} → {path}")
 
@@ -825,10 +825,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.split and args.inputs:
         raise UserError("give either inputs or --split, not both")
     if args.split:
-        from .data import load_dataset
-
-        source = ckpt.meta["data"]["source"]
-        dataset = load_dataset(source["name"], args.data_dir or source.get("data_dir"))
+        dataset = _training_data(ckpt, args.data_dir)
         from torch.utils.data import DataLoader
 
         # Through the split's items (int64 levels; a dynamically binarized split draws its bits there).

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .core import GenerativeModel, keyword_options, parse_keyword_options
+from .core import GenerativeModel, LikelihoodKind, parse_keyword_options
 from .data.base import Split
 from .errors import UserError
 from .evaluate import LikelihoodRecord, PerExampleLikelihood, per_example_likelihoods, record_of
@@ -79,8 +79,8 @@ class Member:
 class MixtureOfModels:
     """p(x) = Σ_k w_k p_k(x) over trained models of the same discrete data (same shape and levels).
 
-    ``fit`` chooses the weights on a split; ``log_likelihoods`` scores a split per example; ``sample``
-    draws ancestrally. The models keep their own likelihood options (e.g. ``marginal=true`` for a
+    ``fit`` chooses the weights on a split; ``evaluate`` scores a split (``member_likelihoods`` gives
+    the members' per-example values); ``sample`` draws ancestrally. The models keep their own likelihood options (e.g. ``marginal=true`` for a
     class-conditional member, which makes it a model of x alone)."""
 
     def __init__(self, members: list[Member], weights: Tensor | None = None):
@@ -97,14 +97,12 @@ class MixtureOfModels:
                     f"shape {first.shape} with {first.levels}: a mixture needs models of the same data"
                 )
         for member in members:
-            if member.model.likelihood_kind.value == "none":
+            if member.model.likelihood_kind is LikelihoodKind.NONE:
                 raise UserError(f"{member.name} ({member.model.name}) has no likelihood to mix; leave it out")
-            # KEY=VALUE text (the CLI, a run's validation options) is parsed by the option's annotation
+            # KEY=VALUE text (the CLI, a run's validation options) is parsed by the option's annotation;
+            # per_example_likelihoods refuses any other unknown option when the member is scored
             text = {k: v for k, v in member.options.items() if isinstance(v, str)}
             parsed = parse_keyword_options(member.model.log_likelihoods, text, what="likelihood", model=member.model.name)
-            unknown = sorted(set(member.options) - set(keyword_options(member.model.log_likelihoods)))
-            if unknown:
-                raise UserError(f"model '{member.model.name}' has no likelihood option {', '.join(unknown)}")
             member.options = {**member.options, **parsed}
         self.members = members
         self.weights = (torch.full((len(members),), 1.0 / len(members), dtype=torch.float64)
@@ -147,13 +145,12 @@ class MixtureOfModels:
         if n < 1:
             raise ValueError(f"the number of samples must be ≥ 1, got {n}")
         chosen = torch.multinomial(self.weights.float(), n, replacement=True, generator=generator)
-        parts, order = [], []
+        samples = None
         for k, member in enumerate(self.members):
-            count = int((chosen == k).sum())
-            if count:
-                parts.append(member.model.sample(count, generator=generator).cpu())
-                order.append((chosen == k).nonzero().squeeze(1))
-        samples = torch.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
-        for part, where in zip(parts, order):
-            samples[where] = part
+            where = chosen == k
+            if where.any():
+                part = member.model.sample(int(where.sum()), generator=generator).cpu()
+                if samples is None:
+                    samples = torch.empty((n, *part.shape[1:]), dtype=part.dtype)
+                samples[where] = part
         return samples
