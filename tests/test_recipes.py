@@ -69,6 +69,16 @@ def test_expected_figures_are_checked_against_likelihoods_figures_and_sample_qua
     assert Expected(1.0, 0.1).holds(1.09) and not Expected(1.0, 0.1).holds(0.89)
 
 
+def test_an_expected_figure_may_name_any_test_record_by_its_measure():
+    """A VAE's headline record is its ELBO; ``iwae_nll_nats`` checks the importance-weighted estimate."""
+    recipe = Recipe("r", "vae", "binary-digits", expected={
+        "iwae_nll_nats": Expected(16.0, 0.1), "elbo_nll_nats": Expected(17.0, 0.1), "nll_nats": Expected(17.0, 0.1)})
+    row = {"test": [{"measure": "elbo", "nll_nats": 17.05}, {"measure": "iwae", "nll_nats": 16.2}]}
+    checks = {c["figure"]: c for c in check_expected(recipe, row)}
+    assert checks["iwae_nll_nats"]["got"] == 16.2 and not checks["iwae_nll_nats"]["within"]
+    assert checks["elbo_nll_nats"]["within"] and checks["nll_nats"]["got"] == 17.05
+
+
 def _bench_row(model, nll, se, mse=None, fd=None):
     row = {"data": "digits", "model": model,
            "test": [{"measure": "log_prob", "nll_nats": nll, "stderr_nats": se}], "test_figures": [], "sample_quality": []}

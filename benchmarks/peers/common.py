@@ -12,7 +12,10 @@ two functions of a data batch:
 :func:`train_and_evaluate` trains a contender with Adam for a budget of training time (seconds spent
 in training steps; validation passes are not counted), evaluates the validation split every
 ``eval_every`` seconds of training time (after three untimed warm-up passes without an update), keeps the best state on validation, and scores it once on the
-full test split (../shared/PROTOCOL.md).
+full test split (../shared/PROTOCOL.md). Two training choices may differ per contender: an EMA of
+the weights (genmodels' :class:`~genmodels.training.EMA`; validation, selection and test then use the
+averaged weights) and a ``train_batch`` function that turns the loop's minibatch indices into training
+examples (e.g. a fresh augmentation draw); both default to off, i.e. ``train_x[index]``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 
 from genmodels import units
 from genmodels.core import Batch
+from genmodels.training import EMA
 
 __all__ = [
     "Contender",
@@ -125,6 +129,8 @@ def train_and_evaluate(
     grad_clip: float = 10.0,
     seed: int = 0,
     schedule: str = "constant",
+    ema_decay: float | None = None,
+    train_batch: Callable[[Tensor], Tensor] | None = None,
 ) -> dict:
     """Train for ``seconds`` of training-step time, select on validation, score on test.
 
@@ -132,6 +138,10 @@ def train_and_evaluate(
     sequence of batch indices (as far as its speed takes it). ``schedule="cosine"`` decays the learning
     rate as lr · ½(1 + cos(π t / seconds)) in the training time t spent so far, so every contender
     gets the same schedule in time, whatever its speed.
+
+    ``ema_decay``: keep θ̄ ← d·θ̄ + (1 − d)·θ after every update (its cost counts as training time);
+    every validation, the checkpoint kept and the test score use θ̄. ``train_batch(index)``: the
+    training examples of a step from its indices into ``train_x`` (default ``train_x[index]``).
     """
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
@@ -142,6 +152,9 @@ def train_and_evaluate(
     train_time = next_eval = 0.0
     nonfinite = 0
     history: list[tuple[float, float]] = []
+    module = contender.module
+    ema = EMA(module, ema_decay) if ema_decay is not None else None
+    batch_of = train_batch if train_batch is not None else (lambda index: train_x[index])
     for _ in range(3):  # warm-up passes (untimed, no update): first-call costs are nobody's throughput
         contender.train_nll(train_x[:batch_size]).backward()
         optimizer.zero_grad(set_to_none=True)
@@ -152,23 +165,31 @@ def train_and_evaluate(
         tick = time.perf_counter()
         index = torch.randint(0, len(train_x), (batch_size,), generator=generator)
         optimizer.zero_grad(set_to_none=True)
-        loss = contender.train_nll(train_x[index])
+        loss = contender.train_nll(batch_of(index))
         if torch.isfinite(loss):
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(contender.module.parameters(), grad_clip)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update(module)
         else:
             nonfinite += 1
         train_time += time.perf_counter() - tick
         seen += batch_size
         steps += 1
         if train_time >= next_eval or train_time >= seconds:
+            live = None
+            if ema is not None:  # evaluate the averaged weights, then train on from the live ones
+                live = copy.deepcopy(module.state_dict())
+                module.load_state_dict(ema.state_dict())
             value = mean_log_likelihood(contender, val_x, val_draws)
             history.append((round(train_time, 1), round(-value, 4)))
             if value > best or best_state is None:
-                best, best_state, best_at = value, copy.deepcopy(contender.module.state_dict()), train_time
+                best, best_state, best_at = value, copy.deepcopy(module.state_dict()), train_time
+            if live is not None:
+                module.load_state_dict(live)
             next_eval = train_time + eval_every
-    contender.module.load_state_dict(best_state)
+    module.load_state_dict(best_state)
     tick = time.perf_counter()
     test_values = per_example_log_likelihoods(contender, test_x, test_draws)
     test = test_values.mean().item()
@@ -179,6 +200,7 @@ def train_and_evaluate(
         "parameters": count_parameters(contender.module),
         "budget_s": seconds,
         "schedule": schedule,
+        "ema_decay": ema_decay,
         "steps": steps,
         "train_examples_per_s": round(seen / train_time, 1),
         "best_validation_at_s": round(best_at, 1),

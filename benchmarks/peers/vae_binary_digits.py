@@ -19,6 +19,13 @@ with a factorized Bernoulli decoder over the 64 binary pixels, trained on the ne
   (``latent_dim``, ``hidden``) stay those of the base name, so the networks keep pythae's shapes. The
   training step passes ``step=`` to ``loss`` (KL warm-up counts optimizer steps), and the
   ``initialize`` hook runs on the training split before training, as genmodels' trainer does.
+- Training options, for ANY contender (pythae's too), in the same ``NAME:JSON``: ``"ema": d`` (an EMA of
+  the weights with decay d, genmodels' ``--ema``; validation, selection and test use the averaged
+  weights) and ``"jitter": a`` (each training batch is re-binarized from the grey levels with noise
+  on the threshold, 1[x/16 + u ≥ 7.5/16], u ~ U(−a, a): the train split of genmodels'
+  ``binary-digits-jitter``, whose a is 3/16, drawn with its ``JitteredThresholdSplit.binarize``).
+  These change the training, not the model, so they can be given to both libraries to separate the
+  effect of the option from that of the implementation.
 
 Training (``common.train_and_evaluate``, the same for all): Adam, the same learning rate, batch size,
 gradient clipping at 10 and sequence of minibatch indices, ``--seconds`` of training-step time each
@@ -67,6 +74,7 @@ from common import Contender, count_parameters, paired_differences, print_differ
 import genmodels  # noqa: E402
 from genmodels.core import Batch, create_model  # noqa: E402
 from genmodels.data import load_dataset  # noqa: E402
+from genmodels.data.base import JitteredThresholdSplit  # noqa: E402
 
 DEFAULT_MODELS = ["pythae-vae", "vae", "pythae-vae-256x256", "vae-256x256"]
 #: ``vae-relu``: pythae's default sizes and its ReLU (``activation="relu"``): the architectures then match exactly
@@ -75,6 +83,8 @@ LOG_2PI = math.log(2 * math.pi)
 #: importance samples per Batch.randn call of the shared estimator (fixed: the draws then do not
 #: depend on the batch size or on the model)
 CHUNK = 100
+#: override keys that change the training, not the model: allowed for every contender
+TRAINING_OPTIONS = {"ema", "jitter"}
 
 
 def version(name: str) -> str:
@@ -191,7 +201,7 @@ def pythae_default_logits(decoder, z: Tensor) -> Tensor:
 def pythae_contender(name: str, spec, args) -> Contender:
     VAE, VAEConfig, MLPEncoder, MLPDecoder, _, _ = pythae_classes()
     config = VAEConfig(input_dim=spec.shape, latent_dim=args.latent_dim, reconstruction_loss="bce")
-    if name == "pythae-vae":
+    if split_name(name)[0] == "pythae-vae":
         model = VAE(config)  # Encoder_VAE_MLP + Decoder_AE_MLP
         logits = lambda z: pythae_default_logits(model.decoder, z)  # noqa: E731
         description = ("pythae.models.VAE(VAEConfig(input_dim=(1,8,8), latent_dim=%d, reconstruction_loss='bce')), "
@@ -219,28 +229,56 @@ def pythae_contender(name: str, spec, args) -> Contender:
 
 
 def split_name(name: str) -> tuple[str, dict]:
-    """``vae-relu:{"dropout": 0.2}`` → (``vae-relu``, {"dropout": 0.2}): a genmodels contender with
-    config overrides (its training choices; the sizes stay those of its base name)."""
+    """``vae-relu:{"dropout": 0.2}`` → (``vae-relu``, {"dropout": 0.2}): a contender with overrides
+    (genmodels config keys, or the :data:`TRAINING_OPTIONS`; the sizes stay those of its base name)."""
     base, _, text = name.partition(":")
     return base, (json.loads(text) if text else {})
 
 
+def model_options(name: str) -> dict:
+    """The overrides of ``name`` that configure genmodels' model (not the training options)."""
+    return {k: v for k, v in split_name(name)[1].items() if k not in TRAINING_OPTIONS}
+
+
 def model_name(text: str) -> str:
-    """argparse type of ``--models``: a known name, or a genmodels one with ``:JSON`` overrides."""
-    base, overrides = split_name(text)
-    if base not in MODELS or (overrides and base.startswith("pythae")):
-        raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(MODELS)} (genmodels ones may add :JSON)")
+    """argparse type of ``--models``: a known name, with optional ``:JSON`` overrides (model keys for
+    genmodels' contenders only; the training options for all)."""
+    try:
+        base, overrides = split_name(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: the part after ':' is not JSON ({error})") from None
+    if base not in MODELS or (model_options(text) and base.startswith("pythae")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(MODELS)}; any may add "
+                                         f":JSON with {sorted(TRAINING_OPTIONS)}, genmodels ones also config keys")
     if {"latent_dim", "hidden"} & set(overrides):
         raise argparse.ArgumentTypeError("the sizes (latent_dim, hidden) are fixed by the base name: "
                                          "the comparison is at equal sizes")
+    ema, jitter = overrides.get("ema"), overrides.get("jitter")
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: ema must lie in (0, 1)")
+    if jitter is not None and not 0.0 <= jitter <= 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r}: jitter must lie in [0, 0.5]")
     return text
 
 
+def jittered_batches(levels_x: Tensor, levels: int, amplitude: float, seed: int):
+    """``train_batch`` for the common loop: the indexed training images re-binarized with a fresh
+    threshold-noise draw at every step (``JitteredThresholdSplit.binarize``)."""
+    split = JitteredThresholdSplit(levels_x, levels, amplitude=amplitude)
+    generator = torch.Generator().manual_seed(1_000_003 + seed)
+
+    def train_batch(index: Tensor) -> Tensor:
+        intensity = split.x[index].to(torch.float32) / (levels - 1)
+        return split.binarize(intensity, generator)
+
+    return train_batch
+
+
 def genmodels_contender(name: str, spec, args) -> Contender:
-    base, overrides = split_name(name)
+    base, _ = split_name(name)
     hidden = (256, 256) if base == "vae-256x256" else (512,)
     config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if base == "vae-relu" else "gelu",
-              **overrides}
+              **model_options(name)}
     model = create_model("vae", spec, config)
     # what genmodels' trainer does before training: the data-dependent init hook (a no-op unless
     # the config asks for one, e.g. marginal_init), on the training split in stored order
@@ -310,6 +348,8 @@ def main() -> None:
     spec = data.spec
     train_x, val_x, test_x = data.train.x.long(), data.validation.x.long(), data.test.x.long()
     args.train_x = train_x
+    jitter_source = load_dataset("binary-digits-jitter").train  # the grey levels of the same train images
+    assert torch.equal((jitter_source.x.long() >= 8).long(), train_x), "the jitter's levels are binary-digits' train"
     print(f"binary-digits: train {len(train_x)}, validation {len(val_x)}, test {len(test_x)}, shape {spec.shape}",
           flush=True)
     results = []
@@ -318,11 +358,17 @@ def main() -> None:
         contender = (pythae_contender if name.startswith("pythae") else genmodels_contender)(name, spec, args)
         extra = contender.extra
         contender.extra = {}
+        training = split_name(name)[1]
+        train_batch = None
+        if training.get("jitter"):
+            train_batch = jittered_batches(jitter_source.x, jitter_source.levels, training["jitter"], args.seed)
         started = time.time()
         row = train_and_evaluate(
             contender, train_x, val_x, test_x, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
             eval_every=args.eval_every, val_draws=args.val_k, test_draws=args.k, seed=args.seed,
+            ema_decay=training.get("ema"), train_batch=train_batch,
         )
+        row["jitter"] = training.get("jitter", 0.0)
         row["train_wall_s"] = round(time.time() - started, 1)
         # the shared estimator's Monte Carlo ELBO from the same draws (test_values are its IWAE-k)
         module = contender.module
@@ -357,8 +403,9 @@ def main() -> None:
     names = [r["model"] for r in results]
     # matched sizes only: vae and vae-relu ↔ pythae-vae (512), vae-256x256 ↔ pythae-vae-256x256
     partner = {"vae": "pythae-vae", "vae-relu": "pythae-vae", "vae-256x256": "pythae-vae-256x256"}
-    pairs = [(a, partner[split_name(a)[0]]) for a in names
-             if split_name(a)[0] in partner and partner[split_name(a)[0]] in names]
+    # every genmodels row against every pythae row of its size, whatever their training options
+    pairs = [(a, b) for a in names for b in names
+             if split_name(a)[0] in partner and split_name(b)[0] == partner[split_name(a)[0]]]
     differences = paired_differences(results, pairs)
     meta = {
         "script": "benchmarks/peers/vae_binary_digits.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),

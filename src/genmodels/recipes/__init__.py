@@ -17,8 +17,9 @@ A recipe (``src/genmodels/recipes/<name>.toml``, read with the standard library'
     [expected]                       # test figures with an absolute tolerance
     bits_per_dim = { value = 2.07, tolerance = 0.05 }
 
-Expected figures may name ``bits_per_dim`` or ``nll_nats`` (of the headline likelihood record), any
-of the model's test ``evaluation_figures`` (``mse``, ``bits_per_code``) or a sample-quality metric
+Expected figures may name ``bits_per_dim`` or ``nll_nats`` (of the headline likelihood record),
+``<measure>_nll_nats`` of any test likelihood record (e.g. ``iwae_nll_nats``, the VAE's importance-
+weighted estimate beside its headline ELBO), any of the model's test ``evaluation_figures`` (``mse``, ``bits_per_code``) or a sample-quality metric
 measured by the bench (``fd``, ``kid``, ``precision``, ``recall``, ...). ``genmodels train --recipe
 NAME`` runs one recipe; ``genmodels bench --suite NAME`` runs a suite and says which figures fall
 outside their expected range.
@@ -175,6 +176,7 @@ def _found_figures(row: dict[str, Any]) -> dict[str, float]:
         found["nll_nats"] = test[0]["nll_nats"]
         if test[0].get("bits_per_dim") is not None:
             found["bits_per_dim"] = test[0]["bits_per_dim"]
+    found.update({f"{record['measure']}_nll_nats": record["nll_nats"] for record in test if "measure" in record})
     found.update({f["name"]: f["mean"] for f in row.get("test_figures") or []})
     found.update({q["metric"]: q["value"] for q in row.get("sample_quality") or []})
     return found
