@@ -69,6 +69,30 @@ def test_validation_options_choose_the_checkpoint_by_the_reported_measure(digits
         train("nade", digits, _config(steps=2, validation_options={"tolerance": "1"}), tmp_path / "bad", progress=False)
 
 
+def test_select_measure_chooses_the_checkpoint_by_that_validation_record(digits, tmp_path):
+    """Two validation records that disagree: the headline bound improves with training while the
+    second measure worsens. By default the headline picks the last step; ``select_measure="ode"``
+    picks the step where *ode* is lowest (step 0); an unknown measure is refused by name."""
+    def validation_series(run, metric):
+        rows = list(csv.DictReader(open(run / "metrics.csv")))
+        return {int(r["step"]): float(r["value"]) for r in rows if r["split"] == "validation" and r["metric"] == metric}
+
+    with registered("noisy-bound", NoisyBound):
+        settings = dict(steps=20, eval_every=5, lr=3e-2)
+        model_config = {"ode_sign": -1.0}
+        by_headline = train("noisy-bound", digits, _config(**settings), tmp_path / "a", model_config=model_config, progress=False)
+        by_ode = train("noisy-bound", digits, _config(**settings, select_measure="ode"), tmp_path / "b",
+                       model_config=model_config, progress=False)
+        bound, ode = validation_series(tmp_path / "b", "noisy_bound_nll"), validation_series(tmp_path / "b", "ode_nll")
+        assert min(bound, key=bound.get) == 20 and min(ode, key=ode.get) == 0  # they disagree
+        assert by_headline.best_checkpoint.name == "step-000000020"
+        assert by_ode.best_checkpoint.name == f"step-{min(ode, key=ode.get):09d}"
+        with pytest.raises(UserError, match="--select-measure iwae: 'noisy-bound' reports no such validation record; its measures are noisy_bound, ode"):
+            train("noisy-bound", digits, _config(steps=2, select_measure="iwae"), tmp_path / "c", progress=False)
+    with pytest.raises(UserError, match="cannot go with --select-by fd"):
+        TrainConfig(steps=2, select_by="fd", select_measure="iwae")
+
+
 def test_refuses_to_overwrite_a_run_and_resume_needs_one(digits, tmp_path):
     train("fvsbn", digits, _config(steps=10), tmp_path / "run", progress=False)
     before = sorted(p.name for p in list_checkpoints(tmp_path / "run"))

@@ -55,6 +55,7 @@ class TrainConfig:
         num_workers: data-loader worker processes.
         log_with: also log to a tracker through Accelerate (tensorboard; needs the tensorboard extra).
         select_by: what chooses the best checkpoint on validation: auto (the likelihood; else the model's selection figure, e.g. an autoencoder's reconstruction MSE; else FD of samples where a feature network exists; else the latest), likelihood, figure, fd or latest.
+        select_measure: which validation likelihood record chooses the best checkpoint, by its measure name (e.g. iwae for a VAE, whose headline record is its ELBO); default: the headline (first) record.
         fd_samples: samples drawn for FD (genmodels features) on validation when it chooses checkpoints.
         sample_options: the model's sampling options for the end-of-run grid, KEY=VALUE.
         eval_options: the model's likelihood options for the final test figures, KEY=VALUE.
@@ -89,6 +90,7 @@ class TrainConfig:
     num_workers: int = 0
     log_with: Literal["none", "tensorboard"] = "none"
     select_by: Literal["auto", "likelihood", "figure", "fd", "latest"] = "auto"
+    select_measure: str | None = None
     fd_samples: int = 1000
     sample_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--sample-option"})
     eval_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--eval-option"})
@@ -124,6 +126,8 @@ class TrainConfig:
             raise UserError("--lr-schedule cosine needs a --steps or --epochs budget to decay over")
         if self.select_by not in ("auto", "likelihood", "figure", "fd", "latest"):
             raise UserError(f"--select-by must be auto, likelihood, figure, fd or latest, got '{self.select_by}'")
+        if self.select_measure is not None and self.select_by not in ("auto", "likelihood"):
+            raise UserError(f"--select-measure chooses among likelihood records; it cannot go with --select-by {self.select_by}")
         if self.fd_samples < 2:
             raise UserError(f"--fd-samples must be ≥ 2, got {self.fd_samples}")
         if self.log_with not in ("none", "tensorboard"):

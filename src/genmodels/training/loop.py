@@ -614,6 +614,17 @@ class Trainer:
         if self.display is not None and label is not None:
             self.display.message(f"step {state.step}: validation {label}")
 
+    def _selection_record(self, validation: list[LikelihoodRecord]) -> LikelihoodRecord:
+        """The validation record that chooses checkpoints: the headline, or ``select_measure``'s."""
+        wanted = self.config.select_measure
+        if wanted is None:
+            return validation[0]
+        for record in validation:
+            if record.measure == wanted:
+                return record
+        measures = ", ".join(r.measure for r in validation)
+        raise UserError(f"--select-measure {wanted}: '{self.model.name}' reports no such validation record; its measures are {measures}")
+
     def _selection_score(
         self, validation: list[LikelihoodRecord], figures: list[FigureRecord]
     ) -> tuple[float | None, str | None]:
@@ -626,8 +637,11 @@ class Trainer:
         if mode == "latest":
             return None, format_records(validation[:1]) if validation else None
         if validation and mode in ("auto", "likelihood"):
-            self._selected_by = f"validation {validation[0].measure} NLL (nats)"
-            return validation[0].nll_nats, format_records(validation[:1])
+            record = self._selection_record(validation)
+            self._selected_by = f"validation {record.measure} NLL (nats)"
+            return record.nll_nats, format_records([record])
+        if self.config.select_measure is not None:
+            raise UserError(f"--select-measure {self.config.select_measure}: '{self.model.name}' has no likelihood records")
         if mode == "likelihood":
             raise UserError(f"--select-by likelihood: '{self.model.name}' has no likelihood; use fd, figure or latest")
         wanted = self.model.selection_figure
