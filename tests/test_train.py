@@ -89,8 +89,21 @@ def test_select_measure_chooses_the_checkpoint_by_that_validation_record(digits,
         assert by_ode.best_checkpoint.name == f"step-{min(ode, key=ode.get):09d}"
         with pytest.raises(UserError, match="--select-measure iwae: 'noisy-bound' reports no such validation record; its measures are noisy_bound, ode"):
             train("noisy-bound", digits, _config(steps=2, select_measure="iwae"), tmp_path / "c", progress=False)
+        assert not (tmp_path / "c").exists()  # refused before anything was written: the folder stays free
     with pytest.raises(UserError, match="cannot go with --select-by fd"):
         TrainConfig(steps=2, select_by="fd", select_measure="iwae")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"eval_options": {"kk": "5"}}, "no likelihood option 'kk'"),
+    ({"validation_options": {"kk": "5"}}, "no likelihood option 'kk'"),
+    ({"sample_options": {"temprature": "0.5"}}, "no sampling option 'temprature'"),
+])
+def test_a_misspelt_option_is_refused_before_training_and_writes_nothing(digits, tmp_path, setting, message):
+    """The test options are used only after the whole training; a typo there must not cost the run."""
+    with pytest.raises(UserError, match=message):
+        train("fvsbn", digits, _config(steps=2, **setting), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_refuses_to_overwrite_a_run_and_resume_needs_one(digits, tmp_path):

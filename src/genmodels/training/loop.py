@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from ..checkpoint import (
     BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkpoint_name, list_checkpoints, read_checkpoint, read_json,
@@ -255,6 +255,7 @@ class Trainer:
         self.resume_from = check_run_dir(self.run_dir, resume)
         if len(dataset.train) == 0:
             raise UserError(f"data set '{dataset.spec.name}' has no training examples")
+        self._check_options()
         self.groups, self.settings, self.optimizers = build_optimizers(model, config)
         self.accelerator = _accelerator(config, len(self.groups) > 1, self.run_dir)
         self.batch_size = min(config.batch_size, len(dataset.train))
@@ -291,6 +292,34 @@ class Trainer:
         self._selected_by = "latest"
         self._signal: int = 0
 
+    def _check_options(self) -> None:
+        """Refuse a misspelt option now, not after the training it would follow: the sampling, test
+        and validation options are parsed against the model's signatures (no evaluation)."""
+        from .report import _likelihood_options, sampling_options
+
+        sampling_options(self.model, self.config.sample_options)
+        _likelihood_options(self.model, self.config.eval_options)
+        _likelihood_options(self.model, self.config.validation_options)
+        if self.config.select_measure is not None and self.model.likelihood_kind is LikelihoodKind.NONE:
+            raise UserError(f"--select-measure {self.config.select_measure}: '{self.model.name}' has no likelihood records")
+
+    def _check_select_measure(self) -> None:
+        """``select_measure`` names a record of the model's validation: the records' measures are
+        known only by evaluating, so one validation example is evaluated (with the validation
+        options, on its own RNG stream) before anything is written."""
+        if self.config.select_measure is None or len(self.dataset.validation) == 0:
+            return
+        first = Batch.of(default_collate([self.dataset.validation[0]]))
+        example = Batch(first.x, first.y, seeds=torch.zeros(1, dtype=torch.int64)).to(self.accelerator.device)
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        model = self.evaluation_model()
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            was_training = model.training
+            model.eval()
+            records = model.log_likelihoods(example, **self.validation_options)
+            model.train(was_training)
+        self._selection_record(records)
+
     # --- what a checkpoint says ------------------------------------------------------------------
     def description(self) -> dict[str, Any]:
         """What is trained on what, and how: enough to rebuild the model and reload the data."""
@@ -309,6 +338,8 @@ class Trainer:
         rng_to_restore = self._restore() if self.resume_from is not None else None
         if self.resume_from is not None and acc.is_main_process:
             self._repoint_best()
+        if self.resume_from is None:
+            self._check_select_measure()
         self.run.prepare(
             {**self.description(), "num_parameters": self.model.num_parameters()},
             invocation_record(self.config.to_json(), str(acc.device), acc.num_processes, **self.extra_record),
@@ -614,8 +645,9 @@ class Trainer:
         if self.display is not None and label is not None:
             self.display.message(f"step {state.step}: validation {label}")
 
-    def _selection_record(self, validation: list[LikelihoodRecord]) -> LikelihoodRecord:
-        """The validation record that chooses checkpoints: the headline, or ``select_measure``'s."""
+    def _selection_record(self, validation: list[Any]) -> Any:
+        """The validation record that chooses checkpoints: the headline, or ``select_measure``'s
+        (records of a split, or a model's per-example ``LogLikelihood`` list: anything with ``measure``)."""
         wanted = self.config.select_measure
         if wanted is None:
             return validation[0]
