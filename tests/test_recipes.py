@@ -117,6 +117,51 @@ def test_compare_flags_changes_beyond_the_combined_standard_error(tmp_path, caps
     assert main(["compare", str(tmp_path / "junk.json"), str(tmp_path / "a")]) == 2
 
 
+def test_compare_pairs_two_runs_example_by_example(digits, tmp_path, capsys):
+    """Each run saves its per-example test log-likelihoods; compare then gives the paired standard
+    error sd(ℓ_a − ℓ_b)/√n, far below the independent √(se_a² + se_b²) since both runs score the same
+    test images. Without the file on one side, or with other examples, it falls back to unpaired."""
+    from safetensors.torch import load_file
+
+    from genmodels.compare import compare_results, read_results
+    from genmodels.train import TrainConfig, train
+
+    for name, steps in (("a", 20), ("b", 40)):
+        train("fvsbn", digits, TrainConfig(steps=steps, eval_every=20, batch_size=64, lr=3e-3, num_samples=4),
+              tmp_path / name, progress=False)
+    results = {name: json.loads((tmp_path / name / "results.json").read_text()) for name in "ab"}
+    values = {name: load_file(str(tmp_path / name / "test_log_likelihoods.safetensors"))["log_prob"] for name in "ab"}
+    assert results["a"]["test_per_example"] == "test_log_likelihoods.safetensors"
+    assert len(values["a"]) == results["a"]["test"][0]["examples"] == len(digits.test)
+    assert -values["a"].mean().item() == pytest.approx(results["a"]["test"][0]["nll_nats"], rel=1e-12)
+
+    line, = compare_results(read_results(tmp_path / "a"), read_results(tmp_path / "b"))
+    difference = values["a"] - values["b"]
+    se = [results[name]["test"][0]["stderr_nats"] for name in "ab"]
+    assert line["paired"] and line["change"] == pytest.approx(difference.mean().item(), rel=1e-9)
+    assert line["stderr"] == pytest.approx(difference.std().item() / math.sqrt(len(difference)), rel=1e-9)
+    assert line["stderr"] < 0.2 * math.hypot(*se)  # the shared test sample cancels
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert " p |" in capsys.readouterr().out
+
+    # a bench's results.json finds each row's run folder, also after the bench folder was moved
+    bench = tmp_path / "bench"
+    (bench / "digits").mkdir(parents=True)
+    (tmp_path / "b").rename(bench / "digits" / "fvsbn")
+    row = {**results["b"], "run_dir": str(tmp_path / "gone" / "digits" / "fvsbn")}
+    (bench / "results.json").write_text(json.dumps({"rows": [row]}))
+    assert compare_results(read_results(tmp_path / "a"), read_results(bench))[0]["paired"]
+
+    # no per-example file on one side: the independent standard error
+    (bench / "digits" / "fvsbn" / "test_log_likelihoods.safetensors").unlink()
+    line, = compare_results(read_results(tmp_path / "a"), read_results(bench))
+    assert not line["paired"] and line["stderr"] == pytest.approx(math.hypot(*se))
+    # a corrupt file is named, with the way out
+    (tmp_path / "a" / "test_log_likelihoods.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError, match="test_log_likelihoods.safetensors: not a readable safetensors file"):
+        read_results(tmp_path / "a")
+
+
 def test_a_suite_runs_its_recipes_with_overrides_and_writes_the_leaderboard(tmp_path, capsys):
     """Two quick recipes with a shortened budget: the leaderboard has the likelihood, sample quality,
     cost and expected-figure tables, the montage and the bits/dim-against-time picture."""

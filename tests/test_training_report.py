@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from genmodels import __version__
@@ -363,7 +364,15 @@ def test_the_end_of_a_run_reports_the_best_checkpoint_reloaded_from_disk(tmp_pat
         "validation": ckpt.meta["validation"], "test": [r.to_json() for r in test],
         "test_figures": [], "skipped_steps": 0, "rollbacks": 0,
         "test_examples": len(data.test), "test_split_size": len(data.test),
+        "test_per_example": "test_log_likelihoods.safetensors",
     }
+    # the per-example values behind the test figure, in the split's order (what compare pairs)
+    per_example = load_file(str(run / results["test_per_example"]))
+    assert list(per_example) == ["log_prob"] and per_example["log_prob"].dtype == torch.float64
+    with torch.no_grad():
+        direct = model.log_prob(data.test.x.long()).double()
+    assert torch.allclose(per_example["log_prob"], direct, rtol=0, atol=1e-4)
+    assert -per_example["log_prob"].mean().item() == pytest.approx(test[0].nll_nats, rel=1e-12)
     assert result == report.TrainResult(
         run_dir=run, best_checkpoint=result.best_checkpoint, test=test,
         validation=[LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]], test_figures=[], steps=4,
@@ -371,7 +380,8 @@ def test_the_end_of_a_run_reports_the_best_checkpoint_reloaded_from_disk(tmp_pat
         train_seconds=state.seconds, examples_per_second=32 / state.seconds, num_parameters=model.num_parameters(),
         sampling=results["sampling"],
         files={"samples": run / "samples.png", "loss_curves": run / "loss_curves.png", "metrics": run / "metrics.csv",
-               "results": run / "results.json", "table": run / "results.md"},
+               "per_example": run / "test_log_likelihoods.safetensors", "results": run / "results.json",
+               "table": run / "results.md"},
     )
     assert all(path.is_file() for path in result.files.values())
     test_rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r["split"] == "test"]
@@ -497,7 +507,7 @@ def test_unknown_likelihood_and_sampling_options_are_refused_naming_the_model():
 def test_the_end_of_a_run_passes_its_settings_to_the_test_evaluation_the_draw_and_the_tracker(tmp_path, monkeypatch):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install -e '.[tensorboard]'")
     calls = {}
-    for name in ("evaluate_likelihood", "evaluate_figures", "draw_samples", "_log_images"):
+    for name in ("per_example_likelihoods", "evaluate_figures", "draw_samples", "_log_images"):
         def spy(*args, _name=name, _real=getattr(report, name), **kwargs):
             calls.setdefault(_name, []).append((args, kwargs))
             return _real(*args, **kwargs)
@@ -512,7 +522,7 @@ def test_the_end_of_a_run_passes_its_settings_to_the_test_evaluation_the_draw_an
                         lambda values, step=None, **kw: (logged.append((dict(values), step)), log(values, step=step, **kw))[1])
     result = trainer.fit()
     best_step = int(result.best_checkpoint.name.split("-")[1])
-    ((args, kwargs),) = calls["evaluate_likelihood"]
+    ((args, kwargs),) = calls["per_example_likelihoods"]
     assert args[1] is data.test and kwargs == {"batch_size": 5, "options": {}}
     ((args, kwargs),) = calls["evaluate_figures"]
     assert args[1] is data.test and kwargs == {"batch_size": 5}

@@ -4,16 +4,24 @@ Either file may be a run's results.json (one model) or a bench's (many rows); a 
 is accepted too. Figures are matched by (data, model, figure): each likelihood measure's NLL in nats
 (with its standard error), the models' other test figures (with theirs) and the sample-quality
 metrics (KID has a standard error; FD, precision and recall have none, so their changes are shown but
-never flagged). A change is flagged when |b − a| > sigmas · √(se_a² + se_b²): the two test figures are
-independent estimates, so their difference has that standard error.
+never flagged). A change is flagged when |b − a| > sigmas · se, where se is the standard error of the
+difference:
+
+- **paired**, for a likelihood measured on the same test examples by both runs (each run saves its
+  per-example values, ``test_log_likelihoods.safetensors``): se = sd(ℓ_b − ℓ_a)/√n over the examples.
+  Both figures share the test sample (and, for estimates, each example's noise), so most of their
+  sampling error cancels and the paired error is usually far smaller;
+- otherwise √(se_a² + se_b²), as for independent estimates.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .errors import UserError
 
@@ -25,6 +33,8 @@ class Figure:
     value: float
     stderr: float | None
     lower_is_better: bool | None
+    #: per-example log-likelihoods (nats, float64) behind an NLL figure, when the run saved them
+    per_example: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
@@ -40,10 +50,33 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a genmodels results file (a JSON object was expected)")
     if "rows" in data:
-        return [r for r in data["rows"] if "skipped" not in r]
+        return [_with_per_example(r, path.parent) for r in data["rows"] if "skipped" not in r]
     if "model" in data and "test" in data:
-        return [data]
+        return [_with_per_example(data, path.parent)]
     raise UserError(f"{path}: not a genmodels results file (no 'rows' of a bench, no 'model' and 'test' of a run)")
+
+
+def _with_per_example(row: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The row with ``_per_example`` ({measure: (N,) tensor}) when its run saved per-example values:
+    a run's folder, or a bench row's run folder (``run_dir`` as written, or the same data/name under
+    this bench's folder, should the bench have been moved)."""
+    from .training.report import PER_EXAMPLE_FILE
+
+    candidates = [folder / PER_EXAMPLE_FILE]
+    if "run_dir" in row:
+        run_dir = Path(row["run_dir"])
+        candidates = [run_dir / PER_EXAMPLE_FILE, folder.joinpath(*run_dir.parts[-2:]) / PER_EXAMPLE_FILE]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return row
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        values = load_file(str(found))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{found}: not a readable safetensors file ({error}); move it away to compare without pairing") from None
+    return {**row, "_per_example": values}
 
 
 _HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "psnr"}
@@ -54,8 +87,12 @@ def figures_of(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], Figure]
     out: dict[tuple[str, str, str], Figure] = {}
     for row in rows:
         key = (row["data"], row["model"])
+        per_example = row.get("_per_example") or {}
         for record in row.get("test") or []:
-            out[(*key, f"{record['measure']} NLL (nats)")] = Figure(record["nll_nats"], record["stderr_nats"], True)
+            values = per_example.get(record["measure"])
+            if values is not None and len(values) != record["examples"]:
+                values = None  # not the values behind this figure
+            out[(*key, f"{record['measure']} NLL (nats)")] = Figure(record["nll_nats"], record["stderr_nats"], True, values)
         for figure in row.get("test_figures") or []:
             out[(*key, figure["name"])] = Figure(figure["mean"], figure["stderr"], figure["name"] not in _HIGHER_IS_BETTER)
         for quality in row.get("sample_quality") or []:
@@ -76,25 +113,33 @@ def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas:
         x, y = fa[key], fb[key]
         change = y.value - x.value
         error = math.hypot(x.stderr, y.stderr) if x.stderr is not None and y.stderr is not None else None
+        paired = x.per_example is not None and y.per_example is not None and len(x.per_example) == len(y.per_example) > 1
+        if paired:
+            # NLL_b − NLL_a = mean(ℓ_a − ℓ_b) over the same examples: its standard error is that of the mean
+            differences = (x.per_example - y.per_example).double()
+            error = differences.std().item() / math.sqrt(len(differences))
         flagged = error is not None and abs(change) > sigmas * error
         better = None
         if flagged and y.lower_is_better is not None:
             better = (change < 0) == y.lower_is_better
         lines.append({"data": key[0], "model": key[1], "figure": key[2], "a": x.value, "b": y.value, "change": change,
-                      "stderr": error, "flagged": flagged, "better": better})
+                      "stderr": error, "paired": paired, "flagged": flagged, "better": better})
     return lines
 
 
 def format_comparison(lines: list[dict[str, Any]], a: str | Path, b: str | Path, sigmas: float) -> str:
     """A Markdown table of the comparison, flagged changes marked."""
     out = [f"a = {a}", f"b = {b}",
-           f"flagged (**): |b − a| > {sigmas:g} · √(se_a² + se_b²); figures without a standard error are never flagged", "",
+           f"flagged (**): |b − a| > {sigmas:g} · se; se is paired (p) over the same test examples where both runs saved "
+           "them, else √(se_a² + se_b²); figures without a standard error are never flagged", "",
            "| data | model | figure | a | b | b − a | ± se | |", "|---|---|---|---:|---:|---:|---:|---|"]
     for line in lines:
         if "only_in" in line:
             out.append(f"| {line['data']} | {line['model']} | {line['figure']} | | | | | only in {line['only_in']} |")
             continue
         se = f"{line['stderr']:.3g}" if line["stderr"] is not None else "—"
+        if line.get("paired"):
+            se += " p"
         mark = ""
         if line["flagged"]:
             mark = "** " + {True: "better", False: "worse", None: "changed"}[line["better"]]

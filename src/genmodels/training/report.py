@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import load_model, write_json_atomic
 from ..core import GenerativeModel, parse_keyword_options
-from ..evaluate import FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood
+from ..evaluate import FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of
 from ..plotting import save_loss_curves, save_samples
 
 if TYPE_CHECKING:
@@ -81,6 +81,20 @@ def has_training_curve(metrics: Path) -> bool:
         return any(row["split"] == "train" for row in csv.DictReader(handle))
 
 
+#: a run's per-example test log-likelihoods (nats, float64), one tensor per measure
+PER_EXAMPLE_FILE = "test_log_likelihoods.safetensors"
+
+
+def save_per_example(per_example: list, path: Path) -> Path:
+    """One float64 tensor (N,) of log-likelihoods per measure, written atomically (safetensors)."""
+    from safetensors.torch import save_file
+
+    partial = path.with_name(path.name + ".partial")
+    save_file({found.measure: found.values.contiguous() for found in per_example}, str(partial))
+    partial.replace(path)
+    return path
+
+
 def finish_run(trainer: Trainer) -> TrainResult:
     """Reload the best checkpoint from disk and report on it (the test split is measured here only)."""
     acc, state, config = trainer.accelerator, trainer.state, trainer.config
@@ -92,7 +106,8 @@ def finish_run(trainer: Trainer) -> TrainResult:
     validation = [LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]]
     eval_options = _likelihood_options(model, config.eval_options)
     test_split = trainer.dataset.test.head(config.test_examples)
-    test = evaluate_likelihood(model, test_split, batch_size=config.eval_batch_size, options=eval_options)
+    per_example = per_example_likelihoods(model, test_split, batch_size=config.eval_batch_size, options=eval_options)
+    test = [record_of(found, model.spec, eval_options) for found in per_example]
     test_figures = evaluate_figures(model, test_split, batch_size=config.eval_batch_size)
     run = trainer.run
     from .loop import _records_to_rows
@@ -136,6 +151,11 @@ def finish_run(trainer: Trainer) -> TrainResult:
             "test_examples": len(test_split),
             "test_split_size": len(trainer.dataset.test),
         }
+        if per_example:
+            # each test example's log-likelihood per measure, in the split's order: what lets
+            # `genmodels compare` pair two runs' figures example by example
+            files["per_example"] = save_per_example(per_example, trainer.run_dir / PER_EXAMPLE_FILE)
+            results["test_per_example"] = PER_EXAMPLE_FILE
         files["results"] = trainer.run_dir / "results.json"
         write_json_atomic(files["results"], results)
         files["table"] = trainer.run_dir / "results.md"
