@@ -162,6 +162,34 @@ def test_compare_pairs_two_runs_example_by_example(digits, tmp_path, capsys):
         read_results(tmp_path / "a")
 
 
+def test_eval_out_writes_what_compare_pairs(digits, tmp_path, capsys):
+    """`eval --out` of two checkpoints of one run: compare pairs them on the same test examples; a
+    validation evaluation is labelled as such and matches only another validation one."""
+    from genmodels.compare import compare_results, read_results
+    from genmodels.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train("fvsbn", digits, TrainConfig(steps=40, eval_every=20, batch_size=64, lr=3e-3, num_samples=4, keep_checkpoints=5),
+          run, progress=False)
+    early, late = run / "checkpoints" / "step-000000020", run / "checkpoints" / "step-000000040"
+    assert main(["eval", str(early), "--out", str(tmp_path / "early")]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(late), "--out", str(tmp_path / "late"), "--json"]) == 0
+    report = json.loads((tmp_path / "late" / "eval.json").read_text())
+    assert json.loads(capsys.readouterr().out) == report  # --json prints what --out writes
+    assert (report["model"], report["data"], report["split"], report["per_example"]) == ("fvsbn", "digits", "test", "test_log_likelihoods.safetensors")
+    line, = compare_results(read_results(tmp_path / "early"), read_results(tmp_path / "late"))
+    assert line["paired"] and line["figure"] == "log_prob NLL (nats)"
+    # the run's own results.json (its best checkpoint, step 40) pairs with the eval of step 40: no change at all
+    same, = compare_results(read_results(run), read_results(tmp_path / "late"))
+    assert same["paired"] and same["change"] == pytest.approx(0.0, abs=1e-9) and same["stderr"] == pytest.approx(0.0, abs=1e-9)
+    assert main(["eval", str(late), "--split", "validation", "--out", str(tmp_path / "val")]) == 0
+    lines = compare_results(read_results(tmp_path / "early"), read_results(tmp_path / "val"))
+    assert {(line["figure"], line["only_in"]) for line in lines} == {("log_prob NLL (nats)", "a"), ("log_prob NLL (nats, validation)", "b")}
+    assert main(["eval", str(late), "--out", str(tmp_path / "late")]) == 2  # nothing is overwritten
+    assert "already holds files" in capsys.readouterr().err
+
+
 def test_a_suite_runs_its_recipes_with_overrides_and_writes_the_leaderboard(tmp_path, capsys):
     """Two quick recipes with a shortened budget: the leaderboard has the likelihood, sample quality,
     cost and expected-figure tables, the montage and the bits/dim-against-time picture."""

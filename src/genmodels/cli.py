@@ -168,6 +168,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
+    p.add_argument("--out", metavar="DIR",
+                   help="also write eval.json and each example's log-likelihoods (safetensors) into DIR, a new "
+                        "folder: `genmodels compare` then pairs two evaluations example by example")
     p.add_argument("--samples", type=int, metavar="N",
                    help="also draw N samples and measure their quality against the split: FD, KID, precision/"
                         "recall, density/coverage and memorization in genmodels' own feature space")
@@ -517,8 +520,11 @@ def _join_processes() -> bool:
 def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import load_model
     from .core import parse_keyword_options
-    from .evaluate import evaluate_figures, evaluate_likelihood, format_figures, format_records
+    from .evaluate import evaluate_figures, format_figures, format_records, per_example_likelihoods, record_of
 
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
+        raise UserError(f"--out {out} already holds files; choose a new folder (nothing is overwritten)")
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=_device(args.cpu))
     options = parse_keyword_options(model.log_likelihoods, dict(args.options), what="likelihood", model=model.name)
     dataset = _training_data(ckpt, args.data_dir)
@@ -529,18 +535,28 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
     split, whole = _split_head(dataset, args.split, args.examples)
     main_process = _join_processes()
-    records = evaluate_likelihood(model, split, batch_size=batch_size, progress=sys.stderr.isatty(), options=options)
+    per_example = per_example_likelihoods(model, split, batch_size=batch_size, progress=sys.stderr.isatty(), options=options)
+    records = [record_of(found, model.spec, options) for found in per_example]
     figures = evaluate_figures(model, split, batch_size=batch_size, progress=sys.stderr.isatty())
     if not main_process:
         return
-    from .checkpoint import strict_json
+    from .checkpoint import strict_json, write_json_atomic
 
     quality = _sample_quality(args, model, dataset)
+    report = {"model": ckpt.meta["model"], "data": model.spec.name, "checkpoint": str(ckpt.path), "split": args.split,
+              "examples": len(split), "split_size": len(whole),
+              "records": [r.to_json() for r in records], "figures": [f.to_json() for f in figures]}
+    if quality is not None:
+        report["sample_quality"] = [r.to_json() for r in quality]
+    if out is not None:
+        from .training.report import save_per_example
+
+        out.mkdir(parents=True, exist_ok=True)
+        if per_example:
+            report["per_example"] = f"{args.split}_log_likelihoods.safetensors"
+            save_per_example(per_example, out / report["per_example"])
+        write_json_atomic(out / "eval.json", strict_json(report))
     if args.json:
-        report = {"checkpoint": str(ckpt.path), "split": args.split, "examples": len(split), "split_size": len(whole),
-                  "records": [r.to_json() for r in records], "figures": [f.to_json() for f in figures]}
-        if quality is not None:
-            report["sample_quality"] = [r.to_json() for r in quality]
         print(json.dumps(strict_json(report), indent=2, allow_nan=False))
     else:
         print(f"{ckpt.meta['model']} on {model.spec.name}, {args.split} split ({_part(split, whole)}), {ckpt.path}")

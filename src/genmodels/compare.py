@@ -1,14 +1,15 @@
 """``genmodels compare A B``: what changed between two result files, and whether it is beyond noise.
 
-Either file may be a run's results.json (one model) or a bench's (many rows); a folder holding one
-is accepted too. Figures are matched by (data, model, figure): each likelihood measure's NLL in nats
-(with its standard error), the models' other test figures (with theirs) and the sample-quality
+Either file may be a run's results.json (one model), a bench's (many rows) or the eval.json of
+``genmodels eval --out`` (one checkpoint on one split); a folder holding one is accepted too.
+Figures are matched by (data, model, figure), a split other than test named in the figure: each
+likelihood measure's NLL in nats (with its standard error), the models' other test figures (with theirs) and the sample-quality
 metrics (KID has a standard error; FD, precision and recall have none, so their changes are shown but
 never flagged). A change is flagged when |b − a| > sigmas · se, where se is the standard error of the
 difference:
 
-- **paired**, for a likelihood measured on the same test examples by both runs (each run saves its
-  per-example values, ``test_log_likelihoods.safetensors``): se = sd(ℓ_b − ℓ_a)/√n over the examples.
+- **paired**, for a likelihood measured on the same examples by both sides (each run saves its
+  per-example values, ``test_log_likelihoods.safetensors``, and so does ``eval --out``): se = sd(ℓ_b − ℓ_a)/√n over the examples.
   Both figures share the test sample (and, for estimates, each example's noise), so most of their
   sampling error cancels and the paired error is usually far smaller;
 - otherwise √(se_a² + se_b²), as for independent estimates.
@@ -43,9 +44,10 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
     path = Path(path)
     if path.is_dir():
-        path = path / "results.json"
+        path = next((path / name for name in ("results.json", "eval.json") if (path / name).is_file()), path / "results.json")
     if not path.is_file():
-        raise UserError(f"{path}: no such results file; give a results.json or the run/bench folder that holds one")
+        raise UserError(f"{path}: no such results file; give a results.json (or eval.json), or the run, bench or "
+                        "`eval --out` folder that holds one")
     data = read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a genmodels results file (a JSON object was expected)")
@@ -53,6 +55,12 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         return [_with_per_example(r, path.parent) for r in data["rows"] if "skipped" not in r]
     if "model" in data and "test" in data:
         return [_with_per_example(data, path.parent)]
+    if {"model", "data", "split", "records"} <= set(data):  # `genmodels eval --out`
+        row = {"model": data["model"], "data": data["data"], "split": data["split"], "test": data["records"],
+               "test_figures": data.get("figures") or [], "sample_quality": data.get("sample_quality") or []}
+        if data.get("per_example"):
+            row["test_per_example"] = data["per_example"]
+        return [_with_per_example(row, path.parent)]
     raise UserError(f"{path}: not a genmodels results file (no 'rows' of a bench, no 'model' and 'test' of a run)")
 
 
@@ -62,7 +70,7 @@ def _with_per_example(row: dict[str, Any], folder: Path) -> dict[str, Any]:
     this bench's folder, should the bench have been moved)."""
     from .training.report import PER_EXAMPLE_FILE
 
-    candidates = [folder / PER_EXAMPLE_FILE]
+    candidates = [folder / row.get("test_per_example", PER_EXAMPLE_FILE)]
     if "run_dir" in row:
         run_dir = Path(row["run_dir"])
         candidates = [run_dir / PER_EXAMPLE_FILE, folder.joinpath(*run_dir.parts[-2:]) / PER_EXAMPLE_FILE]
@@ -87,17 +95,19 @@ def figures_of(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], Figure]
     out: dict[tuple[str, str, str], Figure] = {}
     for row in rows:
         key = (row["data"], row["model"])
+        # figures of another split than test (an `eval --split validation`) say so, and match only their like
+        on = "" if row.get("split", "test") == "test" else f", {row['split']}"
         per_example = row.get("_per_example") or {}
         for record in row.get("test") or []:
             values = per_example.get(record["measure"])
             if values is not None and len(values) != record["examples"]:
                 values = None  # not the values behind this figure
-            out[(*key, f"{record['measure']} NLL (nats)")] = Figure(record["nll_nats"], record["stderr_nats"], True, values)
+            out[(*key, f"{record['measure']} NLL (nats{on})")] = Figure(record["nll_nats"], record["stderr_nats"], True, values)
         for figure in row.get("test_figures") or []:
-            out[(*key, figure["name"])] = Figure(figure["mean"], figure["stderr"], figure["name"] not in _HIGHER_IS_BETTER)
+            out[(*key, figure["name"] + on)] = Figure(figure["mean"], figure["stderr"], figure["name"] not in _HIGHER_IS_BETTER)
         for quality in row.get("sample_quality") or []:
             better = None if quality["metric"] == "memorization" else quality["metric"] not in _HIGHER_IS_BETTER
-            out[(*key, quality["label"])] = Figure(quality["value"], quality.get("stderr"), better)
+            out[(*key, quality["label"] + on)] = Figure(quality["value"], quality.get("stderr"), better)
     return out
 
 
