@@ -13,6 +13,10 @@ difference:
   Both figures share the test sample (and, for estimates, each example's noise), so most of their
   sampling error cancels and the paired error is usually far smaller;
 - otherwise √(se_a² + se_b²), as for independent estimates.
+
+Either way the error is that of the evaluation (the test sample, an estimate's noise), not of the
+training: two seeds of one recipe are often flagged by the paired error (binary-digits-vae's two
+seeds differ by 0.07 ± 0.03 nats, BENCHMARKS.md), so a setting is better only if it is so across seeds.
 """
 
 from __future__ import annotations
