@@ -162,6 +162,32 @@ def test_compare_pairs_two_runs_example_by_example(digits, tmp_path, capsys):
         read_results(tmp_path / "a")
 
 
+def test_compare_across_runs_judges_a_change_by_the_spread_between_seeds(tmp_path, capsys):
+    """Each run's own error (0.01 here) is far below the seeds' spread: one run against one flags
+    the change; the groups of seeds, whose Welch error is √(s_a²/3 + s_b²/3), do not."""
+    from genmodels.compare import compare_across_runs, compare_results
+
+    a = [[_bench_row("fvsbn", nll, 0.01)] for nll in (90.0, 90.4, 90.2)]
+    b = [[_bench_row("fvsbn", nll, 0.01)] for nll in (89.9, 90.3, 89.8)]
+    assert compare_results(a[0], b[0])[0]["flagged"]  # 0.1 against 0.014: flagged by one pair of runs
+    line, = compare_across_runs(a, b, sigmas=2.0)
+    welch = math.sqrt(0.04 / 3 + 0.07 / 3)  # sample variances 0.04 and 0.07 (n − 1 in the denominator)
+    assert line["change"] == pytest.approx(90.0 - 90.2) and line["stderr"] == pytest.approx(welch)
+    assert not line["flagged"] and (line["runs_a"], line["runs_b"]) == (3, 3)
+    better = [[_bench_row("fvsbn", nll, 0.01)] for nll in (89.0, 89.1, 88.9)]
+    line, = compare_across_runs(a, better, sigmas=2.0)
+    assert line["flagged"] and line["better"] is True
+    with pytest.raises(UserError, match="at least two runs on each side"):
+        compare_across_runs(a[:1], b)
+    for i, rows in enumerate(a + better):
+        (tmp_path / f"r{i}.json").write_text(json.dumps({"rows": rows}))
+    runs = [str(tmp_path / f"r{i}.json") for i in range(6)]
+    assert main(["compare", *runs[:3], "--vs", *runs[3:]]) == 0
+    out = capsys.readouterr().out
+    assert "| n_a | n_b |" in out and "| 3 | 3 | ** better |" in out
+    assert main(["compare", *runs[:3]]) == 2 and "--vs" in capsys.readouterr().err
+
+
 def test_eval_out_writes_what_compare_pairs(digits, tmp_path, capsys):
     """`eval --out` of two checkpoints of one run: compare pairs them on the same test examples; a
     validation evaluation is labelled as such and matches only another validation one."""

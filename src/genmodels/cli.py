@@ -260,8 +260,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="the differences between two results.json (runs or benches), flagged beyond their errors",
                        parents=[imports])
-    p.add_argument("a", help="results.json, or a run or bench folder holding one (the baseline)")
-    p.add_argument("b", help="results.json, or a run or bench folder holding one")
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="two results: A (the baseline) and B, each a results.json or eval.json, or a run, bench or "
+                        "eval folder holding one; with --vs, the runs of side A (seeds)")
+    p.add_argument("--vs", nargs="+", metavar="RESULTS",
+                   help="compare across runs: the positional results are side A's runs (e.g. its seeds), these side "
+                        "B's; each figure's means are compared by the spread between runs (two or more per side)")
     p.add_argument("--sigmas", type=float, default=2.0,
                    help="flag a change larger than this many combined standard errors (default 2)")
 
@@ -886,12 +890,21 @@ def cmd_decode(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from .compare import compare_results, format_comparison, read_results
+    from .compare import compare_across_runs, compare_results, format_comparison, read_results
 
     if not args.sigmas > 0:
         raise UserError(f"--sigmas must be > 0, got {args.sigmas}")
-    lines = compare_results(read_results(args.a), read_results(args.b), sigmas=args.sigmas)
-    print(format_comparison(lines, args.a, args.b, args.sigmas))
+    if args.vs:
+        lines = compare_across_runs([read_results(r) for r in args.results], [read_results(r) for r in args.vs],
+                                    sigmas=args.sigmas)
+        print(format_comparison(lines, " ".join(args.results), " ".join(args.vs), args.sigmas))
+        return
+    if len(args.results) != 2:
+        raise UserError(f"compare takes two results, A and B (got {len(args.results)}); to compare groups of runs "
+                        "(seeds), give side A's runs, then --vs and side B's")
+    a, b = args.results
+    lines = compare_results(read_results(a), read_results(b), sigmas=args.sigmas)
+    print(format_comparison(lines, a, b, args.sigmas))
 
 
 COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "mixture": cmd_mixture, "audit": cmd_audit, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}

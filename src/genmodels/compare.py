@@ -17,6 +17,8 @@ difference:
 Either way the error is that of the evaluation (the test sample, an estimate's noise), not of the
 training: two seeds of one recipe are often flagged by the paired error (binary-digits-vae's two
 seeds differ by 0.07 ± 0.03 nats, BENCHMARKS.md), so a setting is better only if it is so across seeds.
+``genmodels compare A1 A2 ... --vs B1 B2 ...`` (:func:`compare_across_runs`) compares groups of runs
+by their means, with the standard error from the spread between the runs of each group.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["Figure", "read_results", "figures_of", "compare_results", "format_comparison"]
+__all__ = ["Figure", "read_results", "figures_of", "compare_results", "compare_across_runs", "format_comparison"]
 
 
 @dataclass(frozen=True)
@@ -141,15 +143,56 @@ def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas:
     return lines
 
 
+def compare_across_runs(a: list[list[dict[str, Any]]], b: list[list[dict[str, Any]]], *,
+                        sigmas: float = 2.0) -> list[dict[str, Any]]:
+    """Two groups of runs (e.g. seeds of a baseline and of a change): one line per figure, with each
+    group's mean over the runs that report it and the standard error of the difference of the means
+    from the spread *between runs*, √(s_a²/n_a + s_b²/n_b) (Welch). That spread holds what one run's
+    own error leaves out: the training's randomness (initialization, data order, the seed's luck).
+    A figure reported by fewer than two runs of a group gets no standard error (never flagged)."""
+    if len(a) < 2 or len(b) < 2:
+        raise UserError(f"comparing across runs needs at least two runs on each side (got {len(a)} and {len(b)}); "
+                        "for one run against one, give two files without --vs")
+    values_a: dict[tuple[str, str, str], list[Figure]] = {}
+    values_b: dict[tuple[str, str, str], list[Figure]] = {}
+    for groups, into in ((a, values_a), (b, values_b)):
+        for rows in groups:
+            for key, figure in figures_of(rows).items():
+                into.setdefault(key, []).append(figure)
+    lines = []
+    for key in sorted(set(values_a) | set(values_b)):
+        if key not in values_a or key not in values_b:
+            lines.append({"data": key[0], "model": key[1], "figure": key[2], "only_in": "a" if key in values_a else "b"})
+            continue
+        xs = torch.tensor([f.value for f in values_a[key]], dtype=torch.float64)
+        ys = torch.tensor([f.value for f in values_b[key]], dtype=torch.float64)
+        change = (ys.mean() - xs.mean()).item()
+        error = None
+        if len(xs) >= 2 and len(ys) >= 2:
+            error = math.sqrt(xs.var().item() / len(xs) + ys.var().item() / len(ys))
+        flagged = error is not None and abs(change) > sigmas * error
+        lower_is_better = values_b[key][0].lower_is_better
+        better = (change < 0) == lower_is_better if flagged and lower_is_better is not None else None
+        lines.append({"data": key[0], "model": key[1], "figure": key[2], "a": xs.mean().item(), "b": ys.mean().item(),
+                      "change": change, "stderr": error, "flagged": flagged, "better": better,
+                      "runs_a": len(xs), "runs_b": len(ys)})
+    return lines
+
+
 def format_comparison(lines: list[dict[str, Any]], a: str | Path, b: str | Path, sigmas: float) -> str:
-    """A Markdown table of the comparison, flagged changes marked."""
-    out = [f"a = {a}", f"b = {b}",
-           f"flagged (**): |b − a| > {sigmas:g} · se; se is paired (p) over the same test examples where both runs saved "
-           "them, else √(se_a² + se_b²); figures without a standard error are never flagged", "",
-           "| data | model | figure | a | b | b − a | ± se | |", "|---|---|---|---:|---:|---:|---:|---|"]
+    """A Markdown table of the comparison, flagged changes marked (with each group's number of runs
+    when the lines compare groups of runs)."""
+    groups = any("runs_a" in line for line in lines)
+    rule = (f"flagged (**): |mean b − mean a| > {sigmas:g} · √(s_a²/n_a + s_b²/n_b), s² the variance between runs "
+            "(seeds); figures reported by fewer than two runs of a side are never flagged") if groups else (
+            f"flagged (**): |b − a| > {sigmas:g} · se; se is paired (p) over the same test examples where both runs saved "
+            "them, else √(se_a² + se_b²); figures without a standard error are never flagged")
+    runs = " n_a | n_b |" if groups else ""
+    out = [f"a = {a}", f"b = {b}", rule, "",
+           f"| data | model | figure | a | b | b − a | ± se |{runs} |", "|---|---|---|---:|---:|---:|---:|" + "---:|" * (2 * groups) + "---|"]
     for line in lines:
         if "only_in" in line:
-            out.append(f"| {line['data']} | {line['model']} | {line['figure']} | | | | | only in {line['only_in']} |")
+            out.append(f"| {line['data']} | {line['model']} | {line['figure']} | | | | |{' | |' * groups} only in {line['only_in']} |")
             continue
         se = f"{line['stderr']:.3g}" if line["stderr"] is not None else "—"
         if line.get("paired"):
@@ -157,8 +200,9 @@ def format_comparison(lines: list[dict[str, Any]], a: str | Path, b: str | Path,
         mark = ""
         if line["flagged"]:
             mark = "** " + {True: "better", False: "worse", None: "changed"}[line["better"]]
+        counts = f" {line['runs_a']} | {line['runs_b']} |" if groups else ""
         out.append(f"| {line['data']} | {line['model']} | {line['figure']} | {line['a']:.6g} | {line['b']:.6g} | "
-                   f"{line['change']:+.4g} | {se} | {mark} |")
+                   f"{line['change']:+.4g} | {se} |{counts} {mark} |")
     flagged = sum(1 for line in lines if line.get("flagged"))
     out += ["", f"{flagged} of {sum(1 for line in lines if 'only_in' not in line)} shared figures changed beyond {sigmas:g} standard errors"]
     return "\n".join(out)
