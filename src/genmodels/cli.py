@@ -553,7 +553,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if quality is not None:
         report["sample_quality"] = [r.to_json() for r in quality]
     if out is not None:
-        from .training.report import save_per_example
+        from .evaluate import save_per_example
 
         out.mkdir(parents=True, exist_ok=True)
         if per_example:

@@ -74,7 +74,7 @@ def _with_per_example(row: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The row with ``_per_example`` ({measure: (N,) tensor}) when its run saved per-example values:
     a run's folder, or a bench row's run folder (``run_dir`` as written, or the same data/name under
     this bench's folder, should the bench have been moved)."""
-    from .training.report import PER_EXAMPLE_FILE
+    from .evaluate import PER_EXAMPLE_FILE
 
     candidates = [folder / row.get("test_per_example", PER_EXAMPLE_FILE)]
     if "run_dir" in row:

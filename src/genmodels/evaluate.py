@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from .units import bits_per_dim
 
 __all__ = [
     "LikelihoodRecord", "PerExampleLikelihood", "FigureRecord", "evaluate_likelihood", "per_example_likelihoods",
-    "record_of", "evaluate_figures", "format_records", "format_figures", "EVAL_SEED",
+    "record_of", "evaluate_figures", "format_records", "format_figures", "EVAL_SEED", "PER_EXAMPLE_FILE", "save_per_example",
 ]
 
 #: Stochastic bounds and estimates are computed under this seed, so evaluation is repeatable.
@@ -199,6 +200,20 @@ def per_example_likelihoods(
         )
         for measure, acc in found.items()
     ]
+
+
+#: a run's per-example test log-likelihoods (nats, float64), one tensor per measure
+PER_EXAMPLE_FILE = "test_log_likelihoods.safetensors"
+
+
+def save_per_example(per_example: list[PerExampleLikelihood], path: Path) -> Path:
+    """One float64 tensor (N,) of log-likelihoods per measure, written atomically (safetensors)."""
+    from safetensors.torch import save_file
+
+    partial = path.with_name(path.name + ".partial")
+    save_file({found.measure: found.values.contiguous() for found in per_example}, str(partial))
+    partial.replace(path)
+    return path
 
 
 def evaluate_likelihood(

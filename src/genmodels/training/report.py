@@ -15,7 +15,9 @@ import torch
 
 from ..checkpoint import load_model, write_json_atomic
 from ..core import GenerativeModel, parse_keyword_options
-from ..evaluate import FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of
+from ..evaluate import (
+    PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
+)
 from ..plotting import save_loss_curves, save_samples
 
 if TYPE_CHECKING:
@@ -79,20 +81,6 @@ def has_training_curve(metrics: Path) -> bool:
     """Whether metrics.csv holds any training-loss row (a closed-form fit has none)."""
     with open(metrics, newline="") as handle:
         return any(row["split"] == "train" for row in csv.DictReader(handle))
-
-
-#: a run's per-example test log-likelihoods (nats, float64), one tensor per measure
-PER_EXAMPLE_FILE = "test_log_likelihoods.safetensors"
-
-
-def save_per_example(per_example: list, path: Path) -> Path:
-    """One float64 tensor (N,) of log-likelihoods per measure, written atomically (safetensors)."""
-    from safetensors.torch import save_file
-
-    partial = path.with_name(path.name + ".partial")
-    save_file({found.measure: found.values.contiguous() for found in per_example}, str(partial))
-    partial.replace(path)
-    return path
 
 
 def finish_run(trainer: Trainer) -> TrainResult:
