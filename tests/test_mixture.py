@@ -68,6 +68,12 @@ def test_a_mixture_of_exact_models_normalizes_over_all_1024_binary_configuration
     record, member_records = mixture.evaluate(Split(ALL_CONFIGURATIONS))
     assert record.kind == "exact" and record.nll_nats == pytest.approx(-mixed.mean().item())
     assert [r.nll_nats for r in member_records] == pytest.approx((-members.mean(0)).tolist())
+    # the mixture's gain over each member, paired example by example: NLL_k − NLL_mix ± sd(ℓ_mix − ℓ_k)/√n
+    _, _, gains = mixture.evaluate_paired(Split(ALL_CONFIGURATIONS))
+    for k, (gain, stderr) in enumerate(gains):
+        difference = mixed - members[:, k]
+        assert gain == pytest.approx(member_records[k].nll_nats - record.nll_nats, abs=1e-9)
+        assert stderr == pytest.approx(difference.std().item() / math.sqrt(len(difference)), rel=1e-9)
 
 
 def test_a_model_mixed_with_itself_is_the_model():

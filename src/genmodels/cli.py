@@ -736,7 +736,7 @@ def cmd_mixture(args: argparse.Namespace) -> None:
     if not args.uniform:
         mixture.fit(datasets[0].validation, batch_size=args.batch_size)
     split, whole = _split_head(datasets[0], args.split, args.examples)
-    record, member_records = mixture.evaluate(split, batch_size=args.batch_size)
+    record, member_records, gains = mixture.evaluate_paired(split, batch_size=args.batch_size)
     if args.samples is not None:
         from .plotting import save_samples
 
@@ -751,18 +751,20 @@ def cmd_mixture(args: argparse.Namespace) -> None:
         print(json.dumps({
             "split": args.split, "examples": len(split), "split_size": len(whole),
             "weights_fitted_on": None if args.uniform else "validation", "mixture": record.to_json(),
-            "members": [{"name": m.name, "options": {k: str(v) for k, v in m.options.items()}, "weight": w, "record": r.to_json()}
-                        for m, w, r in zip(members, weights, member_records)],
+            "members": [{"name": m.name, "options": {k: str(v) for k, v in m.options.items()}, "weight": w, "record": r.to_json(),
+                         "mixture_gain_nats": gain, "mixture_gain_paired_stderr": stderr}
+                        for m, w, r, (gain, stderr) in zip(members, weights, member_records, gains)],
         }, indent=2))
         return
     how = "equal weights" if args.uniform else "weights fitted on the validation split (EM)"
     print(f"mixture of {len(members)} models, {args.split} split ({_part(split, whole)}), {how}")
-    print("| model | weight | kind | NLL (nats) | bits/dim |")
-    print("|---|---:|---|---:|---:|")
-    for member, weight, r in zip(members, weights, member_records):
-        print(f"| {member.name} | {weight:.3f} | {r.kind_label} | {r.nll_nats:.3f} ± {r.stderr_nats:.3f} | {r.bits_per_dim:.4f} |")
+    print("| model | weight | kind | NLL (nats) | bits/dim | mixture's gain, paired (nats) |")
+    print("|---|---:|---|---:|---:|---:|")
+    for member, weight, r, (gain, stderr) in zip(members, weights, member_records, gains):
+        print(f"| {member.name} | {weight:.3f} | {r.kind_label} | {r.nll_nats:.3f} ± {r.stderr_nats:.3f} | {r.bits_per_dim:.4f} | "
+              f"{gain:.3f} ± {stderr:.3f} |")
     print(f"| **mixture** | 1 | {record.kind_label} | **{record.nll_nats:.3f}** ± {record.stderr_nats:.3f} | "
-          f"{record.bits_per_dim:.4f} |")
+          f"{record.bits_per_dim:.4f} | |")
     if args.samples is not None:
         print(f"  {args.samples} samples → {args.out}")
 
