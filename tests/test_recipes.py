@@ -188,6 +188,27 @@ def test_compare_across_runs_judges_a_change_by_the_spread_between_seeds(tmp_pat
     assert main(["compare", *runs[:3]]) == 2 and "--vs" in capsys.readouterr().err
 
 
+def test_compare_across_models_pairs_two_models_on_the_same_test_images(digits, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from genmodels.compare import compare_results, read_results
+    from genmodels.train import TrainConfig, train
+
+    for model in ("fvsbn", "made"):
+        train(model, digits, TrainConfig(steps=10, eval_every=10, batch_size=64, lr=3e-3, num_samples=4), tmp_path / model,
+              progress=False)
+    a, b = read_results(tmp_path / "fvsbn"), read_results(tmp_path / "made")
+    assert all("only_in" in line for line in compare_results(a, b))  # by default a model is compared with itself
+    line, = compare_results(a, b, across_models=True)
+    assert (line["model"], line["figure"], line["paired"]) == ("fvsbn → made", "log_prob NLL (nats)", True)
+    values = [load_file(str(tmp_path / m / "test_log_likelihoods.safetensors"))["log_prob"] for m in ("fvsbn", "made")]
+    assert line["stderr"] == pytest.approx((values[0] - values[1]).std().item() / math.sqrt(len(values[0])), rel=1e-9)
+    with pytest.raises(UserError, match="side a holds 2 models on digits"):
+        compare_results(a + b, b, across_models=True)
+    assert main(["compare", str(tmp_path / "fvsbn"), str(tmp_path / "made"), "--across-models"]) == 0
+    assert "| digits | fvsbn → made | log_prob NLL (nats) |" in capsys.readouterr().out
+
+
 def test_eval_out_writes_what_compare_pairs(digits, tmp_path, capsys):
     """`eval --out` of two checkpoints of one run: compare pairs them on the same test examples; a
     validation evaluation is labelled as such and matches only another validation one."""

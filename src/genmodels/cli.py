@@ -266,6 +266,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--vs", nargs="+", metavar="RESULTS",
                    help="compare across runs: the positional results are side A's runs (e.g. its seeds), these side "
                         "B's; each figure's means are compared by the spread between runs (two or more per side)")
+    p.add_argument("--across-models", action="store_true",
+                   help="match the figures of two different models on the same data (one model per data set on each "
+                        "side): e.g. made against pixelcnn, paired on the same test examples")
     p.add_argument("--sigmas", type=float, default=2.0,
                    help="flag a change larger than this many combined standard errors (default 2)")
 
@@ -897,6 +900,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if not args.sigmas > 0:
         raise UserError(f"--sigmas must be > 0, got {args.sigmas}")
     if args.vs:
+        if args.across_models:
+            raise UserError("--across-models compares two results; with --vs, give runs of one model per side")
         lines = compare_across_runs([read_results(r) for r in args.results], [read_results(r) for r in args.vs],
                                     sigmas=args.sigmas)
         print(format_comparison(lines, " ".join(args.results), " ".join(args.vs), args.sigmas))
@@ -905,7 +910,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise UserError(f"compare takes two results, A and B (got {len(args.results)}); to compare groups of runs "
                         "(seeds), give side A's runs, then --vs and side B's")
     a, b = args.results
-    lines = compare_results(read_results(a), read_results(b), sigmas=args.sigmas)
+    lines = compare_results(read_results(a), read_results(b), sigmas=args.sigmas, across_models=args.across_models)
     print(format_comparison(lines, a, b, args.sigmas))
 
 

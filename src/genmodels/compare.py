@@ -14,6 +14,9 @@ difference:
   sampling error cancels and the paired error is usually far smaller;
 - otherwise √(se_a² + se_b²), as for independent estimates.
 
+``--across-models`` matches two different models' figures on the same data (one model per data set on
+each side), e.g. made against pixelcnn on the same test images, paired like two runs of one model.
+
 Either way the error is that of the evaluation (the test sample, an estimate's noise), not of the
 training: two seeds of one recipe are often flagged by the paired error (binary-digits-vae's two
 seeds differ by 0.07 ± 0.03 nats, BENCHMARKS.md), so a setting is better only if it is so across seeds.
@@ -32,7 +35,7 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["Figure", "read_results", "figures_of", "compare_results", "compare_across_runs", "format_comparison"]
+__all__ = ["Figure", "read_results", "figures_of", "compare_results", "compare_across_runs", "as_one_model", "format_comparison"]
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,33 @@ def figures_of(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], Figure]
     return out
 
 
-def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas: float = 2.0) -> list[dict[str, Any]]:
+def as_one_model(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of two sides with their models' names joined ("made → pixelcnn"), so that two
+    different models' figures on the same data are matched (``compare --across-models``): each side
+    must hold one model per data set."""
+    models: dict[str, list[str]] = {}
+    for side, rows in (("a", a), ("b", b)):
+        for data in {r["data"] for r in rows}:
+            names = [r["model"] for r in rows if r["data"] == data]
+            if len(names) > 1:
+                raise UserError(f"--across-models: side {side} holds {len(names)} models on {data} ({', '.join(names)}); "
+                                "give one model per data set on each side")
+            models.setdefault(data, []).append(names[0])
+
+    def label(row: dict[str, Any]) -> str:
+        names = models[row["data"]]
+        return " → ".join(names) if len(names) == 2 else row["model"]
+
+    return [{**r, "model": label(r)} for r in a], [{**r, "model": label(r)} for r in b]
+
+
+def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas: float = 2.0,
+                    across_models: bool = False) -> list[dict[str, Any]]:
     """One line per figure present in both: a, b, the change, its standard error (None where a
-    figure has none) and whether it is flagged; figures found in only one file are listed as such."""
+    figure has none) and whether it is flagged; figures found in only one file are listed as such.
+    ``across_models``: match the figures of different models on the same data (:func:`as_one_model`)."""
+    if across_models:
+        a, b = as_one_model(a, b)
     fa, fb = figures_of(a), figures_of(b)
     lines = []
     for key in sorted(set(fa) | set(fb)):
