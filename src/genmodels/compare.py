@@ -48,7 +48,8 @@ class Figure:
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a results.json: a bench's ``rows``, or a run's single record."""
+    """The rows of a results.json (a bench's ``rows``, or a run's single record) or of an ``eval --out``
+    eval.json (one row), each with its per-example values where they were saved."""
     from .checkpoint import read_json
 
     path = Path(path)
@@ -70,7 +71,8 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         if data.get("per_example"):
             row["test_per_example"] = data["per_example"]
         return [_with_per_example(row, path.parent)]
-    raise UserError(f"{path}: not a genmodels results file (no 'rows' of a bench, no 'model' and 'test' of a run)")
+    raise UserError(f"{path}: not a genmodels results file (no 'rows' of a bench, no 'model' and 'test' of a run, "
+                    "no 'records' of an eval)")
 
 
 def _with_per_example(row: dict[str, Any], folder: Path) -> dict[str, Any]:
