@@ -142,6 +142,27 @@ def as_one_model(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[list
     return [{**r, "model": label(r)} for r in a], [{**r, "model": label(r)} for r in b]
 
 
+def _matched(fa: dict, fb: dict, judge) -> list[dict[str, Any]]:
+    """One line per figure key of either side: ``judge(a's, b's)`` where both have it, else where it is."""
+    lines = []
+    for key in sorted(set(fa) | set(fb)):
+        where = {"data": key[0], "model": key[1], "figure": key[2]}
+        if key not in fa or key not in fb:
+            lines.append({**where, "only_in": "a" if key in fa else "b"})
+        else:
+            lines.append({**where, **judge(fa[key], fb[key])})
+    return lines
+
+
+def _verdict(a: float, b: float, error: float | None, lower_is_better: bool | None, sigmas: float) -> dict[str, Any]:
+    """The change b − a, its standard error, whether it is beyond ``sigmas`` of them, and if so whether
+    it is for the better (None where the figure has no direction)."""
+    change = b - a
+    flagged = error is not None and abs(change) > sigmas * error
+    better = (change < 0) == lower_is_better if flagged and lower_is_better is not None else None
+    return {"a": a, "b": b, "change": change, "stderr": error, "flagged": flagged, "better": better}
+
+
 def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas: float = 2.0,
                     across_models: bool = False) -> list[dict[str, Any]]:
     """One line per figure present in both: a, b, the change, its standard error (None where a
@@ -149,27 +170,17 @@ def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas:
     ``across_models``: match the figures of different models on the same data (:func:`as_one_model`)."""
     if across_models:
         a, b = as_one_model(a, b)
-    fa, fb = figures_of(a), figures_of(b)
-    lines = []
-    for key in sorted(set(fa) | set(fb)):
-        if key not in fa or key not in fb:
-            lines.append({"data": key[0], "model": key[1], "figure": key[2], "only_in": "a" if key in fa else "b"})
-            continue
-        x, y = fa[key], fb[key]
-        change = y.value - x.value
+
+    def judge(x: Figure, y: Figure) -> dict[str, Any]:
         error = math.hypot(x.stderr, y.stderr) if x.stderr is not None and y.stderr is not None else None
         paired = x.per_example is not None and y.per_example is not None and len(x.per_example) == len(y.per_example) > 1
         if paired:
             # NLL_b − NLL_a = mean(ℓ_a − ℓ_b) over the same examples: its standard error is that of the mean
             differences = (x.per_example - y.per_example).double()
             error = differences.std().item() / math.sqrt(len(differences))
-        flagged = error is not None and abs(change) > sigmas * error
-        better = None
-        if flagged and y.lower_is_better is not None:
-            better = (change < 0) == y.lower_is_better
-        lines.append({"data": key[0], "model": key[1], "figure": key[2], "a": x.value, "b": y.value, "change": change,
-                      "stderr": error, "paired": paired, "flagged": flagged, "better": better})
-    return lines
+        return {**_verdict(x.value, y.value, error, y.lower_is_better, sigmas), "paired": paired}
+
+    return _matched(figures_of(a), figures_of(b), judge)
 
 
 def compare_across_runs(a: list[list[dict[str, Any]]], b: list[list[dict[str, Any]]], *,
@@ -188,24 +199,17 @@ def compare_across_runs(a: list[list[dict[str, Any]]], b: list[list[dict[str, An
         for rows in groups:
             for key, figure in figures_of(rows).items():
                 into.setdefault(key, []).append(figure)
-    lines = []
-    for key in sorted(set(values_a) | set(values_b)):
-        if key not in values_a or key not in values_b:
-            lines.append({"data": key[0], "model": key[1], "figure": key[2], "only_in": "a" if key in values_a else "b"})
-            continue
-        xs = torch.tensor([f.value for f in values_a[key]], dtype=torch.float64)
-        ys = torch.tensor([f.value for f in values_b[key]], dtype=torch.float64)
-        change = (ys.mean() - xs.mean()).item()
+
+    def judge(xs_figures: list[Figure], ys_figures: list[Figure]) -> dict[str, Any]:
+        xs = torch.tensor([f.value for f in xs_figures], dtype=torch.float64)
+        ys = torch.tensor([f.value for f in ys_figures], dtype=torch.float64)
         error = None
         if len(xs) >= 2 and len(ys) >= 2:
             error = math.sqrt(xs.var().item() / len(xs) + ys.var().item() / len(ys))
-        flagged = error is not None and abs(change) > sigmas * error
-        lower_is_better = values_b[key][0].lower_is_better
-        better = (change < 0) == lower_is_better if flagged and lower_is_better is not None else None
-        lines.append({"data": key[0], "model": key[1], "figure": key[2], "a": xs.mean().item(), "b": ys.mean().item(),
-                      "change": change, "stderr": error, "flagged": flagged, "better": better,
-                      "runs_a": len(xs), "runs_b": len(ys)})
-    return lines
+        return {**_verdict(xs.mean().item(), ys.mean().item(), error, ys_figures[0].lower_is_better, sigmas),
+                "runs_a": len(xs), "runs_b": len(ys)}
+
+    return _matched(values_a, values_b, judge)
 
 
 def format_comparison(lines: list[dict[str, Any]], a: str | Path, b: str | Path, sigmas: float) -> str:
