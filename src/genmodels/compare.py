@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
+from .evaluate import mean_and_stderr
 
 __all__ = ["Figure", "read_results", "figures_of", "compare_results", "compare_across_runs", "as_one_model", "format_comparison"]
 
@@ -176,8 +177,7 @@ def compare_results(a: list[dict[str, Any]], b: list[dict[str, Any]], *, sigmas:
         paired = x.per_example is not None and y.per_example is not None and len(x.per_example) == len(y.per_example) > 1
         if paired:
             # NLL_b − NLL_a = mean(ℓ_a − ℓ_b) over the same examples: its standard error is that of the mean
-            differences = (x.per_example - y.per_example).double()
-            error = differences.std().item() / math.sqrt(len(differences))
+            error = mean_and_stderr((x.per_example - y.per_example).double())[1]
         return {**_verdict(x.value, y.value, error, y.lower_is_better, sigmas), "paired": paired}
 
     return _matched(figures_of(a), figures_of(b), judge)

@@ -27,6 +27,7 @@ from .units import bits_per_dim
 __all__ = [
     "LikelihoodRecord", "PerExampleLikelihood", "FigureRecord", "evaluate_likelihood", "per_example_likelihoods",
     "record_of", "evaluate_figures", "format_records", "format_figures", "EVAL_SEED", "PER_EXAMPLE_FILE", "save_per_example",
+    "mean_and_stderr",
 ]
 
 #: Stochastic bounds and estimates are computed under this seed, so evaluation is repeatable.
@@ -250,7 +251,7 @@ def record_of(found: PerExampleLikelihood, spec, options: dict[str, Any] | None 
     """The summary record (mean NLL, its standard error, bits/dim, mean terms) of per-example values."""
     values = found.values
     n = len(values)
-    mean, stderr = _mean_and_stderr(values)
+    mean, stderr = mean_and_stderr(values)
     evaluations = None if found.evaluations is None else float(found.evaluations.sum()) / n
     return LikelihoodRecord(
         measure=found.measure,
@@ -286,7 +287,8 @@ class FigureRecord:
         return cls(**obj)
 
 
-def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+    """The mean of per-example values and its standard error, s/√n (s with n − 1)."""
     n = len(values)
     mean = float(values.sum()) / n
     variance = max(float((values**2).sum()) / n - mean**2, 0.0)
@@ -332,7 +334,7 @@ def evaluate_figures(
     records = []
     for name, pieces in found.items():
         values = torch.cat(pieces)
-        mean, stderr = _mean_and_stderr(values)
+        mean, stderr = mean_and_stderr(values)
         records.append(FigureRecord(name, mean, stderr, len(values)))
     return records
 

@@ -27,7 +27,7 @@ from torch import Tensor
 from .core import GenerativeModel, LikelihoodKind, parse_keyword_options
 from .data.base import Split
 from .errors import UserError
-from .evaluate import LikelihoodRecord, PerExampleLikelihood, per_example_likelihoods, record_of
+from .evaluate import LikelihoodRecord, PerExampleLikelihood, mean_and_stderr, per_example_likelihoods, record_of
 
 __all__ = ["fit_mixture_weights", "mixture_log_likelihood", "mixture_kind", "Member", "MixtureOfModels"]
 
@@ -148,9 +148,8 @@ class MixtureOfModels:
         members = [record_of(f, self.spec, m.options) for f, m in zip(found, self.members)]
         gains = []
         for f in found:
-            difference = values - f.values
-            stderr = difference.std().item() / math.sqrt(len(difference)) if len(difference) > 1 else float("nan")
-            gains.append((difference.mean().item(), stderr))
+            gain, stderr = mean_and_stderr(values - f.values)
+            gains.append((gain, stderr if len(values) > 1 else float("nan")))
         return record_of(mixture, self.spec), members, gains
 
     @torch.no_grad()
