@@ -1,6 +1,6 @@
 """Train a list of (model, config, training settings) runs one after another and print each run's test
 figure at its best-validation checkpoint: the sweep behind the digits-nade-long / digits-made-long /
-binary-digits-* recipes (issue 16). Each argument is one run, as JSON.
+binary-digits-* recipes. Each argument is one run, as JSON.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ar_sweep.py digits --out /tmp/sweep \\
         '{"model": "nade", "config": {"hidden": 128, "direct": true, "l2": 0.006, "dropout": 0.3},

@@ -1,7 +1,7 @@
-"""The ad-hoc sweep on ``binary-digits`` behind BENCHMARKS.md's ablation (issue 16): MADE by default,
-any class-conditional autoregressive model with ``--model``.
+"""The ad-hoc sweep on ``binary-digits`` behind BENCHMARKS.md's ablation of the binary-digits recipes:
+MADE by default, any class-conditional autoregressive model with ``--model``.
 
-A plain loop, not the trainer: AdamW (lr 5·10⁻³, no weight decay; the model's own L2 term is in its
+A plain loop (``fitting.fit``), not the trainer: AdamW (lr 5·10⁻³, no weight decay; the model's own L2 term is in its
 loss), a cosine decay over ``--steps``, batches of 128 drawn *with replacement* from the 1 257
 training images, validation every 250 steps, and the test NLL at the best validation step. The
 training images are binarized on the fly from the 17 grey levels x:
@@ -33,7 +33,6 @@ Prints the validation NLL every 250 steps and a last line with the best validati
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
 import torch
@@ -41,6 +40,8 @@ import torch
 from genmodels.core import Batch, create_model
 from genmodels.data import load_dataset
 from genmodels.data.base import DataSpec
+
+from fitting import fit
 
 #: MADE's sweep settings; any other model starts from its defaults with ``--dropout``
 MADE_DEFAULTS = dict(hidden=1024, num_masks=8, order="random", input_encoding="scalar", direct=True, l2=0.001)
@@ -89,16 +90,12 @@ def main() -> None:
     config.update(dropout=args.dropout, **({"conditional": True} if args.conditional else {}))
     config.update(json.loads(args.config))
     model = create_model(args.model, DataSpec(binary.spec.name, binary.spec.shape, 2, classes), config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
     generator = torch.Generator().manual_seed(args.seed)
     prior = (torch.bincount(labels, minlength=classes).float() + args.prior_pseudocount) / (
         len(labels) + args.prior_pseudocount * classes)
-    average = copy.deepcopy(model) if args.ema else None
 
     @torch.no_grad()
-    def log_likelihoods(x: torch.Tensor) -> torch.Tensor:
-        scored = average if average is not None else model
+    def log_likelihoods(scored, x: torch.Tensor) -> torch.Tensor:
         scored.eval()
         if args.conditional:
             per_label = torch.stack([scored.log_prob(x, torch.full((len(x),), c)) for c in range(classes)], 1)
@@ -108,8 +105,7 @@ def main() -> None:
         scored.train()
         return values
 
-    best = (float("inf"), float("nan"), 0)
-    for step in range(1, args.steps + 1):
+    def next_batch(step: int) -> Batch:
         index = torch.randint(0, len(grey), (128,), generator=generator)
         if args.mode == "static":
             x = binary.train.x[index]
@@ -120,23 +116,21 @@ def main() -> None:
             j = int(args.jitter)
             threshold = 8 + torch.randint(-j, j + 1, (len(index),) + (1,) * (grey.dim() - 1), generator=generator)
             x = (grey[index] >= threshold).long()
-        loss = model.loss(Batch(x=x, y=labels[index] if args.conditional else None), step=step, group="model").loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if average is not None:
-            with torch.no_grad():
-                for kept, current in zip(average.parameters(), model.parameters()):
-                    kept.lerp_(current, 1 - args.ema)
-        if step % 250 == 0 or step == args.steps:
-            validation = -log_likelihoods(binary.validation.x).mean().item()
-            if validation < best[0]:
-                test = log_likelihoods(binary.test.x)
-                best = (validation, -test.mean().item(), step)
-                if args.save:
-                    torch.save(test, args.save)
-            print(step, f"val {validation:.3f}", flush=True)
+        return Batch(x=x, y=labels[index] if args.conditional else None)
+
+    best = (float("inf"), float("nan"), 0)
+
+    def validate(step: int, scored) -> None:
+        nonlocal best
+        validation = -log_likelihoods(scored, binary.validation.x).mean().item()
+        if validation < best[0]:
+            test = log_likelihoods(scored, binary.test.x)
+            best = (validation, -test.mean().item(), step)
+            if args.save:
+                torch.save(test, args.save)
+        print(step, f"val {validation:.3f}", flush=True)
+
+    fit(model, next_batch, steps=args.steps, lr=args.lr, cosine=True, ema_decay=args.ema, check=validate, check_every=250)
     print(f"{args.model} {args.mode} jitter {args.jitter} dropout {args.dropout} conditional {args.conditional} "
           f"clusters {args.clusters} ema {args.ema} {args.config}: best val {best[0]:.3f} test {best[1]:.3f} at {best[2]}",
           flush=True)

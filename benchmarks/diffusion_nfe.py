@@ -5,7 +5,7 @@ trained run can be sampled with any solver and any number of steps. This script 
 images from each given run with each sampler setting, from the same seed, and measures them against
 the test split in the project's feature space (FD, KID, precision, recall: ``genmodels.metrics``).
 Each row states its NFE (network evaluations per sample, as the sampler reports it), so rows compare
-at equal cost. Defaults per method (issue 19's sweep):
+at equal cost. Defaults per method (BENCHMARKS.md's sampler sweep):
 
 - ``edm``, ``ve``: Heun (EDM Alg. 1) with 5, 10 and 25 steps (9, 19 and 49 NFE), and Euler at 20;
 - ``ddpm``: DDIM (η = 0) at 20 and 50 steps, DDPM ancestral at all 1 000 steps;

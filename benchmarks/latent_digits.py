@@ -1,8 +1,9 @@
 """ELBO and IWAE-k NLL of the latent-variable family on the digits data sets (a few CPU minutes).
 
-Each model trains with Adam at a fixed number of steps; every ``--eval-every`` steps its validation
-IWAE-64 NLL is measured and the best state is kept; the test figures (ELBO and IWAE-k, k = 5 000 by
-default) are those of that state (../shared/PROTOCOL.md: the test split chooses nothing).
+Each model trains with Adam at a fixed number of steps (``fitting.fit``; the table's training seconds
+are its thread CPU time); every ``--eval-every`` steps its validation IWAE-64 NLL is measured and the
+best state is kept; the test figures (ELBO and IWAE-k, k = 5 000 by default) are those of that state
+(../shared/PROTOCOL.md: the test split chooses nothing).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/latent_digits.py --data binary-digits --steps 3000
 
@@ -12,7 +13,6 @@ Prints one Markdown table (NLL in nats per example, bits/dim, kind and k, traini
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 
 import torch
@@ -20,6 +20,8 @@ import torch
 from genmodels.core import Batch, create_model
 from genmodels.data import load_dataset
 from genmodels.evaluate import evaluate_likelihood
+
+from fitting import fit
 
 MODELS: dict[str, tuple[str, dict]] = {
     "vae": ("vae", {"latent_dim": 16, "hidden": (256, 256)}),
@@ -38,35 +40,26 @@ def run(data: str, label: str, steps: int, batch_size: int, lr: float, k: int, e
     torch.manual_seed(seed)
     model = create_model(name, dataset.spec, config)
     train = dataset.split("train")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    best, best_state, best_step, seconds = float("inf"), None, 0, 0.0
-    for step in range(1, steps + 1):
-        started = time.perf_counter()
-        model.train()
+
+    def next_batch(step: int) -> Batch:
         if hasattr(train, "set_epoch"):
             train.set_epoch(step * batch_size // len(train))
         index = torch.randint(0, len(train), (batch_size,), generator=g)
-        items = [train[i] for i in index.tolist()]
-        x = torch.stack([it["x"] for it in items])
-        loss = model(Batch(x), step=step).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        seconds += time.perf_counter() - started
-        if step % eval_every == 0 or step == steps:
-            records = evaluate_likelihood(model, dataset.validation.head(validation_examples), options={"k": 64})
-            nll = next(r.nll_nats for r in records if r.measure == "iwae")
-            if nll < best:
-                best, best_state, best_step = nll, copy.deepcopy(model.state_dict()), step
-    model.load_state_dict(best_state)
+        return Batch(torch.stack([train[i]["x"] for i in index.tolist()]))
+
+    def validation_iwae64(step: int, scored) -> float:
+        records = evaluate_likelihood(scored, dataset.validation.head(validation_examples), options={"k": 64})
+        return next(r.nll_nats for r in records if r.measure == "iwae")
+
+    fitted = fit(model, next_batch, steps=steps, lr=lr, check=validation_iwae64, check_every=eval_every, keep_best=True)
     started = time.perf_counter()
     test = dataset.test.head(test_examples)
     records = {r.measure: r for r in evaluate_likelihood(model, test, options={"k": k})}
     return {
-        "data": data, "model": label, "steps": steps, "best_step": best_step, "train_s": seconds,
+        "data": data, "model": label, "steps": steps, "best_step": fitted.best_step, "train_s": fitted.cpu_seconds,
         "eval_s": time.perf_counter() - started, "elbo": records["elbo"], "iwae": records["iwae"],
-        "valid_iwae64": best, "test_examples": len(test), "test_split_size": len(dataset.test),
+        "valid_iwae64": fitted.best_score, "test_examples": len(test), "test_split_size": len(dataset.test),
     }
 
 

@@ -3,14 +3,16 @@ medians of several timed repeats after a warm-up, on one machine, in one run.
 
     python benchmarks/throughput.py --data digits --repeats 5
 
-Training: examples/s of optimizer steps alone (AdamW, batch 128; no evaluation, logging or
-checkpoints). Sampling: samples/s of ``model.sample(n)``. Models without trainable parameters are
-fitted in closed form and have no training throughput.
+Training: examples per thread CPU second of optimizer steps alone (``fitting.fit``: AdamW, batch 128;
+no evaluation, logging or checkpoints). Sampling: samples per thread CPU second of ``model.sample(n)``
+(run with OMP_NUM_THREADS=1, so that torch computes in this thread). Models without trainable
+parameters are fitted in closed form and have no training throughput.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import time
@@ -22,27 +24,17 @@ from genmodels.core import Batch, create_model, model_class, model_names
 from genmodels.data import load_dataset
 from genmodels.errors import UserError
 
+from fitting import fit
+
 
 def time_training(model, dataset, batch_size: int, steps: int, repeats: int) -> float | None:
-    groups = model.optimizer_groups()
-    if not groups:
+    if not model.optimizer_groups():
         return None
-    optimizers = {name: torch.optim.AdamW(params, lr=1e-3) for name, params in groups.items()}
     loader = DataLoader(dataset.train, batch_size=batch_size, shuffle=True, drop_last=True)
 
     def run(n_steps: int) -> float:
-        done, started = 0, time.perf_counter()
-        while done < n_steps:
-            for item in loader:
-                batch = Batch.of(item)
-                for group, optimizer in optimizers.items():
-                    model(batch, group=group).loss.backward()
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                done += 1
-                if done == n_steps:
-                    break
-        return n_steps * batch_size / (time.perf_counter() - started)
+        batches = (Batch.of(item) for _ in itertools.count() for item in loader)
+        return fit(model, lambda step: next(batches), steps=n_steps, weight_decay=0.01).examples_per_second
 
     run(max(steps // 10, 5))  # warm-up
     return statistics.median(run(steps) for _ in range(repeats))
@@ -53,9 +45,9 @@ def time_sampling(model, n: int, repeats: int) -> float:
     model.sample(n, generator=generator)  # warm-up
     rates = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.thread_time()
         model.sample(n, generator=generator)
-        rates.append(n / (time.perf_counter() - started))
+        rates.append(n / (time.thread_time() - started))
     return statistics.median(rates)
 
 

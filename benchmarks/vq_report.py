@@ -1,4 +1,5 @@
-"""Compress, then generate: the figures issue 21 asks for, read from a finished ``genmodels bench`` folder.
+"""Compress, then generate: the vq family's reconstruction, code and sample figures, read from a finished
+``genmodels bench`` folder.
 
 Training is the bench's (each model's shipped recipe); this script only measures the trained runs:
 

@@ -47,7 +47,7 @@ def _all_configurations(spec):
     return torch.tensor(points, dtype=torch.int64).reshape(-1, *spec.shape)
 
 
-def test_registry_is_not_empty_and_has_the_first_models():
+def test_registry_has_the_baseline_models_independent_and_fvsbn():
     assert {"independent", "fvsbn"} <= set(ALL_MODELS)
 
 

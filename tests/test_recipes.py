@@ -57,7 +57,13 @@ def test_a_recipe_with_a_bad_option_or_unknown_name_is_refused():
         Recipe("r", "no-such-model", "digits").check()
 
 
-def test_expected_figures_are_checked_against_likelihoods_figures_and_sample_quality():
+def test_a_former_recipe_name_loads_the_renamed_recipe_with_a_one_line_note(capsys):
+    from genmodels.recipes import RENAMED
+
+    assert set(RENAMED.values()) <= set(recipe_names()) and not set(RENAMED) & set(recipe_names())
+    assert load_recipe("fashion-diffusion-edm").name == "fashion-edm-shared-unet"
+    assert capsys.readouterr().err == "genmodels: recipe 'fashion-diffusion-edm' is now called 'fashion-edm-shared-unet'; the old name will go\n"
+
     recipe = Recipe("r", "m", "digits", expected={
         "bits_per_dim": Expected(2.0, 0.05), "mse": Expected(0.01, 0.001), "fd": Expected(20.0, 5.0), "kid": Expected(0, 1)})
     row = {"test": [{"nll_nats": 90.0, "bits_per_dim": 2.06}], "test_figures": [{"name": "mse", "mean": 0.0105}],

@@ -1,5 +1,5 @@
 """units.dequantize_with_noise (given noise, as Flow++'s learned dequantization and batch-size-free
-evaluation use it): the survivors of a mutmut run over units.py (see docs/MUTATION.md)."""
+evaluation use it), with values where a right and a wrong formula disagree (docs/MUTATION.md)."""
 
 from __future__ import annotations
 

@@ -26,10 +26,10 @@ UNITS = "src/genmodels/units.py"
 REPORT = "src/genmodels/training/report.py"
 T_EVAL = ["tests/test_evaluate.py"]
 T_RUN = ["tests/test_training_report.py"]
-T_LOOP = ["tests/test_training_mutants.py", "tests/test_training_parts.py"]
+T_LOOP = ["tests/test_training_modules.py", "tests/test_training_ema_settings_logs.py"]
 T_DDP = ["tests/test_reliability.py::test_num_processes_trains_as_one_process_and_skips_a_nan_of_one_process_on_all"]
 T_TB = ["tests/test_trackers.py"]
-T_PROG = ["tests/test_training_parts.py", "tests/test_training_mutants.py"]
+T_PROG = ["tests/test_training_ema_settings_logs.py", "tests/test_training_modules.py"]
 T_UNITS = ["tests/test_units.py", "tests/test_units_noise.py", "src/genmodels/units.py"]
 VALUES = 'values = ll.values.detach().to("cpu", torch.float64)'
 TERM = 'append(term.detach().to("cpu", torch.float64))'
@@ -96,7 +96,7 @@ MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
     ("rundir _complete 6", RUNDIR, 'in (None, "") for c', 'in (None, "XXXX") for c', T_RUN, "killed"),
     ("rundir _complete 7", RUNDIR, "for c in METRIC_COLUMNS):\n        return False", "for c in METRIC_COLUMNS):\n        return True", T_RUN, "killed"),
     ("rundir _complete 14", RUNDIR, "except ValueError:\n        return False", "except ValueError:\n        return True", T_RUN, "killed"),
-    # loop.py Trainer.train_step, rerun 2026-11-23 (test_training_mutants + test_training_parts only)
+    # loop.py Trainer.train_step, rerun 2026-11-23 (test_training_modules + test_training_ema_settings_logs only)
     ("train_step r4", LOOP, "micro = batch if isinstance(batch, list) else [batch]", "micro = batch if (isinstance(batch, list)) or True else [batch]", T_LOOP, "killed"),
     ("train_step r11", LOOP, "model.training_step(b, step, due, forward)", "model.training_step(b, None, due, forward)", T_LOOP, "killed"),
     ("train_step r12", LOOP, "model.training_step(b, step, due, forward)", "model.training_step(b, step, None, forward)", T_LOOP, "killed"),

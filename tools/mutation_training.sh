@@ -64,8 +64,8 @@ for i, line in enumerate(lines):
     out.append(line)
 open(path, "w").write("\n".join(out + tail) + "\n")
 PY
-tests=${MUTATION_TESTS:-tests/test_training_parts.py tests/test_training_groups.py tests/test_training_mutants.py
-    tests/test_evaluate.py tests/test_core.py tests/test_train.py tests/test_interface.py tests/test_first_models.py}
+tests=${MUTATION_TESTS:-tests/test_training_ema_settings_logs.py tests/test_training_groups.py tests/test_training_modules.py
+    tests/test_evaluate.py tests/test_core.py tests/test_train.py tests/test_kinds_options_and_resume.py tests/test_independent_and_fvsbn.py}
 cat > "$scratch/setup.cfg" <<CFG
 [mutmut]
 source_paths=src

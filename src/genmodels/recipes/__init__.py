@@ -40,7 +40,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a dependency there)
     import tomli as tomllib
 
-__all__ = ["Recipe", "Suite", "Expected", "recipe_names", "load_recipe", "suites", "suite_recipes", "check_expected"]
+__all__ = ["Recipe", "Suite", "Expected", "RENAMED", "recipe_names", "load_recipe", "suites", "suite_recipes", "check_expected"]
+
+#: Former names of renamed recipes (old → new): still accepted by ``load_recipe``, with a one-line note.
+RENAMED = {
+    "fashion-ddpm": "fashion-ddpm-gpu",
+    "fashion-diffusion-ddpm": "fashion-ddpm-shared-unet",
+    "fashion-diffusion-edm": "fashion-edm-shared-unet",
+    "fashion-diffusion-rectified-flow": "fashion-rectified-flow-shared-unet",
+    "fashion-nade-hybrid": "fashion-nade-conditional-hybrid",
+}
 
 _KEYS = {"description", "model", "data", "suites", "model_config", "train", "sample_options", "eval_options", "expected",
          "quality_samples"}
@@ -127,7 +136,11 @@ def recipe_names() -> list[str]:
 
 
 def load_recipe(name: str) -> Recipe:
-    """The shipped recipe ``name`` (a UserError naming the known ones if there is none)."""
+    """The shipped recipe ``name`` (a UserError naming the known ones if there is none); a former name
+    (``RENAMED``) loads the recipe under its new name, with a note on stderr."""
+    if name in RENAMED:
+        print(f"genmodels: recipe '{name}' is now called '{RENAMED[name]}'; the old name will go", file=sys.stderr)
+        name = RENAMED[name]
     if name not in recipe_names():
         raise UserError(f"no recipe '{name}'; known: {', '.join(recipe_names())}")
     raw = _read_toml(f"{name}.toml", (_files() / f"{name}.toml").read_text())

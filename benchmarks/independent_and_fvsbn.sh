@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md's "First models" section: `independent` and `fvsbn` through
 # `genmodels bench` (test split, checkpoint best on validation).
-#   bash benchmarks/first_models.sh [OUT_DIR]
+#   bash benchmarks/independent_and_fvsbn.sh [OUT_DIR]
 set -euo pipefail
 out=${1:-runs/benchmarks-$(date +%Y%m%d-%H%M%S)}
 genmodels bench --models independent,fvsbn --data digits --steps 3000 --eval-every 250 --lr 3e-3 --out "$out/digits"

@@ -1,4 +1,5 @@
-"""The first two models against independent computations."""
+"""``independent`` and ``fvsbn`` against independent computations: the closed-form NLL of fitted
+categoricals, causality by gradients, normalization, temperature and the L2 prior."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Glow's fast path (issue 18's throughput target): the channel-split coupling, channels-last
+"""Glow's fast path (its throughput options): the channel-split coupling, channels-last
 networks and bfloat16 conditioners keep the flow exact (inverse round trip, log-det = autograd's)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The training package's parts with values where a right and a wrong formula disagree: each test
-here kills mutants that survived the rest of the suite (docs/MUTATION.md, tools/mutation_training.sh).
-All run in well under a second: no training loop."""
+"""The training package module by module (optim, ema, state, config, the loop's small parts, progress,
+``Trainer.train_step``), with values where a right and a wrong formula disagree (docs/MUTATION.md,
+tools/mutation_training.sh). All run in well under a second: no training loop."""
 
 from __future__ import annotations
 

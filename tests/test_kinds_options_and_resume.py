@@ -1,5 +1,6 @@
-"""The interface's second pass: a likelihood kind that depends on the data, evaluation options,
-figures independent of the evaluation batch size, resume that keeps its settings, model help."""
+"""The model interface as training, evaluation and the CLI use it: a likelihood kind that depends on
+the data, evaluation options, figures independent of the evaluation batch size, resume that keeps its
+settings, model help."""
 
 from __future__ import annotations
 

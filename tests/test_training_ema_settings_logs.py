@@ -1,4 +1,4 @@
-"""The training package's parts on their own: EMA, TrainConfig validation, log lines, strict JSON."""
+"""EMA, TrainConfig validation, the progress log's lines and strict JSON, each on its own."""
 
 from __future__ import annotations
 
