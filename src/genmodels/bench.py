@@ -256,7 +256,7 @@ def _sample_quality(result, dataset, entry: BenchEntry, samples: int, progress: 
     split, in genmodels' feature space; [] where the data have no feature network."""
     from .checkpoint import load_model
     from .metrics import evaluate_sample_quality, sample_quality_available
-    from .training.report import sampling_options
+    from .core import sampling_options
 
     if not sample_quality_available(dataset.spec.name):
         return []

@@ -472,10 +472,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.data, args.data_dir)
     safe_data = Path(args.data).stem if Path(args.data).exists() else args.data
     run_dir = Path(args.out or f"runs/{args.model}-{safe_data}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if args.resume and train_config is not None:
-        from .training import resumed_config
-
-        train_config, _ = resumed_config(run_dir, train_config, allow_config_change=args.allow_config_change)
     result = train(
         args.model, dataset, train_config, run_dir, model_config=config, resume=args.resume,
         progress=not args.no_progress, allow_config_change=args.allow_config_change,
@@ -517,7 +513,7 @@ def _join_processes() -> bool:
     import torch
     from accelerate import PartialState
 
-    from .training.loop import leave_process_group_at_exit
+    from .training.accelerator import leave_process_group_at_exit
 
     state = PartialState(cpu=not torch.cuda.is_available())
     leave_process_group_at_exit()
@@ -605,7 +601,7 @@ def _sample_quality(args: argparse.Namespace, model, dataset):
     if args.samples < 2:
         raise UserError(f"--samples must be ≥ 2, got {args.samples}")
     from .metrics import evaluate_sample_quality, sample_quality_available
-    from .training.report import sampling_options
+    from .core import sampling_options
 
     if not sample_quality_available(dataset.spec.name):
         raise UserError(
@@ -939,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genmodels: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
-        from .training.loop import TrainingInterrupted
+        from .training.signals import TrainingInterrupted
 
         if not isinstance(error, TrainingInterrupted):  # a signal stopped training after a checkpoint
             raise

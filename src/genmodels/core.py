@@ -53,6 +53,8 @@ __all__ = [
     "parse_option",
     "keyword_options",
     "parse_keyword_options",
+    "sampling_options",
+    "likelihood_options",
     "import_model_module",
     "model_module",
     "BUILTIN_MODEL_MODULES",
@@ -366,6 +368,16 @@ def parse_keyword_options(
                 f"model '{model}' has no {what} option '{key}'; its {what} options: {', '.join(accepted) or '(none)'}"
             )
     return {key: parse_option(value, accepted[key][0], key) for key, value in options.items()}
+
+
+def sampling_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → the model's ``sample`` keyword options, parsed by their annotations."""
+    return parse_keyword_options(model.sample, options, what="sampling", model=model.name, exclude=("y", "generator"))
+
+
+def likelihood_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → the model's ``log_likelihoods`` keyword options (test and validation)."""
+    return parse_keyword_options(model.log_likelihoods, options, what="likelihood", model=model.name)
 
 
 class GenerativeModel(nn.Module):
