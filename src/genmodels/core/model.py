@@ -115,6 +115,39 @@ class GenerativeModel(nn.Module):
             )
         self.conditional = conditional
 
+    def labels(
+        self, y: Tensor | None, n: int, generator: torch.Generator | None = None, *, draw: bool = False
+    ) -> Tensor | None:
+        """The class labels of ``n`` examples for a class-conditional model: (n,) int64 class indices
+        on the model's device; None for an unconditional model (``y`` is then ignored).
+
+        One label (a scalar or a single-element tensor) is used for all ``n``. A missing ``y`` is a
+        UserError, unless ``draw`` (sampling): then labels are drawn uniformly over the classes
+        (with ``generator``, on its device). Labels outside 0..num_classes−1 are refused.
+        """
+        if not self.conditional:
+            return None
+        classes = self.spec.num_classes
+        if y is None:
+            if not draw:
+                raise UserError(f"model '{self.name}' is class-conditional: give labels y (genmodels sample --label)")
+            where = generator.device if generator is not None else self.device
+            y = torch.randint(0, classes, (n,), generator=generator, device=where)
+        y = torch.as_tensor(y).to(self.device, torch.int64)
+        if y.numel() == 1:
+            y = y.reshape(1).expand(n)
+        if y.shape != (n,):
+            raise UserError(f"labels must have shape ({n},) or be one label, got {tuple(y.shape)}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
+            raise UserError(f"labels must be in 0..{classes - 1}, got {int(y.min())}..{int(y.max())}")
+        return y
+
+    @staticmethod
+    def check_temperature(temperature: float) -> None:
+        """Refuse a sampling temperature that is not > 0 (it divides logits or scales the noise)."""
+        if not temperature > 0:
+            raise UserError(f"temperature must be > 0, got {temperature}")
+
     @classmethod
     def kind_for(cls, spec: DataSpec) -> LikelihoodKind:
         """The kind of this model's likelihood on data of ``spec`` (by default the class's kind)."""

@@ -213,8 +213,7 @@ class FlowModel(GenerativeModel):
     ) -> Tensor:
         """n draws x = f⁻¹(z), z ~ p_Z at ``temperature`` T (z scaled by T; Glow sec. 5.2): int64 levels
         on discrete data (the cell that contains y), floats on continuous data."""
-        if not temperature > 0:
-            raise UserError(f"temperature must be > 0, got {temperature}")
+        self.check_temperature(temperature)
         z = self.flow.base.sample(n, generator=generator, temperature=temperature).to(self.device, self._dtype)
         return self.decode(z)
 
