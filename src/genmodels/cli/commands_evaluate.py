@@ -62,14 +62,14 @@ def _sample_quality(args: argparse.Namespace, model, dataset):
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from ..checkpoint import load_model
-    from ..core import parse_keyword_options
+    from ..core import likelihood_options
     from ..evaluate import evaluate_figures, format_figures, format_records, per_example_likelihoods, record_of
 
     out = Path(args.out) if args.out else None
     if out is not None and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
         raise UserError(f"--out {out} already holds files; choose a new folder (nothing is overwritten)")
     model, ckpt = load_model(args.checkpoint, use_ema=not args.no_ema, device=device_for(args.cpu))
-    options = parse_keyword_options(model.log_likelihoods, dict(args.options), what="likelihood", model=model.name)
+    options = likelihood_options(model, dict(args.options))
     dataset = training_data(ckpt, args.data_dir)
     if dataset.spec != model.spec:
         raise UserError(f"the data found ({dataset.spec}) is not what {ckpt.path} was trained on ({model.spec})")

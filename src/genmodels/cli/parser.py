@@ -86,7 +86,7 @@ def explicit_settings(args: argparse.Namespace, config_class: type) -> dict[str,
 
 def _model_help(model: str | None) -> str:
     """The options of one model for ``genmodels train MODEL --help``: name, type, default, doc."""
-    from ..core import keyword_options, model_class
+    from ..core import OPTION_METHODS, keyword_options, model_class
 
     if not model:
         return "Run `genmodels train MODEL --help` to see that model's options (set them with --set KEY=VALUE)."
@@ -102,8 +102,8 @@ def _model_help(model: str | None) -> str:
             lines.extend(textwrap.wrap(doc, 88, initial_indent="      ", subsequent_indent="      "))
     if not rows:
         lines.append("  (none)")
-    for what, method, exclude in (("sampling", cls.sample, ("y", "generator")), ("likelihood", cls.log_likelihoods, ())):
-        options = keyword_options(method, exclude)
+    for what, (method, exclude) in OPTION_METHODS.items():
+        options = keyword_options(getattr(cls, method), exclude)
         if options:
             shown = ", ".join(f"{k} (default {v[1]!r})" for k, v in options.items())
             flag = "--sample-option" if what == "sampling" else "--eval-option"

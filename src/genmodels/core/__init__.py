@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from .model import GenerativeModel, OptimizerGroup, resolve_groups
 from .options import (
-    ModelConfig, docstring_args, keyword_options, likelihood_options, parse_keyword_options, parse_option,
-    sampling_options, type_name,
+    OPTION_METHODS, ModelConfig, accepted_options, docstring_args, keyword_options, likelihood_options, model_options,
+    parse_keyword_options, parse_option, sampling_options, type_name,
 )
 from .records import Batch, LikelihoodKind, LogLikelihood, Loss
 from .registry import (  # noqa: F401 (_MODELS, _PROBE_SPECS: the registry itself, for tests and `genmodels list`)
@@ -53,6 +53,9 @@ __all__ = [
     "parse_keyword_options",
     "sampling_options",
     "likelihood_options",
+    "model_options",
+    "accepted_options",
+    "OPTION_METHODS",
     "import_model_module",
     "model_module",
     "BUILTIN_MODEL_MODULES",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ModelConfig", "type_name", "docstring_args", "parse_option", "keyword_options", "parse_keyword_options",
-    "sampling_options", "likelihood_options",
+    "OPTION_METHODS", "model_options", "accepted_options", "sampling_options", "likelihood_options",
 ]
 
 
@@ -178,11 +178,35 @@ def parse_keyword_options(
     return {key: parse_option(value, accepted[key][0], key) for key, value in options.items()}
 
 
-def sampling_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings → the model's ``sample`` keyword options, parsed by their annotations."""
-    return parse_keyword_options(model.sample, options, what="sampling", model=model.name, exclude=("y", "generator"))
+#: The options a user sets by name, per kind: the model's method that takes them as keyword-only
+#: arguments, and its keyword arguments that are not options.
+OPTION_METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sampling": ("sample", ("y", "generator")),
+    "likelihood": ("log_likelihoods", ()),  # the test, validation and eval options
+}
 
 
-def likelihood_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings → the model's ``log_likelihoods`` keyword options (test and validation)."""
-    return parse_keyword_options(model.log_likelihoods, options, what="likelihood", model=model.name)
+def model_options(model: GenerativeModel | type[GenerativeModel], options: dict[str, str], what: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → ``model``'s (an instance or a registered class) ``what`` options
+    ("sampling" or "likelihood"), each parsed by its annotation; an unknown key is a UserError
+    listing the model's options. The one parser of every command's and config's options."""
+    method, exclude = OPTION_METHODS[what]
+    return parse_keyword_options(getattr(model, method), options, what=what, model=model.name, exclude=exclude)
+
+
+def accepted_options(model: GenerativeModel | type[GenerativeModel], options: dict[str, str], what: str) -> dict[str, str]:
+    """The part of ``options`` (text) that ``model`` takes as ``what`` options: one option list given
+    to a bench of several models reaches each model that has the option."""
+    method, exclude = OPTION_METHODS[what]
+    accepted = keyword_options(getattr(model, method), exclude)
+    return {key: value for key, value in options.items() if key in accepted}
+
+
+def sampling_options(model: GenerativeModel | type[GenerativeModel], options: dict[str, str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → the model's ``sample`` keyword options (:func:`model_options`)."""
+    return model_options(model, options, "sampling")
+
+
+def likelihood_options(model: GenerativeModel | type[GenerativeModel], options: dict[str, str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → the model's ``log_likelihoods`` keyword options, test and validation (:func:`model_options`)."""
+    return model_options(model, options, "likelihood")

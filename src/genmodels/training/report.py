@@ -22,9 +22,9 @@ from ..evaluate import (
 from ..plotting import save_loss_curves, save_samples
 from .config import TrainConfig
 from .rundir import RunDir, likelihood_rows
-from .state import RunOutcome
+from .state import RunOutcome, TrainState
 
-__all__ = ["TrainResult", "finish_run", "draw_samples", "sample_title", "results_markdown", "has_training_curve"]
+__all__ = ["TrainResult", "finish_run", "results_record", "draw_samples", "sample_title", "results_markdown", "has_training_curve"]
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrainResult:
     num_parameters: int
     sampling: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    #: the run's results.json record (:func:`results_record`); ``bench`` builds its rows on it
+    record: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def draw_samples(
@@ -109,40 +111,7 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> Tr
         else:
             outcome.say(f"{model.name} was fitted in closed form: no training curve to draw")
         files["metrics"] = run.metrics
-        results = {
-            "model": model.name,
-            "data": model.spec.name,
-            "likelihood_kind": model.likelihood_kind.value,
-            "best_checkpoint": str(best_dir),
-            "best_step": ckpt.meta["step"],
-            "steps": state.step,
-            "examples_seen": state.examples,
-            "train_seconds": seconds,
-            "examples_per_second": rate,
-            # The non-finite guard: steps skipped for a NaN/inf loss or gradient, and roll-backs.
-            "skipped_steps": state.skipped_steps,
-            "rollbacks": state.rollbacks,
-            "num_parameters": model.num_parameters(),
-            "sampling": sampling,
-            "validation": [r.to_json() for r in validation],
-            "test": [r.to_json() for r in test],
-            "test_figures": [f.to_json() for f in test_figures],
-            # how much of the test split the figures cover (--test-examples; normally all of it)
-            "test_examples": len(test_split),
-            "test_split_size": len(dataset.test),
-        }
-        if per_example:
-            # each test example's log-likelihood per measure, in the split's order: what lets
-            # `genmodels compare` pair two runs' figures example by example
-            files["per_example"] = save_per_example(per_example, run_dir / PER_EXAMPLE_FILE)
-            results["test_per_example"] = PER_EXAMPLE_FILE
-        files["results"] = run_dir / "results.json"
-        write_json_atomic(files["results"], results)
-        files["table"] = run_dir / "results.md"
-        files["table"].write_text(results_markdown([{**results, "train_config": config.to_json()}]))
-        if config.log_with != "none":
-            _log_images(acc, files, ckpt.meta["step"])
-    return TrainResult(
+    result = TrainResult(
         run_dir=run_dir,
         best_checkpoint=best_dir,
         test=test,
@@ -156,6 +125,48 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> Tr
         sampling=sampling,
         files=files,
     )
+    result.record = results = results_record(result, model, state, test_examples=len(test_split), test_split_size=len(dataset.test))
+    if acc.is_main_process:
+        if per_example:
+            # each test example's log-likelihood per measure, in the split's order: what lets
+            # `genmodels compare` pair two runs' figures example by example
+            files["per_example"] = save_per_example(per_example, run_dir / PER_EXAMPLE_FILE)
+            results["test_per_example"] = PER_EXAMPLE_FILE
+        files["results"] = run_dir / "results.json"
+        write_json_atomic(files["results"], results)
+        files["table"] = run_dir / "results.md"
+        files["table"].write_text(results_markdown([{**results, "train_config": config.to_json()}]))
+        if config.log_with != "none":
+            _log_images(acc, files, ckpt.meta["step"])
+    return result
+
+
+def results_record(
+    result: TrainResult, model: GenerativeModel, state: TrainState, *, test_examples: int, test_split_size: int
+) -> dict[str, Any]:
+    """The results.json record of a finished run (``bench`` adds its own columns to it)."""
+    return {
+        "model": model.name,
+        "data": model.spec.name,
+        "likelihood_kind": model.likelihood_kind.value,
+        "best_checkpoint": str(result.best_checkpoint),
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "examples_seen": state.examples,
+        "train_seconds": result.train_seconds,
+        "examples_per_second": result.examples_per_second,
+        # The non-finite guard: steps skipped for a NaN/inf loss or gradient, and roll-backs.
+        "skipped_steps": state.skipped_steps,
+        "rollbacks": state.rollbacks,
+        "num_parameters": result.num_parameters,
+        "sampling": result.sampling,
+        "validation": [r.to_json() for r in result.validation],
+        "test": [r.to_json() for r in result.test],
+        "test_figures": [f.to_json() for f in result.test_figures],
+        # how much of the test split the figures cover (--test-examples; normally all of it)
+        "test_examples": test_examples,
+        "test_split_size": test_split_size,
+    }
 
 
 def _log_images(acc, files: dict[str, Path], step: int) -> None:
