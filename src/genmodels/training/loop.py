@@ -12,8 +12,6 @@ the end-of-run report (:mod:`.report`), which :meth:`Trainer.fit` hands the loop
 from __future__ import annotations
 
 import contextlib
-import copy
-import math
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +25,6 @@ from ..checkpoint import checkpoint_name, list_checkpoints
 from ..core import Batch, GenerativeModel
 from ..data.base import Dataset
 from ..errors import UserError
-from ..evaluate import evaluate_figures, evaluate_likelihood
 from .accelerator import build_accelerator
 from .batches import EpochSampler, train_loader
 from .config import TrainConfig
@@ -36,8 +33,8 @@ from .guard import NonFiniteGuard, TrainingDiverged
 from .optim import accumulate_and_step, build_optimizers, build_schedulers
 from .progress import ProgressLog
 from .report import TrainResult, finish_run
-from .resume import ResumePlan, load_training_state, prune_checkpoints, repoint_best, save_training_state, write_best_pointer
-from .rundir import RunDir, check_run_dir, invocation_record, likelihood_rows
+from .resume import ResumePlan, load_training_state, repoint_best, write_checkpoint
+from .rundir import RunDir, check_run_dir, invocation_record, likelihood_rows, run_description
 from .selection import CheckpointSelector, check_training_options
 from .signals import SignalFlag, TrainingInterrupted
 from .state import RunOutcome, TrainState, set_rng_state
@@ -89,11 +86,8 @@ class Trainer:
                 f"{self.accumulation} × {self.accelerator.num_processes} processes), more than the "
                 f"{len(dataset.train)} training examples; lower --batch-size or --grad-accumulation"
             )
-        budget = math.inf if config.steps is None else config.steps
-        if config.epochs is not None:
-            budget = min(budget, math.ceil(config.epochs * self.steps_per_epoch))
-        self.budget_steps = budget
-        self.schedulers = build_schedulers(self.optimizers, config, budget)
+        self.budget_steps = config.step_budget(self.steps_per_epoch)
+        self.schedulers = build_schedulers(self.optimizers, config, self.budget_steps)
         model.to(self.accelerator.device)
         if self.resume_from is None:
             # Batches of the global batch, so that N processes (or G accumulated micro-batches)
@@ -108,22 +102,10 @@ class Trainer:
         self.selector = CheckpointSelector(model, dataset, config, self.accelerator.device)
         self.guard = NonFiniteGuard(config, self.run_dir, self._load_training_state, self._say)
         self.signals = SignalFlag()
-        self._ema_model: GenerativeModel | None = None
 
     def _say(self, text: str) -> None:
         if self.display is not None:
             self.display.message(text)
-
-    def description(self) -> dict[str, Any]:
-        """What is trained on what, and how: enough to rebuild the model and reload the data."""
-        return {
-            "model": self.model.name,
-            "model_module": type(self.model).__module__,
-            "model_config": self.model.config.to_json(),
-            "likelihood_kind": self.model.likelihood_kind.value,
-            "data": {"source": self.dataset.source, "spec": self.dataset.spec.to_json()},
-            "train_config": self.config.to_json(),
-        }
 
     # --- the run ---------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -143,7 +125,7 @@ class Trainer:
         else:
             self.selector.check_select_measure(self.evaluation_model())
         self.run.prepare(
-            {**self.description(), "num_parameters": self.model.num_parameters()},
+            {**run_description(self.model, self.dataset, self.config), "num_parameters": self.model.num_parameters()},
             invocation_record(self.config.to_json(), str(acc.device), acc.num_processes,
                               **(self.resume.record if self.resume else {})),
             None if self.resume_from is None else self.state.step,
@@ -312,24 +294,14 @@ class Trainer:
     def evaluation_model(self) -> GenerativeModel:
         """The model evaluated and checkpointed as best: the EMA weights when training keeps them."""
         model = self.accelerator.unwrap_model(self.model)
-        if self.ema is None:
-            return model
-        if self._ema_model is None:
-            self._ema_model = copy.deepcopy(model)
-        self._ema_model.load_state_dict(self.ema.state_dict())
-        return self._ema_model
+        return model if self.ema is None else self.ema.averaged(model)
 
     def evaluate_and_checkpoint(self) -> None:
         """Evaluate validation (with the selector's validation options), log it, checkpoint,
         and move the best pointer if it improved. The test split waits for the end of the run."""
         state = self.state
         show = self.display.is_bar if self.display is not None else False
-        split = self.dataset.validation.head(self.config.validation_examples)
-        validation = evaluate_likelihood(
-            self.evaluation_model(), split, batch_size=self.config.eval_batch_size,
-            progress=show, options=self.selector.validation_options,
-        )
-        figures = evaluate_figures(self.evaluation_model(), split, batch_size=self.config.eval_batch_size)
+        validation, figures = self.selector.evaluate(self.evaluation_model, progress=show)
         rows = likelihood_rows(validation, "validation") + [("validation", f.name, f.mean) for f in figures]
         self.run.write_metrics(rows, state.to_json())
         if self.config.log_with != "none" and rows:
@@ -351,17 +323,11 @@ class Trainer:
         if state.nan_streak == 0:  # a checkpoint inside a run of skipped steps is no place to roll back to
             state.good_checkpoint = name
         if acc.is_main_process:
-            folder = self.run_dir / "checkpoints" / name
-            if not folder.exists():
-                save_training_state(
-                    folder, model=acc.unwrap_model(self.model), ema=self.ema,
-                    optimizers=self.optimizers, schedulers=self.schedulers, state=state,
-                    meta={**self.description(), "step": state.step, "epoch": state.epoch,
-                          "validation": [r.to_json() for r in validation]},
-                )
-            if move_best and state.best_checkpoint == name:
-                write_best_pointer(self.run_dir, name, self.selector.selected_by, state.best_nll)
-            prune_checkpoints(self.run_dir, self.config.keep_checkpoints, state)
+            meta = {**run_description(self.model, self.dataset, self.config), "step": state.step, "epoch": state.epoch,
+                    "validation": [r.to_json() for r in validation]}
+            write_checkpoint(self.run_dir, name, state, meta=meta, model=acc.unwrap_model(self.model), ema=self.ema,
+                             optimizers=self.optimizers, schedulers=self.schedulers, keep=self.config.keep_checkpoints,
+                             best_by=self.selector.selected_by if move_best else None)
         acc.wait_for_everyone()
 
     def _load_training_state(self, path: Path) -> tuple[TrainState, dict[str, Any]]:

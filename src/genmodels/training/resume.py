@@ -26,7 +26,7 @@ from .rundir import check_run_dir
 from .state import TrainState, rng_state
 
 __all__ = [
-    "ResumePlan", "plan_resume", "resumed_config", "save_training_state", "load_training_state", "repoint_best",
+    "ResumePlan", "plan_resume", "resumed_config", "save_training_state", "load_training_state", "write_checkpoint", "repoint_best",
     "write_best_pointer", "prune_checkpoints",
 ]
 
@@ -151,6 +151,20 @@ def load_training_state(
     for name, scheduler in schedulers.items():
         scheduler.load_state_dict(trainer_state["schedulers"][name])
     return state, trainer_state["rng"]
+
+
+def write_checkpoint(
+    run_dir: Path, name: str, state: TrainState, *, meta: dict[str, Any], model, ema, optimizers: dict, schedulers: dict,
+    keep: int, best_by: str | None,
+) -> None:
+    """Write checkpoint ``name`` (unless it exists), point best.json at it when the state says it is
+    the best (``best_by``: what chose it; None leaves the pointer alone), and prune the old ones."""
+    folder = run_dir / "checkpoints" / name
+    if not folder.exists():
+        save_training_state(folder, model=model, meta=meta, ema=ema, optimizers=optimizers, schedulers=schedulers, state=state)
+    if best_by is not None and state.best_checkpoint == name:
+        write_best_pointer(run_dir, name, best_by, state.best_nll)
+    prune_checkpoints(run_dir, keep, state)
 
 
 def write_best_pointer(run_dir: Path, checkpoint: str, selected_by: str, value: float | None) -> None:

@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 from ..core import Batch, GenerativeModel, LikelihoodKind, likelihood_options, sampling_options
 from ..data.base import Dataset
 from ..errors import UserError
-from ..evaluate import FigureRecord, LikelihoodRecord, format_records
+from ..evaluate import FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood, format_records
 from .config import TrainConfig
 
 __all__ = ["CheckpointSelector", "check_training_options", "kind_none_notice"]
@@ -63,6 +63,16 @@ class CheckpointSelector:
     def validation_options(self) -> dict[str, Any]:
         """The model's validation defaults, overridden by the config's ``validation_options``."""
         return {**self.model.validation_options, **likelihood_options(self.model, self.config.validation_options)}
+
+    def evaluate(self, evaluation_model, *, progress: bool) -> tuple[list[LikelihoodRecord], list[FigureRecord]]:
+        """The validation records (with :attr:`validation_options`) and figures of the model that
+        ``evaluation_model()`` gives, on the first ``validation_examples`` of the split."""
+        split = self.dataset.validation.head(self.config.validation_examples)
+        validation = evaluate_likelihood(
+            evaluation_model(), split, batch_size=self.config.eval_batch_size, progress=progress,
+            options=self.validation_options,
+        )
+        return validation, evaluate_figures(evaluation_model(), split, batch_size=self.config.eval_batch_size)
 
     def check_select_measure(self, model: GenerativeModel) -> None:
         """``select_measure`` names a record of the model's validation: the records' measures are
