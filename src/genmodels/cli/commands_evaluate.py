@@ -10,6 +10,8 @@ from pathlib import Path
 from ..errors import UserError
 from .launcher import join_processes
 
+__all__ = ["cmd_eval", "cmd_sample", "cmd_classify", "cmd_mixture", "cmd_compare", "device_for", "training_data"]
+
 
 def device_for(cpu: bool) -> str:
     import torch

@@ -10,6 +10,8 @@ from pathlib import Path
 from ..errors import UserError
 from .commands_evaluate import device_for, training_data
 
+__all__ = ["cmd_list", "cmd_audit", "cmd_plot_density", "cmd_encode", "cmd_decode"]
+
 
 def _kind_summary(cls) -> str:
     """The likelihood kind(s) of a model class, e.g. ``exact`` or ``exact (continuous) / bound (discrete)``."""

@@ -9,6 +9,8 @@ from ..errors import UserError
 from .launcher import launch_processes, without_num_processes
 from .parser import BENCH_DEFAULTS, explicit_settings, train_config_from
 
+__all__ = ["cmd_train", "cmd_bench"]
+
 
 def cmd_train(args: argparse.Namespace) -> None:
     if args.num_processes > 1:

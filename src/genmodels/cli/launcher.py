@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..errors import UserError
 
+__all__ = ["launch_processes", "without_num_processes", "join_processes"]
+
 
 def without_num_processes(argv: list[str]) -> list[str]:
     out, skip = [], False

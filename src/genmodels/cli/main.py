@@ -11,6 +11,9 @@ from .commands_tools import cmd_audit, cmd_decode, cmd_encode, cmd_list, cmd_plo
 from .commands_train import cmd_bench, cmd_train
 from .parser import build_parser
 
+__all__ = ["main", "COMMANDS"]
+
+
 COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "mixture": cmd_mixture, "audit": cmd_audit, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench}
 
 

@@ -109,7 +109,7 @@ class Trainer:
 
     # --- the run ---------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Train (:meth:`run`), then report on the best checkpoint (:func:`~.report.finish_run`)."""
+        """Train (:meth:`run_loop`), then report on the best checkpoint (:func:`~.report.finish_run`)."""
         return finish_run(self.run_loop(), self.dataset, self.config)
 
     def run_loop(self) -> RunOutcome:
