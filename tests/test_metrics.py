@@ -23,6 +23,15 @@ from genmodels.metrics.features import (
     weights_sha256,
 )
 from genmodels.metrics.inception import inception_fid
+from genmodels.metrics.distances import (
+    density_coverage,
+    frechet_distance_features,
+    kernel_inception_style_distance,
+    knn_radii,
+    mmd2_unbiased,
+    polynomial_kernel,
+    sqrtm_psd,
+)
 from genmodels.metrics.quality import (
     LABELS,
     FeatureReference,
@@ -30,18 +39,11 @@ from genmodels.metrics.quality import (
     SampleQualityRecord,
     evaluate_sample_quality,
     frechet_distance,
-    frechet_distance_features,
     gaussian_statistics,
-    kernel_inception_style_distance,
-    knn_radii,
     memorization,
-    mmd2_unbiased,
-    polynomial_kernel,
     precision_recall,
-    density_coverage,
     quality_figures,
     sample_quality,
-    sqrtm_psd,
 )
 
 needs_fashion = pytest.mark.skipif(

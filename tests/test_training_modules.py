@@ -241,7 +241,7 @@ def test_options_become_strings_and_json_ignores_unknown_keys():
 
 from genmodels.core import Loss  # noqa: E402
 from genmodels.evaluate import LikelihoodRecord  # noqa: E402
-from genmodels.training import loop  # noqa: E402
+from genmodels.training import loop, rundir, selection  # noqa: E402
 
 
 def test_the_epoch_order_is_a_function_of_seed_and_epoch_alone():
@@ -311,7 +311,7 @@ def test_the_loss_window_averages_across_processes_only_when_there_are_several()
 
 def test_metrics_rows_hyperparameters_and_the_kind_none_notice():
     records = [LikelihoodRecord("elbo", "bound", 3.0, 0.5, 0.1, 4, 2), LikelihoodRecord("ode", "estimate", 2.0, None, 0.1, 4, 2)]
-    assert loop._records_to_rows(records, "validation") == [
+    assert rundir.likelihood_rows(records, "validation") == [
         ("validation", "elbo_nll", 3.0), ("validation", "elbo_bpd", 0.5), ("validation", "ode_nll", 2.0)]
     flat = loop._flat_hyperparameters(TrainConfig(steps=3, sample_options={"k": 5}))
     assert flat["sample_options.k"] == "5" and flat["steps"] == 3 and "epochs" not in flat and "sample_options" not in flat
@@ -321,12 +321,12 @@ def test_metrics_rows_hyperparameters_and_the_kind_none_notice():
 
     nothing = Nothing(lambda m: {})
     latest = "gan has no likelihood: the latest checkpoint is kept as the best"
-    assert loop.kind_none_notice(nothing, TrainConfig(steps=3)) == latest  # no feature network for its data
-    assert loop.kind_none_notice(nothing, TrainConfig(steps=3, select_by="figure")) == latest
+    assert selection.kind_none_notice(nothing, TrainConfig(steps=3)) == latest  # no feature network for its data
+    assert selection.kind_none_notice(nothing, TrainConfig(steps=3, select_by="figure")) == latest
     nothing.selection_figure = "mse"
-    assert loop.kind_none_notice(nothing, TrainConfig(steps=3)).endswith("the lowest validation mse")
-    assert loop.kind_none_notice(nothing, TrainConfig(steps=3, select_by="latest")) == latest
-    assert loop.kind_none_notice(Table(), TrainConfig(steps=3)) is None
+    assert selection.kind_none_notice(nothing, TrainConfig(steps=3)).endswith("the lowest validation mse")
+    assert selection.kind_none_notice(nothing, TrainConfig(steps=3, select_by="latest")) == latest
+    assert selection.kind_none_notice(Table(), TrainConfig(steps=3)) is None
 
 
 class Table(GenerativeModel):

@@ -497,7 +497,7 @@ def test_unknown_likelihood_and_sampling_options_are_refused_naming_the_model():
 
     model = Named()
     with pytest.raises(UserError) as err:
-        report._likelihood_options(model, {"nope": "1"})
+        report.likelihood_options(model, {"nope": "1"})
     assert str(err.value).startswith("model 'tiny' has no likelihood option 'nope'; its likelihood options: ")
     with pytest.raises(UserError) as err:
         report.sampling_options(model, {"nope": "1"})

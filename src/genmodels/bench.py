@@ -28,20 +28,14 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoint import write_json_atomic
-from .core import keyword_options, model_class
+from .core import accepted_options, model_class
 from .data import load_dataset
 from .errors import UserError
 from .plotting import save_bpd_curves, save_loss_curves, save_montage
 from .training import TrainConfig, train
 from .training.report import results_markdown
 
-__all__ = ["BenchEntry", "run_bench", "run_entries", "run_suite", "bench_markdown", "results_markdown", "options_for"]
-
-
-def options_for(method, options: dict[str, str], exclude: tuple[str, ...] = ()) -> dict[str, str]:
-    """The subset of ``options`` that ``method`` (a model's ``sample`` or ``log_likelihoods``) accepts."""
-    accepted = keyword_options(method, exclude)
-    return {k: v for k, v in options.items() if k in accepted}
+__all__ = ["BenchEntry", "run_bench", "run_entries", "run_suite", "bench_markdown", "results_markdown"]
 
 
 @dataclass
@@ -71,16 +65,15 @@ def run_bench(
     classes = {name: model_class(name) for name in models}  # unknown names fail before any training
     for key, options in (("sampling", config.sample_options), ("likelihood", config.eval_options)):
         for option in options:
-            methods = [(c.sample, ("y", "generator")) if key == "sampling" else (c.log_likelihoods, ()) for c in classes.values()]
-            if not any(option in keyword_options(m, ex) for m, ex in methods):
+            if not any(accepted_options(c, {option: ""}, key) for c in classes.values()):
                 raise UserError(f"no model in this bench has the {key} option '{option}'")
     entries = []
     for data_name in datasets:
         for name, cls in classes.items():
             entry_config = dataclasses.replace(
                 config,
-                sample_options=options_for(cls.sample, config.sample_options, ("y", "generator")),
-                eval_options=options_for(cls.log_likelihoods, config.eval_options),
+                sample_options=accepted_options(cls, config.sample_options, "sampling"),
+                eval_options=accepted_options(cls, config.eval_options, "likelihood"),
             )
             entries.append(BenchEntry(name, data_name, entry_config))
     return run_entries(entries, out, data_dir=data_dir, progress=progress, quality_samples=quality_samples,
@@ -217,20 +210,11 @@ def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, qua
                 **({"recipe": entry.recipe.name} if entry.recipe else {})}
     sampling = result.sampling
     row: dict[str, Any] = {
+        **result.record,  # the run's results.json record
         "data": entry.data,
         "model": entry.model,
+        # the kind of the headline test record (a model without one: none)
         "likelihood_kind": result.test[0].kind if result.test else "none",
-        "test": [r.to_json() for r in result.test],
-        "test_figures": [f.to_json() for f in result.test_figures],
-        # how much of the test split the figures cover (--test-examples; normally all of it)
-        "test_examples": len(dataset.test.head(entry.config.test_examples)),
-        "test_split_size": len(dataset.test),
-        "validation": [r.to_json() for r in result.validation],
-        "num_parameters": result.num_parameters,
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "train_seconds": result.train_seconds,
-        "examples_per_second": result.examples_per_second,
         # One draw of num_samples after the model's first use: a timing, not a benchmark
         # (benchmarks/throughput.py measures properly).
         "sampling": sampling,
@@ -256,7 +240,7 @@ def _sample_quality(result, dataset, entry: BenchEntry, samples: int, progress: 
     split, in genmodels' feature space; [] where the data have no feature network."""
     from .checkpoint import load_model
     from .metrics import evaluate_sample_quality, sample_quality_available
-    from .training.report import sampling_options
+    from .core import sampling_options
 
     if not sample_quality_available(dataset.spec.name):
         return []

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .core import GenerativeModel, LikelihoodKind, parse_keyword_options
+from .core import GenerativeModel, LikelihoodKind, likelihood_options
 from .data.base import Split
 from .errors import UserError
 from .evaluate import LikelihoodRecord, PerExampleLikelihood, mean_and_stderr, per_example_likelihoods, record_of
@@ -102,7 +102,7 @@ class MixtureOfModels:
             # KEY=VALUE text (the CLI, a run's validation options) is parsed by the option's annotation;
             # per_example_likelihoods refuses any other unknown option when the member is scored
             text = {k: v for k, v in member.options.items() if isinstance(v, str)}
-            parsed = parse_keyword_options(member.model.log_likelihoods, text, what="likelihood", model=member.model.name)
+            parsed = likelihood_options(member.model, text)
             member.options = {**member.options, **parsed}
         self.members = members
         self.weights = (torch.full((len(members),), 1.0 / len(members), dtype=torch.float64)

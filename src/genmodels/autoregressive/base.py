@@ -25,12 +25,7 @@ from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.outputs import CategoricalHead, OutputHead
 
-__all__ = ["AutoregressiveModel", "HybridConfig", "check_temperature", "l2_penalty"]
-
-
-def check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise UserError(f"temperature must be > 0, got {temperature}")
+__all__ = ["AutoregressiveModel", "HybridConfig", "l2_penalty"]
 
 
 def l2_penalty(l2: float, weights: Iterable[Tensor]) -> Tensor | float:
@@ -111,26 +106,6 @@ class AutoregressiveModel(GenerativeModel):
         label_nll = F.cross_entropy(self.log_prob_per_label(x), y, reduction="none")
         return Loss(out.loss + self.label_weight * label_nll.mean(), {**out.terms, "label_nll": label_nll})
 
-    def labels(self, y: Tensor | None, n: int, generator: torch.Generator | None = None, *, draw: bool = False) -> Tensor | None:
-        """Check ``y`` for a conditional model: (n,) int64 class indices; None for an unconditional one.
-
-        With ``draw`` (sampling), a missing ``y`` is drawn uniformly over the classes.
-        """
-        if not self.conditional:
-            return None
-        if y is None:
-            if draw:
-                return torch.randint(self.num_classes, (n,), generator=generator).to(self.device)
-            raise UserError(f"the class-conditional {self.name} needs labels y with log_prob(x, y)")
-        y = torch.as_tensor(y, device=self.device).to(torch.int64)
-        if y.dim() == 0:
-            y = y.expand(n)
-        if y.shape != (n,):
-            raise UserError(f"labels must have shape ({n},), got {tuple(y.shape)}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-            raise UserError(f"labels must be in 0..{self.num_classes - 1}, got {int(y.min())}..{int(y.max())}")
-        return y
-
     def conditional_params(self, x: Tensor, y: Tensor | None = None, ordering: int = 0) -> Tensor:
         """(B, D, P) parameters of p(x_i | x_<i, y) for every dimension i (flattened order)."""
         return self.params_from_features(self.input_features(x), self.labels(y, len(x)), ordering)
@@ -149,7 +124,7 @@ class AutoregressiveModel(GenerativeModel):
     ) -> Tensor:
         """Ancestral sampling, one network evaluation per dimension; ``temperature`` T samples each
         conditional ∝ p(x_i | x_<i)^{1/T} (below 1 sharper, above 1 flatter, 1 the model itself)."""
-        check_temperature(temperature)
+        self.check_temperature(temperature)
         return self._sample_ordering(n, self.labels(y, n, generator, draw=True), 0, generator, temperature)
 
     def sample_with_info(self, n: int, **options) -> tuple[Tensor, dict]:

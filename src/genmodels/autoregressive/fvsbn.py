@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, OptimizerGroup, register_model
 from ..data.base import DataSpec
-from ..errors import UserError
 from .base import l2_penalty
 
 __all__ = ["FVSBN", "FVSBNConfig"]
@@ -117,8 +116,7 @@ class FVSBN(GenerativeModel):
     ) -> Tensor:
         """Ancestral sampling in raster order; ``temperature`` divides every conditional's logits
         (below 1 sharper, above 1 flatter; 1 samples the model itself)."""
-        if not temperature > 0:
-            raise UserError(f"temperature must be > 0, got {temperature}")
+        self.check_temperature(temperature)
         dims = self.spec.dims
         x = torch.zeros(n, dims, dtype=torch.int64, device=self.bias.device)
         for i in range(dims):

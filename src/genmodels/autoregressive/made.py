@@ -27,7 +27,7 @@ from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.masked import MaskedLinear, made_degrees, made_masks
 from ..nn.outputs import DiscretizedLogisticMixture
-from .base import AutoregressiveModel, HybridConfig, check_temperature, l2_penalty
+from .base import AutoregressiveModel, HybridConfig, l2_penalty
 
 __all__ = ["MADE", "MADEConfig", "ONE_HOT_MAX_LEVELS", "scaled_values"]
 
@@ -205,7 +205,7 @@ class MADE(AutoregressiveModel):
     ) -> Tensor:
         """Draw a mask m uniformly for each sample, then sample ancestrally in m's ordering;
         ``temperature`` divides each conditional's log-probabilities."""
-        check_temperature(temperature)
+        self.check_temperature(temperature)
         y = self.labels(y, n, generator, draw=True)
         which = torch.randint(self.num_orderings, (n,), generator=generator).to(self.device)
         x = torch.zeros(n, *self.spec.shape, dtype=torch.int64, device=self.device)

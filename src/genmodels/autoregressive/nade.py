@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, Loss, register_model
 from ..data.base import DataSpec
-from .base import AutoregressiveModel, HybridConfig, check_temperature, l2_penalty
+from .base import AutoregressiveModel, HybridConfig, l2_penalty
 from .made import ONE_HOT_MAX_LEVELS, scaled_values
 
 __all__ = ["NADE", "NADEConfig"]
@@ -133,7 +133,7 @@ class NADE(AutoregressiveModel):
         self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> Tensor:
         """Ancestral sampling in O(D·H) per sample, updating a_i as each x_i is drawn."""
-        check_temperature(temperature)
+        self.check_temperature(temperature)
         y = self.labels(y, n, generator, draw=True)
         x = torch.zeros(n, self.spec.dims, dtype=torch.int64, device=self.device)
         a = self._a1(y, n).clone()  # (n, H)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..core import register_model
 from ..data.base import DataSpec
-from .base import AutoregressiveModel, HybridConfig, check_temperature
+from .base import AutoregressiveModel, HybridConfig
 
 __all__ = ["RNN", "RNNConfig"]
 
@@ -86,7 +86,7 @@ class RNN(AutoregressiveModel):
         self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> Tensor:
         """Ancestral sampling carrying the recurrent state: one step per dimension."""
-        check_temperature(temperature)
+        self.check_temperature(temperature)
         y = self.labels(y, n, generator, draw=True)
         x = torch.zeros(n, self.spec.dims, dtype=torch.int64, device=self.device)
         previous = self.start.expand(n, 1, -1)

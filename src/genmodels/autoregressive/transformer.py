@@ -17,7 +17,7 @@ from torch import Tensor
 from ..core import register_model
 from ..data.base import DataSpec
 from ..nn.transformer import CausalTransformer
-from .base import AutoregressiveModel, HybridConfig, check_temperature
+from .base import AutoregressiveModel, HybridConfig
 
 __all__ = ["Transformer", "TransformerConfig"]
 
@@ -95,7 +95,7 @@ class Transformer(AutoregressiveModel):
     ) -> Tensor:
         """Ancestral sampling; with ``use_cache`` one position per step from cached keys/values
         (D steps), without it a full pass per dimension (the reference the cache must match)."""
-        check_temperature(temperature)
+        self.check_temperature(temperature)
         y = self.labels(y, n, generator, draw=True)
         if not use_cache:
             return self._sample_ordering(n, y, 0, generator, temperature)

@@ -85,7 +85,7 @@ class DDPM(DiffusionModel):
             raise UserError("bound=true needs discrete data and a discrete-time model (timesteps ≥ 2)")
         was_training = self.training
         self.eval()
-        labels = self._labels(batch)
+        labels = self.labels(batch.y, len(batch))
         if labels is not None:
             denoiser = lambda x, s: self.denoise(x, s, labels.repeat(len(x) // len(labels)))  # noqa: E731
         else:

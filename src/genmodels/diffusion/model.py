@@ -184,18 +184,11 @@ class DiffusionModel(GenerativeModel):
         self.data_mean.copy_(xs.mean(0))
         self.data_std.copy_(xs.std(0).clamp_min(1e-6))
 
-    def _labels(self, batch: Batch) -> Tensor | None:
-        if not self.conditional:
-            return None
-        if batch.y is None:
-            raise UserError(f"model '{self.name}' is class-conditional: its data need labels")
-        return batch.y.long()
-
     # --- training -------------------------------------------------------------------------------
     def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
         """EDM eq. 8 with this method's p_train(σ) and λ(σ); labels dropped to ∅ with ``label_dropout``."""
         z, _ = self.to_model_space(batch.x)
-        labels = self._labels(batch)
+        labels = self.labels(batch.y, len(batch))
         if labels is not None and self.config.label_dropout > 0:
             drop = torch.rand(len(labels), device=labels.device) < self.config.label_dropout
             labels = torch.where(drop, torch.full_like(labels, self.spec.num_classes), labels)
@@ -232,7 +225,7 @@ class DiffusionModel(GenerativeModel):
         was_training = self.training
         self.eval()
         result = ode_log_likelihood(
-            self.denoiser(self._labels(batch)),
+            self.denoiser(self.labels(batch.y, len(batch))),
             z,
             sigma_min=self.process.sigma_min,
             sigma_max=self.process.sigma_max,

@@ -139,7 +139,7 @@ class RectifiedFlow(DiffusionModel):
         """``straightness`` of the ODE path from per-example noise (Liu et al. 2023, eq. 7; 0 when straight),
         with the example's label for a conditional model."""
         noise = batch.randn(*self.spec.shape)
-        return {"straightness": straightness(self, noise, steps=self.straightness_steps, y=self._labels(batch))}
+        return {"straightness": straightness(self, noise, steps=self.straightness_steps, y=self.labels(batch.y, len(batch)))}
 
 
 # --- reflow (Liu et al. 2023, "Flow straight and fast", sec. 2.3) ----------------------------------

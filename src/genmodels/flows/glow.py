@@ -16,7 +16,7 @@ import torch
 
 from ..core import register_model
 from ..nn.flow_nets import MLP, ConvNet
-from .model import FLOW_CONFIG_ARGS, FlowConfig, FlowModel
+from .model import FlowConfig, FlowModel
 from .transforms import (
     ActNorm,
     AdditiveCoupling,
@@ -40,6 +40,28 @@ CONDITIONER_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 @dataclass
 class GlowConfig(FlowConfig):
+    """The options of Glow; those every flow shares are :class:`~genmodels.flows.model.FlowConfig`'s.
+
+    Args:
+        levels: L, the number of levels (images; vectors get L·K steps).
+        steps: K, steps of flow per level.
+        hidden: hidden channels of the image coupling networks, or the width of the vector ones.
+        hidden_layers: vectors: hidden layers per coupling MLP.
+        coupling: "affine" or "additive".
+        clamp: the affine log-scales are soft-clamped to (−clamp, clamp).
+        split: images: "mask" (RealNVP's channel mask: each coupling network reads all C channels, the
+            passive half zeroed, and outputs parameters for all C of which the free half is used) or
+            "channel" (Glow's split(): the network reads the C//2 conditioning channels and outputs only
+            the free channels' parameters; the same family of maps without the dead weights, so at equal
+            ``hidden`` fewer parameters and less work).
+        channels_last: split="channel": the coupling networks run in channels-last layout (faster
+            convolutions on CPUs; the same function).
+        conditioner_dtype: split="channel": "float32" or "bfloat16" (the coupling networks under autocast;
+            the flow's own arithmetic, its log-determinants and the likelihood stay in float32).
+        norm: images: GroupNorm (one group, per example) after the coupling networks' hidden convolutions;
+            without it the networks are plain 3×3 → 1×1 → 3×3 ReLU nets as in Glow (faster).
+    """
+
     levels: int = 2
     steps: int = 4
     hidden: int = 32
@@ -63,28 +85,6 @@ class GlowConfig(FlowConfig):
             raise ValueError(f"conditioner_dtype must be one of {sorted(CONDITIONER_DTYPES)}, got '{self.conditioner_dtype}'")
         if self.split != "channel" and (self.channels_last or self.conditioner_dtype != "float32"):
             raise ValueError("channels_last and conditioner_dtype apply to channel-split couplings: set split='channel'")
-
-
-
-GlowConfig.__doc__ = """Args:
-    levels: L, the number of levels (images; vectors get L·K steps).
-    steps: K, steps of flow per level.
-    hidden: hidden channels of the image coupling networks, or the width of the vector ones.
-    hidden_layers: vectors: hidden layers per coupling MLP.
-    coupling: "affine" or "additive".
-    clamp: the affine log-scales are soft-clamped to (−clamp, clamp).
-    split: images: "mask" (RealNVP's channel mask: each coupling network reads all C channels, the
-        passive half zeroed, and outputs parameters for all C of which the free half is used) or
-        "channel" (Glow's split(): the network reads the C//2 conditioning channels and outputs only
-        the free channels' parameters; the same family of maps without the dead weights, so at equal
-        ``hidden`` fewer parameters and less work).
-    channels_last: split="channel": the coupling networks run in channels-last layout (faster
-        convolutions on CPUs; the same function).
-    conditioner_dtype: split="channel": "float32" or "bfloat16" (the coupling networks under autocast;
-        the flow's own arithmetic, its log-determinants and the likelihood stay in float32).
-    norm: images: GroupNorm (one group, per example) after the coupling networks' hidden convolutions;
-        without it the networks are plain 3×3 → 1×1 → 3×3 ReLU nets as in Glow (faster).
-""" + FLOW_CONFIG_ARGS
 
 
 @register_model("glow")

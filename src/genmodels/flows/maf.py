@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..core import register_model
 from ..nn.flow_nets import MaskedMLP
-from .model import FLOW_CONFIG_ARGS, FlowConfig, FlowModel
+from .model import FlowConfig, FlowModel
 from .transforms import ActNorm, ComposedTransform, MaskedAutoregressive, Reverse, Transform
 
 __all__ = ["MAF", "MAFConfig"]
@@ -20,6 +20,15 @@ __all__ = ["MAF", "MAFConfig"]
 
 @dataclass
 class MAFConfig(FlowConfig):
+    """The options of MAF; those every flow shares are :class:`~genmodels.flows.model.FlowConfig`'s.
+
+    Args:
+        transforms: the number of autoregressive layers.
+        hidden: hidden widths of each MADE.
+        actnorm: an actnorm layer (data-dependent initialization) before each autoregressive layer.
+        clamp: the log-scales α are soft-clamped to (−clamp, clamp).
+    """
+
     transforms: int = 5
     hidden: tuple[int, ...] = (64, 64)
     actnorm: bool = True
@@ -29,14 +38,6 @@ class MAFConfig(FlowConfig):
         super().__post_init__()
         if self.transforms < 1 or not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError("transforms must be ≥ 1 and hidden a non-empty tuple of widths ≥ 1")
-
-
-MAFConfig.__doc__ = """Args:
-    transforms: the number of autoregressive layers.
-    hidden: hidden widths of each MADE.
-    actnorm: an actnorm layer (data-dependent initialization) before each autoregressive layer.
-    clamp: the log-scales α are soft-clamped to (−clamp, clamp).
-""" + FLOW_CONFIG_ARGS
 
 
 @register_model("maf")

@@ -36,27 +36,28 @@ from .dequantization import VariationalDequantizer
 from .distributions import BaseDensity, NormalizingFlow, StandardNormal
 from .transforms import ActNorm, Transform
 
-__all__ = ["FlowConfig", "FlowModel", "FLOW_CONFIG_ARGS"]
-
-#: The Args of :class:`FlowConfig`, appended to every flow model's config docstring.
-FLOW_CONFIG_ARGS = """
-    dequantization: on discrete data, "uniform" (u ~ U[0,1)^D) or "variational" (a conditional flow
-        q(u|x), Flow++); the reported kind is a bound either way, with its number of draws.
-    preprocess: on discrete data, the map of y ∈ [0,1)^D before the flow: "logit" (RealNVP's
-        logit(α + (1 − 2α) y)), "scale" (2y − 1) or "none"; its log-Jacobian is part of the likelihood.
-    alpha: α of the logit preprocessing.
-    standardize: on continuous data, standardize each dimension with the training split's mean and
-        standard deviation (a fixed affine map whose log-Jacobian is part of the exact likelihood).
-    dequantizer_hidden: hidden widths of the variational dequantizer's coupling networks.
-    dequantizer_layers: the number of affine couplings of the variational dequantizer.
-    dropout: dropout probability on the hidden activations of the flow's coupling/autoregressive
-        networks, in training mode only (a regularizer: every dropout mask is still an invertible
-        flow; evaluation and sampling, in eval mode, use the whole network). 0: none.
-"""
-
+__all__ = ["FlowConfig", "FlowModel"]
 
 @dataclass
 class FlowConfig(ModelConfig):
+    """The options every flow model shares (each model's config documents only its own; the
+    help reads the Args of every class in the config's MRO).
+
+    Args:
+        dequantization: on discrete data, "uniform" (u ~ U[0,1)^D) or "variational" (a conditional flow
+            q(u|x), Flow++); the reported kind is a bound either way, with its number of draws.
+        preprocess: on discrete data, the map of y ∈ [0,1)^D before the flow: "logit" (RealNVP's
+            logit(α + (1 − 2α) y)), "scale" (2y − 1) or "none"; its log-Jacobian is part of the likelihood.
+        alpha: α of the logit preprocessing.
+        standardize: on continuous data, standardize each dimension with the training split's mean and
+            standard deviation (a fixed affine map whose log-Jacobian is part of the exact likelihood).
+        dequantizer_hidden: hidden widths of the variational dequantizer's coupling networks.
+        dequantizer_layers: the number of affine couplings of the variational dequantizer.
+        dropout: dropout probability on the hidden activations of the flow's coupling/autoregressive
+            networks, in training mode only (a regularizer: every dropout mask is still an invertible
+            flow; evaluation and sampling, in eval mode, use the whole network). 0: none.
+    """
+
     dequantization: str = "uniform"
     preprocess: str = "logit"
     alpha: float = 0.05
@@ -77,8 +78,6 @@ class FlowConfig(ModelConfig):
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
-
-FlowConfig.__doc__ = "Args:" + FLOW_CONFIG_ARGS
 
 
 class FlowModel(GenerativeModel):
@@ -152,8 +151,8 @@ class FlowModel(GenerativeModel):
         standardize = -torch.log(self.scale).sum().expand(len(x))
         return {"log_pz": log_pz, "log_det": log_det, "standardize": standardize}
 
-    def _discrete_terms(self, batch: Batch) -> dict[str, Tensor]:
-        """One draw of the dequantization bound's terms (they sum to the bound)."""
+    def _discrete_terms(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """One draw of the dequantization bound (B,), and its named terms (they sum to the bound)."""
         x, spec, dtype = batch.x, self.spec, self._dtype
         terms: dict[str, Tensor] = {}
         if self.dequantizer is None:
@@ -174,8 +173,7 @@ class FlowModel(GenerativeModel):
             terms["neg_log_q"] = -log_q
         jacobian = units.dequantization_log_jacobian(spec.dims, spec.levels)
         terms.update(log_pz=log_pz, log_det=log_det, preprocess=preprocess, dequantization=torch.full_like(value, jacobian))
-        terms["_value"] = value
-        return terms
+        return value, terms
 
     # --- the interface ------------------------------------------------------------------------------
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
@@ -187,7 +185,7 @@ class FlowModel(GenerativeModel):
         if not self.spec.is_discrete:
             nll = -self.log_prob(batch.x)
         else:
-            nll = -self._discrete_terms(batch)["_value"]  # one dequantization draw per example
+            nll = -self._discrete_terms(batch)[0]  # one dequantization draw per example
         return Loss(nll.mean(), {"nll": nll})
 
     def log_likelihoods(self, batch: Batch, *, draws: int = 1) -> list[LogLikelihood]:
@@ -198,12 +196,15 @@ class FlowModel(GenerativeModel):
             return [LogLikelihood(sum(terms.values()), LikelihoodKind.EXACT, "log_prob", terms=terms)]
         if draws < 1:
             raise UserError(f"draws must be ≥ 1, got {draws}")
+        total_value: Tensor | float = 0.0
         total: dict[str, Tensor] = {}
         for _ in range(draws):
-            for key, value in self._discrete_terms(batch).items():
-                total[key] = total[key] + value if key in total else value
-        terms = {key: value / draws for key, value in total.items()}
-        value = terms.pop("_value")
+            value, terms = self._discrete_terms(batch)
+            total_value = total_value + value
+            for key, term in terms.items():
+                total[key] = total[key] + term if key in total else term
+        value = total_value / draws
+        terms = {key: term / draws for key, term in total.items()}
         measure = f"{self.config.dequantization}_dequantization"
         return [LogLikelihood(value, LikelihoodKind.BOUND, measure, samples=draws, terms=terms)]
 
@@ -213,8 +214,7 @@ class FlowModel(GenerativeModel):
     ) -> Tensor:
         """n draws x = f⁻¹(z), z ~ p_Z at ``temperature`` T (z scaled by T; Glow sec. 5.2): int64 levels
         on discrete data (the cell that contains y), floats on continuous data."""
-        if not temperature > 0:
-            raise UserError(f"temperature must be > 0, got {temperature}")
+        self.check_temperature(temperature)
         z = self.flow.base.sample(n, generator=generator, temperature=temperature).to(self.device, self._dtype)
         return self.decode(z)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..core import register_model
 from ..nn.flow_nets import MLP
 from .distributions import BaseDensity, StandardLogistic, StandardNormal
-from .model import FLOW_CONFIG_ARGS, FlowConfig, FlowModel
+from .model import FlowConfig, FlowModel
 from .transforms import AdditiveCoupling, ComposedTransform, DiagonalScaling, Transform, parity_mask
 
 __all__ = ["NICE", "NICEConfig"]
@@ -22,6 +22,14 @@ __all__ = ["NICE", "NICEConfig"]
 
 @dataclass
 class NICEConfig(FlowConfig):
+    """The options of NICE; those every flow shares are :class:`~genmodels.flows.model.FlowConfig`'s.
+
+    Args:
+        couplings: the number of additive coupling layers (the paper: 4).
+        hidden: hidden widths of each coupling's network m (the paper: 5 × 1000).
+        prior: "logistic" (the paper's, for MNIST) or "gaussian".
+    """
+
     couplings: int = 4
     hidden: tuple[int, ...] = (64, 64)
     prior: str = "logistic"
@@ -32,13 +40,6 @@ class NICEConfig(FlowConfig):
             raise ValueError("couplings must be ≥ 1 and hidden a non-empty tuple of widths ≥ 1")
         if self.prior not in ("logistic", "gaussian"):
             raise ValueError(f"prior must be 'logistic' or 'gaussian', got '{self.prior}'")
-
-
-NICEConfig.__doc__ = """Args:
-    couplings: the number of additive coupling layers (the paper: 4).
-    hidden: hidden widths of each coupling's network m (the paper: 5 × 1000).
-    prior: "logistic" (the paper's, for MNIST) or "gaussian".
-""" + FLOW_CONFIG_ARGS
 
 
 @register_model("nice")

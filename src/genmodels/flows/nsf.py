@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..core import register_model
 from ..nn.flow_nets import MLP
-from .model import FLOW_CONFIG_ARGS, FlowConfig, FlowModel
+from .model import FlowConfig, FlowModel
 from .spline import spline_params_per_dim
 from .transforms import ComposedTransform, InvertibleLinearLU, SplineCoupling, Transform, parity_mask
 
@@ -20,6 +20,16 @@ __all__ = ["NSF", "NSFConfig"]
 
 @dataclass
 class NSFConfig(FlowConfig):
+    """The options of NSF; those every flow shares are :class:`~genmodels.flows.model.FlowConfig`'s.
+
+    Args:
+        transforms: the number of spline couplings.
+        hidden: hidden widths of each coupling's MLP.
+        bins: K, the spline's number of bins.
+        bound: B, the spline acts on [−B, B] and is the identity outside.
+        linear: an LU-parameterized invertible linear layer before each coupling.
+    """
+
     transforms: int = 4
     hidden: tuple[int, ...] = (64, 64)
     bins: int = 8
@@ -32,15 +42,6 @@ class NSFConfig(FlowConfig):
             raise ValueError("transforms and bins must be ≥ 1 and hidden a non-empty tuple of widths ≥ 1")
         if not self.bound > 0:
             raise ValueError(f"bound must be > 0, got {self.bound}")
-
-
-NSFConfig.__doc__ = """Args:
-    transforms: the number of spline couplings.
-    hidden: hidden widths of each coupling's MLP.
-    bins: K, the spline's number of bins.
-    bound: B, the spline acts on [−B, B] and is the identity outside.
-    linear: an LU-parameterized invertible linear layer before each coupling.
-""" + FLOW_CONFIG_ARGS
 
 
 @register_model("nsf")

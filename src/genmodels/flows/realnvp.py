@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..core import register_model
 from ..nn.flow_nets import MLP, ConvNet
-from .model import FLOW_CONFIG_ARGS, FlowConfig, FlowModel
+from .model import FlowConfig, FlowModel
 from .transforms import (
     AffineCoupling,
     ComposedTransform,
@@ -31,6 +31,17 @@ __all__ = ["RealNVP", "RealNVPConfig"]
 
 @dataclass
 class RealNVPConfig(FlowConfig):
+    """The options of RealNVP; those every flow shares are :class:`~genmodels.flows.model.FlowConfig`'s.
+
+    Args:
+        scales: images: the number of scales of the multi-scale architecture.
+        hidden: hidden channels of the image coupling networks, or the width of the vector ones.
+        blocks: images: residual blocks per coupling network.
+        couplings: vectors: the number of affine couplings.
+        hidden_layers: vectors: hidden layers per coupling MLP.
+        clamp: the log-scales s are soft-clamped to (−clamp, clamp).
+    """
+
     scales: int = 2
     hidden: int = 32
     blocks: int = 1
@@ -44,16 +55,6 @@ class RealNVPConfig(FlowConfig):
             raise ValueError("scales, hidden, couplings and hidden_layers must be ≥ 1, blocks ≥ 0")
         if not self.clamp > 0:
             raise ValueError(f"clamp must be > 0, got {self.clamp}")
-
-
-RealNVPConfig.__doc__ = """Args:
-    scales: images: the number of scales of the multi-scale architecture.
-    hidden: hidden channels of the image coupling networks, or the width of the vector ones.
-    blocks: images: residual blocks per coupling network.
-    couplings: vectors: the number of affine couplings.
-    hidden_layers: vectors: hidden layers per coupling MLP.
-    clamp: the log-scales s are soft-clamped to (−clamp, clamp).
-""" + FLOW_CONFIG_ARGS
 
 
 @register_model("realnvp")

@@ -155,9 +155,6 @@ class GAN(GenerativeModel):
     def _real(self, batch: Batch) -> Tensor:
         return uniform_dequantize(batch.x, self.spec.levels)  # (x + u) / K on [0, 1)
 
-    def _labels(self, batch: Batch) -> Tensor | None:
-        return batch.y if self.conditional else None
-
     # --- losses -------------------------------------------------------------------------------------
     def _d_loss(self, real: Tensor, fake: Tensor, y: Tensor | None) -> Loss:
         d_real, d_fake = self.discriminate(real, y), self.discriminate(fake, y)
@@ -173,12 +170,12 @@ class GAN(GenerativeModel):
         return Loss(per.mean(), {"g_loss": per.detach()})
 
     def _generate_for(self, batch: Batch) -> Tensor:
-        y = self._labels(batch)
+        y = self.labels(batch.y, len(batch))
         z = torch.randn(len(batch), self.config.latent_dim, device=batch.x.device)
         return self.generate(z, y)
 
     def loss(self, batch: Batch, *, step: int = 0, group: str = "generator") -> Loss:
-        y = self._labels(batch)
+        y = self.labels(batch.y, len(batch))
         if group == "discriminator":
             with torch.no_grad():  # D's step moves D alone; its fakes need no generator graph
                 fake = self._generate_for(batch)
@@ -210,10 +207,9 @@ class GAN(GenerativeModel):
         k: int = 10,
     ) -> Tensor:
         """n images: quantize(G(z)); ``hubness=true`` draws z among the hubs of ``candidates`` latents."""
-        if self.conditional and y is None:
-            raise UserError("this GAN is class-conditional: pass labels (y)")
+        y = self.labels(y, n)
         z = self.latents(n, generator=generator, hubness=hubness, candidates=candidates, k=k).to(self.device)
-        images = self.generate(z, y.to(self.device) if y is not None and self.conditional else None)
+        images = self.generate(z, y)
         return quantize(images, self.spec.levels)
 
     def sample_with_info(self, n: int, **options: Any) -> tuple[Tensor, dict[str, Any]]:

@@ -177,13 +177,6 @@ class LatentVariableModel(GenerativeModel):
         raise NotImplementedError
 
     # --- shared ---------------------------------------------------------------------------------------
-    def _labels(self, batch_or_y: Tensor | None, n: int) -> Tensor | None:
-        if not self.conditional:
-            return None
-        if batch_or_y is None:
-            raise UserError("this model is class-conditional: give labels (y / --label)")
-        return batch_or_y.to(self.device, torch.int64)
-
     def log_px_given_z(self, z: Tensor, x: Tensor, y: Tensor | None = None) -> Tensor:
         """log p(x | z), (N, F), (N, *shape) → (N,)."""
         return decoder_log_prob(self.decode(z, y), x, self.decoder_likelihood, self.spec.levels)
@@ -210,7 +203,7 @@ class LatentVariableModel(GenerativeModel):
         if k < 1:
             raise UserError(f"k must be ≥ 1, got {k}")
         x = batch.x.to(self.device)
-        y = self._labels(batch.y, len(x))
+        y = self.labels(batch.y, len(x))
         q = self.encode(x, y)
         kl = self.kl(q)
         x_flat = x.reshape(len(x), -1)
@@ -235,26 +228,12 @@ class LatentVariableModel(GenerativeModel):
     def sample_from_latents(self, z: Tensor, *, y: Tensor | None = None,
                             generator: torch.Generator | None = None) -> Tensor:
         """Decode latents z (N, F) and draw x ~ p(x | z): int64 levels of shape (N, *shape)."""
-        y = self._labels(y, len(z))
+        y = self.labels(y, len(z))
         log_p = decoder_level_log_probs(self.decode(z.to(self.device), y), self.decoder_likelihood, self.spec.levels)
         probs = log_p.exp().reshape(-1, self.spec.levels)  # (N·D, K)
         where = generator.device if generator is not None else probs.device
         x = torch.multinomial(probs.to(where), 1, generator=generator).squeeze(1)
         return x.to(self.device).reshape(len(z), *self.spec.shape)
-
-    def _random_labels(self, n: int, y: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
-        """The labels to sample with: y if given, else uniform draws (conditional models only)."""
-        if not self.conditional:
-            return None
-        if y is None:
-            where = generator.device if generator is not None else self.device
-            y = torch.randint(0, self.spec.num_classes, (n,), generator=generator, device=where)
-        y = torch.as_tensor(y, dtype=torch.int64).to(self.device).reshape(-1)
-        if len(y) == 1:
-            y = y.expand(n)
-        if len(y) != n:
-            raise UserError(f"give one label or {n} labels, got {len(y)}")
-        return y
 
     @staticmethod
     def _noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, uniform: bool = False) -> Tensor:

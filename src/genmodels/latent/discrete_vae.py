@@ -147,7 +147,7 @@ class DiscreteVAE(LatentVariableModel):
     def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
         c = self.config
         x = batch.x
-        y = self._labels(batch.y, len(x))
+        y = self.labels(batch.y, len(x))
         log_q = self.encode(x, y)  # (B, V, C)
         kl = self.kl(log_q)
         if c.estimator == "vimco":
@@ -201,7 +201,7 @@ class DiscreteVAE(LatentVariableModel):
     @torch.no_grad()
     def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """x ~ p(x | z), z ~ uniform; class-conditional models sample uniform labels unless ``y`` is given."""
-        labels = self._random_labels(n, y, generator)
+        labels = self.labels(y, n, generator, draw=True)
         z = self.sample_latents(n, y=labels, generator=generator)
         return self.sample_from_latents(z, y=labels, generator=generator)
 

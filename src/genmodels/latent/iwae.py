@@ -52,7 +52,7 @@ class IWAE(VAE):
 
     def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
         x = batch.x
-        y = self._labels(batch.y, len(x))
+        y = self.labels(batch.y, len(x))
         q = self.encode(x, y)
         k = self.config.k
         z, log_q, log_pz = self.draw_posterior(q, batch, k)  # (B, k, L), (B, k), (B, k): reparameterized

@@ -117,7 +117,7 @@ class VAE(LatentVariableModel):
 
     def loss(self, batch: Batch, *, step: int = 0, group: str = "model") -> Loss:
         x = batch.x
-        y = self._labels(batch.y, len(x))
+        y = self.labels(batch.y, len(x))
         mu, log_sigma = self.encode(x, y)
         z = reparameterize_gaussian(mu, log_sigma, batch.randn(self.latent_dim).to(mu.device))
         reconstruction = self.log_px_given_z(z, x, y)  # (B,)
@@ -152,7 +152,7 @@ class VAE(LatentVariableModel):
         """x ~ p(x | z), z ~ N(0, T²·I); ``temperature`` T < 1 trades diversity for typicality, as does
         ``hubness`` (keep the hubs among ``candidates`` prior draws, k-occurrence with ``k`` neighbours).
         Class-conditional models sample uniform labels unless ``y`` is given."""
-        labels = self._random_labels(n, y, generator)
+        labels = self.labels(y, n, generator, draw=True)
         z = self.sample_latents(n, y=labels, generator=generator, temperature=temperature,
                                 hubness=hubness, candidates=candidates, k=k)
         return self.sample_from_latents(z, y=labels, generator=generator)

@@ -95,7 +95,7 @@ class Recipe:
     def check(self) -> None:
         """Raise a UserError unless the model, its options, the training settings, the sampling and
         likelihood options and the data name are all known (nothing is trained or loaded)."""
-        from ..core import model_class, parse_keyword_options
+        from ..core import likelihood_options, model_class, sampling_options
         from ..data import dataset_names
 
         cls = model_class(self.model)
@@ -106,8 +106,8 @@ class Recipe:
         except (TypeError, ValueError) as e:
             raise UserError(f"recipe '{self.name}': bad [model_config] for {self.model}: {e}") from None
         self.train_config()
-        parse_keyword_options(cls.sample, self.sample_options, what="sampling", model=self.model, exclude=("y", "generator"))
-        parse_keyword_options(cls.log_likelihoods, self.eval_options, what="likelihood", model=self.model)
+        sampling_options(cls, self.sample_options)
+        likelihood_options(cls, self.eval_options)
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,14 @@ class TrainConfig:
         valid = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in obj.items() if k in valid})
 
+    def step_budget(self, steps_per_epoch: int) -> float:
+        """The steps to train: ``steps``, or ``epochs`` of ``steps_per_epoch``, whichever comes first
+        (infinite for a budget in minutes only)."""
+        budget = math.inf if self.steps is None else self.steps
+        if self.epochs is not None:
+            budget = min(budget, math.ceil(self.epochs * steps_per_epoch))
+        return budget
+
     def changes_from(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """{setting: (other's value, this value)} for every setting that differs."""
         mine, theirs = self.to_json(), other.to_json()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -22,6 +24,7 @@ class EMA:
         self.warmup = warmup
         self.updates = updates
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._copy: torch.nn.Module | None = None  # the model that carries the averages (averaged)
 
     def current_decay(self) -> float:
         """The decay the next update uses."""
@@ -43,6 +46,13 @@ class EMA:
 
     def state_dict(self) -> dict[str, Tensor]:
         return self.shadow
+
+    def averaged(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` with the averaged weights: a copy made once, reloaded at each call."""
+        if self._copy is None:
+            self._copy = copy.deepcopy(model)
+        self._copy.load_state_dict(self.shadow)
+        return self._copy
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         for key, value in state.items():

@@ -9,21 +9,22 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..checkpoint import load_model, write_json_atomic
-from ..core import GenerativeModel, parse_keyword_options
+from ..core import GenerativeModel, likelihood_options, sampling_options
+from ..data.base import Dataset
 from ..evaluate import (
     PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
 )
 from ..plotting import save_loss_curves, save_samples
+from .config import TrainConfig
+from .rundir import RunDir, likelihood_rows
+from .state import RunOutcome, TrainState
 
-if TYPE_CHECKING:
-    from .loop import Trainer
-
-__all__ = ["TrainResult", "finish_run", "draw_samples", "sample_title", "results_markdown", "has_training_curve"]
+__all__ = ["TrainResult", "finish_run", "results_record", "draw_samples", "sample_title", "results_markdown", "has_training_curve"]
 
 
 @dataclass
@@ -43,11 +44,8 @@ class TrainResult:
     num_parameters: int
     sampling: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
-
-
-def sampling_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings → the model's ``sample`` keyword options, parsed by their annotations."""
-    return parse_keyword_options(model.sample, options, what="sampling", model=model.name, exclude=("y", "generator"))
+    #: the run's results.json record (:func:`results_record`); ``bench`` builds its rows on it
+    record: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def draw_samples(
@@ -83,24 +81,20 @@ def has_training_curve(metrics: Path) -> bool:
         return any(row["split"] == "train" for row in csv.DictReader(handle))
 
 
-def finish_run(trainer: Trainer) -> TrainResult:
+def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> TrainResult:
     """Reload the best checkpoint from disk and report on it (the test split is measured here only)."""
-    acc, state, config = trainer.accelerator, trainer.state, trainer.config
-    acc.wait_for_everyone()  # the first process has written the checkpoint
-    best_dir = trainer.run_dir / "checkpoints" / state.best_checkpoint
+    acc, state, run_dir, best_dir = outcome.accelerator, outcome.state, outcome.run_dir, outcome.best_checkpoint
     model, ckpt = load_model(best_dir, device=acc.device)
     # Validation was measured when the checkpoint was chosen; test is measured now, from disk,
     # exactly as `genmodels eval` does, with the final report's likelihood options.
     validation = [LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]]
-    eval_options = _likelihood_options(model, config.eval_options)
-    test_split = trainer.dataset.test.head(config.test_examples)
+    eval_options = likelihood_options(model, config.eval_options)
+    test_split = dataset.test.head(config.test_examples)
     per_example = per_example_likelihoods(model, test_split, batch_size=config.eval_batch_size, options=eval_options)
     test = [record_of(found, model.spec, eval_options) for found in per_example]
     test_figures = evaluate_figures(model, test_split, batch_size=config.eval_batch_size)
-    run = trainer.run
-    from .loop import _records_to_rows
-
-    test_rows = _records_to_rows(test, "test")
+    run = RunDir(run_dir, is_main=acc.is_main_process)
+    test_rows = likelihood_rows(test, "test")
     run.write_metrics(test_rows, state.to_json())
     if config.log_with != "none" and test_rows:
         acc.log({f"{split}/{metric}": value for split, metric, value in test_rows}, step=state.step)
@@ -111,47 +105,14 @@ def finish_run(trainer: Trainer) -> TrainResult:
     if acc.is_main_process:
         samples, sampling = draw_samples(model, config.num_samples, seed=config.seed, options=config.sample_options)
         title = sample_title(model.name, model.spec.name, ckpt.meta["step"], sampling)
-        files["samples"] = save_samples(samples, model.spec, trainer.run_dir / "samples.png", title=title)
+        files["samples"] = save_samples(samples, model.spec, run_dir / "samples.png", title=title)
         if has_training_curve(run.metrics):
-            files["loss_curves"] = save_loss_curves({model.name: run.metrics}, trainer.run_dir / "loss_curves.png")
-        elif trainer.display is not None:
-            trainer.display.message(f"{model.name} was fitted in closed form: no training curve to draw")
+            files["loss_curves"] = save_loss_curves({model.name: run.metrics}, run_dir / "loss_curves.png")
+        else:
+            outcome.say(f"{model.name} was fitted in closed form: no training curve to draw")
         files["metrics"] = run.metrics
-        results = {
-            "model": model.name,
-            "data": model.spec.name,
-            "likelihood_kind": model.likelihood_kind.value,
-            "best_checkpoint": str(best_dir),
-            "best_step": ckpt.meta["step"],
-            "steps": state.step,
-            "examples_seen": state.examples,
-            "train_seconds": seconds,
-            "examples_per_second": rate,
-            # The non-finite guard: steps skipped for a NaN/inf loss or gradient, and roll-backs.
-            "skipped_steps": state.skipped_steps,
-            "rollbacks": state.rollbacks,
-            "num_parameters": model.num_parameters(),
-            "sampling": sampling,
-            "validation": [r.to_json() for r in validation],
-            "test": [r.to_json() for r in test],
-            "test_figures": [f.to_json() for f in test_figures],
-            # how much of the test split the figures cover (--test-examples; normally all of it)
-            "test_examples": len(test_split),
-            "test_split_size": len(trainer.dataset.test),
-        }
-        if per_example:
-            # each test example's log-likelihood per measure, in the split's order: what lets
-            # `genmodels compare` pair two runs' figures example by example
-            files["per_example"] = save_per_example(per_example, trainer.run_dir / PER_EXAMPLE_FILE)
-            results["test_per_example"] = PER_EXAMPLE_FILE
-        files["results"] = trainer.run_dir / "results.json"
-        write_json_atomic(files["results"], results)
-        files["table"] = trainer.run_dir / "results.md"
-        files["table"].write_text(results_markdown([{**results, "train_config": config.to_json()}]))
-        if config.log_with != "none":
-            _log_images(acc, files, ckpt.meta["step"])
-    return TrainResult(
-        run_dir=trainer.run_dir,
+    result = TrainResult(
+        run_dir=run_dir,
         best_checkpoint=best_dir,
         test=test,
         validation=validation,
@@ -164,10 +125,48 @@ def finish_run(trainer: Trainer) -> TrainResult:
         sampling=sampling,
         files=files,
     )
+    result.record = results = results_record(result, model, state, test_examples=len(test_split), test_split_size=len(dataset.test))
+    if acc.is_main_process:
+        if per_example:
+            # each test example's log-likelihood per measure, in the split's order: what lets
+            # `genmodels compare` pair two runs' figures example by example
+            files["per_example"] = save_per_example(per_example, run_dir / PER_EXAMPLE_FILE)
+            results["test_per_example"] = PER_EXAMPLE_FILE
+        files["results"] = run_dir / "results.json"
+        write_json_atomic(files["results"], results)
+        files["table"] = run_dir / "results.md"
+        files["table"].write_text(results_markdown([{**results, "train_config": config.to_json()}]))
+        if config.log_with != "none":
+            _log_images(acc, files, ckpt.meta["step"])
+    return result
 
 
-def _likelihood_options(model: GenerativeModel, options: dict[str, str]) -> dict[str, Any]:
-    return parse_keyword_options(model.log_likelihoods, options, what="likelihood", model=model.name)
+def results_record(
+    result: TrainResult, model: GenerativeModel, state: TrainState, *, test_examples: int, test_split_size: int
+) -> dict[str, Any]:
+    """The results.json record of a finished run (``bench`` adds its own columns to it)."""
+    return {
+        "model": model.name,
+        "data": model.spec.name,
+        "likelihood_kind": model.likelihood_kind.value,
+        "best_checkpoint": str(result.best_checkpoint),
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "examples_seen": state.examples,
+        "train_seconds": result.train_seconds,
+        "examples_per_second": result.examples_per_second,
+        # The non-finite guard: steps skipped for a NaN/inf loss or gradient, and roll-backs.
+        "skipped_steps": state.skipped_steps,
+        "rollbacks": state.rollbacks,
+        "num_parameters": result.num_parameters,
+        "sampling": result.sampling,
+        "validation": [r.to_json() for r in result.validation],
+        "test": [r.to_json() for r in result.test],
+        "test_figures": [f.to_json() for f in result.test_figures],
+        # how much of the test split the figures cover (--test-examples; normally all of it)
+        "test_examples": test_examples,
+        "test_split_size": test_split_size,
+    }
 
 
 def _log_images(acc, files: dict[str, Path], step: int) -> None:

@@ -17,7 +17,7 @@ from .. import __version__
 from ..checkpoint import list_checkpoints, read_json, verify_checkpoint, write_json_atomic
 from ..errors import UserError
 
-__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "resume_checkpoint", "remove_leftovers"]
+__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "resume_checkpoint", "remove_leftovers", "likelihood_rows", "run_description"]
 
 METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
 
@@ -134,6 +134,29 @@ class RunDir:
             for split, metric, value in rows:
                 writer.writerow([where["step"], where["epoch"], where["examples"], f"{where['seconds']:.3f}",
                                  split, metric, repr(float(value))])
+
+
+def run_description(model, dataset, config) -> dict[str, Any]:
+    """What is trained on what, and how (run.json and every checkpoint's meta): enough to rebuild
+    the model and reload the data."""
+    return {
+        "model": model.name,
+        "model_module": type(model).__module__,
+        "model_config": model.config.to_json(),
+        "likelihood_kind": model.likelihood_kind.value,
+        "data": {"source": dataset.source, "spec": dataset.spec.to_json()},
+        "train_config": config.to_json(),
+    }
+
+
+def likelihood_rows(records, split: str) -> list[tuple[str, str, float]]:
+    """The metrics.csv rows of a split's likelihood records: ``MEASURE_nll`` and, where it applies, ``MEASURE_bpd``."""
+    rows = []
+    for r in records:
+        rows.append((split, f"{r.measure}_nll", r.nll_nats))
+        if r.bits_per_dim is not None:
+            rows.append((split, f"{r.measure}_bpd", r.bits_per_dim))
+    return rows
 
 
 def invocation_record(config_json: dict[str, Any], device: str, processes: int, **extra: Any) -> dict[str, Any]:

@@ -4,12 +4,14 @@ what is best so far, and the RNG states, all of which a checkpoint stores for a 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["TrainState", "rng_state", "set_rng_state"]
+__all__ = ["TrainState", "RunOutcome", "rng_state", "set_rng_state"]
 
 
 @dataclass
@@ -49,6 +51,19 @@ class TrainState:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainState:
         return cls(**obj)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where a finished training loop left the run, for the end-of-run report
+    (:func:`~genmodels.training.report.finish_run`): the folder, the checkpoint chosen as best, the
+    final state, the Accelerator it ran on, and where to show a line to the person."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    state: TrainState
+    accelerator: Any
+    say: Callable[[str], None]
 
 
 def rng_state() -> dict[str, Any]:

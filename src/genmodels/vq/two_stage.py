@@ -157,17 +157,12 @@ class TwoStage(GenerativeModel):
         logits = self.prior.logits(codes, y if self.conditional else None)  # (B, T, K)
         return -F.cross_entropy(logits.transpose(1, 2), codes, reduction="none").sum(1)
 
-    def _labels(self, y: Tensor | None) -> Tensor | None:
-        if self.conditional and y is None:
-            raise UserError("this two-stage prior is class-conditional: pass labels (y)")
-        return y if self.conditional else None
-
     @torch.no_grad()
     def evaluation_figures(self, batch: Batch) -> dict[str, Tensor]:
         """Per-example figures for a batch: the prior's exact code NLL in nats per image and bits
         per code, and the first stage's reconstruction MSE and PSNR (images on [0, 1])."""
         codes = self.codes(batch.x)
-        nll = -self.code_log_prob(codes, self._labels(batch.y))
+        nll = -self.code_log_prob(codes, self.labels(batch.y, len(batch)))
         mse = self.autoencoder.reconstruction_mse(batch.x, self.autoencoder.decode(codes.reshape(len(codes), *self.autoencoder.grid)))
         return {"code_nll": nll, "bits_per_code": nll / (codes.shape[1] * math.log(2)), "mse": mse, "psnr": psnr(mse)}
 
@@ -175,7 +170,7 @@ class TwoStage(GenerativeModel):
         if group == "autoencoder":
             return self.autoencoder.loss(batch, step=step)
         codes = self.codes(batch.x)  # no gradient reaches the first stage
-        nll = -self.code_log_prob(codes, self._labels(batch.y))
+        nll = -self.code_log_prob(codes, self.labels(batch.y, len(batch)))
         terms = {"code_nll": nll.detach(), "bits_per_code": nll.detach() / (codes.shape[1] * math.log(2))}
         if self.frozen:
             with torch.no_grad():
@@ -189,13 +184,8 @@ class TwoStage(GenerativeModel):
         self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> Tensor:
         """(n, h, w) codes drawn from the fitted prior, s_t ~ softmax(logits_t / temperature)."""
-        if not temperature > 0:
-            raise UserError(f"temperature must be > 0, got {temperature}")
-        y = self._labels(y)
-        if y is not None:
-            y = y.to(self.device)
-            if len(y) != n:
-                raise UserError(f"got {len(y)} labels for {n} samples")
+        self.check_temperature(temperature)
+        y = self.labels(y, n)
         cache = self.prior.new_cache()
         previous, out = None, []
         for t in range(self.prior.length):

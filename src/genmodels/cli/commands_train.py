@@ -1,0 +1,113 @@
+"""The commands that train: ``train`` (a model, or a shipped recipe) and ``bench`` (several models, one table)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from ..errors import UserError
+from .launcher import launch_processes, without_num_processes
+from .parser import BENCH_DEFAULTS, explicit_settings, train_config_from
+
+__all__ = ["cmd_train", "cmd_bench"]
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    if args.num_processes > 1:
+        from ..core import model_class
+
+        model_class(args.model)  # mistakes that need no process group are reported once, here
+        if not args.resume:
+            train_config_from(args)
+        code = launch_processes(args.num_processes, without_num_processes(args.argv))
+        if code:
+            raise SystemExit(code)
+        return
+    from ..core import model_class
+    from ..data import load_dataset
+    from ..evaluate import format_figures, format_records
+    from ..training import train
+    from ..training.config import TrainConfig
+
+    recipe = None
+    if args.recipe:
+        from ..recipes import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        recipe.check()
+        if args.model and args.model != recipe.model:
+            raise UserError(f"recipe '{recipe.name}' trains {recipe.model}, not {args.model}; drop the model name")
+        if args.data is not None and args.data != recipe.data:
+            raise UserError(f"recipe '{recipe.name}' is on {recipe.data}; drop --data or train without --recipe")
+        args.model, args.data = recipe.model, recipe.data
+    if not args.model:
+        raise UserError("name a model (see `genmodels list`) or a --recipe")
+    args.data = "digits" if args.data is None else args.data
+    cls = model_class(args.model)  # an unknown name fails before the data is loaded
+    # The recipe's TOML values are typed already (lists, numbers, booleans); --set strings are parsed
+    # by the config's field types and override them.
+    options = {**(recipe.model_config if recipe else {}), **cls.Config.parse_strings(dict(args.options))}
+    config = cls.Config.build(**options).to_json() if options else None
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
+    if args.resume:
+        # The run's stored settings, changed only where the command line says so.
+        train_config = explicit_settings(args, TrainConfig) or None
+    elif recipe is not None:
+        train_config = recipe.train_config(explicit_settings(args, TrainConfig))
+    else:
+        train_config = train_config_from(args)
+    dataset = load_dataset(args.data, args.data_dir)
+    safe_data = Path(args.data).stem if Path(args.data).exists() else args.data
+    run_dir = Path(args.out or f"runs/{args.model}-{safe_data}-{time.strftime('%Y%m%d-%H%M%S')}")
+    result = train(
+        args.model, dataset, train_config, run_dir, model_config=config, resume=args.resume,
+        progress=not args.no_progress, allow_config_change=args.allow_config_change,
+    )
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # several processes: one report
+        return
+    print(f"{args.model} on {dataset.spec.name}: test split, best-on-validation checkpoint "
+          f"{result.best_checkpoint.name}")
+    print(format_records(result.test))
+    if result.test_figures:
+        print(format_figures(result.test_figures))
+    for what, path in result.files.items():
+        print(f"  {what:<12} {path}")
+    if recipe is not None and recipe.expected:
+        _print_expected(recipe, result)
+
+
+def _print_expected(recipe, result) -> None:
+    """Each expected figure of the recipe against the run's (results.json), ok or outside."""
+    from ..checkpoint import read_json
+    from ..recipes import check_expected
+
+    print(f"recipe {recipe.name}: expected test figures")
+    for c in check_expected(recipe, read_json(result.files["results"])):
+        got = "not reported" if c["got"] is None else f"{c['got']:.5g}"
+        print(f"  {c['figure']:<14} {got:>12}   expected {c['expected']:.5g} ± {c['tolerance']:.2g}   "
+              f"{'ok' if c['within'] else 'OUTSIDE'}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from ..bench import run_bench, run_suite
+    from ..core import model_names
+    from ..training.config import TrainConfig
+
+    chosen = None if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
+    out = Path(args.out or f"runs/bench-{args.suite + '-' if args.suite else ''}{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.suite:
+        if args.data != "digits":
+            raise UserError("--data does not apply to --suite: each recipe names its data")
+        files = run_suite(args.suite, out, overrides=explicit_settings(args, TrainConfig), models=chosen, data_dir=args.data_dir,
+                          progress=not args.no_progress, quality_samples=args.quality_samples)
+    else:
+        datasets = [d.strip() for d in args.data.split(",") if d.strip()]
+        config = train_config_from(args, BENCH_DEFAULTS)
+        files = run_bench(chosen or model_names(), datasets, config, out, data_dir=args.data_dir,
+                          progress=not args.no_progress, quality_samples=args.quality_samples or 0)
+    print("\nwritten:")
+    for what, path in files.items():
+        print(f"  {what:<12} {path}")
