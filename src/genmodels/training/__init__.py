@@ -23,6 +23,8 @@ from .ema import EMA
 from .loop import EpochSampler, Trainer, TrainingDiverged, TrainingInterrupted, kind_none_notice
 from .report import TrainResult
 from .rundir import resume_checkpoint
+from ..run_files import check_model_sections, spec_difference, stored_train_config  # reliability
+from ..runlock import releases_run_lock  # reliability
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "TrainingDiverged", "TrainingInterrupted", "EMA", "EpochSampler",
            "resumed_config", "RESUMABLE_CHANGES"]
@@ -38,7 +40,8 @@ def resumed_config(
     found = list_checkpoints(Path(run_dir))
     if not found:
         raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
-    stored = TrainConfig.from_json(read_checkpoint(resume_checkpoint(Path(run_dir))).meta["train_config"])
+    resumed = read_checkpoint(resume_checkpoint(Path(run_dir)))
+    stored = stored_train_config(resumed.meta, resumed.path / "checkpoint.json")
     if overrides is None:
         config = stored
     elif isinstance(overrides, TrainConfig):
@@ -60,6 +63,7 @@ def resumed_config(
     return config, changes
 
 
+@releases_run_lock
 def train(
     model_name: str,
     dataset: Dataset,
@@ -84,14 +88,16 @@ def train(
         found = list_checkpoints(Path(run_dir))
         if not found:
             raise UserError(f"--resume: {run_dir} holds no checkpoint to resume from")
-        meta = read_checkpoint(resume_checkpoint(Path(run_dir))).meta
+        resumed = read_checkpoint(resume_checkpoint(Path(run_dir)))
+        meta = resumed.meta
+        check_model_sections(meta, resumed.path / "checkpoint.json")
         if meta["model"] != model_name:
             raise UserError(f"--resume: {run_dir} trained '{meta['model']}', not '{model_name}'")
         if model_config and any(meta["model_config"].get(k) != v for k, v in model_config.items()):
             raise UserError(f"--resume: config differs from the one {run_dir} was trained with: {meta['model_config']}")
         if meta["data"]["spec"] != dataset.spec.to_json() and not allow_config_change:
             raise UserError(
-                f"--resume: {run_dir} was trained on {meta['data']['spec']['name']}, not {dataset.spec.name}; "
+                f"--resume: {run_dir} was trained on other data ({spec_difference(meta['data']['spec'], dataset.spec.to_json())}); "
                 "resume on the same data (or pass --allow-config-change)"
             )
         model_config = meta["model_config"]

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 
 from ..checkpoint import (
     BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, checkpoint_name, list_checkpoints, read_checkpoint, read_json,
-    save_checkpoint, write_json_atomic,
+    remove_checkpoint, save_checkpoint, write_json_atomic,
 )
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss
 from ..data.base import Dataset
@@ -42,6 +42,8 @@ from .optim import accumulate_and_step, build_optimizers, build_schedulers
 from .progress import ProgressLog
 from .report import TrainResult, finish_run
 from .rundir import RunDir, check_run_dir, invocation_record
+from ..run_files import check_resumable, check_tracker_installed  # reliability: checks before use
+from ..runlock import releases_run_lock  # reliability: the run folder's lock ends with the run
 from .state import TrainState, rng_state, set_rng_state
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "EpochSampler", "LossWindow", "train_loader"]
@@ -256,6 +258,7 @@ class Trainer:
         if len(dataset.train) == 0:
             raise UserError(f"data set '{dataset.spec.name}' has no training examples")
         self._check_options()
+        check_tracker_installed(config.log_with)
         self.groups, self.settings, self.optimizers = build_optimizers(model, config)
         self.accelerator = _accelerator(config, len(self.groups) > 1, self.run_dir)
         self.batch_size = min(config.batch_size, len(dataset.train))
@@ -333,6 +336,7 @@ class Trainer:
         }
 
     # --- the run ---------------------------------------------------------------------------------
+    @releases_run_lock
     def fit(self) -> TrainResult:
         acc = self.accelerator
         rng_to_restore = self._restore() if self.resume_from is not None else None
@@ -740,13 +744,9 @@ class Trainer:
                 )
             # Keep the best checkpoint and the latest few; older intermediate ones go, renamed to a
             # temporary name first so that a process killed while deleting leaves no half checkpoint.
-            import shutil
-
             for old in list_checkpoints(self.run_dir)[: -self.config.keep_checkpoints]:
                 if old.name not in (state.best_checkpoint, state.good_checkpoint):
-                    doomed = old.with_name(f".tmp-{old.name}-deleting")
-                    old.rename(doomed)
-                    shutil.rmtree(doomed)
+                    remove_checkpoint(old)  # a symlink is unlinked, never followed
         acc.wait_for_everyone()
 
     def _repoint_best(self) -> None:
@@ -770,6 +770,7 @@ class Trainer:
         trainer_state = ckpt.trainer_state or {}
         if "state" not in trainer_state:
             raise UserError(f"{self.resume_from} was written by an older genmodels and cannot be resumed; start a new run")
+        check_resumable(trainer_state, self.optimizers, self.schedulers, self.steps_per_epoch * self.accumulation, ckpt.path)
         check_state(self.model, ckpt.model_state, ckpt.path / MODEL_FILE, self.model.name)
         self.model.load_state_dict(ckpt.model_state)
         if self.ema is not None:
