@@ -376,3 +376,21 @@ def test_a_resume_on_other_data_names_what_differs(digits, tmp_path):
                     source=digits.source)
     with pytest.raises(UserError, match=r"was trained on other data \(levels 17 → 16\)"):
         train("fvsbn", other, None, run, resume=True, progress=False)
+
+
+def test_a_full_disk_while_appending_metrics_is_one_line(tmp_path, monkeypatch):
+    from genmodels.training.rundir import RunDir
+
+    run = RunDir(tmp_path, is_main=True)
+    run.prepare({"model": "m"}, {"command": ["first"]}, None)
+    real_open = open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        if "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_open)
+    where = {"step": 1, "epoch": 0, "examples": 8, "seconds": 0.5}
+    with pytest.raises(UserError, match=r"^no space left on the device of .* to append to metrics\.csv; .* --resume$"):
+        run.write_metrics([("train", "loss", 1.0)], where)

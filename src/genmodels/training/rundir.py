@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import os
 import platform
 import shutil
@@ -168,11 +169,18 @@ class RunDir:
     def write_metrics(self, rows: list[tuple[str, str, float]], where: dict[str, Any]) -> None:
         if not self.is_main or not rows:
             return
-        with open(self.metrics, "a", newline="") as handle:
-            writer = csv.writer(handle)
-            for split, metric, value in rows:
-                writer.writerow([where["step"], where["epoch"], where["examples"], f"{where['seconds']:.3f}",
-                                 split, metric, repr(float(value))])
+        try:
+            with open(self.metrics, "a", newline="") as handle:
+                writer = csv.writer(handle)
+                for split, metric, value in rows:
+                    writer.writerow([where["step"], where["epoch"], where["examples"], f"{where['seconds']:.3f}",
+                                     split, metric, repr(float(value))])
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise
+            # A partial last row is dropped when the run is resumed (see _complete).
+            raise UserError(f"no space left on the device of {self.path} to append to metrics.csv; free some "
+                            "space (the checkpoints written are intact) and continue with --resume") from None
 
 
 def invocation_record(config_json: dict[str, Any], device: str, processes: int, **extra: Any) -> dict[str, Any]:
