@@ -140,7 +140,7 @@ def test_a_live_holder_is_named_and_its_end_frees_the_folder(tmp_path, capsys, h
 
 def test_the_lock_is_released_when_the_folder_is_refused_and_a_created_folder_goes(tmp_path):
     with pytest.raises(UserError, match="holds no checkpoint to resume from"):
-        check_run_dir(tmp_path / "new", resume=True)
+        check_run_dir(tmp_path / "new" / "deeper" / "run", resume=True)
     assert not (tmp_path / "new").exists()
     used = tmp_path / "used"
     used.mkdir()

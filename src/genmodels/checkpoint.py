@@ -345,7 +345,8 @@ def read_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Ch
     path = resolve_checkpoint(path)
     meta = load_json_bounded(path / META_FILE, "use another checkpoint", unreadable="is corrupt: not readable JSON")
     check_meta(meta, path / META_FILE, FORMAT_VERSION)
-    check_trainer_skeleton(meta, path / META_FILE)
+    if with_trainer_state:
+        check_trainer_skeleton(meta, path / META_FILE)
     model_state = _load_tensors(path / MODEL_FILE)
     ema_state = _load_tensors(path / EMA_FILE) if meta.get("has_ema") else None
     trainer_state = None

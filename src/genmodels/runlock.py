@@ -53,7 +53,7 @@ LOCK_NAME = ".genmodels-lock"
 class _Held:
     fd: int
     lock_path: Path
-    created_folder: bool
+    created: list[Path]  # the folders taking the lock created, deepest first
 
 
 _held: dict[str, _Held] = {}
@@ -136,7 +136,7 @@ def _refuse(run_dir: Path, record: dict[str, Any] | None) -> UserError:
 
 
 def _acquire(run_dir: Path) -> _Held:
-    created = not run_dir.exists()
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -167,11 +167,18 @@ def _acquire(run_dir: Path) -> _Held:
         except BaseException:
             with contextlib.suppress(OSError):
                 os.close(fd)
-            if created:
-                with contextlib.suppress(OSError):
-                    run_dir.rmdir()
+            _remove_empty(created)
             raise
     raise UserError(f"{run_dir}: could not take {LOCK_NAME} (it keeps being replaced); --out another folder")
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders taking the lock created, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _key(run_dir: str | Path) -> str:
@@ -204,9 +211,7 @@ def release_run_lock(run_dir: str | Path) -> None:
             held.lock_path.unlink()  # while still holding the flock: a waiter then sees another inode
         with contextlib.suppress(OSError):
             os.close(held.fd)
-        if held.created_folder:
-            with contextlib.suppress(OSError):
-                held.lock_path.parent.rmdir()
+        _remove_empty(held.created)
         if not _held:
             _restore_sigterm()
 
