@@ -17,11 +17,13 @@ that was best on the validation split).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -32,6 +34,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .errors import UserError
+from .run_files import check_meta, check_model_sections, check_trainer_skeleton, read_best_pointer
+from .safe_files import check_regular_file, load_json_bounded
 
 __all__ = [
     "FORMAT_VERSION",
@@ -50,6 +54,7 @@ __all__ = [
     "checkpoint_name",
     "verify_checkpoint",
     "file_sha256",
+    "remove_checkpoint",
 ]
 
 FORMAT_VERSION = 1
@@ -151,22 +156,57 @@ def strict_json(obj: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
-    """Read a JSON file the project wrote; a clear error if it is corrupt."""
+    """Read a JSON file the project wrote (a regular file, bounded in size and nesting: see
+    :mod:`genmodels.safe_files`); a clear error if it is corrupt."""
+    return load_json_bounded(path, "it may be corrupt")
+
+
+def _out_of_space(error: BaseException) -> bool:
+    """Whether a write failed for lack of space (safetensors reports it as text, not an errno)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return isinstance(error, SafetensorError) and ("No space left" in str(error) or "code: 28" in str(error))
+
+
+def _no_space(folder: Path, needed: int) -> UserError:
     try:
-        return json.loads(Path(path).read_text())
-    except (ValueError, OSError) as error:
-        raise UserError(f"{path} is not readable JSON ({error}); it may be corrupt") from None
+        free = f", {shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+    except OSError:
+        free = ""
+    return UserError(
+        f"no space left on the device of {folder}: writing needs about {needed / 1e6:.1f} MB{free}; "
+        "free some space (earlier checkpoints are intact) and continue with --resume"
+    )
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Delete a checkpoint folder of a run. A symlink is unlinked, never followed (what it points to
+    is not the run's); a folder is first renamed to a temporary name, so that a process killed while
+    deleting leaves no half checkpoint under a checkpoint's name."""
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+        return
+    doomed = path.with_name(f".tmp-{path.name}-deleting")
+    path.rename(doomed)
+    shutil.rmtree(doomed)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write strict JSON (no NaN/Infinity) to a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump(strict_json(obj), handle, indent=2, sort_keys=False, allow_nan=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if _out_of_space(error):
+            raise _no_space(path.parent, len(text.encode())) from None
+        raise
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -191,6 +231,22 @@ def save_checkpoint(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
     tmp.mkdir()
+    try:
+        _write_checkpoint_files(tmp, model_state, meta, ema_state, trainer_state)
+    except (OSError, SafetensorError) as error:
+        # Disk full (or any other failed write): the partial folder goes, the earlier checkpoints stay.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _out_of_space(error):
+            tensors = [model_state, ema_state or {}, flatten_tensors(trainer_state)[1] if trainer_state else {}]
+            needed = sum(t.numel() * t.element_size() for state in tensors for t in state.values()) + (1 << 16)
+            raise _no_space(directory.parent, needed) from None
+        raise
+    os.rename(tmp, directory)
+    _fsync_dir(directory.parent)
+    return directory
+
+
+def _write_checkpoint_files(tmp: Path, model_state, meta, ema_state, trainer_state) -> None:
     files = [tmp / MODEL_FILE]
     save_file(_state_for_safetensors(model_state), tmp / MODEL_FILE, metadata={"format": "pt"})
     meta = {**meta, "format_version": FORMAT_VERSION, "has_ema": ema_state is not None}
@@ -210,15 +266,13 @@ def save_checkpoint(
     for file in files:
         _fsync_file(file)
     _fsync_dir(tmp)
-    os.rename(tmp, directory)
-    _fsync_dir(directory.parent)
-    return directory
 
 
 # --- reading -------------------------------------------------------------------------------------
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes, in hex."""
     digest = hashlib.sha256()
+    check_regular_file(path, "use another checkpoint")
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -252,6 +306,7 @@ def verify_checkpoint(path: str | Path) -> None:
 
 
 def _load_tensors(path: Path) -> dict[str, Tensor]:
+    check_regular_file(path, "use another checkpoint")
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as error:
@@ -272,15 +327,11 @@ def resolve_checkpoint(path: str | Path, *, prefer: str = "best") -> Path:
     path = Path(path)
     if not path.exists():
         raise UserError(f"no checkpoint at {path}: the path does not exist")
-    if (path / META_FILE).is_file():
+    if os.path.lexists(path / META_FILE):  # any kind of file: reading it says what is wrong with it
         return path
     pointer = path / "checkpoints" / BEST_POINTER
-    if prefer == "best" and pointer.is_file():
-        try:
-            name = json.loads(pointer.read_text())["checkpoint"]
-        except (ValueError, KeyError) as error:
-            raise UserError(f"{pointer} is corrupt ({error}); pass a checkpoint folder instead") from None
-        candidate = path / "checkpoints" / name
+    if prefer == "best" and os.path.lexists(pointer):
+        candidate = path / "checkpoints" / read_best_pointer(pointer)
         if (candidate / META_FILE).is_file():
             return candidate
     found = list_checkpoints(path)
@@ -292,13 +343,10 @@ def resolve_checkpoint(path: str | Path, *, prefer: str = "best") -> Path:
 def read_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Checkpoint:
     """Read a checkpoint (or a run folder's best one) from safetensors and JSON only."""
     path = resolve_checkpoint(path)
-    try:
-        meta = json.loads((path / META_FILE).read_text())
-    except (ValueError, OSError) as error:
-        raise UserError(f"{path / META_FILE} is corrupt ({error}); use another checkpoint") from None
-    _check_meta(meta, path / META_FILE)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path} has checkpoint format {meta.get('format_version')}; this genmodels reads {FORMAT_VERSION}")
+    meta = load_json_bounded(path / META_FILE, "use another checkpoint", unreadable="is corrupt: not readable JSON")
+    check_meta(meta, path / META_FILE, FORMAT_VERSION)
+    if with_trainer_state:
+        check_trainer_skeleton(meta, path / META_FILE)
     model_state = _load_tensors(path / MODEL_FILE)
     ema_state = _load_tensors(path / EMA_FILE) if meta.get("has_ema") else None
     trainer_state = None
@@ -332,6 +380,7 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
     from .core import create_model, is_registered
 
     ckpt = read_checkpoint(path)
+    check_model_sections(ckpt.meta, ckpt.path / META_FILE)
     name = ckpt.meta.get("model")
     module = ckpt.meta.get("model_module")
     if isinstance(name, str) and isinstance(module, str) and not is_registered(name):
@@ -364,19 +413,6 @@ def load_model(path: str | Path, *, use_ema: bool = True, device: str | torch.de
 
 
 # --- validation of what a checkpoint holds (a file may be damaged, crafted or another model's) -------
-def _check_meta(meta: Any, where: Path) -> None:
-    """Refuse checkpoint.json content of the wrong types before anything is built from it."""
-    if not isinstance(meta, dict):
-        raise UserError(f"{where} holds {type(meta).__name__}, not an object; it is not a genmodels checkpoint")
-    expected = {"model": str, "model_config": dict, "data": dict}
-    for key, kind in expected.items():
-        if key in meta and not isinstance(meta[key], kind):
-            raise UserError(
-                f"{where}: '{key}' is {type(meta[key]).__name__}, expected {kind.__name__}; "
-                "the file is damaged, use another checkpoint"
-            )
-
-
 def _spec_from_meta(meta: dict[str, Any]):
     """The data spec a checkpoint's model was built for, checked (DataSpec.from_json validates it).
 

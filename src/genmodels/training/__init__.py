@@ -27,6 +27,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .ema import EMA
 from .guard import TrainingDiverged
 from .loop import Trainer
+from ..runlock import releases_run_lock
 from .report import TrainResult
 from .resume import ResumePlan, plan_resume, resumed_config
 from .selection import kind_none_notice
@@ -36,6 +37,7 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "TrainingDiverged",
            "resumed_config", "plan_resume", "ResumePlan", "RESUMABLE_CHANGES"]
 
 
+@releases_run_lock
 def train(
     model_name: str,
     dataset: Dataset,

@@ -8,6 +8,7 @@ import os
 import torch
 
 from ..errors import UserError
+from ..run_files import check_tracker_installed
 from .config import TrainConfig
 
 __all__ = ["build_accelerator", "leave_process_group_at_exit"]
@@ -18,8 +19,10 @@ def build_accelerator(config: TrainConfig, several_groups: bool, run_dir):
 
     Accelerate keeps the precision in a process-wide state that its public API cannot change once
     set, so a process trains in one precision: a different one is refused with the fix (run it in a
-    new process), never forced through a private reset.
+    new process), never forced through a private reset. A tracker whose package is missing is
+    refused here, before training (Accelerate would only warn and log nothing).
     """
+    check_tracker_installed(config.log_with)
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, is_initialized
     from accelerate.utils import DistributedDataParallelKwargs

@@ -32,6 +32,7 @@ from .ema import EMA
 from .guard import NonFiniteGuard, TrainingDiverged
 from .optim import accumulate_and_step, build_optimizers, build_schedulers
 from .progress import ProgressLog
+from ..runlock import releases_run_lock
 from .report import TrainResult, finish_run
 from .resume import ResumePlan, load_training_state, repoint_best, write_checkpoint
 from .rundir import RunDir, check_run_dir, invocation_record, likelihood_rows, run_description
@@ -108,6 +109,7 @@ class Trainer:
             self.display.message(text)
 
     # --- the run ---------------------------------------------------------------------------------
+    @releases_run_lock
     def fit(self) -> TrainResult:
         """Train (:meth:`run_loop`), then report on the best checkpoint (:func:`~.report.finish_run`)."""
         return finish_run(self.run_loop(), self.dataset, self.config)
@@ -331,7 +333,8 @@ class Trainer:
         acc.wait_for_everyone()
 
     def _load_training_state(self, path: Path) -> tuple[TrainState, dict[str, Any]]:
-        return load_training_state(path, model=self.model, ema=self.ema, optimizers=self.optimizers, schedulers=self.schedulers)
+        return load_training_state(path, model=self.model, ema=self.ema, optimizers=self.optimizers, schedulers=self.schedulers,
+                                   batches_per_epoch=self.steps_per_epoch * self.accumulation)
 
     def _interrupt(self, signum: int) -> None:
         """Checkpoint the current step (no evaluation: a scheduler's grace period is short) and stop."""

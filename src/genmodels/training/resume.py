@@ -10,17 +10,17 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import (
-    BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, list_checkpoints, read_checkpoint, read_json, save_checkpoint,
-    write_json_atomic,
+    BEST_POINTER, EMA_FILE, MODEL_FILE, check_state, list_checkpoints, read_checkpoint, read_json, remove_checkpoint,
+    save_checkpoint, write_json_atomic,
 )
 from ..data.base import Dataset
 from ..errors import UserError
+from ..run_files import check_model_sections, check_resumable, spec_difference, stored_train_config
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .rundir import check_run_dir
 from .state import TrainState, rng_state
@@ -55,16 +55,17 @@ def plan_resume(
     other data (unless ``allow_config_change``), and the training changes :func:`resumed_config` refuses."""
     checkpoint = check_run_dir(Path(run_dir), resume=True)
     meta = read_checkpoint(checkpoint).meta
+    check_model_sections(meta, checkpoint / "checkpoint.json")
     if meta["model"] != model_name:
         raise UserError(f"--resume: {run_dir} trained '{meta['model']}', not '{model_name}'")
     if model_config and any(meta["model_config"].get(k) != v for k, v in model_config.items()):
         raise UserError(f"--resume: config differs from the one {run_dir} was trained with: {meta['model_config']}")
     if meta["data"]["spec"] != dataset.spec.to_json() and not allow_config_change:
         raise UserError(
-            f"--resume: {run_dir} was trained on {meta['data']['spec']['name']}, not {dataset.spec.name}; "
+            f"--resume: {run_dir} was trained on other data ({spec_difference(meta['data']['spec'], dataset.spec.to_json())}); "
             "resume on the same data (or pass --allow-config-change)"
         )
-    stored = TrainConfig.from_json(meta["train_config"])
+    stored = stored_train_config(meta, checkpoint / "checkpoint.json")
     config, changes = _apply_changes(stored, overrides, allow_config_change)
     record: dict[str, Any] = {}
     if changes:
@@ -81,7 +82,7 @@ def resumed_config(
     change to anything else (EMA, batch size, seed, lr, ...) breaks bit-exactness or comparability
     and is refused unless ``allow_config_change``. Returns the config and the changes made."""
     checkpoint = check_run_dir(Path(run_dir), resume=True)
-    stored = TrainConfig.from_json(read_checkpoint(checkpoint).meta["train_config"])
+    stored = stored_train_config(read_checkpoint(checkpoint).meta, checkpoint / "checkpoint.json")
     return _apply_changes(stored, overrides, allow_config_change)
 
 
@@ -128,7 +129,7 @@ def save_training_state(
 
 
 def load_training_state(
-    path: Path, *, model, ema, optimizers: dict, schedulers: dict
+    path: Path, *, model, ema, optimizers: dict, schedulers: dict, batches_per_epoch: int
 ) -> tuple[TrainState, dict[str, Any]]:
     """Load model, EMA, optimizers and schedules from the checkpoint at ``path`` (checksums and
     tensor shapes verified); return its training state and RNG states for the caller to use or not
@@ -137,6 +138,7 @@ def load_training_state(
     trainer_state = ckpt.trainer_state or {}
     if "state" not in trainer_state:
         raise UserError(f"{path} was written by an older genmodels and cannot be resumed; start a new run")
+    check_resumable(trainer_state, optimizers, schedulers, batches_per_epoch, ckpt.path)
     check_state(model, ckpt.model_state, ckpt.path / MODEL_FILE, model.name)
     model.load_state_dict(ckpt.model_state)
     state = TrainState.from_json(trainer_state["state"])
@@ -188,10 +190,8 @@ def repoint_best(run_dir: Path, state: TrainState) -> None:
 
 def prune_checkpoints(run_dir: Path, keep: int, state: TrainState) -> None:
     """Keep the best checkpoint, the last good one and the latest ``keep``; older intermediate ones
-    go, renamed to a temporary name first so that a process killed while deleting leaves no half
-    checkpoint."""
+    go (:func:`~genmodels.checkpoint.remove_checkpoint`: renamed first, so that a process killed
+    while deleting leaves no half checkpoint)."""
     for old in list_checkpoints(run_dir)[:-keep]:
         if old.name not in (state.best_checkpoint, state.good_checkpoint):
-            doomed = old.with_name(f".tmp-{old.name}-deleting")
-            old.rename(doomed)
-            shutil.rmtree(doomed)
+            remove_checkpoint(old)  # a symlink is unlinked, never followed

@@ -3,7 +3,9 @@ logged figure), checkpoints/ and the end-of-run artifacts. Only the main process
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import os
 import platform
 import shutil
@@ -14,8 +16,10 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..checkpoint import list_checkpoints, read_json, verify_checkpoint, write_json_atomic
+from ..checkpoint import list_checkpoints, remove_checkpoint, verify_checkpoint, write_json_atomic
 from ..errors import UserError
+from ..run_files import check_run_files, read_run_record
+from ..runlock import LOCK_NAME, hold_run_lock, release_run_lock, run_lock_held
 
 __all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "resume_checkpoint", "remove_leftovers", "likelihood_rows", "run_description"]
 
@@ -23,11 +27,25 @@ METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "va
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (or None); refuses to train into anything already written."""
+    """The checkpoint to resume from (or None); refuses to train into anything already written.
+
+    Takes the run folder's lock first (:mod:`genmodels.runlock`; released here if the folder is
+    refused), and on resume checks run.json, best.json and metrics.csv before anything is rewritten.
+    """
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file, not a folder; choose a new folder for the run")
+    took = hold_run_lock(run_dir)
+    try:
+        return _checked_run_dir(run_dir, resume)
+    except BaseException:
+        if took:
+            release_run_lock(run_dir)
+        raise
+
+
+def _checked_run_dir(run_dir: Path, resume: bool) -> Path | None:
     existing = list_checkpoints(run_dir)
-    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+    if not resume and run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         what = "checkpoints" if existing else "files"
         raise UserError(
             f"{run_dir} already holds {what}; pass --resume to continue that run, "
@@ -38,6 +56,8 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
             f"--resume: {run_dir} holds no checkpoint to resume from (a run stopped before its first "
             "checkpoint trained nothing yet: remove the folder and start again)"
         )
+    if resume:
+        check_run_files(run_dir)
     return resume_checkpoint(run_dir) if resume else None
 
 
@@ -52,28 +72,42 @@ def resume_checkpoint(run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     main = int(os.environ.get("RANK", "0")) == 0
+    # What it changes, it changes holding the run folder's lock (kept if the caller holds it).
+    with run_lock_held(run_dir) if main else contextlib.nullcontext():
+        return _intact_checkpoint(run_dir, main)
+
+
+def _intact_checkpoint(run_dir: Path, main: bool) -> Path:
     if main:
         remove_leftovers(run_dir)
+    damaged: list[tuple[Path, UserError]] = []
     for candidate in reversed(list_checkpoints(run_dir)):
         try:
             verify_checkpoint(candidate)
         except UserError as error:
-            if main:
-                aside = candidate.with_name(f"damaged-{candidate.name}")
-                if aside.exists():
-                    shutil.rmtree(aside)  # an older damaged copy of the same step
-                candidate.rename(aside)
-                print(f"genmodels: {candidate.name} is damaged ({error}); moved it to {aside.name} and resume "
-                      "from the previous intact checkpoint", file=sys.stderr)
+            damaged.append((candidate, error))
             continue
+        if main:  # only once an intact one is found: a refused resume leaves the folder as it was
+            for bad, error in damaged:
+                aside = bad.with_name(f"damaged-{bad.name}")
+                if aside.exists() or aside.is_symlink():
+                    remove_checkpoint(aside)  # an older damaged copy of the same step
+                bad.rename(aside)
+                print(f"genmodels: {bad.name} is damaged ({error}); moved it to {aside.name} and resume "
+                      "from the previous intact checkpoint", file=sys.stderr)
         return candidate
-    raise UserError(f"--resume: no intact checkpoint in {run_dir / 'checkpoints'}; start a new run")
+    newest = f" ({damaged[0][1]})" if damaged else ""
+    raise UserError(f"--resume: no intact checkpoint in {run_dir}{newest}, nor in the rest of {run_dir / 'checkpoints'}; "
+                    "start a new run")
 
 
 def remove_leftovers(run_dir: Path) -> None:
     """Remove the temporary folders and files a killed process left in a run folder."""
     for leftover in (run_dir / "checkpoints").glob(".tmp-step-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.is_symlink():
+            leftover.unlink()  # never followed: what it points to is not the run's
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
     for folder in (run_dir, run_dir / "checkpoints"):
         for leftover in folder.glob(".*.tmp-*"):  # write_json_atomic's
             leftover.unlink(missing_ok=True)
@@ -106,10 +140,16 @@ class RunDir:
         if not self.is_main:
             return
         self.path.mkdir(parents=True, exist_ok=True)
+        # run.json is read and checked before metrics.csv is rewritten: a damaged one changes nothing.
+        previous = read_run_record(self.run_json) if resumed_at is not None and self.run_json.exists() else None
         if resumed_at is not None and self.metrics.exists():
-            with open(self.metrics, newline="") as handle:
-                kept = [row for row in csv.DictReader(handle)
-                        if _complete(row) and int(row["step"]) <= resumed_at and row["split"] != "test"]
+            try:
+                with open(self.metrics, newline="") as handle:
+                    kept = [row for row in csv.DictReader(handle)
+                            if _complete(row) and int(row["step"]) <= resumed_at and row["split"] != "test"]
+            except (csv.Error, UnicodeDecodeError) as error:
+                raise UserError(f"{self.metrics} is not a readable CSV table ({error}); move it aside "
+                                "(the resumed run starts a new one)") from None
             tmp = self.metrics.with_suffix(".csv.tmp")
             with open(tmp, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
@@ -119,8 +159,8 @@ class RunDir:
         elif not self.metrics.exists():
             with open(self.metrics, "w", newline="") as handle:
                 csv.writer(handle).writerow(METRIC_COLUMNS)
-        if resumed_at is not None and self.run_json.exists():
-            record = read_json(self.run_json)
+        if previous is not None:
+            record = previous
             record.setdefault("resumed", []).append({**invocation, "from_step": resumed_at})
         else:
             record = {**description, **invocation}
@@ -129,11 +169,18 @@ class RunDir:
     def write_metrics(self, rows: list[tuple[str, str, float]], where: dict[str, Any]) -> None:
         if not self.is_main or not rows:
             return
-        with open(self.metrics, "a", newline="") as handle:
-            writer = csv.writer(handle)
-            for split, metric, value in rows:
-                writer.writerow([where["step"], where["epoch"], where["examples"], f"{where['seconds']:.3f}",
-                                 split, metric, repr(float(value))])
+        try:
+            with open(self.metrics, "a", newline="") as handle:
+                writer = csv.writer(handle)
+                for split, metric, value in rows:
+                    writer.writerow([where["step"], where["epoch"], where["examples"], f"{where['seconds']:.3f}",
+                                     split, metric, repr(float(value))])
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise
+            # A partial last row is dropped when the run is resumed (see _complete).
+            raise UserError(f"no space left on the device of {self.path} to append to metrics.csv; free some "
+                            "space (the checkpoints written are intact) and continue with --resume") from None
 
 
 def run_description(model, dataset, config) -> dict[str, Any]:
