@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..accepts import Accepts
 from ..core import register_model
 from ..data.base import DataSpec
 from ..errors import UserError
@@ -121,7 +122,11 @@ class PixelCNN(AutoregressiveModel):
     """Gated or plain PixelCNN over grey or colour images, softmax or discretized-logistic output."""
 
     Config = PixelCNNConfig
-    accepts = "images C×H×W, any C (colour: R before G before B within a pixel), any H, W; vectors as 1×D"
+    accepts = Accepts(
+        images="masked convolutions; colour sub-pixels in the order R, G, B within a pixel",
+        sizes="any (the receptive field grows with layers, not with the size)",
+        other="vectors (D,) as 1×D images",
+    )
 
     def __init__(self, config: PixelCNNConfig, spec: DataSpec):
         self.colours, self.height, self.width = image_size(spec)
