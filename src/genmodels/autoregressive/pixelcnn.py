@@ -185,16 +185,7 @@ class PixelCNN(AutoregressiveModel):
             image = features.reshape(len(features), self.height, self.width, 1).permute(0, 3, 1, 2)  # (B, 1, H, W)
         else:
             image = features.reshape(len(features), self.colours, self.height, self.width)  # (B, C, H, W)
-        cond = self.label(y) if self.label is not None and y is not None else None
-        if self.config.variant == "gated":
-            v = h = image
-            for layer in self.gated:
-                v, h = layer(v, h, cond)
-        else:
-            h = self.first(image)
-            for block in self.blocks:
-                h = block(h, cond)
-        params = self.out(h)  # (B, P_pixel, H, W)
+        params = self.out(self._trunk(image, self._condition(y)))  # (B, P_pixel, H, W)
         if self.colours == 1:
             return params.flatten(2).transpose(1, 2)  # (B, D, P), raster order
         if isinstance(self.head, DiscretizedLogisticMixture):
@@ -204,3 +195,57 @@ class PixelCNN(AutoregressiveModel):
         else:
             per_channel = params.unflatten(1, (self.colours, -1)).permute(0, 1, 3, 4, 2)  # (B, C, H, W, K)
         return per_channel.flatten(1, 3)  # (B, D, P) in the (C, H, W) layout
+
+    def _condition(self, y: Tensor | None) -> Tensor | None:
+        return self.label(y) if self.label is not None and y is not None else None
+
+    def _trunk(self, image: Tensor, cond: Tensor | None) -> Tensor:
+        """(B, C, h, W) scaled image → (B, channels, h, W) features before the output layers."""
+        if self.config.variant == "gated":
+            v = h = image
+            for layer in self.gated:
+                v, h = layer(v, h, cond)
+            return h
+        h = self.first(image)
+        for block in self.blocks:
+            h = block(h, cond)
+        return h
+
+    def rows_above(self) -> int:
+        """How many rows above its own a pixel's conditional can reach: each layer's kernel half-size
+        (k₀//2 for the first), plus the gated stack's one-row down-shift."""
+        c = self.config
+        reach = c.first_kernel // 2 + (c.layers - 1) * (c.kernel // 2)
+        return reach + 1 if c.variant == "gated" else reach + c.kernel // 2
+
+    def _sample_ordering(
+        self, n: int, y: Tensor | None, ordering: int, generator: torch.Generator | None, temperature: float
+    ) -> Tensor:
+        """Ancestral sampling in σ's order, each step on the rows the current pixel can see (its
+        receptive field lies within :meth:`rows_above` rows, so the result is that of the whole
+        image) and through the output layers at the current pixel only. The logistic mixture's
+        network sees whole earlier pixels, so it runs once per pixel for all C channels; the
+        colour-grouped softmax runs once per sub-pixel."""
+        colours, height, width = self.colours, self.height, self.width
+        x = torch.zeros(n, colours, height, width, dtype=torch.int64, device=self.device)
+        cond, reach = self._condition(y), self.rows_above()
+        once_per_pixel = colours == 1 or isinstance(self.head, DiscretizedLogisticMixture)
+        dtype = self.out[-1].weight.dtype
+        for row in range(height):
+            top = max(0, row - reach)
+            for col in range(width):
+                for channel in range(colours):
+                    if channel == 0 or not once_per_pixel:
+                        image = 2.0 * x[:, :, top : row + 1].to(dtype) / (self.spec.levels - 1) - 1.0  # (n, C, rows, W)
+                        params = self.out(self._trunk(image, cond)[:, :, -1:, col : col + 1])[:, :, 0, 0]  # (n, P_pixel)
+                    pixel = 2.0 * x[:, :, row, col].to(dtype) / (self.spec.levels - 1) - 1.0  # (n, C)
+                    x[:, channel, row, col] = self.draw(self._channel_params(params, pixel, channel), generator, temperature)
+        return x.reshape(n, *self.spec.shape)
+
+    def _channel_params(self, pixel_params: Tensor, pixel: Tensor, channel: int) -> Tensor:
+        """The head's parameters (n, P) of ``channel``'s conditional from the pixel's (n, P_pixel)."""
+        if self.colours == 1:
+            return pixel_params
+        if isinstance(self.head, DiscretizedLogisticMixture):
+            return self.head.channel_conditionals(pixel_params, pixel)[:, channel]
+        return pixel_params.unflatten(1, (self.colours, -1))[:, channel]
