@@ -10,7 +10,9 @@ Each model trains at its documented 32×32 defaults (the depth chosen by ``genmo
 ``vae`` with ``architecture=conv``), AdamW at ``--lr`` (the GAN's own betas), batch 32, until its
 training steps have used ``--cpu-seconds`` of this thread's CPU time (``time.thread_time``,
 OMP_NUM_THREADS=1), evaluation excluded. Then: the headline likelihood record on the first
-``--test-examples`` test images (bits/dim and its kind), or the evaluation figures of a model without
+``--test-examples`` test images (bits/dim and its kind) at the model's ``validation_options`` (the
+cheap settings the trainer validates with: 4 ODE steps for diffusion, k = 64 for the VAE family;
+recorded as ``eval_options``), or the evaluation figures of a model without
 one; train examples per CPU-second; samples per CPU-second of one ``sample(--samples)`` call; the
 process's peak RSS. One model per process, so the peak RSS is that model's:
 
@@ -104,7 +106,7 @@ def run_one(name: str, data: Path, cpu_seconds: float, lr: float, test_examples:
     x = torch.stack([dataset.test[i]["x"] for i in range(min(test_examples, len(dataset.test)))])
     batch = Batch(x, seeds=torch.arange(len(x)))
     with torch.no_grad():
-        records = model.log_likelihoods(batch)
+        records = model.log_likelihoods(batch, **model.validation_options)  # the cheap settings (ODE steps, k)
         figures = {k: float(v.mean()) for k, v in model.evaluation_figures(Batch(x, seeds=torch.arange(len(x)))).items()}
         started = time.thread_time()
         model.sample(samples, generator=torch.Generator().manual_seed(0))
@@ -119,6 +121,7 @@ def run_one(name: str, data: Path, cpu_seconds: float, lr: float, test_examples:
         "train_examples_per_cpu_s": round(examples / used, 1),
         "bits_per_dim": None if headline is None else round(float(-headline.values.mean()) / (dataset.spec.dims * math.log(2)), 4),
         "kind": "none" if headline is None else f"{headline.kind.value} ({headline.measure})",
+        "eval_options": model.validation_options,
         "figures": {k: round(v, 4) for k, v in figures.items()},
         "test_examples": len(x),
         "samples_per_cpu_s": round(samples / sample_seconds, 3),
