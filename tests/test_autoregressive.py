@@ -318,9 +318,11 @@ def test_conditional_models_need_labels_and_use_them(name):
     assert model.sample(3).shape == (3, *spec.shape)  # labels drawn uniformly when none are given
 
 
-def test_pixelcnn_refuses_several_channels_and_bad_configs():
-    with pytest.raises(UserError, match="one-channel"):
-        create_model("pixelcnn", DataSpec("rgb", (3, 4, 4), 4))
+def test_pixelcnn_refuses_shapes_that_are_not_images_and_bad_configs():
+    with pytest.raises(UserError, match=r"images \(C, H, W\)"):
+        create_model("pixelcnn", DataSpec("table", (4, 4), 4))
+    with pytest.raises(UserError, match="colour groups"):
+        create_model("pixelcnn", DataSpec("rgb", (3, 4, 4), 4), {"channels": 2})
     with pytest.raises(UserError, match="first_kernel"):
         create_model("pixelcnn", DataSpec("d", (1, 4, 4), 4), {"first_kernel": 4})
     with pytest.raises(UserError, match="variant"):

@@ -42,6 +42,7 @@ import genmodels  # noqa: E402
 from genmodels import units  # noqa: E402
 from genmodels.core import Batch, create_model  # noqa: E402
 from genmodels.data import load_dataset  # noqa: E402
+from genmodels.nn.resolution import resolution_levels  # noqa: E402
 
 DEFAULT_MODELS = ["nsf", "maf", "realnvp", "zuko-maf", "zuko-nsf"]
 
@@ -60,7 +61,7 @@ def describe_ours(name: str, c) -> str:
     elif name == "maf":
         arch = f"{c.transforms} × [{'actnorm + ' if c.actnorm else ''}affine MADE {list(c.hidden)}], order reversed between layers"
     elif name == "realnvp":
-        arch = f"multi-scale conv couplings: {c.scales} scales, {c.hidden} channels, {c.blocks} residual block(s)"
+        arch = f"multi-scale conv couplings: {c.scales or resolution_levels(8, 8)} scales, {c.hidden} channels, {c.blocks} residual block(s)"
     else:
         arch = name
     if c.dropout:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..accepts import FLATTENED
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, OptimizerGroup, register_model
 from ..data.base import DataSpec
@@ -57,6 +58,7 @@ class FVSBN(GenerativeModel):
     """Softmax regression of each dimension on the ones before it (an exact likelihood)."""
 
     Config = FVSBNConfig
+    accepts = FLATTENED
     likelihood_kind = LikelihoodKind.EXACT
 
     def __init__(self, config: FVSBNConfig, spec: DataSpec):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..accepts import FLATTENED
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, Loss, register_model
 from ..data.base import DataSpec
@@ -105,6 +106,7 @@ class MADE(AutoregressiveModel):
     """A masked MLP over the flattened example; an order-agnostic ensemble of ``num_masks`` orderings."""
 
     Config = MADEConfig
+    accepts = FLATTENED
 
     def __init__(self, config: MADEConfig, spec: DataSpec):
         if config.output == "logistic" and spec.levels < 2:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..accepts import FLATTENED
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, Loss, register_model
 from ..data.base import DataSpec
@@ -73,6 +74,7 @@ class NADE(AutoregressiveModel):
     """NADE in raster order with a K-way softmax per dimension."""
 
     Config = NADEConfig
+    accepts = FLATTENED
 
     def __init__(self, config: NADEConfig, spec: DataSpec):
         super().__init__(config, spec)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..accepts import FLATTENED
 from ..core import register_model
 from ..data.base import DataSpec
 from .base import AutoregressiveModel, HybridConfig
@@ -52,6 +53,7 @@ class RNN(AutoregressiveModel):
     """A recurrent network over the flattened example, a softmax over the levels per step."""
 
     Config = RNNConfig
+    accepts = FLATTENED
 
     def __init__(self, config: RNNConfig, spec: DataSpec):
         super().__init__(config, spec)

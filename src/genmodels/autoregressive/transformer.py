@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..accepts import FLATTENED
 from ..core import register_model
 from ..data.base import DataSpec
 from ..nn.transformer import CausalTransformer
@@ -61,6 +62,7 @@ class Transformer(AutoregressiveModel):
     """Causal Transformer over the flattened example (raster order, channels outermost)."""
 
     Config = TransformerConfig
+    accepts = FLATTENED
 
     def __init__(self, config: TransformerConfig, spec: DataSpec):
         super().__init__(config, spec)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..accepts import FLATTENED
 from ..core import Batch, GenerativeModel, LikelihoodKind, ModelConfig, register_model
 from ..data.base import DataSpec
 
@@ -52,6 +53,7 @@ class Independent(GenerativeModel):
     """Independent per-dimension categoricals; no trainable parameters (fitted by ``initialize``)."""
 
     Config = IndependentConfig
+    accepts = FLATTENED
     likelihood_kind = LikelihoodKind.EXACT
 
     def __init__(self, config: IndependentConfig, spec: DataSpec):

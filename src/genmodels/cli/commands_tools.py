@@ -27,6 +27,7 @@ def _kind_summary(cls) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
+    from ..accepts import accepts_of
     from ..core import model_class, model_names
     from ..data import dataset_descriptions
 
@@ -35,6 +36,8 @@ def cmd_list(args: argparse.Namespace) -> None:
         cls = model_class(name)
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         print(f"  {name:<16} likelihood: {_kind_summary(cls):<10} {summary}")
+        if (accepts := accepts_of(cls)) is not None:
+            print(f"  {'':<16} accepts: {accepts.describe()}")
     print("data sets:")
     for name, description in dataset_descriptions().items():
         print(f"  {name:<30} {description}")

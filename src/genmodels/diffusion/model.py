@@ -23,11 +23,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..accepts import Accepts
 from .. import units
 from ..core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, Loss, ModelConfig
 from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.noise_mlp import NoiseConditionedMLP
+from ..nn.resolution import resolution_levels
 from ..nn.unet import EMBEDDINGS, UNet
 from .likelihood import ODE_SOLVERS, ode_log_likelihood
 from .losses import denoising_loss
@@ -35,7 +37,7 @@ from .preconditioning import Preconditioning
 from .processes import Process, karras_sigmas
 from .samplers import SOLVERS, solve
 
-__all__ = ["DiffusionConfig", "DiffusionModel"]
+__all__ = ["DiffusionConfig", "DiffusionModel", "unet_channel_mults"]
 
 #: exact divergence (D backward passes per evaluation) up to this dimension, Hutchinson above
 EXACT_DIVERGENCE_MAX_DIMS = 8
@@ -45,7 +47,9 @@ EXACT_DIVERGENCE_MAX_DIMS = 8
 class DiffusionConfig(ModelConfig):
     """Args:
     channels: U-Net width of the first level (images).
-    channel_mults: U-Net width multipliers; each level after the first halves the resolution.
+    channel_mults: U-Net width multipliers; each level after the first halves the resolution. None
+        (default): (1, 2, 2, …) with one level per resolution of :func:`~genmodels.nn.resolution.resolution_levels`
+        ((1, 2) up to 28×28, (1, 2, 2) at 32×32, (1, 2, 2, 2) at 64×64: a bottom map of 4×4 to 8×8).
     num_res_blocks: U-Net residual blocks per level.
     attention: U-Net self-attention at the lowest resolution.
     dropout: U-Net dropout.
@@ -60,7 +64,7 @@ class DiffusionConfig(ModelConfig):
     """
 
     channels: int = 16
-    channel_mults: tuple[int, ...] = (1, 2)
+    channel_mults: tuple[int, ...] | None = None
     num_res_blocks: int = 1
     attention: bool = True
     dropout: float = 0.0
@@ -72,10 +76,11 @@ class DiffusionConfig(ModelConfig):
     embedding: str = "add"
 
     def __post_init__(self) -> None:
-        self.channel_mults = tuple(self.channel_mults)
+        if self.channel_mults is not None:
+            self.channel_mults = tuple(self.channel_mults)
         if self.channels < 1 or self.hidden < 1 or self.depth < 1 or self.num_res_blocks < 1:
             raise ValueError("channels, hidden, depth and num_res_blocks must be ≥ 1")
-        if not self.channel_mults or min(self.channel_mults) < 1:
+        if self.channel_mults is not None and (not self.channel_mults or min(self.channel_mults) < 1):
             raise ValueError(f"channel_mults must be positive integers, got {self.channel_mults}")
         if not 0 <= self.dropout < 1 or not 0 <= self.label_dropout < 1:
             raise ValueError("dropout and label_dropout must be in [0, 1)")
@@ -83,11 +88,24 @@ class DiffusionConfig(ModelConfig):
             raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got '{self.embedding}'")
 
 
+def unet_channel_mults(config: DiffusionConfig, spec: DataSpec) -> tuple[int, ...]:
+    """The U-Net's width multipliers: the config's, or (1, 2, 2, …) with one level per resolution of
+    :func:`~genmodels.nn.resolution.resolution_levels` (the bottom map 4×4 to 8×8)."""
+    if config.channel_mults is not None:
+        return tuple(config.channel_mults)
+    return (1,) + (2,) * (resolution_levels(*spec.shape[1:]) - 1)
+
+
 class DiffusionModel(GenerativeModel):
     """A denoiser D(x̂; σ) = c_skip x̂ + c_out F(c_in x̂; c_noise) over a process; subclasses give
     ``make_process`` and ``make_preconditioning`` and the default sampler."""
 
     Config: ClassVar[type[ModelConfig]] = DiffusionConfig
+    accepts = Accepts(
+        images="U-Net, one level per resolution down to about 4×4 to 8×8",
+        sizes="any (padded to a multiple of 2^(levels−1)); mults (1, 2) up to 28×28, (1, 2, 2) at 32×32, (1, 2, 2, 2) at 64×64",
+        other="vectors and continuous data: a noise-conditioned MLP",
+    )
     likelihood_kind = LikelihoodKind.ESTIMATE
     handles_continuous = True
     handles_discrete = True
@@ -108,7 +126,7 @@ class DiffusionModel(GenerativeModel):
             self.net = UNet(
                 spec.shape[0],
                 config.channels,
-                config.channel_mults,
+                unet_channel_mults(config, spec),
                 config.num_res_blocks,
                 config.attention,
                 num_classes,

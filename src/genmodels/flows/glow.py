@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..accepts import Accepts
 from ..core import register_model
 from ..nn.flow_nets import MLP, ConvNet
+from ..nn.resolution import resolution_levels
 from .model import FlowConfig, FlowModel
 from .transforms import (
     ActNorm,
@@ -43,7 +45,9 @@ class GlowConfig(FlowConfig):
     """The options of Glow; those every flow shares are :class:`~genmodels.flows.model.FlowConfig`'s.
 
     Args:
-        levels: L, the number of levels (images; vectors get L·K steps).
+        levels: L, the number of levels (images; vectors get L·K steps). None (default): on images
+            :func:`~genmodels.nn.resolution.resolution_levels` (2 up to 28×28, 3 at 32×32, 4 at 64×64, as
+            Kingma & Dhariwal 2018 use on CIFAR-10 and 64×64 ImageNet); on vectors 2.
         steps: K, steps of flow per level.
         hidden: hidden channels of the image coupling networks, or the width of the vector ones.
         hidden_layers: vectors: hidden layers per coupling MLP.
@@ -62,7 +66,7 @@ class GlowConfig(FlowConfig):
             without it the networks are plain 3×3 → 1×1 → 3×3 ReLU nets as in Glow (faster).
     """
 
-    levels: int = 2
+    levels: int | None = None
     steps: int = 4
     hidden: int = 32
     hidden_layers: int = 2
@@ -75,7 +79,7 @@ class GlowConfig(FlowConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if min(self.levels, self.steps, self.hidden, self.hidden_layers) < 1:
+        if min(1 if self.levels is None else self.levels, self.steps, self.hidden, self.hidden_layers) < 1:
             raise ValueError("levels, steps, hidden and hidden_layers must be ≥ 1")
         if self.coupling not in ("affine", "additive"):
             raise ValueError(f"coupling must be 'affine' or 'additive', got '{self.coupling}'")
@@ -92,6 +96,9 @@ class Glow(FlowModel):
     """Glow: actnorm, invertible 1×1 convolution, coupling; multi-scale on images."""
 
     Config = GlowConfig
+    accepts = Accepts(
+        images="multi-scale squeeze/split, L levels from the size", sizes="any; L = 2 up to 28×28, 3 at 32×32, 4 at 64×64; a side that cannot be halved skips the squeeze",
+        other="vectors and continuous data: LU-linear + coupling steps")
     image_transform = True
 
     def _coupling(self, mask, net) -> Transform:
@@ -132,11 +139,11 @@ class Glow(FlowModel):
     def build_transform(self, event_shape: tuple[int, ...]) -> Transform:
         c: GlowConfig = self.config
         if len(event_shape) == 3:
-            return self._level(event_shape, c.levels)
+            return self._level(event_shape, c.levels or resolution_levels(*event_shape[1:]))
         (D,) = event_shape
         params = 2 if c.coupling == "affine" else 1
         steps: list[Transform] = []
-        for k in range(c.levels * c.steps):
+        for k in range((c.levels or 2) * c.steps):
             net = MLP(D, params * D, (c.hidden,) * c.hidden_layers, dropout=c.dropout)
             steps += [ActNorm(D), InvertibleLinearLU(D), self._coupling(parity_mask(D, k % 2), net)]
         return ComposedTransform(*steps)

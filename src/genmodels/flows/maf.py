@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..accepts import FLATTENED
 from ..core import register_model
 from ..nn.flow_nets import MaskedMLP
 from .model import FlowConfig, FlowModel
@@ -45,6 +46,7 @@ class MAF(FlowModel):
     """Masked autoregressive flow on flattened data."""
 
     Config = MAFConfig
+    accepts = FLATTENED
 
     def build_transform(self, event_shape: tuple[int, ...]) -> Transform:
         (D,) = event_shape

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..accepts import FLATTENED
 from ..core import register_model
 from ..nn.flow_nets import MLP
 from .distributions import BaseDensity, StandardLogistic, StandardNormal
@@ -47,6 +48,7 @@ class NICE(FlowModel):
     """NICE: additive couplings and a diagonal scaling, on flattened data."""
 
     Config = NICEConfig
+    accepts = FLATTENED
 
     def build_transform(self, event_shape: tuple[int, ...]) -> Transform:
         (features,) = event_shape

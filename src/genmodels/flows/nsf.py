@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..accepts import FLATTENED
 from ..core import register_model
 from ..nn.flow_nets import MLP
 from .model import FlowConfig, FlowModel
@@ -49,6 +50,7 @@ class NSF(FlowModel):
     """Rational-quadratic spline couplings with linear layers, on flattened data."""
 
     Config = NSFConfig
+    accepts = FLATTENED
 
     def build_transform(self, event_shape: tuple[int, ...]) -> Transform:
         (D,) = event_shape

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..accepts import Accepts
 from ..core import register_model
 from ..nn.flow_nets import MLP, ConvNet
+from ..nn.resolution import resolution_levels
 from .model import FlowConfig, FlowModel
 from .transforms import (
     AffineCoupling,
@@ -34,7 +36,8 @@ class RealNVPConfig(FlowConfig):
     """The options of RealNVP; those every flow shares are :class:`~genmodels.flows.model.FlowConfig`'s.
 
     Args:
-        scales: images: the number of scales of the multi-scale architecture.
+        scales: images: the number of scales of the multi-scale architecture. None (default):
+            :func:`~genmodels.nn.resolution.resolution_levels` (2 up to 28×28, 3 at 32×32, 4 at 64×64).
         hidden: hidden channels of the image coupling networks, or the width of the vector ones.
         blocks: images: residual blocks per coupling network.
         couplings: vectors: the number of affine couplings.
@@ -42,7 +45,7 @@ class RealNVPConfig(FlowConfig):
         clamp: the log-scales s are soft-clamped to (−clamp, clamp).
     """
 
-    scales: int = 2
+    scales: int | None = None
     hidden: int = 32
     blocks: int = 1
     couplings: int = 6
@@ -51,7 +54,7 @@ class RealNVPConfig(FlowConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if min(self.scales, self.hidden, self.couplings, self.hidden_layers) < 1 or self.blocks < 0:
+        if min(1 if self.scales is None else self.scales, self.hidden, self.couplings, self.hidden_layers) < 1 or self.blocks < 0:
             raise ValueError("scales, hidden, couplings and hidden_layers must be ≥ 1, blocks ≥ 0")
         if not self.clamp > 0:
             raise ValueError(f"clamp must be > 0, got {self.clamp}")
@@ -62,6 +65,9 @@ class RealNVP(FlowModel):
     """Real NVP: affine couplings, multi-scale on images."""
 
     Config = RealNVPConfig
+    accepts = Accepts(
+        images="multi-scale couplings, scales from the size", sizes="any; 2 scales up to 28×28, 3 at 32×32, 4 at 64×64; a side that cannot be halved skips the squeeze",
+        other="vectors and continuous data: coupling MLPs")
     image_transform = True
 
     def _coupling(self, mask, channels: int) -> AffineCoupling:
@@ -87,7 +93,7 @@ class RealNVP(FlowModel):
     def build_transform(self, event_shape: tuple[int, ...]) -> Transform:
         c: RealNVPConfig = self.config
         if len(event_shape) == 3:
-            return self._scale(event_shape, c.scales)
+            return self._scale(event_shape, c.scales or resolution_levels(*event_shape[1:]))
         (D,) = event_shape
         return ComposedTransform(
             *(

@@ -29,13 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..accepts import Accepts
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, OptimizerGroup, register_model
 from ..data.base import DataSpec
 from ..errors import UserError
+from ..nn.resolution import even_halvings, resolution_levels
 from ..units import quantize, uniform_dequantize
 from ..latent.hubness import hubness_guided_latents
 
-__all__ = ["GAN", "GANConfig"]
+__all__ = ["GAN", "GANConfig", "conv_upsamplings"]
 
 
 @dataclass
@@ -43,7 +45,9 @@ class GANConfig(ModelConfig):
     """Args:
     latent_dim: L, the dimension of z.
     architecture: ``conv`` (DCGAN: transposed convolutions up, strided convolutions down; images
-        whose sides are multiples of 4), ``mlp``, or ``auto`` (conv for images of side ≥ 16, else mlp).
+        whose sides are multiples of 4; from about 4×4, :func:`conv_upsamplings`: two stride-2
+        layers up to 28×28, three at 32×32, four at 64×64), ``mlp``, or ``auto`` (conv for images of
+        side ≥ 16, else mlp).
     hidden: width (MLP units, or the convolutions' base channels).
     loss: ``hinge`` or ``non-saturating``.
     spectral_norm: spectral normalization of the discriminator's layers.
@@ -72,6 +76,13 @@ def _conv_fits(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and shape[1] % 4 == 0 and shape[2] % 4 == 0 and min(shape[1:]) >= 8
 
 
+def conv_upsamplings(height: int, width: int) -> int:
+    """The conv pair's stride-2 layers: down to about 4×4 (:func:`~genmodels.nn.resolution.resolution_levels`)
+    where both sides halve exactly, and at least two (sides multiples of 4): 28×28 → from 7×7 (two),
+    32×32 → 4×4 (three), 64×64 → 4×4 (four), as DCGAN starts from 4×4 (Radford et al. 2016, fig. 1)."""
+    return max(2, min(resolution_levels(height, width), even_halvings(height, width)))
+
+
 def _auto_conv(shape: tuple[int, ...]) -> bool:
     # On 8×8 digits the conv pair collapsed to one mode within 800 steps while the MLP pair with
     # spectral norm reached FD ≈ 140 (benchmarks/vq_digits.py); convolutions from 16×16 up.
@@ -83,6 +94,9 @@ class GAN(GenerativeModel):
     """Generator and discriminator trained in turn; see the module docstring."""
 
     Config = GANConfig
+    accepts = Accepts(
+        images="DCGAN conv pair from about 4×4 (architecture=conv, auto from side 16)", sizes="sides multiples of 4, ≥ 8; 2 stride-2 layers up to 28×28, 3 at 32×32, 4 at 64×64",
+        other="architecture=mlp: any shape, flattened")
     likelihood_kind = LikelihoodKind.NONE
 
     def __init__(self, config: GANConfig, spec: DataSpec):
@@ -106,21 +120,24 @@ class GAN(GenerativeModel):
             feat = 2 * h
         else:
             c, H, W = spec.shape
-            self.start = (2 * h, H // 4, W // 4)
+            n = conv_upsamplings(H, W)
+            # Widths double towards the lowest resolution (DCGAN): G goes h·2^(n−1) → … → h → h,
+            # D goes h → 2h → … → h·2^(n−1); with n = 2 the pair of 28×28 Fashion-MNIST, unchanged.
+            widths = [h * 2 ** max(n - 1 - i, 0) for i in range(n + 1)]
+            self.start = (widths[0], H // 2**n, W // 2**n)
             # Batch normalization in G as in DCGAN (Radford et al. 2016, sec. 3): without it, on
             # Fashion-MNIST's mostly black images the output sigmoid saturated at 0 within 200 steps
             # (all-black samples, FD 677, the discriminator's loss at 0) and G's gradient vanished.
-            self.generator = nn.Sequential(
-                nn.Linear(L, math.prod(self.start)), nn.Unflatten(1, self.start), nn.BatchNorm2d(2 * h), nn.ReLU(),
-                nn.ConvTranspose2d(2 * h, h, 4, stride=2, padding=1), nn.BatchNorm2d(h), nn.ReLU(),
-                nn.ConvTranspose2d(h, h, 4, stride=2, padding=1), nn.BatchNorm2d(h), nn.ReLU(),
-                nn.Conv2d(h, c, 3, padding=1),
-            )
-            self.disc_body = nn.Sequential(
-                sn(nn.Conv2d(c, h, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
-                sn(nn.Conv2d(h, 2 * h, 4, stride=2, padding=1)), nn.LeakyReLU(0.2), nn.Flatten(),
-            )
-            feat = 2 * h * (H // 4) * (W // 4)
+            up: list[nn.Module] = [nn.Linear(L, math.prod(self.start)), nn.Unflatten(1, self.start),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU()]
+            for a, b in zip(widths[:-1], widths[1:]):
+                up += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
+            self.generator = nn.Sequential(*up, nn.Conv2d(h, c, 3, padding=1))
+            down: list[nn.Module] = []
+            for a, b in zip([c] + widths[::-1][1:-1], widths[::-1][1:]):
+                down += [sn(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            self.disc_body = nn.Sequential(*down, nn.Flatten())
+            feat = math.prod(self.start)
         self.disc_head = sn(nn.Linear(feat, 1))
         self.disc_label = sn(nn.Embedding(classes, feat)) if classes else None  # projection (Miyato & Koyama 2018)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..accepts import Accepts
 from ..core import Batch, GenerativeModel, LikelihoodKind, LogLikelihood, ModelConfig
 from ..data.base import DataSpec
 from ..baselines.independent import smoothed_log_marginals
@@ -57,7 +58,9 @@ class LatentConfig(ModelConfig):
     hidden: hidden widths of the MLP encoder (the decoder mirrors them); for ``conv``, the first is
         the width of the linear layers between features and latents.
     channels: channels of the convolutional layers (``conv`` only), one stride-2 layer each while
-        the image is at least 4 wide.
+        the image is at least 4 wide. None (default): 32·2^i, one layer per resolution of
+        :func:`~genmodels.nn.resolution.resolution_levels` ((32, 64) up to 28×28, (32, 64, 128) at
+        32×32, (32, 64, 128, 256) at 64×64, each down to about 4×4).
     likelihood: the decoder's distribution over the discrete data: ``bernoulli`` (K = 2),
         ``categorical`` (K logits per dimension), ``logistic`` (discretized logistic), or ``auto``
         (Bernoulli for binary data, else categorical).
@@ -75,7 +78,7 @@ class LatentConfig(ModelConfig):
 
     architecture: str = "mlp"
     hidden: tuple[int, ...] = (128,)
-    channels: tuple[int, ...] = (32, 64)
+    channels: tuple[int, ...] | None = None
     likelihood: str = "auto"
     conditional: bool = False
     activation: str = "gelu"
@@ -91,12 +94,13 @@ class LatentConfig(ModelConfig):
                 raise ValueError(f"{name} must be in [0, 1) (0 switches it off), got {getattr(self, name)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'")
-        self.channels = tuple(self.channels)
+        if self.channels is not None:
+            self.channels = tuple(self.channels)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got '{self.architecture}'")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got '{self.likelihood}'")
-        if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.channels):
+        if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.channels or ()):
             raise ValueError("hidden widths and channels must be ≥ 1")
         if self.dropout_on not in DROPOUT_ON:
             raise ValueError(f"dropout_on must be one of {', '.join(DROPOUT_ON)}, got '{self.dropout_on}'")
@@ -105,7 +109,7 @@ class LatentConfig(ModelConfig):
                              "(input_dropout works with both)")
         if self.architecture == "conv" and self.marginal_init:
             raise ValueError("marginal_init sets the MLP decoder's output biases: use architecture=mlp")
-        if self.architecture == "conv" and not self.channels:
+        if self.architecture == "conv" and self.channels == ():
             raise ValueError("architecture=conv needs at least one entry in channels")
 
 
@@ -115,6 +119,11 @@ class LatentVariableModel(GenerativeModel):
 
     likelihood_kind = LikelihoodKind.BOUND
     validation_options = {"k": 64}
+    accepts = Accepts(
+        images="architecture=conv: stride-2 convolutions to about 4×4, one per resolution",
+        sizes="any; (32, 64) channels up to 28×28, (32, 64, 128) at 32×32, (32, 64, 128, 256) at 64×64",
+        other="architecture=mlp (the default): any shape, flattened",
+    )
 
     def __init__(self, config: LatentConfig, spec: DataSpec):
         super().__init__(config, spec)

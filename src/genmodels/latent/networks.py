@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.base import DataSpec
+from ..nn.resolution import resolution_levels
 
 __all__ = [
     "LIKELIHOODS",
@@ -34,6 +35,7 @@ __all__ = [
     "discretized_logistic_log_probs",
     "discretized_logistic_log_prob_at",
     "make_encoder",
+    "conv_channels",
     "make_decoder",
     "mlp",
     "Encoder",
@@ -140,6 +142,14 @@ def _downsampled_sizes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
     return sizes
 
 
+def conv_channels(spec: DataSpec, channels: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The convolutional layers' channels: the given ones, or 32·2^i for each resolution of
+    :func:`~genmodels.nn.resolution.resolution_levels` ((32, 64) up to 28×28, (32, 64, 128) at 32×32)."""
+    if channels is not None:
+        return tuple(channels)
+    return tuple(32 * 2**i for i in range(resolution_levels(*spec.shape[1:])))
+
+
 class _ConvEncoder(nn.Module):
     """3×3 convolutions, stride 2 while the image is at least 4 wide, then a linear head."""
 
@@ -203,7 +213,7 @@ class Encoder(nn.Module):
     ``dropout``: on the MLP's hidden units; ``input_dropout``: on the scaled input x (the label is
     kept), a denoising-style regularizer of q(z | x) only. Both act in training mode only."""
 
-    def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
+    def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...] | None,
                  out: int, num_classes: int = 0, activation: str = "gelu", dropout: float = 0.0,
                  input_dropout: float = 0.0):
         super().__init__()
@@ -212,7 +222,7 @@ class Encoder(nn.Module):
         self.architecture = architecture
         self.input_dropout = nn.Dropout(input_dropout)  # no parameters: the state dict is unchanged
         if architecture == "conv":
-            self.net: nn.Module = _ConvEncoder(spec, channels, num_classes, out, hidden[0] if hidden else 256)
+            self.net: nn.Module = _ConvEncoder(spec, conv_channels(spec, channels), num_classes, out, hidden[0] if hidden else 256)
         else:
             self.net = mlp([spec.dims + num_classes, *hidden, out], activation, dropout)
 
@@ -228,14 +238,14 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """z (N, L) [+ one-hot y] → (N, D·P) parameters of the decoder distribution p(x | z)."""
 
-    def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
+    def __init__(self, spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...] | None,
                  latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu",
                  dropout: float = 0.0):
         super().__init__()
         self.num_classes = num_classes
         inputs = latent_features + num_classes
         if architecture == "conv":
-            self.net: nn.Module = _ConvDecoder(spec, channels, inputs, per_dim, hidden[0] if hidden else 256)
+            self.net: nn.Module = _ConvDecoder(spec, conv_channels(spec, channels), inputs, per_dim, hidden[0] if hidden else 256)
         else:
             self.net = mlp([inputs, *reversed(hidden), spec.dims * per_dim], activation, dropout)
 
@@ -245,13 +255,13 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
-def make_encoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
+def make_encoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...] | None,
                  out: int, num_classes: int = 0, activation: str = "gelu", dropout: float = 0.0,
                  input_dropout: float = 0.0) -> Encoder:
     return Encoder(spec, architecture, hidden, channels, out, num_classes, activation, dropout, input_dropout)
 
 
-def make_decoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...],
+def make_decoder(spec: DataSpec, architecture: str, hidden: tuple[int, ...], channels: tuple[int, ...] | None,
                  latent_features: int, per_dim: int, num_classes: int = 0, activation: str = "gelu",
                  dropout: float = 0.0) -> Decoder:
     return Decoder(spec, architecture, hidden, channels, latent_features, per_dim, num_classes, activation, dropout)

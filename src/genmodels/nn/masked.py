@@ -4,6 +4,9 @@
   "MADE: Masked Autoencoder for Distribution Estimation", sec. 4, eqs. 12–13).
 - :class:`MaskedConv2d`: the type A / type B masked convolutions of PixelCNN (van den Oord et al.
   2016a, "Pixel Recurrent Neural Networks", sec. 3.4), for one channel per pixel.
+- :func:`colour_groups`, :func:`colour_mask` and :class:`ColourMaskedConv2d`: the same masks for
+  colour images, whose features are split into one group per colour channel so that R is predicted
+  before G before B within a pixel (2016a, sec. 3.4, fig. 2 right).
 - :class:`GatedPixelCNNLayer`: one layer of the gated PixelCNN with a vertical and a horizontal
   stack (van den Oord et al. 2016b, "Conditional Image Generation with PixelCNN Decoders", sec. 2.2,
   fig. 2, eqs. 2 and 4), which has no blind spot.
@@ -15,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MaskedLinear", "made_degrees", "made_masks", "MaskedConv2d", "GatedPixelCNNLayer", "down_shift"]
+__all__ = [
+    "MaskedLinear", "made_degrees", "made_masks", "MaskedConv2d", "GatedPixelCNNLayer", "down_shift",
+    "colour_groups", "colour_mask", "ColourMaskedConv2d", "pointwise",
+]
 
 
 class MaskedLinear(nn.Linear):
@@ -98,6 +104,85 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
 
+def colour_groups(units: int, colours: int) -> Tensor:
+    """(units,) int64: the colour channel whose group each feature unit belongs to, in contiguous
+    blocks (unit i → ⌊i·C / units⌋), so every group is non-empty when units ≥ C.
+
+    >>> colour_groups(8, 3).tolist()
+    [0, 0, 0, 1, 1, 1, 2, 2]
+    """
+    return torch.arange(units) * colours // units
+
+
+def colour_mask(in_groups: Tensor, out_groups: Tensor, mask_type: str) -> Tensor:
+    """(out, in) float: which input units an output unit may read *at the current pixel*
+    (van den Oord et al. 2016a, sec. 3.4): type A (the first layer, reading the image) only earlier
+    colours, group(out) > group(in); type B (later layers) also its own colour, group(out) ≥ group(in).
+
+    >>> colour_mask(torch.arange(3), torch.arange(3), "A").tolist()
+    [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+    out, inp = out_groups[:, None], in_groups[None, :]
+    return (out > inp if mask_type == "A" else out >= inp).float()
+
+
+class ColourMaskedConv2d(nn.Conv2d):
+    """A convolution whose taps before the current pixel are all visible, whose taps after it are
+    hidden, and whose tap *at* the current pixel is masked between colour groups (:func:`colour_mask`).
+
+    Args:
+        in_groups: (in_channels,) the colour group of each input unit.
+        out_groups: (out_channels,) the colour group of each output unit.
+        kernel_size: (kh, kw).
+        visible: (kh, kw) bool, the taps that read earlier pixels (fully visible).
+        centre: (row, column) of the tap that reads the current pixel.
+        mask_type: "A" or "B" at the current pixel.
+        padding: as nn.Conv2d's (the caller pads asymmetrically itself where it must).
+    """
+
+    def __init__(
+        self,
+        in_groups: Tensor,
+        out_groups: Tensor,
+        kernel_size: tuple[int, int],
+        visible: Tensor,
+        centre: tuple[int, int],
+        mask_type: str,
+        padding: int | tuple[int, int] = 0,
+    ):
+        super().__init__(len(in_groups), len(out_groups), kernel_size, padding=padding)
+        mask = visible.float().expand(len(out_groups), len(in_groups), *kernel_size).clone()  # (out, in, kh, kw)
+        mask[:, :, centre[0], centre[1]] = colour_mask(in_groups, out_groups, mask_type)
+        # Not persistent: the mask follows from the constructor's arguments, so checkpoints keep
+        # only the weights.
+        self.register_buffer("weight_mask", mask, persistent=False)
+
+    @classmethod
+    def square(cls, in_groups: Tensor, out_groups: Tensor, kernel_size: int, mask_type: str) -> ColourMaskedConv2d:
+        """PixelCNN's k×k mask (:class:`MaskedConv2d`'s footprint) with colour groups at the centre."""
+        c = kernel_size // 2
+        visible = torch.zeros(kernel_size, kernel_size, dtype=torch.bool)
+        visible[:c] = True  # every row above the centre
+        visible[c, :c] = True  # the centre row, left of the centre
+        return cls(in_groups, out_groups, (kernel_size, kernel_size), visible, (c, c), mask_type, padding=c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.weight_mask, self.bias, padding=self.padding)
+
+
+def pointwise(in_channels: int, out_channels: int, colours: int) -> nn.Conv2d:
+    """A 1×1 convolution that keeps the colour order of its units: plain for one channel (C = 1),
+    else type B between contiguous colour groups (an output unit of colour c reads colours ≤ c)."""
+    if colours == 1:
+        return nn.Conv2d(in_channels, out_channels, 1)
+    no_tap = torch.zeros(1, 1, dtype=torch.bool)
+    return ColourMaskedConv2d(
+        colour_groups(in_channels, colours), colour_groups(out_channels, colours), (1, 1), no_tap, (0, 0), "B"
+    )
+
+
 def down_shift(x: Tensor) -> Tensor:
     """Move every row one down (a zero row on top): row r then holds what row r−1 held. (B, C, H, W)."""
     return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
@@ -121,10 +206,23 @@ class GatedPixelCNNLayer(nn.Module):
         first: the first layer (horizontal mask type A, no residual connection).
         dropout: dropout on the horizontal stack's gated features.
         cond_dim: width of a conditioning vector h added to both stacks' pre-activations, or 0.
+        colours: C, the image's channels ordered within a pixel. With C > 1 the horizontal stack's
+            units are split into C colour groups and its convolution also reads the current pixel,
+            masked between groups (type A in the first layer, B after; 2016b, sec. 2.1 keeps the
+            masks of 2016a there): the vertical stack reaches it only from the rows above, so it
+            needs no colour mask.
     """
 
     def __init__(
-        self, in_channels: int, channels: int, kernel_size: int, *, first: bool, dropout: float = 0.0, cond_dim: int = 0
+        self,
+        in_channels: int,
+        channels: int,
+        kernel_size: int,
+        *,
+        first: bool,
+        dropout: float = 0.0,
+        cond_dim: int = 0,
+        colours: int = 1,
     ):
         super().__init__()
         if kernel_size % 2 != 1:
@@ -134,10 +232,20 @@ class GatedPixelCNNLayer(nn.Module):
         if first and self.k == 0:
             raise ValueError("the first layer needs kernel_size ≥ 3 to see the pixel on its left")
         self.vertical = nn.Conv2d(in_channels, 2 * channels, (self.k + 1, kernel_size))
-        # Type A: columns c−k..c−1; type B: columns c−k..c (see forward's padding).
-        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, self.k if first else self.k + 1))
+        self.horizontal: nn.Conv2d
+        if colours == 1:
+            # Type A: columns c−k..c−1; type B: columns c−k..c (see forward's padding).
+            self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, self.k if first else self.k + 1))
+        else:
+            # Columns c−k..c, the current pixel's column c masked between colour groups.
+            in_groups = torch.arange(colours) if first else colour_groups(in_channels, colours)
+            unit_groups = colour_groups(channels, colours).repeat(2)  # the filter and the gate halves
+            earlier = torch.arange(self.k + 1)[None, :] < self.k  # (1, k+1)
+            self.horizontal = ColourMaskedConv2d(
+                in_groups, unit_groups, (1, self.k + 1), earlier, (0, self.k), "A" if first else "B"
+            )
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
-        self.horizontal_out = nn.Conv2d(channels, channels, 1)
+        self.horizontal_out = pointwise(channels, channels, colours)
         self.dropout = nn.Dropout(dropout)
         self.condition = nn.Linear(cond_dim, 4 * channels, bias=False) if cond_dim else None
         self.residual = not first and in_channels == channels

@@ -5,7 +5,9 @@ conditional p(x_i | x_<i); a head turns it into log-probabilities. Two heads:
 
 - :class:`CategoricalHead`: P = K logits, a softmax over the levels.
 - :class:`DiscretizedLogisticMixture`: P = 3M (mixture logits, means, log-scales) of a mixture of M
-  logistics discretized into K bins on [−1, 1] (Salimans et al. 2017, "PixelCNN++", eq. 2).
+  logistics discretized into K bins on [−1, 1] (Salimans et al. 2017, "PixelCNN++", eq. 2). Its
+  :meth:`~DiscretizedLogisticMixture.channel_conditionals` turns one colour pixel's mixture (eq. 3)
+  into the exact conditionals of its channels, one after the other.
 """
 
 from __future__ import annotations
@@ -85,6 +87,50 @@ class DiscretizedLogisticMixture(OutputHead):
     def _split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         logit_pi, mu, log_s = params.unflatten(-1, (3, self.mixtures)).unbind(-2)
         return F.log_softmax(logit_pi, dim=-1), mu, log_s.clamp(min=self.min_log_scale)
+
+    def pixel_params(self, colours: int) -> int:
+        """Parameters of one pixel of C channels under PixelCNN++'s mixture (Salimans et al. 2017,
+        eq. 3): M logits, C·M means, C·M log-scales and C(C−1)/2·M coefficients (10M for RGB,
+        3M = :attr:`num_params` for one channel)."""
+        return self.mixtures * (1 + 2 * colours + colours * (colours - 1) // 2)
+
+    def channel_conditionals(self, pixel_params: Tensor, values: Tensor) -> Tensor:
+        """The conditionals p(x_c | x_<c of the same pixel) of a pixel's C channels, each as this head's
+        3M parameters, from the pixel's joint mixture (Salimans et al. 2017, eq. 3):
+
+            p(x) = Σ_m π_m Π_c P(x_c | μ_mc + Σ_{c'<c} α_mcc' x_c', s_mc),   α = tanh(raw coefficients)
+
+        (the means of G and B move linearly with the channels already seen; the tanh is that of the
+        authors' code, openai/pixel-cnn). Channel c's conditional is a mixture over the same M
+        components with the posterior weights w_m ∝ π_m Π_{c'<c} P_m(x_c'), so the product of the C
+        conditionals is exactly p(x), and ancestral sampling channel by channel draws from it.
+
+        Args:
+            pixel_params: (..., :meth:`pixel_params` (C)) laid out as [logits | means (C, M) |
+                log-scales (C, M) | coefficients (C(C−1)/2, M), pairs (1,0), (2,0), (2,1), …].
+            values: (..., C) the pixel's values as bin centres in [−1, 1]; channel c's conditional
+                reads only values[..., :c].
+
+        Returns:
+            (..., C, 3M): per channel [posterior logits | mean | log-scale].
+        """
+        m, colours = self.mixtures, values.shape[-1]
+        logits = pixel_params[..., :m]
+        mu = pixel_params[..., m : m + colours * m].unflatten(-1, (colours, m))
+        log_s = pixel_params[..., m + colours * m : m + 2 * colours * m].unflatten(-1, (colours, m))
+        log_s = log_s.clamp(min=self.min_log_scale)
+        alpha = torch.tanh(pixel_params[..., m + 2 * colours * m :].unflatten(-1, (-1, m)))
+        log_weight = F.log_softmax(logits, dim=-1)  # log π_m, then the posterior given the channels seen
+        pair, out = 0, []
+        for c in range(colours):
+            mean = mu[..., c, :]
+            for earlier in range(c):
+                mean = mean + alpha[..., pair, :] * values[..., earlier, None]
+                pair += 1
+            out.append(torch.cat([log_weight, mean, log_s[..., c, :]], dim=-1))
+            centre = values[..., c, None]
+            log_weight = log_weight + self._component_log_probs(centre, mean, log_s[..., c, :])
+        return torch.stack(out, dim=-2)
 
     def _component_log_probs(self, centers: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
         """log P_m(k) of each component at bin centres ``centers`` (broadcast with (..., M))."""

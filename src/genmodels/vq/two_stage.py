@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..accepts import Accepts
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, create_model, register_model
 from ..data.base import DataSpec
 from ..errors import UserError
@@ -81,6 +82,8 @@ class TwoStage(GenerativeModel):
     """A VQ autoencoder (frozen, or trained jointly) and a Transformer prior over its codes."""
 
     Config = TwoStageConfig
+    accepts = Accepts(
+        images="a vqvae/vqgan autoencoder and a Transformer prior over its codes", sizes="any (the autoencoder's: codes at H/4×W/4 from 32×32 up)")
     likelihood_kind = LikelihoodKind.NONE
 
     def __init__(self, config: TwoStageConfig, spec: DataSpec):

@@ -3,7 +3,8 @@
 x (B, C, H, W) levels → encoder → z_e (B, D, h, w) → nearest codes (B, h, w) → decoder → a proper
 distribution p(x | z_q) over the discrete levels (categorical, discretized logistic or Bernoulli, the
 latent family's decoders, ``latent.networks``). The encoder halves the resolution ``downsample``
-times (auto: while the side is at least 8: 8×8 digits → 4×4 codes, 28×28 Fashion-MNIST → 7×7);
+times (auto: while the side is at least 8, at most twice: 8×8 digits → 4×4 codes, 28×28
+Fashion-MNIST → 7×7, 32×32 → 8×8, 64×64 → 16×16);
 images whose sides are not multiples of 2^downsample are zero-padded and the output cropped.
 
 Training minimizes eq. 3: −log p(x | z_q) + codebook loss + β·commitment loss (see
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..accepts import Accepts
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, register_model
 from ..data.base import DataSpec
 from ..errors import UserError
@@ -39,9 +41,11 @@ __all__ = ["VQVAE", "VQVAEConfig", "auto_downsample", "psnr"]
 
 
 def auto_downsample(h: int, w: int) -> int:
-    """How many stride-2 halvings: while the smaller side is at least 8 (8 → 4, 28 → 14 → 7)."""
+    """How many stride-2 halvings: while the smaller side is at least 8, at most twice (8 → 4,
+    28 → 14 → 7, 32 → 8, 64 → 16): the factor 4 of van den Oord et al. 2017 (32×32 CIFAR-10 → 8×8
+    codes), so that larger images keep a code grid a prior can still model token by token."""
     steps = 0
-    while min(h, w) >= 8:
+    while min(h, w) >= 8 and steps < 2:
         h, w, steps = (h + 1) // 2, (w + 1) // 2, steps + 1
     return steps
 
@@ -57,7 +61,8 @@ class VQVAEConfig(ModelConfig):
     num_codes: K, the codebook's size.
     code_dim: D, the dimension of each code vector.
     channels: width of the convolutional encoder and decoder.
-    downsample: stride-2 halvings of the resolution (-1: auto, while the side is at least 8).
+    downsample: stride-2 halvings of the resolution (-1: auto, while the side is at least 8, at
+        most twice: 32×32 → 8×8 codes, 64×64 → 16×16).
     beta: β, the commitment weight (eq. 3).
     ema: update the codebook by exponential moving averages (appendix A.1) instead of its loss.
     decay: γ of the EMA codebook updates.
@@ -100,6 +105,10 @@ class VQVAE(GenerativeModel):
     """Vector-quantized autoencoder; see the module docstring."""
 
     Config = VQVAEConfig
+    accepts = Accepts(
+        images="convolutional autoencoder with a vector-quantized bottleneck",
+        sizes="any (padded to the code grid); codes at H/2×W/2 for 8×8, H/4×W/4 from 16×16 (32×32 → 8×8, 64×64 → 16×16)",
+    )
     likelihood_kind = LikelihoodKind.NONE
     selection_figure = "mse"  # an autoencoder is chosen by its reconstructions, not its marginal samples
 
