@@ -142,6 +142,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                     "flags given here override its settings, and its expected figures are checked")
     p.add_argument("--data", help="a data set name, or a path to images / .npy / .csv (default: digits)")
     p.add_argument("--data-dir", help="folder holding the data set's files (e.g. Fashion-MNIST's IDX files)")
+    from .data.flags import add_data_flags  # --resize, --center-crop, --hflip, --max-pixels
+
+    add_data_flags(p)
     add_config_flags(p, TrainConfig)
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its stored settings")
@@ -469,7 +472,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         train_config = recipe.train_config(_explicit(args, TrainConfig))
     else:
         train_config = _train_config(args)
-    dataset = load_dataset(args.data, args.data_dir)
+    from .data.flags import data_options
+
+    dataset = load_dataset(args.data, args.data_dir, **data_options(args))
     safe_data = Path(args.data).stem if Path(args.data).exists() else args.data
     run_dir = Path(args.out or f"runs/{args.model}-{safe_data}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.resume and train_config is not None:
@@ -578,10 +583,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def _training_data(ckpt, data_dir: str | None = None):
     """The data set a checkpoint was trained on, from where training found it unless ``data_dir``."""
-    from .data import load_dataset
+    from .data import load_source
 
-    source = ckpt.meta["data"]["source"]
-    return load_dataset(source["name"], data_dir or source.get("data_dir"))
+    return load_source(ckpt.meta["data"]["source"], data_dir)  # with the run's image transform
 
 
 def _split_head(dataset, name: str, examples: int | None):

@@ -94,6 +94,10 @@ def train(
                 f"--resume: {run_dir} was trained on {meta['data']['spec']['name']}, not {dataset.spec.name}; "
                 "resume on the same data (or pass --allow-config-change)"
             )
+        from ..data.registry import transform_change  # the flip changes no spec: compare the transforms
+
+        if (change := transform_change(meta["data"]["source"], dataset.source)) and not allow_config_change:
+            raise UserError(f"--resume: {run_dir} was trained {change}; give the same flags (or --allow-config-change)")
         model_config = meta["model_config"]
         config, changes = resumed_config(run_dir, config, allow_config_change=allow_config_change)
         if changes:
