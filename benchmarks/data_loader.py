@@ -9,7 +9,8 @@ test uses them. Then, in one process with OMP_NUM_THREADS=1:
   DataLoader (batch 64, shuffled as the trainer does) for --batches batches and report the main
   thread's CPU time per example (``time.thread_time``: what loading takes from the training step)
   and, for reference only, wall-clock examples/s (the machine is shared; wall time is not a budget);
-- the same with ``--resize 32`` and ``--hflip``.
+- the same with ``--resize 32`` and ``--hflip``;
+- with ``--epoch``, a whole epoch of the training split; the process's peak RSS comes last.
 
     OMP_NUM_THREADS=1 python benchmarks/data_loader.py --folder /tmp/png64 --images 5000
 """
@@ -27,7 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from genmodels.data import ImageTransform, load_dataset
+from genmodels.data import load_dataset
 from genmodels.training.loop import EpochSampler
 
 
@@ -48,6 +49,10 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
 
 
 def measure_loader(split, workers: int, prefetch: int | None, batches: int) -> tuple[float, float]:
@@ -73,6 +78,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
     parser.add_argument("--prefetch", type=int, default=2)
+    parser.add_argument("--epoch", action="store_true", help="also one whole epoch of the training split, workers 0")
+    parser.add_argument("--load-only", action="store_true",
+                        help="only the load line (runs on older genmodels too, e.g. PYTHONPATH=/tmp/main/src)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     make_folder(args.folder, args.images)
@@ -86,16 +94,23 @@ def main() -> None:
     tracemalloc.stop()
     n = len(dataset.train) + len(dataset.validation) + len(dataset.test)
     print(f"load {n} images {dataset.spec.shape}: scan {cpu:.2f} s thread CPU ({cpu / n * 1e6:.0f} µs/image), "
-          f"RSS +{rss_mb() - rss0:.1f} MB, tracemalloc peak {peak / 2**20:.1f} MB; stored {dataset.train.stored_dtype}; "
+          f"RSS +{rss_mb() - rss0:.1f} MB, tracemalloc peak {peak / 2**20:.1f} MB; stored {getattr(dataset.train, 'stored_dtype', None) or dataset.train.x.dtype}; "
           f"int64 in memory would be {n * np.prod(dataset.spec.shape) * 8 / 2**20:.0f} MB")
+    if args.load_only:
+        print(f"peak RSS {peak_rss_mb():.0f} MB ({Path(__import__('genmodels').__file__).parent})")
+        return
+    from genmodels.data import ImageTransform
+
     cases = [("as is", dataset), ("--resize 32 --hflip", dataset.transformed(ImageTransform((32, 32), hflip=True)))]
     for label, data in cases:
         for workers in (int(w) for w in args.workers.split(",")):
             us, per_s = measure_loader(data.train, workers, args.prefetch, args.batches)
             print(f"{label:<20} workers {workers} prefetch {args.prefetch if workers else '-'}: "
                   f"main thread {us:6.1f} µs CPU/example   (wall {per_s:7.0f} examples/s, shared machine)")
-    print(f"peak RSS {int(Path('/proc/self/status').read_text().split('VmHWM:')[1].split()[0]) / 1024:.0f} MB, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, torch {torch.__version__}")
+    if args.epoch:
+        us, per_s = measure_loader(dataset.train, 0, None, len(dataset.train) // 64)
+        print(f"one epoch ({len(dataset.train) // 64 * 64} examples), workers 0: main thread {us:.1f} µs CPU/example")
+    print(f"peak RSS {peak_rss_mb():.0f} MB, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, torch {torch.__version__}")
 
 
 if __name__ == "__main__":
