@@ -196,6 +196,8 @@ class ExampleStore(Protocol):
 
     dtype: torch.dtype
 
+    def __len__(self) -> int: ...
+
     def read(self, index: int) -> Tensor:
         """Example ``index`` in ``dtype``: (C, H, W) for images, (D,) for vectors."""
         ...
@@ -209,6 +211,9 @@ class ArrayStore:
         self.array = array
         self.tensor = torch.from_numpy(array)
         self.dtype = self.tensor.dtype
+
+    def __len__(self) -> int:
+        return len(self.array)
 
     def read(self, index: int) -> Tensor:
         return self.tensor[index]

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .base import MAX_LEVELS, ArrayStore, DataSpec, Dataset, LazySplit, check_array, split_protocol
+from .base import MAX_LEVELS, ArrayStore, DataSpec, Dataset, ExampleStore, LazySplit, check_array, split_protocol
 from .images import IMAGE_SUFFIXES, read_image, scan_image_folder
 from .transforms import DEFAULT_MAX_PIXELS, ImageTransform
 
@@ -112,8 +112,8 @@ def path_exists(path: Path) -> bool:
         raise UserError(f"{shown}: not a usable path ({reason}); give {SUPPORTED}") from None
 
 
-def _with_splits(store, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
-    n = len(store.files) if hasattr(store, "files") else len(store.array)
+def _with_splits(store: ExampleStore, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
+    n = len(store)
     if n < MIN_EXAMPLES:
         raise UserError(f"{path}: {n} example(s); at least {MIN_EXAMPLES} are needed (train, validation, test)")
     n_held_out = max(1, n // 10)

@@ -15,7 +15,7 @@ __all__ = ["add_data_flags", "data_options"]
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """Add the image transform flags and ``--max-pixels`` to a command that loads data by name."""
     group = parser.add_argument_group(
-        "image data", "recorded with the run and applied again by eval, sample and --resume (give the same flags)"
+        "image data", "recorded with the run and applied again by eval, classify, mixture, encode; --resume needs the same flags"
     )
     group.add_argument("--resize", metavar="H[xW]",
                        help="resize every image to H x W (one number: a square), bilinear; every split")

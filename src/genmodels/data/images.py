@@ -5,7 +5,7 @@ Pillow's ``verify`` (PNG: every chunk's CRC, so a truncated or damaged file is n
 training); memory then holds the file names and labels only. An image is decoded, as uint8 (C, H, W),
 when an item is asked for, and becomes int64 levels only as that item, for its batch: a 50 000-image
 64x64 RGB folder costs its 50 000 paths, not the 4.9 GB its int64 pixels would take (nor 614 MB of
-uint8). Decoding a 64x64 PNG takes about 0.2 ms of one core (BENCHMARKS.md), cheap beside a training
+uint8). Decoding a 64x64 PNG costs the loading thread about 0.3 ms (BENCHMARKS.md), cheap beside a training
 step; data-loader workers (``--num-workers``) decode in parallel with the model. A file that passes
 the scan but fails to decode (a truncated JPEG: Pillow verifies PNGs only) is named when it is read.
 Nothing is written anywhere: no cache, and the user's files are only read.

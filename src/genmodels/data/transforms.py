@@ -14,7 +14,8 @@ Resize and crop define the data, so they apply to every split and change the dat
 (``fashion-mnist (resize 32x32)``): a model trained on them is evaluated on the same pixels. The flip
 is an augmentation of the training split only; validation and test stay unflipped, so runs with and
 without it are scored on the same examples. The transform is recorded with the data's source in
-run.json and in every checkpoint, and replayed when the run is evaluated, sampled or resumed.
+run.json and in every checkpoint, and replayed whenever the run's data are loaded again (eval,
+classify, mixture, encode: ``data.load_source``); ``--resume`` refuses a different transform.
 """
 
 from __future__ import annotations
