@@ -1,7 +1,10 @@
-"""What every data set is: a spec (shape, levels K, classes) and three splits of tensors.
+"""What every data set is: a spec (shape, levels K, classes) and three splits of examples.
 
-Discrete data are int64 tensors with values 0..K-1; continuous data (the toy 2D sets, a float
-``.npy``/``.csv``) are float32 tensors and have ``levels = None``. Images are (C, H, W).
+Items of discrete data are int64 tensors with values 0..K-1; continuous data (the toy 2D sets, a
+float ``.npy``/``.csv``) are float32 and have ``levels = None``. Images are (C, H, W). A split may
+keep its examples compactly (uint8) in memory (:class:`Split`) or read them one at a time from a
+store, a memory-mapped array or a folder of image files (:class:`LazySplit`); either way an item
+becomes int64 only when it is asked for, for its batch.
 """
 
 from __future__ import annotations
