@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .core import GenerativeModel
-from .data.files import IMAGE_SUFFIXES, read_image
+from .data.images import IMAGE_SUFFIXES, read_image
 from .errors import UserError
 
 __all__ = ["check_tokenizer", "read_inputs", "encode_all", "decode_all", "check_codes"]

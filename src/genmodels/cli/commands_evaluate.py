@@ -21,10 +21,9 @@ def device_for(cpu: bool) -> str:
 
 def training_data(ckpt, data_dir: str | None = None):
     """The data set a checkpoint was trained on, from where training found it unless ``data_dir``."""
-    from ..data import load_dataset
+    from ..data import load_source
 
-    source = ckpt.meta["data"]["source"]
-    return load_dataset(source["name"], data_dir or source.get("data_dir"))
+    return load_source(ckpt.meta["data"]["source"], data_dir)  # with the run's image transform
 
 
 def _split_head(dataset, name: str, examples: int | None):

@@ -25,6 +25,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     from ..core import model_class
     from ..data import load_dataset
+    from ..data.flags import data_options
     from ..evaluate import format_figures, format_records
     from ..training import train
     from ..training.config import TrainConfig
@@ -57,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         train_config = recipe.train_config(explicit_settings(args, TrainConfig))
     else:
         train_config = train_config_from(args)
-    dataset = load_dataset(args.data, args.data_dir)
+    dataset = load_dataset(args.data, args.data_dir, **data_options(args))
     safe_data = Path(args.data).stem if Path(args.data).exists() else args.data
     run_dir = Path(args.out or f"runs/{args.model}-{safe_data}-{time.strftime('%Y%m%d-%H%M%S')}")
     result = train(

@@ -139,6 +139,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def _add_train(sub, imports, argv: list[str]) -> None:
     """The ``train`` command's arguments."""
+    from ..data.flags import add_data_flags
     from ..training.config import TrainConfig
 
     model = argv[1] if len(argv) > 1 and argv[0] == "train" and not argv[1].startswith("-") else None
@@ -149,6 +150,7 @@ def _add_train(sub, imports, argv: list[str]) -> None:
                                     "flags given here override its settings, and its expected figures are checked")
     p.add_argument("--data", help="a data set name, or a path to images / .npy / .csv (default: digits)")
     p.add_argument("--data-dir", help="folder holding the data set's files (e.g. Fashion-MNIST's IDX files)")
+    add_data_flags(p)  # --resize, --center-crop, --hflip, --max-pixels
     add_config_flags(p, TrainConfig)
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its stored settings")

@@ -3,8 +3,9 @@
 Importing this package registers every built-in data set.
 """
 
-from .base import DataSpec, Dataset, DynamicBinarizedSplit, JitteredThresholdSplit, Split
-from .registry import dataset_descriptions, dataset_names, load_dataset, register_dataset
+from .base import DataSpec, Dataset, DynamicBinarizedSplit, JitteredThresholdSplit, LazySplit, Split
+from .registry import dataset_descriptions, dataset_names, load_dataset, load_source, register_dataset
+from .transforms import ImageTransform
 from . import digits  # noqa: F401  (registers)
 from . import fashion_mnist  # noqa: F401  (registers)
 from . import binarized  # noqa: F401  (registers)
@@ -14,9 +15,12 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "Split",
+    "LazySplit",
+    "ImageTransform",
     "DynamicBinarizedSplit",
     "JitteredThresholdSplit",
     "load_dataset",
+    "load_source",
     "register_dataset",
     "dataset_names",
     "dataset_descriptions",

@@ -1,7 +1,10 @@
-"""What every data set is: a spec (shape, levels K, classes) and three splits of tensors.
+"""What every data set is: a spec (shape, levels K, classes) and three splits of examples.
 
-Discrete data are int64 tensors with values 0..K-1; continuous data (the toy 2D sets, a float
-``.npy``/``.csv``) are float32 tensors and have ``levels = None``. Images are (C, H, W).
+Items of discrete data are int64 tensors with values 0..K-1; continuous data (the toy 2D sets, a
+float ``.npy``/``.csv``) are float32 and have ``levels = None``. Images are (C, H, W). A split may
+keep its examples compactly (uint8) in memory (:class:`Split`) or read them one at a time from a
+store, a memory-mapped array or a folder of image files (:class:`LazySplit`); either way an item
+becomes int64 only when it is asked for, for its batch.
 """
 
 from __future__ import annotations
@@ -10,19 +13,23 @@ import copy
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import UserError
+from .transforms import DEFAULT_MAX_PIXELS, FLIP_SEED, ImageTransform, flip_drawn
 
 __all__ = [
     "MAX_LEVELS",
     "DataSpec",
     "Split",
+    "ExampleStore",
+    "ArrayStore",
+    "LazySplit",
     "DynamicBinarizedSplit",
     "JitteredThresholdSplit",
     "Dataset",
@@ -123,8 +130,13 @@ class Split(torch.utils.data.Dataset):
     """One split held in memory; items are dicts ``{"x": ..., "y": ...}`` ("y" only if labelled).
 
     Discrete ``x`` may be stored compactly (uint8: Fashion-MNIST takes 55 MB instead of 440 MB);
-    items are always int64 levels, the dtype every model receives.
+    items are always int64 levels, the dtype every model receives, converted one item at a time.
+    A training split of a transform with ``hflip`` mirrors each item with probability 1/2, drawn
+    from (epoch, index) (:func:`~genmodels.data.transforms.flip_drawn`).
     """
+
+    hflip: bool = False
+    epoch: int = 0
 
     def __init__(self, x: Tensor, y: Tensor | None = None):
         if y is not None and len(y) != len(x):
@@ -135,15 +147,41 @@ class Split(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.x)
 
+    @property
+    def stored_dtype(self) -> torch.dtype:
+        """The dtype the examples are kept in (uint8 for 256 levels); items are int64 or float32."""
+        return self.x.dtype
+
+    def stored(self, index: int) -> Tensor:
+        """Example ``index`` as kept: its storage dtype, after any resize or crop, never flipped."""
+        return self.x[index]
+
+    def example(self, index: int) -> Tensor:
+        """Example ``index`` as a model receives it (int64 levels or float32), before any flip."""
+        x = self.stored(index)
+        return x if x.is_floating_point() else x.to(torch.int64)
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        x = self.x[index]
-        item = {"x": x if x.is_floating_point() else x.to(torch.int64)}
+        x = self.example(index)
+        if self.hflip and flip_drawn(FLIP_SEED, self.epoch, int(index)):
+            x = x.flip(-1)  # (C, H, W): mirror the width
+        item = {"x": x}
         if self.y is not None:
             item["y"] = self.y[index]
         return item
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by the trainer at the start of every epoch; a fixed split ignores it."""
+        """Called by the trainer at the start of every epoch (redraws flips and dynamic binarization)."""
+        self.epoch = epoch
+
+    def transformed(self, transform: ImageTransform, train: bool) -> Split:
+        """This split with ``transform``'s resize and crop applied to every example (here at once,
+        since the split is in memory), and its flip if ``train``."""
+        out = copy.copy(self)
+        if transform.changes_pixels:
+            out.x = transform.apply_pixels_to_all(self.x)
+        out.hflip = transform.hflip and train
+        return out
 
     def head(self, n: int | None) -> Split:
         """The first ``n`` examples as a split of the same kind (this split itself when ``n`` is None
@@ -152,6 +190,90 @@ class Split(torch.utils.data.Dataset):
             return self
         subset = copy.copy(self)
         subset.x = self.x[:n]
+        subset.y = None if self.y is None else self.y[:n]
+        return subset
+
+
+class ExampleStore(Protocol):
+    """Where a :class:`LazySplit` reads examples from, one at a time."""
+
+    dtype: torch.dtype
+
+    def __len__(self) -> int: ...
+
+    def read(self, index: int) -> Tensor:
+        """Example ``index`` in ``dtype``: (C, H, W) for images, (D,) for vectors."""
+        ...
+
+
+class ArrayStore:
+    """Examples in one array read by indexing, e.g. a memory-mapped ``.npy`` (only the pages read
+    are brought into memory, and the operating system may drop them again)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.tensor = torch.from_numpy(array)
+        self.dtype = self.tensor.dtype
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def read(self, index: int) -> Tensor:
+        return self.tensor[index]
+
+
+class LazySplit(Split):
+    """A split whose examples are read from a store when an item is asked for: ``indices[i]`` is
+    example i's position in the store. Memory holds the indices and labels, not the examples.
+
+    ``x`` (every example in one tensor, int64 or float32 as items are) is built on first access
+    and kept: it is for small data, metrics and tests; training and evaluation read items.
+    """
+
+    def __init__(self, store: ExampleStore, indices: np.ndarray, y: Tensor | None = None):
+        if y is not None and len(y) != len(indices):
+            raise ValueError(f"{len(indices)} examples but {len(y)} labels")
+        self.store = store
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.y = y
+        self.pixels: ImageTransform | None = None  # resize / crop applied as examples are read
+        self._x: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def stored_dtype(self) -> torch.dtype:
+        return self.store.dtype
+
+    @property
+    def x(self) -> Tensor:
+        if self._x is None:
+            if isinstance(self.store, ArrayStore) and self.pixels is None:
+                x = self.store.tensor[torch.from_numpy(self.indices)]
+                self._x = x if x.is_floating_point() else x.to(torch.int64)
+            else:
+                self._x = torch.stack([self.example(i) for i in range(len(self))])
+        return self._x
+
+    def stored(self, index: int) -> Tensor:
+        x = self.store.read(int(self.indices[index]))
+        return x if self.pixels is None else self.pixels.apply_pixels(x)
+
+    def transformed(self, transform: ImageTransform, train: bool) -> LazySplit:
+        """This split with ``transform``'s resize and crop applied as each example is read, and its
+        flip if ``train``."""
+        out = copy.copy(self)
+        out._x = None
+        out.pixels = transform if transform.changes_pixels else None
+        out.hflip = transform.hflip and train
+        return out
+
+    def head(self, n: int | None) -> Split:
+        if n is None or n >= len(self):
+            return self
+        subset = copy.copy(self)
+        subset.indices, subset._x = self.indices[:n], None
         subset.y = None if self.y is None else self.y[:n]
         return subset
 
@@ -169,17 +291,12 @@ class DynamicBinarizedSplit(Split):
         self.seed = seed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def example(self, index: int) -> Tensor:
         # An explicit formula, not hash(): the same seed on every Python version and process.
         seed = (self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + int(index)
         generator = torch.Generator().manual_seed(seed % (2**63 - 1))
-        item = super().__getitem__(index)
-        intensity = self.x[index].to(torch.float32) / (self.levels - 1)
-        item["x"] = self.binarize(intensity, generator).to(torch.int64)
-        return item
+        intensity = self.stored(index).to(torch.float32) / (self.levels - 1)
+        return self.binarize(intensity, generator).to(torch.int64)
 
     def binarize(self, intensity: Tensor, generator: torch.Generator) -> Tensor:
         """One draw of the bits from intensities in [0, 1]: here Bernoulli(intensity)."""
@@ -230,6 +347,23 @@ class Dataset:
             raise UserError(f"unknown split '{name}'; valid splits: train, validation, test")
         return getattr(self, name)
 
+    def transformed(self, transform: ImageTransform | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
+        """This data set with ``transform`` applied (itself for None): resize and crop on every split,
+        in the spec's shape and in its name (``fashion-mnist (resize 32x32)``: other pixels are other
+        data), and the flip on the training split only. ``source`` is kept; the caller records the
+        transform in it (:func:`~genmodels.data.load_dataset` does)."""
+        if transform is None:
+            return self
+        shape = transform.output_shape(self.spec.name, self.spec.shape, max_pixels)
+        name = f"{self.spec.name} ({transform.describe()})" if transform.changes_pixels else self.spec.name
+        return Dataset(
+            replace(self.spec, name=name, shape=shape),
+            self.train.transformed(transform, train=True),
+            self.validation.transformed(transform, train=False),
+            self.test.transformed(transform, train=False),
+            dict(self.source),
+        )
+
 
 def split_protocol(n: int, n_test: int, n_validation: int, seed: int = 0) -> tuple[np.ndarray, ...]:
     """Indices (train, validation, test) of a seeded permutation: test first, then validation.
@@ -241,17 +375,26 @@ def split_protocol(n: int, n_test: int, n_validation: int, seed: int = 0) -> tup
 
 
 def check_array(x: np.ndarray, where: str, levels: int | None) -> None:
-    """Reject data a model cannot use, naming the problem: NaN/inf, values outside 0..K-1."""
+    """Reject data a model cannot use, naming the problem: NaN/inf, values outside 0..K-1.
+
+    The passes go a block of examples at a time, so a memory-mapped array is never copied whole.
+    """
     if x.size == 0:
         raise UserError(f"{where}: no data")
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        finite = np.isfinite(x.reshape(len(x), -1)) if x.ndim else np.isfinite(x)[None]
-        bad = int((~finite).sum())
-        first = int(np.flatnonzero(~finite.all(axis=1))[0])
-        raise UserError(
-            f"{where}: {bad} value{'s are' if bad > 1 else ' is'} NaN or infinite (the first in example "
-            f"{first}, counting from 0); remove or impute them first"
-        )
+    if np.issubdtype(x.dtype, np.floating):
+        rows = x.reshape(len(x), -1) if x.ndim else x.reshape(1, 1)
+        step = max(1, (64 << 20) // max(1, rows[:1].nbytes))
+        bad, first = 0, None
+        for start in range(0, len(rows), step):
+            finite = np.isfinite(rows[start : start + step])
+            if not finite.all():
+                bad += int((~finite).sum())
+                first = start + int(np.flatnonzero(~finite.all(axis=1))[0]) if first is None else first
+        if bad:
+            raise UserError(
+                f"{where}: {bad} value{'s are' if bad > 1 else ' is'} NaN or infinite (the first in example "
+                f"{first}, counting from 0); remove or impute them first"
+            )
     if levels is not None:
         lo, hi = x.min(), x.max()
         if lo < 0 or hi > levels - 1:

@@ -2,8 +2,9 @@
 
 What each becomes:
 
-- **Folder of images** (png, jpg, jpeg, bmp, gif, webp, tif, tiff; read with Pillow): every image must
-  have the same size and mode. Grayscale (``L``) gives (1, H, W), ``RGB`` gives (3, H, W); K = 256.
+- **Folder of images** (png, jpg, jpeg, bmp, gif, webp, tif, tiff; read with Pillow, lazily: see
+  ``data.images``): every image must have the same mode, and the same size unless ``--resize`` makes
+  them one size; images above ``--max-pixels`` are refused from their header. Grayscale (``L``) gives (1, H, W), ``RGB`` gives (3, H, W); K = 256.
   Two modes are converted without loss: ``1`` (bilevel) to ``L`` (values 0 and 255) and ``P``
   (palette) to ``RGB`` (a palette only encodes colours). Modes that would lose information if
   converted silently (alpha in ``LA``/``RGBA``/``PA``, 16-bit or float ``I;16``/``I``/``F``,
@@ -17,7 +18,11 @@ What each becomes:
   (float32, ``levels = None``). (N,) gives shape (1,), (N, D) gives (D,), (N, H, W) gives
   (1, H, W), (N, C, H, W) is kept (but an (N, H, W, C) look, with 1, 3 or 4 last and more than 4
   second, is refused with a transpose hint). A file that is not a .npy (random bytes, an .npz, a
-  header declaring more data than the file holds) is refused before anything is allocated.
+  header declaring more data than the file holds) is refused before anything is allocated. The file
+  is memory-mapped (copy-on-write: never written): bool, uint8, uint16 (int8, int16 with no negative
+  value) and float32 arrays stay mapped, so only the examples read take memory; other integers are
+  converted to uint8 (K <= 256) or uint16, other floats to float32, a chunk at a time. Save uint8
+  to train on a large array without holding it.
 - **.csv**: comma-separated numbers, one example per row, shape (D,). The first row is a header if
   none of its cells is a number. All-integral values give discrete data with K = max + 1 (at least 2;
   negatives and K beyond 65 536 refused); otherwise continuous. Every cell must be a number: a .csv
@@ -26,6 +31,9 @@ What each becomes:
 The data set's name (``DataSpec.name``) is the file's resolved absolute path, the same string that
 ``Dataset.source`` records, so a checkpoint's data, reloaded from any working folder, have an equal
 spec.
+
+Discrete data are kept in the smallest unsigned type that holds their levels (``storage_dtype``:
+uint8 up to 256 levels) and become int64 one item at a time, as a batch is assembled.
 
 Splits: ``idx = np.random.default_rng(0).permutation(N)``; test = ``idx[:n]``, validation =
 ``idx[n:2n]``, train = the rest, with n = max(1, N // 10); at least 3 examples are needed.
@@ -36,32 +44,40 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from .base import MAX_LEVELS, DataSpec, Dataset, Split, check_array, split_protocol
+from .base import MAX_LEVELS, ArrayStore, DataSpec, Dataset, ExampleStore, LazySplit, check_array, split_protocol
+from .images import IMAGE_SUFFIXES, read_image, scan_image_folder
+from .transforms import DEFAULT_MAX_PIXELS, ImageTransform
 
-__all__ = ["load_path", "path_exists", "read_image", "IMAGE_SUFFIXES", "SUPPORTED"]
+__all__ = ["load_path", "path_exists", "read_image", "storage_dtype", "IMAGE_SUFFIXES", "SUPPORTED"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SUPPORTED = "a folder of images (" + ", ".join(s[1:] for s in IMAGE_SUFFIXES) + "), a .npy array or a .csv table"
 MIN_EXAMPLES = 3  # one each for train, validation and test
 _NPY_MAGIC = b"\x93NUMPY"  # the first six bytes of every .npy file (numpy.lib.format)
 _ZIP_MAGIC = b"PK\x03\x04"  # an .npz archive is a zip file
-
-# Modes converted without loss; every other mode except L and RGB is refused.
-_LOSSLESS_CONVERSIONS = {"1": "L", "P": "RGB"}
-_CHANNELS = {"L": 1, "RGB": 3}
+_CHUNK_BYTES = 64 << 20  # whole-array checks and conversions go this many bytes at a time
 
 
-def load_path(path: Path) -> Dataset:
+def load_path(
+    path: Path, transform: ImageTransform | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Dataset:
     """Load a user's data from a folder of images, a ``.npy`` or a ``.csv`` file (see the module doc).
 
     The spec's name is the resolved absolute path, so that the same data read from another working
     folder (``genmodels eval`` of a run trained with ``--data good.npy``) have an equal spec.
+
+    Args:
+        path: the folder or file.
+        transform: resize / crop / flip images (see ``data.transforms``); with a resize, the images of
+            a folder may differ in size.
+        max_pixels: the largest image (width x height) a folder may hold; larger ones are refused
+            from their header, before they are decoded.
 
     Raises:
         UserError: for a missing path, an unsupported file, or data a model cannot use, naming the
@@ -70,22 +86,20 @@ def load_path(path: Path) -> Dataset:
     path = Path(path).expanduser()
     if not path_exists(path):
         raise UserError(f"{path}: no such file or folder; give {SUPPORTED}")
+    name = str(path.resolve())
     try:
         if path.is_dir():
-            x, y, num_classes = _read_image_folder(path)
-            levels: int | None = 256
-        elif path.suffix.lower() == ".npy":
-            x, levels = _read_npy(path)
-            y, num_classes = None, None
-        elif path.suffix.lower() == ".csv":
-            x, levels = _read_csv(path)
-            y, num_classes = None, None
+            resized = transform is not None and transform.size is not None
+            store, y, num_classes, shape = scan_image_folder(path, max_pixels, sizes_may_differ=resized)
+            spec = DataSpec(name, shape, 256, num_classes)
+        elif path.suffix.lower() in (".npy", ".csv"):
+            x, levels = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
+            store, y, spec = ArrayStore(x), None, DataSpec(name, tuple(x.shape[1:]), levels, None)
         else:
             raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
     except MemoryError as e:
         raise UserError(f"{path}: too large to hold in memory ({e}); use a smaller subset of the data") from None
-    name = str(path.resolve())
-    return _with_splits(x, y, DataSpec(name, tuple(x.shape[1:]), levels, num_classes), path)
+    return _with_splits(store, y, spec, path).transformed(transform, max_pixels)
 
 
 def path_exists(path: Path) -> bool:
@@ -98,16 +112,43 @@ def path_exists(path: Path) -> bool:
         raise UserError(f"{shown}: not a usable path ({reason}); give {SUPPORTED}") from None
 
 
-def _with_splits(x: np.ndarray, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
-    n = len(x)
+def _with_splits(store: ExampleStore, y: np.ndarray | None, spec: DataSpec, path: Path) -> Dataset:
+    n = len(store)
     if n < MIN_EXAMPLES:
         raise UserError(f"{path}: {n} example(s); at least {MIN_EXAMPLES} are needed (train, validation, test)")
     n_held_out = max(1, n // 10)
     train, validation, test = split_protocol(n, n_test=n_held_out, n_validation=n_held_out, seed=0)
-    xt = torch.from_numpy(x)
     yt = None if y is None else torch.from_numpy(y)
-    make = lambda idx: Split(xt[idx], None if yt is None else yt[idx])  # noqa: E731
+    make = lambda idx: LazySplit(store, idx, None if yt is None else yt[idx])  # noqa: E731
     return Dataset(spec, make(train), make(validation), make(test))
+
+
+def storage_dtype(levels: int) -> np.dtype:
+    """The smallest unsigned integer type that holds levels 0..K-1: uint8 up to 256 levels, else uint16.
+
+    >>> storage_dtype(256), storage_dtype(257)
+    (dtype('uint8'), dtype('uint16'))
+    """
+    return np.dtype(np.uint8) if levels <= 256 else np.dtype(np.uint16)
+
+
+def _row_chunks(x: np.ndarray) -> Iterator[slice]:
+    """Slices of the first axis of about ``_CHUNK_BYTES`` each (whole-array passes over a memory map)."""
+    rows = max(1, _CHUNK_BYTES // max(1, x[:1].nbytes))
+    for start in range(0, len(x), rows):
+        yield slice(start, start + rows)
+
+
+def _compact(x: np.ndarray, levels: int) -> np.ndarray:
+    """Integer levels 0..K-1 (checked) in their storage dtype: a view when the bytes already are
+    (uint8, int8 >= 0, bool; uint16, int16 >= 0), else a copy made a chunk at a time."""
+    dtype = storage_dtype(levels)
+    if x.dtype == np.bool_ or (x.dtype.itemsize == dtype.itemsize and x.dtype.isnative):
+        return x.view(dtype)  # values are 0..K-1, so a signed type's bytes read the same unsigned
+    out = np.empty(x.shape, dtype=dtype)
+    for rows in _row_chunks(x):
+        out[rows] = x[rows]
+    return out
 
 
 def _discrete_levels(x: np.ndarray, where: str) -> int:
@@ -130,122 +171,26 @@ def _discrete_levels(x: np.ndarray, where: str) -> int:
     return max(int(hi) + 1, 2)
 
 
-# --- folders of images --------------------------------------------------------------------------
-def _visible(p: Path) -> bool:
-    return not p.name.startswith(".")  # .ipynb_checkpoints, .DS_Store, ._x.png from macOS
-
-
-def _images_in(folder: Path, recursive: bool) -> list[Path]:
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p
-        for p in files
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
-def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray | None, int | None]:
-    loose = _images_in(folder, recursive=False)
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
-    per_class = [_images_in(d, recursive=True) for d in class_dirs]
-    labelled = any(per_class)
-    if labelled:
-        if loose:
-            raise UserError(
-                f"{folder}: has both class subfolders and images outside them (e.g. {loose[0].name}); "
-                "move every image into the subfolder of its class, or remove the subfolders"
-            )
-        empty = [d.name for d, files in zip(class_dirs, per_class) if not files]
-        if empty:
-            raise UserError(f"{folder}: class folder(s) {', '.join(empty)} hold no images; remove them or add images")
-        files = [f for group in per_class for f in group]
-        labels = np.concatenate([np.full(len(g), c, dtype=np.int64) for c, g in enumerate(per_class)])
-    else:
-        files, labels = loose, None
-    if not files:
-        raise UserError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, also in subfolders)")
-
-    arrays = []
-    first: tuple[Path, str, tuple[int, int]] | None = None
-    for f in files:
-        array, mode, size = read_image(f)
-        if first is None:
-            first = (f, mode, size)
-        elif size != first[2]:
-            raise UserError(
-                f"images differ in size: {first[0]} is {_wxh(first[2])}, {f} is {_wxh(size)} (width x height); "
-                "resize or crop them all to one size first"
-            )
-        elif mode != first[1]:
-            raise UserError(
-                f"images differ in mode: {first[0]} is {first[1]}, {f} is {mode}; convert them all to "
-                "grayscale (L) or all to RGB first, e.g. Image.open(f).convert('RGB').save(f)"
-            )
-        arrays.append(array)
-    x = np.stack(arrays).astype(np.int64)  # (N, C, H, W)
-    return x, labels, (len(class_dirs) if labelled else None)
-
-
-def _wxh(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
-
-
-def _conversion_hint(mode: str) -> str:
-    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
-        how = "drop the alpha channel first, e.g. with Pillow: Image.open(f).convert('RGB').save(f) or .convert('L')"
-    elif mode.startswith("F"):
-        how = (
-            "scale the float images to 0..255 first, e.g. for values in [0, 1] "
-            "Image.fromarray((np.clip(np.asarray(im), 0, 1) * 255).round().astype(np.uint8))"
-        )
-    elif mode.startswith("I"):
-        how = "scale the images to 8 bits first, e.g. Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))"
-    else:
-        how = "convert them first, e.g. with Pillow: Image.open(f).convert('RGB').save(f)"
-    return "genmodels reads 8-bit grayscale (L) or RGB images; " + how
-
-
 def _as_float32(x: np.ndarray, where: str) -> np.ndarray:
-    """Continuous data as float32, refusing NaN/inf and values float32 cannot hold."""
+    """Continuous data as float32 (float32 itself as it is, e.g. memory-mapped), refusing NaN/inf and
+    values float32 cannot hold; the passes go a chunk at a time, so a memory map stays one."""
     check_array(x, where, None)
-    biggest = float(np.abs(x).max())
+    if x.dtype == np.float32:
+        return x
+    biggest = max(float(np.abs(x[rows]).max()) for rows in _row_chunks(x))
     if biggest > float(np.finfo(np.float32).max):
         raise UserError(f"{where}: values up to {biggest:.3g} exceed float32's range (3.4e38); rescale them")
-    return x.astype(np.float32)
-
-
-def read_image(f: Path) -> tuple[np.ndarray, str, tuple[int, int]]:
-    """One image as uint8 (C, H, W), with its (converted) mode and its (width, height)."""
-    from PIL import Image
-
-    try:
-        with Image.open(f) as image:
-            image.load()  # decode now, so a truncated file fails here and not later
-            mode = image.mode
-            if mode in _LOSSLESS_CONVERSIONS:
-                image = image.convert(_LOSSLESS_CONVERSIONS[mode])
-            if image.mode not in _CHANNELS:
-                raise UserError(f"{f}: image mode {mode} is not supported; {_conversion_hint(mode)}")
-            array = np.asarray(image, dtype=np.uint8)
-            size = image.size
-            mode = image.mode
-    except UserError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        # Pillow raises UnidentifiedImageError (an OSError) for unknown data, OSError for truncation,
-        # SyntaxError or ValueError from some decoders for malformed headers.
-        raise UserError(f"{f}: cannot read this image ({e}); the file is corrupt or not an image") from e
-    if array.ndim == 2:
-        array = array[None]  # (1, H, W)
-    else:
-        array = array.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
-    return array, mode, size
+    out = np.empty(x.shape, dtype=np.float32)
+    for rows in _row_chunks(x):
+        out[rows] = x[rows]
+    return out
 
 
 # --- .npy -------------------------------------------------------------------------------------------
 def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
+    """The array in the dtype a split keeps: integers (and bool) in their storage dtype (uint8 up to
+    256 levels, else uint16), floats as float32. Memory-mapped when its bytes serve as they are
+    (see ``_check_npy_header``), else converted a chunk at a time."""
     try:
         with open(path, "rb") as handle:
             magic = handle.read(len(_NPY_MAGIC))
@@ -259,9 +204,11 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
             f"{path}: not a valid .npy file (it does not start with numpy's magic bytes \\x93NUMPY); "
             "write it with np.save(path, array)"
         )
-    _check_npy_size(path)
+    mappable = _check_npy_header(path)
     try:
-        x = np.load(path, allow_pickle=False)
+        # Copy-on-write ("c"), not read-only: the file is never written, and a stray in-place write
+        # to a tensor over the pages changes a private copy instead of crashing on a read-only page.
+        x = np.load(path, allow_pickle=False, mmap_mode="c" if mappable else None)
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise UserError(
@@ -288,53 +235,52 @@ def _read_npy(path: Path) -> tuple[np.ndarray, int | None]:
     elif x.ndim == 3:
         x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
 
-    if x.dtype == np.bool_:
-        levels: int | None = 2
-        x = x.astype(np.int64)
-    elif x.dtype == np.uint8:
-        levels = 256
-        x = x.astype(np.int64)
-    elif np.issubdtype(x.dtype, np.integer):
+    if x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer):
         if x.size == 0:
             raise UserError(f"{where}: no data")
         if x.dtype == np.uint64 and x.max() > np.iinfo(np.int64).max:
             raise UserError(f"{where}: values up to {x.max()} do not fit in int64")
-        levels = _discrete_levels(x, where)
-        x = x.astype(np.int64)
+        levels: int | None = 2 if x.dtype == np.bool_ else 256 if x.dtype == np.uint8 else _discrete_levels(x, where)
+        x = _compact(x, levels)
     elif np.issubdtype(x.dtype, np.floating):
         levels = None
         x = _as_float32(x, where)
     else:
         raise UserError(f"{where}: unsupported dtype {x.dtype}; save integers, booleans or floats")
-    check_array(x, where, levels)
-    return np.ascontiguousarray(x), levels
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x), levels
 
 
-def _check_npy_size(path: Path) -> None:
+_MAPPABLE_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+
+
+def _check_npy_header(path: Path) -> bool:
     """Refuse a .npy whose header declares more data than the file holds, before np.load allocates it
-    (a damaged header declaring 10**13 values would otherwise ask for terabytes)."""
+    (a damaged header declaring 10**13 values would otherwise ask for terabytes); return whether the
+    array can be memory-mapped and used as it is: C order, native byte order, not empty, and of a
+    dtype a split keeps (bool or integers, whose bytes serve as levels; float32)."""
     from numpy.lib import format as npy_format
 
     try:
         with open(path, "rb") as handle:
             version = npy_format.read_magic(handle)
             if version == (1, 0):
-                shape, _, dtype = npy_format.read_array_header_1_0(handle)
+                shape, fortran_order, dtype = npy_format.read_array_header_1_0(handle)
             elif version == (2, 0):
-                shape, _, dtype = npy_format.read_array_header_2_0(handle)
+                shape, fortran_order, dtype = npy_format.read_array_header_2_0(handle)
             else:
-                return  # format 3.0 (utf-8 field names): np.load checks it
+                return False  # format 3.0 (utf-8 field names): np.load checks it
             have = path.stat().st_size - handle.tell()
     except (OSError, ValueError, SyntaxError, TypeError) as e:
         raise UserError(f"{path}: not a valid .npy file (bad header: {e}); write it with np.save(path, array)") from e
     if dtype.hasobject or any(n < 0 for n in shape):
-        return  # refused by np.load below, with its own message
+        return False  # refused by np.load, with its own message
     need = math.prod(shape) * dtype.itemsize
     if need > have:
         raise UserError(
             f"{path}: not a valid .npy file (truncated: its header declares shape {shape} of {dtype}, "
             f"{need} bytes, the file holds {have}); write it again with np.save(path, array)"
         )
+    return dtype.kind in _MAPPABLE_KINDS and dtype.isnative and not fortran_order and need > 0 and len(shape) >= 1
 
 
 # --- .csv -------------------------------------------------------------------------------------------
@@ -400,7 +346,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, int | None]:
     check_array(values, where, None)
     if np.array_equal(values, np.round(values)):
         levels: int | None = _discrete_levels(values, where)
-        x = values.astype(np.int64)
+        x = values.astype(storage_dtype(levels))
     else:
         levels = None
         x = _as_float32(values, where)

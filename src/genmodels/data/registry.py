@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError, unknown_name
 from .base import Dataset, LoaderFn
+from .transforms import DEFAULT_MAX_PIXELS, ImageTransform
 
-__all__ = ["register_dataset", "load_dataset", "dataset_names", "dataset_descriptions"]
+__all__ = [
+    "register_dataset", "load_dataset", "load_source", "transform_change", "dataset_names", "dataset_descriptions",
+]
 
 
 @dataclass(frozen=True)
@@ -40,28 +44,72 @@ def dataset_descriptions() -> dict[str, str]:
     return {name: _DATASETS[name].description for name in dataset_names()}
 
 
-def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: str | None = None,
+    transform: ImageTransform | None = None,
+    max_pixels: int | None = None,
+) -> Dataset:
     """Load a registered data set by name, or a user's data from a path.
 
     A path may be a folder of images, a ``.npy`` array or a ``.csv`` table (see ``data.files``).
-    """
-    if name in _DATASETS:
-        dataset = _DATASETS[name].loader(data_dir)
-        dataset.source = {"name": name, "data_dir": data_dir}
-        return dataset
-    if not name.strip():  # Path("") is ".", the working folder: never read it by accident
-        raise unknown_name(
-            "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
-        )
-    from .files import load_path, path_exists  # a user's own files
 
-    path = Path(name)
-    if path_exists(path) or path.suffix.lower() in (".npy", ".csv"):
-        dataset = load_path(path)
-        # The spec's name is the resolved path and the source records that same string, so that a
-        # checkpoint's data, reloaded from any working folder, have a spec equal to the one it stored.
-        dataset.source = {"name": dataset.spec.name, "data_dir": None}
-        return dataset
-    raise unknown_name(
-        "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
-    )
+    Args:
+        name: a registered name or a path.
+        data_dir: where a registered data set's files are (e.g. Fashion-MNIST's IDX files).
+        transform: resize / center-crop / flip the images (see ``data.transforms``).
+        max_pixels: the largest image (width x height) read or made; default ``DEFAULT_MAX_PIXELS``.
+
+    ``Dataset.source`` records all of this (the transform and a non-default ``max_pixels`` only when
+    given), so that :func:`load_source` loads the same data again, e.g. for a checkpoint.
+    """
+    if max_pixels is not None and (type(max_pixels) is not int or max_pixels < 1):
+        raise UserError(f"--max-pixels {max_pixels!r}: expected a positive integer (width x height)")
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if name in _DATASETS:
+        dataset = _DATASETS[name].loader(data_dir).transformed(transform, limit)
+        source: dict[str, Any] = {"name": name, "data_dir": data_dir}
+    else:
+        if not name.strip():  # Path("") is ".", the working folder: never read it by accident
+            raise unknown_name(
+                "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
+            )
+        from .files import load_path, path_exists  # a user's own files
+
+        path = Path(name)
+        if not (path_exists(path) or path.suffix.lower() in (".npy", ".csv")):
+            raise unknown_name(
+                "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
+            )
+        dataset = load_path(path, transform, limit)
+        # The source records the resolved path, the spec's name before a transform's suffix, so that
+        # a checkpoint's data, reloaded from any working folder, have a spec equal to the one it stored.
+        source = {"name": str(path.expanduser().resolve()), "data_dir": None}
+    if transform is not None:
+        source["transform"] = transform.to_json()
+    if max_pixels is not None:
+        source["max_pixels"] = max_pixels
+    dataset.source = source
+    return dataset
+
+
+def load_source(source: dict[str, Any], data_dir: str | None = None) -> Dataset:
+    """The data a run recorded (``Dataset.source``, as run.json and checkpoints store it), loaded
+    again with the same transform: from ``data_dir`` if given, else from where training found them."""
+    if not isinstance(source, dict) or not isinstance(source.get("name"), str):
+        raise UserError(f"recorded data {source!r}: expected an object with the data set's name")
+    transform = ImageTransform.from_json(source.get("transform"))
+    return load_dataset(source["name"], data_dir or source.get("data_dir"), transform, source.get("max_pixels"))
+
+
+def transform_change(recorded: dict[str, Any], source: dict[str, Any]) -> str | None:
+    """How the transforms of two data sources differ (``--resume`` refuses a change), or None.
+
+    >>> transform_change({"name": "d"}, {"name": "d", "transform": ImageTransform(hflip=True).to_json()})
+    'with no image transform, not --hflip'
+    """
+    before, after = (ImageTransform.from_json(s.get("transform")) for s in (recorded, source))
+    if before == after:
+        return None
+    flags = lambda t: "no image transform" if t is None else t.flags()  # noqa: E731
+    return f"with {flags(before)}, not {flags(after)}"

@@ -65,6 +65,10 @@ def plan_resume(
             f"--resume: {run_dir} was trained on other data ({spec_difference(meta['data']['spec'], dataset.spec.to_json())}); "
             "resume on the same data (or pass --allow-config-change)"
         )
+    from ..data.registry import transform_change  # the flip changes no spec: compare the transforms
+
+    if (change := transform_change(meta["data"]["source"], dataset.source)) and not allow_config_change:
+        raise UserError(f"--resume: {run_dir} was trained {change}; give the same flags (or --allow-config-change)")
     stored = stored_train_config(meta, checkpoint / "checkpoint.json")
     config, changes = _apply_changes(stored, overrides, allow_config_change)
     record: dict[str, Any] = {}
