@@ -47,6 +47,7 @@ def main() -> None:
             contender = glow_fashion.normflows_contender(spec, peer_args)
         else:
             contender = genmodels_contender("glow", spec, train_x[: args.batch_size], {"levels": 2, "steps": 8, **json.loads(text)})
+            contender.extra["conditioner"] = getattr(contender.module, "conditioner_note", "float32")
         contender.name = text
         contenders.append(contender)
     settings = HarnessSettings(cpu_seconds=args.cpu_seconds, batch_size=args.batch_size, eval_every=args.cpu_seconds)
@@ -54,11 +55,11 @@ def main() -> None:
     reference = next((r for r in rows if r["model"] == "nf"), None)
     m = machine()
     print(f"CPU capability {m['cpu_capability']}, {m['threads']} thread(s), torch {m['torch']}, {m['cpu_count']} cores")
-    print("| contender | params | FLOPs/ex | steps | train ex/CPU-s | ms/step (CPU) | / normflows |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| contender | conditioner | params | FLOPs/ex | steps | train ex/CPU-s | ms/step (CPU) | / normflows |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = f"{r['train_examples_per_cpu_s'] / reference['train_examples_per_cpu_s']:.2f}" if reference else "–"
-        print(f"| `{r['model']}` | {r['parameters']:,} | {r['flops_per_train_example'] or 0:,} | {r['steps']} | "
+        print(f"| `{r['model']}` | {r.get('conditioner', 'float32 (normflows)')} | {r['parameters']:,} | {r['flops_per_train_example'] or 0:,} | {r['steps']} | "
               f"{r['train_examples_per_cpu_s']:.1f} | {1000 * r['cpu_s'] / r['steps']:.0f} | {ratio} |")
     write_results(args.out, {"script": "benchmarks/peers/glow_step_speed.py", "argv": sys.argv[1:]}, rows)
 
