@@ -1,15 +1,15 @@
 """Check that the peers' dequantization bounds are genmodels' bound.
 
-``digits`` (flows_digits.DequantizedPeer): with the same density on h (a standard normal: genmodels'
+``digits`` (contenders.DequantizedPeer, flattened, logit): with the same density on h (a standard normal: genmodels'
 ``maf`` without actnorm is the identity at initialization, its MADE outputs start at zero) and the same
 per-example seeds, both must give the same per-example bound up to float32 rounding.
 
-``fashion-mnist`` (glow_fashion.DequantizedImagePeer, the wrapper of normflows' Glow): the wrapper
+``fashion-mnist`` (contenders.DequantizedPeer on images, the wrapper of normflows' Glow): the wrapper
 around a genmodels ``glow``'s own flow density (actnorm initialized on data, every parameter then
 perturbed so that no layer is the identity) must give the per-example bound that this ``glow``
 reports, with its logit preprocessing and with none (normflows' example's), on the same seeds.
 
-    OMP_NUM_THREADS=1 /work/venv-peers/bin/python benchmarks/peers/check_same_bound.py
+    OMP_NUM_THREADS=1 /work/peer-venv/bin/python benchmarks/peers/check_same_bound.py
 """
 
 import sys
@@ -19,8 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flows_digits import DequantizedPeer  # noqa: E402
-from glow_fashion import DequantizedImagePeer  # noqa: E402
+from contenders import DequantizedPeer  # noqa: E402
 
 from genmodels.core import Batch, create_model  # noqa: E402
 from genmodels.data import load_dataset  # noqa: E402
@@ -52,7 +51,8 @@ def check_images(images: int = 300) -> None:
         with torch.no_grad():
             for p in ours.parameters():
                 p.add_(0.01 * torch.randn_like(p))
-        peer = DequantizedImagePeer(FlowDensity(ours), data.spec, preprocess, 0.05)
+        density = FlowDensity(ours)
+        peer = DequantizedPeer(density, density.log_prob, data.spec, preprocess, 0.05, flatten=False)
         with torch.no_grad():
             a = ours.log_likelihoods(Batch(x, seeds=seeds), draws=2)[0].values
             b = peer.log_likelihoods(Batch(x, seeds=seeds), 2)
@@ -65,7 +65,8 @@ def check_images(images: int = 300) -> None:
 def main() -> None:
     data = load_dataset("digits")
     ours = create_model("maf", data.spec, {"actnorm": False})
-    peer = DequantizedPeer(StandardNormal(), data.spec, 0.05)
+    normal = StandardNormal()
+    peer = DequantizedPeer(normal, lambda h: normal().log_prob(h), data.spec, "logit", 0.05)
     x, seeds = data.test.x.long(), torch.arange(len(data.test.x))
     with torch.no_grad():
         a = ours.log_likelihoods(Batch(x, seeds=seeds), draws=3)[0].values

@@ -28,8 +28,11 @@ generator per contender, the same seed), Adam with the peer ``Trainer``'s defaul
 ``ema_pytorch.EMA(model, beta=0.995, update_every=10)`` (its defaults: update_after_step 100, warm-up
 inv_gamma 1, power 2/3), updated inside the timed step; samples are drawn from the EMA weights. No
 ``Trainer`` is used (it wants an image folder and accelerate); its step is reproduced here. The two take
-turns, one training step each per round, each until it has spent ``--seconds`` of training-step time
-(after three untimed warm-up steps each), so both see the same machine load. No checkpoint selection:
+turns, the next step always to whoever has spent the least thread CPU time, each until it has spent
+``--cpu-seconds`` (after three untimed warm-up passes each, the first under ``torch.utils.flop_counter``:
+FLOPs per training example are reported beside the parameters; equal parameters are not equal FLOPs).
+The peer is sampled with its default 1 000-step ancestral loop and with its own DDIM at each
+``--peer-ddim-steps`` (default 20): the comparison with ours at ~20 NFE is the equal-NFE row. No checkpoint selection:
 the final EMA weights are sampled.
 
 Sampling: ``--samples`` N from each contender and setting (the peer from ``torch.manual_seed(seed)``, ours
@@ -38,8 +41,8 @@ scored by ``genmodels.metrics.sample_quality`` against the test split: FD, KID (
 recall. A row ``real (train split)`` gives the same figures for N random training images: the FD floor
 at this N. FD at small N is biased upwards (roughly by a term ∝ 1/N); rows compare only at the same N.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --seconds 10 --samples 8   # smoke
-    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --seconds 1200 --samples 128 --out DIR   # ~70 min
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --cpu-seconds 10 --samples 8 --peer-ddim-steps   # smoke
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --cpu-seconds 1200 --samples 128 --peer-ddim-steps 20 --out DIR   # ~70 min
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -58,8 +60,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import count_parameters, write_results  # noqa: E402
-from glow_fashion import version  # noqa: E402
+from harness import Contender, count_parameters, flops_per_example, version, write_results  # noqa: E402
 
 import genmodels  # noqa: E402
 from genmodels.core import Batch, create_model  # noqa: E402
@@ -105,46 +106,52 @@ def build_edm(spec, args):
 
 
 def train_in_turns(contenders: list[dict], train_x: torch.Tensor, args) -> None:
-    """One training step each per round until every contender has spent ``args.seconds`` in steps."""
+    """Interleave training steps, the next one always to the contender with the least thread CPU time
+    spent so far, until every contender has spent ``args.cpu_seconds`` (../../../shared/PROTOCOL.md)."""
     from ema_pytorch import EMA
 
     for c in contenders:
         c["optimizer"] = torch.optim.Adam(c["module"].parameters(), lr=args.lr, betas=(0.9, 0.99))
         c["ema"] = EMA(c["module"], beta=args.ema_beta, update_every=args.ema_every)
         c["generator"] = torch.Generator().manual_seed(args.seed)
-        c.update(train_time=0.0, steps=0, seen=0, losses=[], nonfinite=0)
-        for _ in range(3):  # untimed warm-up passes, no update
+        c.update(train_time=0.0, wall_time=0.0, steps=0, seen=0, losses=[], nonfinite=0)
+        c["flops_per_example"] = flops_per_example(
+            Contender(c["name"], c["library"], c["module"], c["loss"], lambda batch, draws: None), train_x[: args.batch_size])
+        for _ in range(2):  # untimed warm-up passes (the FLOP count was the first), no update
             c["loss"](train_x[: args.batch_size]).backward()
             c["optimizer"].zero_grad(set_to_none=True)
-    report_every, next_report = max(args.seconds / 10, 1.0), 0.0
-    while any(c["train_time"] < args.seconds for c in contenders):
-        for c in contenders:
-            if c["train_time"] >= args.seconds:
-                continue
-            tick = time.perf_counter()
-            index = torch.randint(0, len(train_x), (args.batch_size,), generator=c["generator"])
-            c["optimizer"].zero_grad(set_to_none=True)
-            loss = c["loss"](train_x[index])
-            if torch.isfinite(loss):
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(c["module"].parameters(), args.grad_clip)
-                c["optimizer"].step()
-                c["ema"].update()
-            else:
-                c["nonfinite"] += 1
-            c["train_time"] += time.perf_counter() - tick
-            c["steps"] += 1
-            c["seen"] += args.batch_size
-            c["losses"].append(loss.item())
+    report_every, next_report = max(args.cpu_seconds / 10, 1.0), 0.0
+    while any(c["train_time"] < args.cpu_seconds for c in contenders):
+        c = min((c for c in contenders if c["train_time"] < args.cpu_seconds), key=lambda c: c["train_time"])
+        tick, wall = time.thread_time(), time.perf_counter()
+        index = torch.randint(0, len(train_x), (args.batch_size,), generator=c["generator"])
+        c["optimizer"].zero_grad(set_to_none=True)
+        loss = c["loss"](train_x[index])
+        if torch.isfinite(loss):
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(c["module"].parameters(), args.grad_clip)
+            c["optimizer"].step()
+            c["ema"].update()
+        else:
+            c["nonfinite"] += 1
+        c["train_time"] += time.thread_time() - tick
+        c["wall_time"] += time.perf_counter() - wall
+        c["steps"] += 1
+        c["seen"] += args.batch_size
+        c["losses"].append(loss.item())
         slowest = min(c["train_time"] for c in contenders)
         if slowest >= next_report:
-            print("#   " + "; ".join(f"{c['name']}: {c['train_time']:.0f} s, {c['steps']} steps, loss(last 50) "
-                                       f"{sum(c['losses'][-50:]) / len(c['losses'][-50:]):.4f}" for c in contenders), flush=True)
+            print("#   " + "; ".join(f"{c['name']}: {c['train_time']:.0f} CPU s, {c['steps']} steps, loss(last 50) "
+                                       f"{sum(c['losses'][-50:]) / max(len(c['losses'][-50:]), 1):.4f}" for c in contenders), flush=True)
             next_report = slowest + report_every
 
 
 @torch.no_grad()
-def sample_peer(ema_diffusion, n: int, chunk: int, seed: int) -> tuple[torch.Tensor, float]:
+def sample_peer(ema_diffusion, n: int, chunk: int, seed: int, ddim_steps: int | None = None) -> tuple[torch.Tensor, float]:
+    """N samples from the peer: its default ancestral loop, or (``ddim_steps``) its own DDIM sampler
+    with that many steps (``GaussianDiffusion.ddim_sample``, η = its default 0), i.e. at that NFE."""
+    if ddim_steps is not None:
+        ema_diffusion.sampling_timesteps, ema_diffusion.is_ddim_sampling = ddim_steps, True
     ema_diffusion.eval()
     torch.manual_seed(seed)
     start, parts = time.perf_counter(), []
@@ -157,7 +164,7 @@ def sample_peer(ema_diffusion, n: int, chunk: int, seed: int) -> tuple[torch.Ten
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=1200.0, help="training-step time per contender")
+    parser.add_argument("--cpu-seconds", type=float, default=1200.0, help="thread CPU seconds of training per contender")
     parser.add_argument("--samples", type=int, default=100, help="N samples per contender and setting (the same N)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam lr (the peer Trainer's default)")
@@ -171,6 +178,8 @@ def main() -> None:
                         f"(default {json.dumps(DEFAULT_EDM_CONFIG)})")
     parser.add_argument("--edm-sampling", nargs="+", default=DEFAULT_EDM_SAMPLING,
                         help="edm sampling settings, each 'solver=S steps=N'")
+    parser.add_argument("--peer-ddim-steps", type=int, nargs="*", default=[20],
+                        help="also sample the peer with its DDIM at these step counts (NFE): compare at equal NFE")
     parser.add_argument("--skip-peer-sampling", action="store_true", help="throughput only (no peer samples)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for results.json and the sample grids")
@@ -217,8 +226,9 @@ def main() -> None:
     for c in contenders:
         training[c["name"]] = {
             "library": c["library"], "description": c["description"], "parameters": count_parameters(c["module"]),
-            "budget_s": args.seconds, "steps": c["steps"], "train_time_s": round(c["train_time"], 1),
-            "train_examples_per_s": round(c["seen"] / c["train_time"], 1), "nonfinite_steps": c["nonfinite"],
+            "budget_cpu_s": args.cpu_seconds, "steps": c["steps"], "cpu_s": round(c["train_time"], 1),
+            "wall_s": round(c["wall_time"], 1), "flops_per_train_example": c["flops_per_example"],
+            "train_examples_per_cpu_s": round(c["seen"] / c["train_time"], 1), "nonfinite_steps": c["nonfinite"],
             "final_loss_last_100": round(sum(c["losses"][-100:]) / len(c["losses"][-100:]), 5),
             **({"config": c["config"]} if "config" in c else {}),
         }
@@ -236,14 +246,15 @@ def main() -> None:
               time.perf_counter() - tick, ema=True)
     if not args.skip_peer_sampling:
         peer_ema = peer_c["ema"].ema_model
-        samples, seconds = sample_peer(peer_ema, args.samples, args.peer_chunk, args.seed)
-        kind = "ddim" if peer_ema.is_ddim_sampling else "ancestral"
-        score(peer_c["name"], peer_c["library"], samples, f"{kind} steps={peer_ema.sampling_timesteps}",
-              peer_ema.sampling_timesteps, seconds, ema=True)
+        for ddim_steps in [None, *args.peer_ddim_steps]:
+            samples, seconds = sample_peer(peer_ema, args.samples, args.peer_chunk, args.seed, ddim_steps)
+            kind = "ddim" if peer_ema.is_ddim_sampling else "ancestral"
+            score(peer_c["name"], peer_c["library"], samples, f"{kind} steps={peer_ema.sampling_timesteps}",
+                  peer_ema.sampling_timesteps, seconds, ema=True)
 
     # the two targets (issue 19)
-    ratio = training["edm"]["train_examples_per_s"] / training[peer_c["name"]]["train_examples_per_s"]
-    peer_row = next((r for r in results if r["model"] == peer_c["name"]), None)
+    ratio = training["edm"]["train_examples_per_cpu_s"] / training[peer_c["name"]]["train_examples_per_cpu_s"]
+    peer_row = next((r for r in results if r["model"] == peer_c["name"] and r["sampler"].startswith("ancestral")), None)
     targets = {"throughput_ratio": round(ratio, 3), "throughput_target_met": ratio >= 1.5}
     if peer_row is not None:
         near20 = [r for r in results if r["model"] == "edm" and 18 <= r["nfe"] <= 21]
@@ -251,10 +262,10 @@ def main() -> None:
         targets["fd_edm_near_20_nfe"] = {f"{r['sampler']} (NFE {r['nfe']})": r["fd"] for r in near20}
         targets["fd_target_met"] = {k: v <= peer_row["fd"] for k, v in targets["fd_edm_near_20_nfe"].items()}
 
-    print(f"\n| contender | library | params | budget (s) | steps | train ex/s |\n|---|---|---:|---:|---:|---:|")
+    print("\n| contender | library | params | FLOPs/ex | CPU s | steps | train ex/CPU-s |\n|---|---|---:|---:|---:|---:|---:|")
     for name, t in training.items():
-        print(f"| {name} | {t['library']} | {t['parameters']:,} | {t['budget_s']:g} | {t['steps']:,} | "
-              f"{t['train_examples_per_s']:.1f} |")
+        print(f"| {name} | {t['library']} | {t['parameters']:,} | {t['flops_per_train_example'] or 0:,.0f} | {t['cpu_s']:g} | "
+              f"{t['steps']:,} | {t['train_examples_per_cpu_s']:.1f} |")
     print(f"\n{args.samples} samples per row against the test split (genmodels features; FD at small N is biased "
           "upwards, rows compare only at the same N):\n")
     print("| model | sampler | NFE | FD | KID ± s.e. | precision | recall | sampling s |\n|---|---|---:|---:|---:|---:|---:|---:|")
@@ -263,11 +274,9 @@ def main() -> None:
               f"{r['precision']:.3f} | {r['recall']:.3f} | {r['sampling_s']:.1f} |")
     print("\n" + json.dumps(targets))
     if out is not None and grids:
-        save_montage(grids, out / "samples.png", title=f"fashion-mnist, {args.seconds:g} s of training each")
+        save_montage(grids, out / "samples.png", title=f"fashion-mnist, {args.cpu_seconds:g} CPU s of training each")
     meta = {
-        "script": "benchmarks/peers/diffusion_fashion.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
-        "machine": platform.platform(), "python": platform.python_version(), "training_wall_s": round(train_wall, 1),
+        "script": "benchmarks/peers/diffusion_fashion.py", "argv": sys.argv[1:], "training_wall_s": round(train_wall, 1),
         "versions": [f"torch {torch.__version__}", f"genmodels {genmodels.__version__}",
                      version("denoising-diffusion-pytorch"), version("ema-pytorch")],
     }

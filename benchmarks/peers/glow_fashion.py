@@ -1,4 +1,4 @@
-"""genmodels' ``glow`` against normflows' Glow on ``fashion-mnist``, in one run, at equal training time.
+"""genmodels' ``glow`` against normflows' Glow on ``fashion-mnist``, interleaved on the peer harness at equal CPU time.
 
 ``fashion-mnist``: 1×28×28 images of 256 levels, the PROTOCOL split (55 000 / 5 000 / 10 000). Every
 contender is a density on y = (x + u)/256 ∈ [0,1)^784 after a fixed preprocessing h = t(y) whose
@@ -32,72 +32,35 @@ evaluation every contender draws u with ``Batch.rand`` from the same per-example
 uniform dequantization are scored on identical noise (``check_same_bound.py`` checks the wrapper
 against ``glow``'s own bound).
 
-Training (``common.train_and_evaluate``): Adam, the same batch size, learning rate, gradient clipping and
-sequence of minibatch indices, ``--seconds`` of training-step time each, one after the other in this
-process; the first ``--val-size`` validation images (``--val-draws`` draws of u each, the same seeds
-every time) pick the checkpoint every ``--eval-every`` seconds of training, and the best state is scored
+Training (``harness.run_interleaved``): Adam, the same batch size, learning rate, gradient clipping and
+sequence of minibatches, ``--cpu-seconds`` of thread CPU time each, interleaved in this process (the
+next step to whoever has used the least); the first ``--val-size`` validation images (``--val-draws`` draws of u each, the same seeds
+every time) pick the checkpoint every ``--eval-every`` CPU seconds of training, and the best state is scored
 once on the test split (all 10 000 images unless ``--test-size`` is given, for smoke runs).
 
-    OMP_NUM_THREADS=1 /work/venv-peers/bin/python benchmarks/peers/glow_fashion.py --seconds 300 --out DIR
+    OMP_NUM_THREADS=1 /work/peer-venv/bin/python benchmarks/peers/glow_fashion.py --cpu-seconds 300 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, DequantizedBound, count_parameters, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
+from contenders import DequantizedPeer, genmodels_contender, peer_contender  # noqa: E402
+from harness import (HarnessSettings, count_parameters, paired_differences, print_differences,  # noqa: E402
+                     run_interleaved, version, write_results)
 
 import genmodels  # noqa: E402
 from genmodels import units  # noqa: E402
-from genmodels.core import Batch, create_model  # noqa: E402
 from genmodels.data import load_dataset  # noqa: E402
 
 DEFAULT_MODELS = ["normflows", "glow", "glow-variational"]
-
-
-def version(name: str) -> str:
-    import importlib.metadata
-
-    return f"{name} {importlib.metadata.version(name)}"
-
-
-class DequantizedImagePeer(DequantizedBound):
-    """A peer's density on image-shaped h, turned into genmodels' uniform-dequantization bound.
-
-    Args:
-        density: a module whose ``log_prob(h)`` gives log p(h) (B,) for h (B, C, H, W).
-        spec: the data's DataSpec (levels K, shape, dims).
-        preprocess: "none" (h = y), "logit" (h = logit(α + (1 − 2α)y)) or "scale" (h = 2y − 1).
-        alpha: α of the logit.
-    """
-
-    def __init__(self, density: torch.nn.Module, spec, preprocess: str = "none", alpha: float = 0.05):
-        super().__init__()
-        if preprocess not in ("none", "logit", "scale"):
-            raise ValueError(f"preprocess must be 'none', 'logit' or 'scale', got {preprocess!r}")
-        self.density, self.spec, self.preprocess, self.alpha = density, spec, preprocess, alpha
-
-    def _preprocess(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # the same three maps, through the same units functions, as genmodels' FlowModel._preprocess
-        if self.preprocess == "logit":
-            return units.logit_transform(y, self.alpha)
-        if self.preprocess == "scale":
-            return units.scale_to_symmetric(y)
-        return y, y.new_zeros(len(y))
-
-    def log_density(self, y: torch.Tensor) -> torch.Tensor:
-        h, log_jacobian = self._preprocess(y)
-        return self.density.log_prob(h) + log_jacobian
 
 
 class NormflowsDensity(torch.nn.Module):
@@ -138,59 +101,54 @@ def normflows_glow(shape: tuple[int, int, int], levels: int, steps: int, hidden:
     return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
 
 
-def normflows_contender(spec, args) -> Contender:
+def normflows_contender(spec, args):
     flow = normflows_glow(tuple(spec.shape), args.levels, args.steps, args.peer_hidden)
-    module = DequantizedImagePeer(NormflowsDensity(flow), spec, args.peer_preprocess, args.alpha)
+    module = DequantizedPeer(flow, lambda h: flow.log_prob(h, None), spec, args.peer_preprocess, args.alpha, flatten=False)
     pre = {"none": "h = y (the example's)", "logit": f"logit α={args.alpha}", "scale": "h = 2y − 1"}[args.peer_preprocess]
     description = (
         f"nf.MultiscaleFlow(class_cond=False), L={args.levels} × [K={args.steps} × nf.flows.GlowBlock(C, "
         f"hidden_channels={args.peer_hidden}, split_mode='channel', scale=True) + nf.flows.Squeeze()], nf.flows.Merge(), "
         f"nf.distributions.DiagGaussian per level; uniform dequantization, {pre}"
     )
-    return Contender(
-        name="Glow (normflows)", library=version("normflows"), module=module, train_nll=module.train_nll,
-        log_likelihoods=module.log_likelihoods, description=description,
-        extra={"config": {"levels": args.levels, "steps": args.steps, "hidden_channels": args.peer_hidden,
-                          "preprocess": args.peer_preprocess}},
-    )
+    return peer_contender("Glow (normflows)", version("normflows"), module, description,
+                          extra={"config": {"levels": args.levels, "steps": args.steps, "hidden_channels": args.peer_hidden,
+                                            "preprocess": args.peer_preprocess}})
 
 
-def genmodels_contender(name: str, spec, train_x, args) -> Contender:
-    config = {"levels": args.levels, "steps": args.steps, "hidden": args.hidden, **json.loads(args.glow_options)}
-    if name == "glow-variational":
-        config["dequantization"] = "variational"
-    elif name != "glow":
-        raise ValueError(f"unknown contender {name!r}: normflows, glow or glow-variational")
-    model = create_model("glow", spec, config)
-    model.initialize(Batch(chunk) for chunk in train_x.split(args.batch_size))  # actnorm's data-dependent init
-    c = model.config
-    extra = {"config": config}
-    if model.dequantizer is not None:
-        extra["flow_parameters"] = count_parameters(model.flow)
-        extra["dequantizer_parameters"] = count_parameters(model.dequantizer)
+def describe_glow(c, has_dequantizer: bool) -> str:
     split = ("channel split (the network reads the C/2 conditioning channels, outputs the free half's parameters)"
              if c.split == "channel" else "channel mask (the network reads all C channels, masked, outputs 2C maps)")
-    description = (
+    return (
         f"glow: L={c.levels} × [squeeze, K={c.steps} × (actnorm, LU 1×1 conv, {c.coupling} coupling on a {split}, "
         f"ConvNet {c.hidden} channels{' with GroupNorm' if c.norm else ''}, log-scale soft-clamped to ±{c.clamp}"
         + (", networks in channels-last layout" if c.channels_last else "")
         + (f", networks under {c.conditioner_dtype} autocast" if c.conditioner_dtype != "float32" else "")
         + f"), split]; {c.dequantization} dequantization"
-        + (f" (q(u|x): {c.dequantizer_layers} affine couplings, MLP {list(c.dequantizer_hidden)})" if model.dequantizer else "")
+        + (f" (q(u|x): {c.dequantizer_layers} affine couplings, MLP {list(c.dequantizer_hidden)})" if has_dequantizer else "")
         + f", {c.preprocess} α={c.alpha}"
     )
-    return Contender(
-        name=name, library=f"genmodels {genmodels.__version__}", module=model,
-        train_nll=lambda x: model.loss(Batch(x)).loss,
-        log_likelihoods=lambda batch, draws: model.log_likelihoods(batch, draws=draws)[0].values,
-        description=description, extra=extra,
-    )
+
+
+def glow_contender(name: str, spec, train_x, args):
+    if name not in ("glow", "glow-variational"):
+        raise ValueError(f"unknown contender {name!r}: normflows, glow or glow-variational")
+    config = {"levels": args.levels, "steps": args.steps, "hidden": args.hidden, **json.loads(args.glow_options)}
+    if name == "glow-variational":
+        config["dequantization"] = "variational"
+    contender = genmodels_contender("glow", spec, train_x, config, init_batch=args.batch_size)
+    model = contender.module
+    contender.name = name
+    contender.description = describe_glow(model.config, model.dequantizer is not None)
+    if model.dequantizer is not None:
+        contender.extra.update(flow_parameters=count_parameters(model.flow),
+                               dequantizer_parameters=count_parameters(model.dequantizer))
+    return contender
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=DEFAULT_MODELS)
-    parser.add_argument("--seconds", type=float, default=300.0, help="training-step time per model")
+    parser.add_argument("--cpu-seconds", type=float, default=300.0, help="thread CPU seconds of training per model")
     parser.add_argument("--levels", type=int, default=2, help="L, for every contender")
     parser.add_argument("--steps", type=int, default=8, help="K, for every contender")
     parser.add_argument("--peer-hidden", type=int, default=128, help="normflows GlowBlock hidden_channels")
@@ -203,7 +161,8 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="logit α where the peer uses the logit")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=float, default=30.0, help="seconds of training between validations")
+    parser.add_argument("--eval-every", type=float, default=30.0, help="CPU seconds of training between validations")
+    parser.add_argument("--grad-clip", type=float, default=10.0)
     parser.add_argument("--val-size", type=int, default=1000, help="the first N validation images pick the checkpoint")
     parser.add_argument("--test-size", type=int, default=None, help="the first N test images (smoke runs; default all)")
     parser.add_argument("--val-draws", type=int, default=1)
@@ -220,58 +179,45 @@ def main() -> None:
     train_x = data.train.x.long()
     val_x = data.validation.x[: args.val_size].long()
     test_x = data.test.x[: args.test_size].long()
-    results = []
+    contenders = []
     for name in args.models:
         torch.manual_seed(args.seed)
-        if name == "normflows":
-            contender = normflows_contender(spec, args)
-        else:
-            contender = genmodels_contender(name, spec, train_x, args)
-        print(f"# {contender.name}: {count_parameters(contender.module):,} parameters; {contender.description}",
-              flush=True)
-        started = time.time()
-        row = train_and_evaluate(
-            contender, train_x, val_x, test_x, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
-            eval_every=args.eval_every, val_draws=args.val_draws, test_draws=args.test_draws, seed=args.seed,
-            schedule=args.schedule,
-        )
-        dequantization = "variational" if name == "glow-variational" else "uniform"
+        contender = normflows_contender(spec, args) if name == "normflows" else glow_contender(name, spec, train_x, args)
+        print(f"# {contender.name}: {count_parameters(contender.module):,} parameters; {contender.description}", flush=True)
+        contenders.append(contender)
+    settings = HarnessSettings(cpu_seconds=args.cpu_seconds, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+                               grad_clip=args.grad_clip, eval_every=args.eval_every, val_draws=args.val_draws,
+                               test_draws=args.test_draws, seed=args.seed)
+    results = run_interleaved(contenders, train_x, val_x, test_x, settings, progress=lambda s: print("#", s, flush=True))
+    bpd = lambda nats: round(float(units.bits_per_dim(nats, spec.dims)), 4)  # noqa: E731
+    for row in results:
+        dequantization = "variational" if row["model"] == "glow-variational" else "uniform"
         row.update(
             data="fashion-mnist", test_images=len(test_x), validation_images=len(val_x),
             kind=f"bound ({dequantization} dequantization, {args.test_draws} draw{'s' if args.test_draws > 1 else ''})",
-            validation_bits_per_dim=round(float(units.bits_per_dim(row["validation_nll_nats"], spec.dims)), 4),
-            test_bits_per_dim=round(float(units.bits_per_dim(row["test_nll_nats"], spec.dims)), 4),
-            wall_s=round(time.time() - started, 1),
+            validation_bits_per_dim=bpd(row["validation_nll_nats"]), test_bits_per_dim=bpd(row["test_nll_nats"]),
+            test_bits_per_dim_standard_error=bpd(row["test_nll_standard_error"]),
         )
-        row["test_bits_per_dim_standard_error"] = round(
-            float(units.bits_per_dim(row["test_nll_standard_error"], spec.dims)), 4)
         print(json.dumps({k: v for k, v in row.items() if k not in ("history", "test_values")}), flush=True)
-        print(f"#   validation bits/dim history (train s, bits/dim): "
-              f"{[(t, round(float(units.bits_per_dim(v, spec.dims)), 3)) for t, v in row['history']]}", flush=True)
-        results.append(row)
     names = [r["model"] for r in results]
     pairs = [(a, "Glow (normflows)") for a in ("glow", "glow-variational")] + [("glow-variational", "glow")]
     differences = paired_differences(results, [p for p in pairs if p[0] in names and p[1] in names],
                                      scale=1.0 / (spec.dims * units.LN2))
 
-    meta = {
-        "script": "benchmarks/peers/glow_fashion.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
-        "machine": platform.platform(), "python": platform.python_version(),
-        "versions": [f"torch {torch.__version__}", f"genmodels {genmodels.__version__}", version("normflows")],
-    }
-    print("\n| model | library | params | budget (s) | steps | train ex/s | best val at (s) | val bits/dim | "
+    meta = {"script": "benchmarks/peers/glow_fashion.py", "argv": sys.argv[1:],
+            "versions": [f"genmodels {genmodels.__version__}", version("normflows")]}
+    print("\n| model | library | params | FLOPs/ex | CPU s | steps | train ex/CPU-s | best val at (CPU s) | val bits/dim | "
           "test bits/dim ± se |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | {r['steps']:,} | "
-              f"{r['train_examples_per_s']:,.1f} | {r['best_validation_at_s']:g} | {r['validation_bits_per_dim']:.4f} | "
+        print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['flops_per_train_example'] or 0:,} | {r['cpu_s']:.0f} | "
+              f"{r['steps']:,} | {r['train_examples_per_cpu_s']:,.1f} | {r['best_validation_at_cpu_s']:g} | {r['validation_bits_per_dim']:.4f} | "
               f"{r['test_bits_per_dim']:.4f} ± {r['test_bits_per_dim_standard_error']:.4f} |")
     peer = next((r for r in results if r["model"] == "Glow (normflows)"), None)
     if peer is not None:
         for r in results:
             if r is not peer:
-                print(f"  {r['model']} / normflows train ex/s: {r['train_examples_per_s'] / peer['train_examples_per_s']:.2f}")
+                print(f"  {r['model']} / normflows train ex/s: {r['train_examples_per_cpu_s'] / peer['train_examples_per_cpu_s']:.2f} (per CPU second, interleaved)")
     print_differences(differences, "Paired test differences, bits/dim (a − b; negative: a is better), ± standard error:")
     write_results(args.out, meta, results, paired_differences_bits_per_dim=differences)
 

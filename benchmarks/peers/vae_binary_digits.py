@@ -1,4 +1,4 @@
-"""genmodels' ``vae`` against pythae's ``VAE`` on ``binary-digits``, in one run, at equal training time.
+"""genmodels' ``vae`` against pythae's ``VAE`` on ``binary-digits``, interleaved on the peer harness at equal CPU time.
 
 ``binary-digits``: scikit-learn's 8×8 digits thresholded at half the range (x ≥ 8), the PROTOCOL split
 (1 257 / 180 / 360). Every contender is a Gaussian-latent VAE, p(z) = N(0, I), q(z|x) = N(μ, diag σ²),
@@ -27,10 +27,10 @@ with a factorized Bernoulli decoder over the 64 binary pixels, trained on the ne
   These change the training, not the model, so they can be given to both libraries to separate the
   effect of the option from that of the implementation.
 
-Training (``common.train_and_evaluate``, the same for all): Adam, the same learning rate, batch size,
-gradient clipping at 10 and sequence of minibatch indices, ``--seconds`` of training-step time each
-(equal wall time, not equal steps; the steps are reported), one after the other in this process. Every
-``--eval-every`` seconds the validation IWAE-``--val-k`` NLL picks the checkpoint; the best state is
+Training (``harness.run_interleaved``, the same for all): Adam, the same learning rate, batch size,
+gradient clipping at 10 and sequence of minibatches, ``--cpu-seconds`` of thread CPU time each (equal
+CPU time, not equal steps; the steps are reported), interleaved in this process. Every
+``--eval-every`` CPU seconds the validation IWAE-``--val-k`` NLL picks the checkpoint; the best state is
 scored once on the full test split.
 
 Scoring, all with k = ``--k`` importance samples (5 000 by default):
@@ -57,8 +57,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -69,10 +67,11 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Contender, count_parameters, paired_differences, print_differences, train_and_evaluate, write_results  # noqa: E402
+from contenders import genmodels_contender  # noqa: E402
+from harness import Contender, HarnessSettings, paired_differences, print_differences, run_interleaved, version, write_results  # noqa: E402
 
 import genmodels  # noqa: E402
-from genmodels.core import Batch, create_model  # noqa: E402
+from genmodels.core import Batch  # noqa: E402
 from genmodels.data import load_dataset  # noqa: E402
 from genmodels.data.base import JitteredThresholdSplit  # noqa: E402
 
@@ -85,12 +84,6 @@ LOG_2PI = math.log(2 * math.pi)
 CHUNK = 100
 #: override keys that change the training, not the model: allowed for every contender
 TRAINING_OPTIONS = {"ema", "jitter"}
-
-
-def version(name: str) -> str:
-    import importlib.metadata
-
-    return f"{name} {importlib.metadata.version(name)}"
 
 
 @torch.no_grad()
@@ -274,34 +267,30 @@ def jittered_batches(levels_x: Tensor, levels: int, amplitude: float, seed: int)
     return train_batch
 
 
-def genmodels_contender(name: str, spec, args) -> Contender:
+def vae_contender(name: str, spec, args) -> Contender:
     base, _ = split_name(name)
     hidden = (256, 256) if base == "vae-256x256" else (512,)
     config = {"latent_dim": args.latent_dim, "hidden": hidden, "activation": "relu" if base == "vae-relu" else "gelu",
               **model_options(name)}
-    model = create_model("vae", spec, config)
-    # what genmodels' trainer does before training: the data-dependent init hook (a no-op unless
-    # the config asks for one, e.g. marginal_init), on the training split in stored order
-    model.initialize(Batch(args.train_x[i : i + args.batch_size]) for i in range(0, len(args.train_x), args.batch_size))
-    encode = model.encode
-    logits = model.decode
     calls = [0]
 
-    def train_nll(x: Tensor) -> Tensor:
-        # the training step reaches loss(step=...) (KL warm-up counts steps): common.train_and_evaluate
-        # makes 3 untimed warm-up calls without an update first, then one call per optimizer step
+    def loss(model, x: Tensor) -> Tensor:
+        # the training step reaches loss(step=...) (KL warm-up counts steps): harness.run_interleaved
+        # makes 3 untimed warm-up calls (the first under the FLOP counter), then one per optimizer step
         step = max(calls[0] - 3, 0)
         calls[0] += 1
         return model.loss(Batch(x), step=step).loss
 
-    return Contender(
-        name=name, library=f"genmodels {genmodels.__version__}", module=model,
-        train_nll=train_nll,
-        log_likelihoods=lambda batch, k: iwae_bernoulli(encode, logits, batch, k)[0],
-        description=f"genmodels vae {config}: MLP, Bernoulli decoder on logits; "
-                    "loss: the ELBO (with the config's training options)",
-        extra={"encode": encode, "logits": logits, "genmodels_model": model},
-    )
+    # genmodels' trainer's data-dependent init hook (a no-op unless the config asks for one, e.g.
+    # marginal_init) runs on the training split in stored order, inside genmodels_contender
+    contender = genmodels_contender("vae", spec, args.train_x, config, init_batch=args.batch_size, loss=loss,
+                                    description=f"genmodels vae {config}: MLP, Bernoulli decoder on logits; "
+                                                "loss: the ELBO (with the config's training options)")
+    model = contender.module
+    contender.name = name
+    contender.log_likelihoods = lambda batch, k: iwae_bernoulli(model.encode, model.decode, batch, k)[0]
+    contender.extra = {"encode": model.encode, "logits": model.decode, "genmodels_model": model}
+    return contender
 
 
 def wrapped_for_pythae(model, spec, latent_dim: int):
@@ -330,11 +319,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, type=model_name,
                         help=f"{', '.join(MODELS)}; genmodels ones optionally NAME:JSON (config overrides, e.g. "
                              "'vae-relu:{\"dropout\": 0.2}')")
-    parser.add_argument("--seconds", type=float, default=120.0, help="training-step time per model")
+    parser.add_argument("--cpu-seconds", type=float, default=120.0, help="thread CPU seconds of training per model")
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=float, default=5.0, help="seconds of training between validations")
+    parser.add_argument("--eval-every", type=float, default=5.0, help="CPU seconds of training between validations")
     parser.add_argument("--val-k", type=int, default=64)
     parser.add_argument("--k", type=int, default=5000, help="importance samples of every test estimate")
     parser.add_argument("--seed", type=int, default=0)
@@ -352,24 +341,23 @@ def main() -> None:
     assert torch.equal((jitter_source.x.long() >= 8).long(), train_x), "the jitter's levels are binary-digits' train"
     print(f"binary-digits: train {len(train_x)}, validation {len(val_x)}, test {len(test_x)}, shape {spec.shape}",
           flush=True)
-    results = []
+    contenders, extras = [], []
     for name in args.models:
         torch.manual_seed(args.seed)
-        contender = (pythae_contender if name.startswith("pythae") else genmodels_contender)(name, spec, args)
-        extra = contender.extra
+        contender = (pythae_contender if name.startswith("pythae") else vae_contender)(name, spec, args)
+        extras.append(contender.extra)
         contender.extra = {}
         training = split_name(name)[1]
-        train_batch = None
+        contender.ema_decay = training.get("ema")
         if training.get("jitter"):
-            train_batch = jittered_batches(jitter_source.x, jitter_source.levels, training["jitter"], args.seed)
-        started = time.time()
-        row = train_and_evaluate(
-            contender, train_x, val_x, test_x, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
-            eval_every=args.eval_every, val_draws=args.val_k, test_draws=args.k, seed=args.seed,
-            ema_decay=training.get("ema"), train_batch=train_batch,
-        )
-        row["jitter"] = training.get("jitter", 0.0)
-        row["train_wall_s"] = round(time.time() - started, 1)
+            contender.train_batch = jittered_batches(jitter_source.x, jitter_source.levels, training["jitter"], args.seed)
+            contender.augmentation = f"jitter {training['jitter']}"
+        contenders.append(contender)
+    settings = HarnessSettings(cpu_seconds=args.cpu_seconds, batch_size=args.batch_size, lr=args.lr,
+                               eval_every=args.eval_every, val_draws=args.val_k, test_draws=args.k, seed=args.seed)
+    results = run_interleaved(contenders, train_x, val_x, test_x, settings, progress=lambda s: print("#", s, flush=True))
+    for name, contender, extra, row in zip(args.models, contenders, extras, results):
+        row["jitter"] = split_name(name)[1].get("jitter", 0.0)
         # the shared estimator's Monte Carlo ELBO from the same draws (test_values are its IWAE-k)
         module = contender.module
         module.eval()
@@ -398,7 +386,6 @@ def main() -> None:
         module.train()
         printable = {k: v for k, v in row.items() if k not in ("history", "test_values", "pythae_values")}
         print(json.dumps(printable), flush=True)
-        results.append(row)
 
     names = [r["model"] for r in results]
     # matched sizes only: vae and vae-relu ↔ pythae-vae (512), vae-256x256 ↔ pythae-vae-256x256
@@ -407,22 +394,17 @@ def main() -> None:
     pairs = [(a, b) for a in names for b in names
              if split_name(a)[0] in partner and split_name(b)[0] == partner[split_name(a)[0]]]
     differences = paired_differences(results, pairs)
-    meta = {
-        "script": "benchmarks/peers/vae_binary_digits.py", "argv": sys.argv[1:], "threads": torch.get_num_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
-        "machine": platform.platform(), "python": platform.python_version(),
-        "versions": [f"torch {torch.__version__}", f"genmodels {genmodels.__version__} ({genmodels.__file__})",
-                     version("pythae")],
-    }
+    meta = {"script": "benchmarks/peers/vae_binary_digits.py", "argv": sys.argv[1:],
+            "versions": [f"genmodels {genmodels.__version__} ({genmodels.__file__})", version("pythae")]}
     print(f"\nTest NLL (nats per image, ± standard error over the {len(test_x)} test images), k = {args.k}:")
-    print("| model | library | params | budget (s) | steps | train ex/s | best val at (s) | val IWAE-%d | "
+    print("| model | library | params | CPU s | steps | train ex/CPU-s | best val at (CPU s) | val IWAE-%d | "
           "ELBO (shared) | IWAE (shared) | pythae get_nll | genmodels IWAE |" % args.val_k)
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         ours = f"{r['genmodels_iwae_nll']:.2f} ± {r['genmodels_iwae_se']:.2f}" if "genmodels_iwae_nll" in r else "—"
         pythae_nll = f"{r['pythae_get_nll']:.2f} ± {r['pythae_get_nll_se']:.2f}" if "pythae_get_nll" in r else "—"
-        print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['budget_s']:g} | {r['steps']:,} | "
-              f"{r['train_examples_per_s']:,.0f} | {r['best_validation_at_s']:g} | {r['validation_nll_nats']:.2f} | "
+        print(f"| {r['model']} | {r['library']} | {r['parameters']:,} | {r['cpu_s']:.0f} | {r['steps']:,} | "
+              f"{r['train_examples_per_cpu_s']:,.0f} | {r['best_validation_at_cpu_s']:g} | {r['validation_nll_nats']:.2f} | "
               f"{r['shared_elbo_nll']:.2f} ± {r['shared_elbo_se']:.2f} | {r['shared_iwae_nll']:.2f} ± {r['shared_iwae_se']:.2f} | "
               f"{pythae_nll} | {ours} |")
     print_differences(differences, "Paired test differences, nats (a − b; negative: a is better), shared IWAE estimator, ± s.e.:",

@@ -10,7 +10,10 @@ K·L steps with a linear LU layer and odd/even coupling masks.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -34,10 +37,50 @@ from .transforms import (
     parity_mask,
 )
 
-__all__ = ["Glow", "GlowConfig", "CONDITIONER_DTYPES"]
+__all__ = ["Glow", "GlowConfig", "CONDITIONER_DTYPES", "cpu_has_bf16_units", "resolve_conditioner_dtype"]
 
-#: conditioner_dtype → the autocast dtype of the coupling networks (None: no autocast)
-CONDITIONER_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+#: conditioner_dtype → the autocast dtype of the coupling networks (None: no autocast); "auto" is
+#: resolved by :func:`resolve_conditioner_dtype` when the model is built
+CONDITIONER_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "auto": None}
+
+
+@functools.cache
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo's flags).
+
+    torch's CPU capability string says only "AVX2" or "AVX512"; an AVX512 CPU without the BF16
+    extension, and every AVX2-only CPU, emulate bf16 convolutions, which there run several times
+    slower than float32 (a Glow step at 0.145× normflows' fp32 speed on an AVX2 machine).
+    Where /proc/cpuinfo is missing, oneDNN's own bf16 check decides."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+
+
+def resolve_conditioner_dtype(name: str) -> tuple[torch.dtype | None, str]:
+    """The autocast dtype for ``conditioner_dtype=name`` on this machine, and a note saying why.
+
+    "auto": bf16 where it is fast (a CUDA device, or a CPU with bf16 units), else float32.
+    "bfloat16" on a CPU-only machine without bf16 units is kept (it was asked for) with a warning
+    that it will be slower than float32 there."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    fast = torch.cuda.is_available() or cpu_has_bf16_units()
+    if name == "auto":
+        if fast:
+            return torch.bfloat16, f"auto: bfloat16 (CUDA or a CPU with bf16 units; CPU capability {capability})"
+        return None, f"auto: float32 (this CPU, capability {capability}, has no bf16 units: bf16 would be slower)"
+    if name == "bfloat16" and not fast:
+        note = (f"conditioner_dtype='bfloat16' on a CPU without bf16 units (torch CPU capability {capability}, no "
+                "avx512_bf16/amx_bf16): the coupling networks will run several times slower than in float32; "
+                "use conditioner_dtype='auto' (float32 here) or 'float32'")
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
+        return torch.bfloat16, note
+    return CONDITIONER_DTYPES[name], f"{name} (as asked; CPU capability {capability})"
 
 
 @dataclass
@@ -60,8 +103,11 @@ class GlowConfig(FlowConfig):
             ``hidden`` fewer parameters and less work).
         channels_last: split="channel": the coupling networks run in channels-last layout (faster
             convolutions on CPUs; the same function).
-        conditioner_dtype: split="channel": "float32" or "bfloat16" (the coupling networks under autocast;
-            the flow's own arithmetic, its log-determinants and the likelihood stay in float32).
+        conditioner_dtype: split="channel": "float32", "bfloat16" (the coupling networks under autocast;
+            the flow's own arithmetic, its log-determinants and the likelihood stay in float32) or "auto"
+            (bfloat16 on a CUDA device or a CPU with bf16 units, AVX512-BF16/AMX; float32 elsewhere, where
+            bf16 is emulated and slower). "bfloat16" on a CPU without bf16 units warns that it will be
+            slower; the choice made is in ``model.conditioner_note``.
         norm: images: GroupNorm (one group, per example) after the coupling networks' hidden convolutions;
             without it the networks are plain 3×3 → 1×1 → 3×3 ReLU nets as in Glow (faster).
     """
@@ -113,8 +159,13 @@ class Glow(FlowModel):
             net = net.to(memory_format=torch.channels_last)
         return ChannelCoupling(
             C, parity, net, affine=c.coupling == "affine", clamp=c.clamp, channels_last=c.channels_last,
-            autocast_dtype=CONDITIONER_DTYPES[c.conditioner_dtype],
+            autocast_dtype=self._conditioner_autocast(),
         )
+
+    def _conditioner_autocast(self) -> torch.dtype | None:
+        if not hasattr(self, "conditioner_note"):  # resolved once per model (one warning, one note)
+            self._conditioner_dtype, self.conditioner_note = resolve_conditioner_dtype(self.config.conditioner_dtype)
+        return self._conditioner_dtype
 
     def _level(self, shape: tuple[int, int, int], remaining: int) -> MultiScale:
         c: GlowConfig = self.config

@@ -79,7 +79,10 @@ def rational_quadratic_spline(
     s_k = h_k / w_k
     c_sum = d_k1 + d_k - 2 * s_k
     if not inverse:
-        xi = (xc - x_k) / w_k
+        # ξ ∈ [0, 1] in exact arithmetic; the bin is searched on the unit scale and x_k computed on the
+        # input scale, so a rounding can put ξ a hair outside, which in a bin of minimum width with a
+        # large slope makes the log-det's numerator negative (NaN): clamp to the bin
+        xi = ((xc - x_k) / w_k).clamp(0, 1)
         xi1 = xi * (1 - xi)
         denominator = s_k + c_sum * xi1
         out = y_k + h_k * (s_k * xi * xi + d_k * xi1) / denominator
