@@ -1,0 +1,75 @@
+"""The two-stage prior's bits per code and the Gaussian statistics behind FD, against hand computations.
+
+Bits per code = −(1/T) Σ_t log₂ p(s_t | s_<t) of the T codes of an image; FD (Heusel et al. 2017, eq. 6;
+Dowson & Landau 1982) = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½) with unbiased covariances, checked against
+numpy.cov and scipy.linalg.sqrtm in float64 (pytorch-fid's computation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from genmodels.core import Batch, create_model
+from genmodels.data import DataSpec
+from genmodels.metrics.quality import frechet_distance_features, gaussian_statistics
+
+
+# --- the two-stage prior: bits per code -----------------------------------------------------------------
+def test_bits_per_code_is_minus_the_mean_log2_probability_of_the_codes(monkeypatch):
+    spec = DataSpec("d", (1, 8, 8), 17)
+    torch.manual_seed(0)
+    model = create_model("two-stage", spec, {"dim": 16, "layers": 1, "heads": 2}).eval()
+    x = torch.randint(0, 17, (2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    length, num_codes = model.prior.length, model.autoencoder.num_codes
+    codes = torch.arange(2 * length).reshape(2, length) % num_codes
+    # p(s_t = the code given) is 1/2, 1/4 or 1/8 in turn; the rest of the mass is spread evenly
+    chosen = torch.tensor([[0.5, 0.25, 0.125][t % 3] for t in range(length)], dtype=torch.float64)
+    probs = ((1 - chosen) / (num_codes - 1))[None, :, None].expand(2, length, num_codes).clone()
+    probs.scatter_(2, codes[:, :, None], chosen[None, :, None].expand(2, length, 1))
+    monkeypatch.setattr(model, "codes", lambda images: codes)
+    monkeypatch.setattr(model.prior, "logits", lambda tokens, y=None: probs.log().to(torch.float32))
+    bits = [[1, 2, 3][t % 3] for t in range(length)]  # −log₂ of 1/2, 1/4, 1/8
+    expected = sum(bits) / length
+    figures = model.evaluation_figures(Batch(x))
+    assert figures["bits_per_code"].tolist() == pytest.approx([expected, expected], rel=1e-5)
+    assert figures["code_nll"].tolist() == pytest.approx([sum(bits) * math.log(2)] * 2, rel=1e-5)
+    terms = model(Batch(x), step=0, group="prior").terms
+    assert terms["bits_per_code"].tolist() == pytest.approx([expected, expected], rel=1e-5)
+
+
+# --- FD's Gaussian statistics -----------------------------------------------------------------------
+def test_gaussian_statistics_by_hand_and_against_numpy_cov():
+    square = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+    mu, sigma = gaussian_statistics(square)
+    assert mu.tolist() == [1.0, 1.0]
+    assert sigma.flatten().tolist() == pytest.approx([4 / 3, 0.0, 0.0, 4 / 3])  # Σ(±1)²/(N − 1), not /N (= 1)
+    features = torch.randn(50, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) @ torch.tensor(
+        [[1.0, 0.5, 0.0, 0.2], [0.0, 1.0, 0.3, 0.0], [0.0, 0.0, 2.0, 0.1], [0.0, 0.0, 0.0, 0.5]], dtype=torch.float64)
+    mu, sigma = gaussian_statistics(features)
+    assert np.allclose(mu.numpy(), features.numpy().mean(0), rtol=1e-12, atol=1e-14)
+    assert np.allclose(sigma.numpy(), np.cov(features.numpy(), rowvar=False), rtol=1e-12, atol=1e-14)
+
+
+def _reference_fd(x: np.ndarray, y: np.ndarray) -> float:
+    """pytorch-fid's calculate_frechet_distance, in float64 numpy/scipy."""
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_fd_between_two_finite_sample_sets_matches_a_scipy_reference():
+    g = torch.Generator().manual_seed(3)
+    mix_x = torch.tensor([[1.0, 0.8, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.5]], dtype=torch.float64)
+    mix_y = torch.tensor([[0.5, 0.0, 0.0], [0.9, 1.2, 0.0], [0.0, -0.7, 0.3]], dtype=torch.float64)
+    x = torch.randn(60, 3, generator=g, dtype=torch.float64) @ mix_x  # covariances that do not commute
+    y = torch.randn(45, 3, generator=g, dtype=torch.float64) @ mix_y + torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    reference = _reference_fd(x.numpy(), y.numpy())
+    assert reference > 0.5
+    assert frechet_distance_features(x, y) == pytest.approx(reference, rel=1e-9)
+    assert frechet_distance_features(x.float(), y.float()) == pytest.approx(reference, rel=1e-5)  # float32 in
