@@ -1,7 +1,9 @@
-"""The contract tests of tests/test_models.py, again with every registered model built and run in float64.
+"""The contract tests of tests/test_models.py in other dtypes, over the whole registry.
 
-Exactness tests compare with hand-written values in float64, so every model must build under a float64
-default dtype (no float32 buffer or cast inside) and give float64 losses and records there.
+float64: exactness tests compare with hand-written values in float64, so every model must build under a
+float64 default dtype and also work when moved there (no float32 cast of its inputs, noise or buffers
+inside), with float64 losses and records. bf16: ``--mixed-precision bf16`` trains under autocast, so
+every model's training step must run there and give finite losses and gradients.
 """
 
 from __future__ import annotations
@@ -61,3 +63,21 @@ def test_every_continuous_model_works_in_float64(name):
     with _default_dtype(torch.float64):
         model = _randomized(name, spec, scale=0.1)
         _check_float64(model, spec)
+
+
+@pytest.mark.parametrize("name", DISCRETE_MODELS)
+def test_every_model_takes_a_training_step_under_bf16_autocast(name):
+    """The forward of each optimizer group under CPU bf16 autocast (as the trainer runs it), then backward;
+    training mode, so the VQ models also update their codebooks and restart dead codes."""
+    spec = DataSpec("d", (1, 8, 8), 17, 10)
+    model = _randomized(name, spec).train()
+    batch = _random_batches(spec, n=8, batch_size=8)[0]
+    for group in model.optimizer_groups() or {"model": []}:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(batch, step=0, group=group)
+        assert torch.isfinite(out.loss), group
+        if out.loss.requires_grad:  # (a counting model has no gradient step)
+            model.zero_grad()
+            out.loss.backward()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            assert grads and all(torch.isfinite(g).all() for g in grads), group
