@@ -2,7 +2,8 @@
 
 EDM Table 1 (Karras et al. 2022) for the preconditioning c_skip, c_out, c_in, c_noise of each process;
 DDIM eq. 12/16 (Song et al. 2021a) for one step at an intermediate η; DDPM eq. 13 (Ho et al. 2020)
-for the decoder term L₀ at a β₁ where it is far from 0. Each value is checked where a plausible wrong
+for the decoder term L₀ at a β₁ where it is far from 0, and L_T and Σ L_{t−1} at T = 4; EDM Alg. 2's churn and
+DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) on an uneven grid. Each value is checked where a plausible wrong
 formula gives another number (the σ's below are not 0, 1 or σ_data).
 """
 
@@ -20,7 +21,7 @@ from genmodels.data import DataSpec
 from genmodels.diffusion.bound import ddpm_bound
 from genmodels.diffusion.preconditioning import Preconditioning, from_denoised
 from genmodels.diffusion.processes import EDM, VE, VP, Flow
-from genmodels.diffusion.samplers import sample_ddim
+from genmodels.diffusion.samplers import sample_ddim, sample_dpmpp_2m, sample_heun
 
 SIGMAS = [0.07, 0.7, 3.0, 40.0]
 
@@ -190,3 +191,70 @@ def test_the_decoder_term_l0_is_eq_13_at_a_large_beta_1():
     terms = ddpm_bound(lambda v, s: D.to(v.dtype).expand_as(v), process, x, levels,
                        lambda n: torch.zeros(1, n, 5), network_dtype=torch.float64)
     assert float(terms["decoder"][0]) == pytest.approx(expected, rel=1e-9)
+
+
+# --- samplers whose survivors of tools/hand_mutants_families.py needed a hand-written value -----------
+def test_heun_churn_raises_sigma_by_edm_alg_2_gamma_capped_at_sqrt2_minus_1():
+    """EDM Alg. 2: γ = min(S_churn/N, √2 − 1) when σ_i ∈ [S_tmin, S_tmax], σ̂ = (1 + γ) σ_i, and the
+    added noise has std √(σ̂² − σ_i²) S_noise."""
+    seen = []
+
+    def denoiser(x, sigma):
+        seen.append((x.clone(), float(sigma)))
+        return torch.zeros_like(x)
+
+    n, sigma0 = 100_000, 2.0
+    x = torch.zeros(n, 1, dtype=torch.float64)
+    sigmas = torch.tensor([sigma0, 0.0], dtype=torch.float64)  # N = 1 step, Euler to 0
+    g = torch.Generator().manual_seed(0)
+    sample_heun(denoiser, x, sigmas, s_churn=1.0, s_noise=1.1, generator=g)  # S_churn/N = 1 > √2 − 1
+    x_seen, sigma_hat = seen[-1]
+    assert sigma_hat == pytest.approx(sigma0 * math.sqrt(2), rel=1e-12)  # 2.828, not 2·(1 + 1) = 4
+    assert float(x_seen.std()) == pytest.approx(math.sqrt(sigma_hat**2 - sigma0**2) * 1.1, rel=0.01)  # 2.2
+    sample_heun(denoiser, x, sigmas, s_churn=0.25, generator=g)  # γ = 0.25 below the cap
+    assert seen[-1][1] == pytest.approx(2.5, rel=1e-12)
+    sample_heun(denoiser, x, sigmas, s_churn=1.0, s_tmax=1.5, generator=g)  # σ_0 = 2 > S_tmax: no churn
+    assert seen[-1][1] == pytest.approx(2.0, rel=1e-12) and float(seen[-1][0].abs().max()) == 0.0
+
+
+def test_dpmpp_2m_on_an_uneven_grid_is_lu_et_al_alg_2_by_hand():
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) with the ideal denoiser of N(0, 1) data, D(x; σ) = x/(1 + σ²):
+    x_{i+1} = (σ_{i+1}/σ_i) x_i − (e^{−h_i} − 1) D̃_i, D̃_i = (1 + 1/(2r_i)) D_i − D_{i−1}/(2r_i), r_i = h_{i−1}/h_i,
+    first order at the first step; the last step, to σ = 0, returns D. Steps of unequal h (r ≠ 1)."""
+    s = [4.0, 1.5, 0.3]
+
+    def D(v, sigma):
+        return v / (1 + sigma**2)
+
+    x0 = 1.7
+    h0, h1 = math.log(s[0] / s[1]), math.log(s[1] / s[2])  # 0.981, 1.609: r = 0.610 (inverted: 1.640)
+    d0 = D(x0, s[0])
+    x1 = (s[1] / s[0]) * x0 - math.expm1(-h0) * d0
+    d1 = D(x1, s[1])
+    r = h0 / h1
+    x2 = (s[2] / s[1]) * x1 - math.expm1(-h1) * ((1 + 1 / (2 * r)) * d1 - d0 / (2 * r))
+    expected = D(x2, s[2])
+    out, nfe = sample_dpmpp_2m(lambda v, sigma: D(v, float(sigma)), torch.tensor([[x0]], dtype=torch.float64),
+                               torch.tensor([*s, 0.0], dtype=torch.float64))
+    assert nfe == 3
+    assert float(out) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_prior_and_diffusion_terms_of_the_bound_at_four_steps_by_hand():
+    """Ho et al. 2020, eq. 5: L_T = KL(N(√ᾱ_T x_0, 1 − ᾱ_T) ‖ N(0, 1)) = ½(ᾱ_T x_0² + (1 − ᾱ_T) − 1 − ln(1 − ᾱ_T))
+    per dimension; with a denoiser that ignores x̂, Σ_{t≥2} L_{t−1} = Σ_t ½(1/σ_{t−1}² − 1/σ_t²)‖x_0 − D‖²
+    telescopes to ½(1/σ_1² − 1/σ_T²)‖x_0 − D‖², σ_t² = (1 − ᾱ_t)/ᾱ_t. T = 4, so ᾱ_T ≈ 0.22 is far from 0."""
+    process = VP(timesteps=4, beta_min=0.4, beta_max=2.0)  # β = 0.1, 0.2333, 0.3667, 0.5
+    betas = [0.1, 0.1 + 0.4 / 3, 0.1 + 0.8 / 3, 0.5]
+    abar_1, abar_T = 1 - betas[0], math.prod(1 - b for b in betas)  # 0.9, 0.2185
+    levels, x = 4, torch.tensor([[0, 3, 2]])
+    x0 = [2 * (v + 0.5) / levels - 1 for v in (0, 3, 2)]  # bin centres −0.75, 0.75, 0.25
+    D = [0.1, 0.2, -0.3]
+    prior = sum(0.5 * (abar_T * c**2 + (1 - abar_T) - 1 - math.log(1 - abar_T)) for c in x0)
+    squared_error = sum((c - d) ** 2 for c, d in zip(x0, D))
+    diffusion = 0.5 * (abar_1 / (1 - abar_1) - abar_T / (1 - abar_T)) * squared_error
+    assert abar_T == pytest.approx(0.2185, abs=1e-9)  # 0.9 · 0.7667 · 0.6333 · 0.5
+    terms = ddpm_bound(lambda v, s: torch.tensor(D, dtype=v.dtype).expand_as(v), process, x, levels,
+                       lambda n: torch.zeros(1, n, 3), network_dtype=torch.float64)
+    assert float(terms["prior"][0]) == pytest.approx(prior, rel=1e-10)
+    assert float(terms["diffusion"][0]) == pytest.approx(diffusion, rel=1e-10)

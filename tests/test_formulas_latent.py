@@ -15,7 +15,9 @@ import torch
 
 from genmodels.core import Batch, create_model
 from genmodels.data import DataSpec
-from genmodels.estimators import MovingAverageBaseline, gumbel_softmax, perturb_and_softmax, straight_through_gumbel
+from genmodels.estimators import (
+    MovingAverageBaseline, gumbel_softmax, log_mean_exp, perturb_and_softmax, straight_through_gumbel, vimco_surrogate,
+)
 from genmodels.latent import base
 
 
@@ -106,3 +108,11 @@ def test_moving_average_baseline_at_decay_0_9_is_the_hand_recursion():
     assert float(baseline()) == pytest.approx(0.9 * 2.0 + 0.1 * 4.0)  # 2.2 (swapped weights: 3.8)
     baseline.update(torch.tensor([1.0, 3.0]))  # mean 2
     assert float(baseline()) == pytest.approx(0.9 * 2.2 + 0.1 * 2.0)  # 2.18
+
+
+# --- the k-sample bound's value: log (1/k) Σ w_i (Burda et al. 2016, eq. 8; VIMCO's L̂, eq. 10) ----------
+def test_log_mean_exp_and_the_vimco_surrogates_value_are_the_k_sample_bound():
+    log_w = torch.tensor([[math.log(1.0), math.log(3.0), math.log(8.0)]], dtype=torch.float64)
+    assert float(log_mean_exp(log_w)) == pytest.approx(math.log(4.0), rel=1e-12)  # (1 + 3 + 8)/3 = 4
+    log_q = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    assert float(vimco_surrogate(log_w, log_q).detach()) == pytest.approx(math.log(4.0), rel=1e-12)
