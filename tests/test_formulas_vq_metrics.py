@@ -1,4 +1,4 @@
-"""The two-stage prior's bits per code and the Gaussian statistics behind FD, against hand computations.
+"""The two-stage prior's bits per code, VQGAN's hinge and the Gaussian statistics behind FD, by hand.
 
 Bits per code = −(1/T) Σ_t log₂ p(s_t | s_<t) of the T codes of an image; FD (Heusel et al. 2017, eq. 6;
 Dowson & Landau 1982) = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½) with unbiased covariances, checked against
@@ -73,3 +73,30 @@ def test_fd_between_two_finite_sample_sets_matches_a_scipy_reference():
     assert reference > 0.5
     assert frechet_distance_features(x, y) == pytest.approx(reference, rel=1e-9)
     assert frechet_distance_features(x.float(), y.float()) == pytest.approx(reference, rel=1e-5)  # float32 in
+
+
+# --- VQGAN's discriminator: the hinge loss (Lim & Ye 2017; Esser et al. 2021) ------------------------------
+class _FixedPatchLogits(torch.nn.Module):
+    """A discriminator stub: the real images' patch logits on its first call, the fakes' on its second."""
+
+    def __init__(self, real, fake):
+        super().__init__()
+        self.outputs = [real, fake]
+
+    def forward(self, images):
+        return self.outputs.pop(0).to(images.dtype)
+
+
+def test_vqgan_discriminator_loss_is_the_hinge_with_hand_values():
+    """L_D = ReLU(1 − D(x)) + ReLU(1 + D(x̂)) per example, D the mean patch logit: D(x) = (0.3, −2), D(x̂) = (0.5, 1.5)
+    give (0.7 + 1.5, 3 + 2.5) = (2.2, 5.5) (the margins' signs swapped: (1.8, 0))."""
+    spec = DataSpec("d", (1, 8, 8), 17)
+    torch.manual_seed(0)
+    model = create_model("vqgan", spec, {}).train()
+    real = torch.tensor([[[0.1, 0.5], [0.2, 0.4]], [[-2.0, -2.0], [-1.0, -3.0]]])  # (B, h, w) patch logits
+    fake = torch.tensor([[[0.5, 0.5], [0.5, 0.5]], [[1.0, 2.0], [1.5, 1.5]]])
+    model.discriminator = _FixedPatchLogits(real, fake)
+    x = torch.randint(0, 17, (2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    out = model(Batch(x), step=0, group="discriminator")
+    assert out.terms["hinge"].tolist() == pytest.approx([2.2, 5.5], rel=1e-6)
+    assert float(out.loss) == pytest.approx(3.85, rel=1e-6)

@@ -81,3 +81,14 @@ def test_every_model_takes_a_training_step_under_bf16_autocast(name):
             out.loss.backward()
             grads = [p.grad for p in model.parameters() if p.grad is not None]
             assert grads and all(torch.isfinite(g).all() for g in grads), group
+
+
+def test_ddpm_variational_bound_runs_in_float64():
+    """The bound feeds its denoiser in the network's dtype (``network_dtype``) and its records are float64."""
+    spec = DataSpec("b", (1, 2, 5), 2)
+    with _default_dtype(torch.float64):
+        model = _randomized("ddpm", spec, config={"timesteps": 100})  # (β_T = 20/T must stay < 1)
+    batch = _random_batches(spec, n=4, batch_size=4)[0]
+    bound = [r for r in model.log_likelihoods(batch, bound=True) if r.measure == "ddpm-elbo"][0]
+    assert bound.values.dtype == torch.float64 and torch.isfinite(bound.values).all()
+    assert all(term.dtype == torch.float64 for term in bound.terms.values())

@@ -1,8 +1,9 @@
 """Hand-picked one-line mutants of the family modules (autoregressive/, latent/, estimators.py, flows/,
 diffusion/, vq/, gan/, metrics/quality.py): the slips a contributor plausibly makes in a formula (a
 sign, a dropped term, decay and 1 − decay swapped, σ for √β, a wrong normalizer), each run against a
-targeted test subset. Part A is the ten places of docs/MUTATION.md's "Family formulas" section, each
-run against its new formula test alone; part B samples the rest of each family module.
+targeted test subset. Part A is the ten places of docs/MUTATION.md's "Family modules" section, each
+run against its new formula test alone, and the float64/bf16 fixes against tests/test_models_dtypes.py;
+part B samples the rest of each family module.
 
 Usage: OMP_NUM_THREADS=1 python tools/hand_mutants_families.py [NAME_SUBSTRING...]
 Prints one line per mutant with the first failing test; exit 1 if a verdict differs from the expected
@@ -31,6 +32,7 @@ TRANS, SPLINE, DIST = S + "flows/transforms.py", S + "flows/spline.py", S + "flo
 F_DIFF = "tests/test_formulas_diffusion.py"
 F_LAT = "tests/test_formulas_latent.py"
 F_VQM = "tests/test_formulas_vq_metrics.py"
+F64 = "tests/test_models_dtypes.py::test_every_model_"
 T_EST = [F_LAT, "tests/test_estimators.py"]
 T_LAT = [F_LAT, "tests/test_latent.py"]
 T_DIFF = [F_DIFF, "tests/test_diffusion.py"]
@@ -82,6 +84,12 @@ MUTANTS: list[tuple[str, str, str, str, list[str], str]] = [
     ("10 covariance not centred", QUAL, "    centred = f - mu\n", "    centred = f\n", [F_VQM], "killed"),
     ("10 fd without the 2", QUAL, "torch.trace(sigma2) - 2.0 * trace_sqrt", "torch.trace(sigma2) - trace_sqrt", [F_VQM], "killed"),
     ("10 fd √ of Σ1Σ2 taken as if symmetric", QUAL, "middle = s @ sigma2 @ s", "middle = sigma1 @ sigma2", [F_VQM], "killed"),
+    ("dtype glow LU parameters float32", TRANS, "self.L = nn.Parameter(l.to(dtype))", "self.L = nn.Parameter(l.float())", [F64 + "builds_trains_scores_and_samples_in_float64[glow]"], "killed"),
+    ("dtype latent encoder input float32", S + "latent/networks.py", "inputs = self.input_dropout(x.to(dtype) / (self.levels - 1))", "inputs = self.input_dropout(x.to(torch.float32) / (self.levels - 1))", [F64 + "moved_to_float64_works_there[vae]"], "killed"),
+    ("dtype diffusion dequantized input float32", DMODEL, "units.scale_to_symmetric((x.to(self.data_mean.dtype) + u) / K)", "units.scale_to_symmetric((x.float() + u) / K)", [F64 + "moved_to_float64_works_there[edm]"], "killed"),
+    ("dtype bound feeds float32", BOUND, "reshape(len(ts) * B, *shape).to(network_dtype)", "reshape(len(ts) * B, *shape).float()", ["tests/test_models_dtypes.py::test_ddpm_variational_bound_runs_in_float64"], "killed"),
+    ("dtype gan latents float32", GAN, "        z = z.to(next(self.generator.parameters()).dtype)", "        z = z", [F64 + "moved_to_float64_works_there[gan]"], "killed"),
+    ("bf16 vq codebook update in bf16", QUANT, ".reshape(-1, self.dim).to(self.codebook.dtype), indices", ".reshape(-1, self.dim), indices", ["tests/test_models_dtypes.py::test_every_model_takes_a_training_step_under_bf16_autocast[vqvae]"], "killed"),
     # --- B. the rest of each family module ---------------------------------------------------------
     # estimators.py
     ("est reparameterize σ = log σ", EST, "return mu + log_sigma.exp() * eps", "return mu + log_sigma * eps", T_EST, "killed"),
