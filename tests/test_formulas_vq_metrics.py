@@ -16,7 +16,7 @@ import torch
 
 from genmodels.core import Batch, create_model
 from genmodels.data import DataSpec
-from genmodels.metrics.quality import frechet_distance_features, gaussian_statistics
+from genmodels.metrics.quality import density_coverage, frechet_distance_features, gaussian_statistics
 
 
 # --- the two-stage prior: bits per code -----------------------------------------------------------------
@@ -100,3 +100,11 @@ def test_vqgan_discriminator_loss_is_the_hinge_with_hand_values():
     out = model(Batch(x), step=0, group="discriminator")
     assert out.terms["hinge"].tolist() == pytest.approx([2.2, 5.5], rel=1e-6)
     assert float(out.loss) == pytest.approx(3.85, rel=1e-6)
+
+
+def test_coverage_counts_a_sample_on_a_balls_boundary_as_density_does():
+    """Closed balls B(Xᵢ, NNDₖ(Xᵢ)) for both density and coverage (Naeem et al. 2020, eq. 3–4; prdc's strict <
+    differs only on exact ties). Real 0, 1, 3, 7 with k = 1 have radii 1, 1, 2, 4; the sample 2 lies on the
+    boundary of 1's ball and inside 3's: density = 2/(kM) = 2, coverage = 2/4 (strict: 1 and 1/4)."""
+    real, fake = torch.tensor([[0.0], [1.0], [3.0], [7.0]]), torch.tensor([[2.0]])
+    assert density_coverage(real, fake, k=1) == (2.0, 0.5)
