@@ -40,7 +40,7 @@ T_VQ = [F_VQM, "tests/test_vq.py"]
 T_GAN = ["tests/test_gan.py"]
 T_MET = [F_VQM, "tests/test_metrics.py"]
 T_AR = ["tests/test_autoregressive.py", "tests/test_models.py::test_exact_likelihood_normalizes_over_all_1024_binary_configurations"]
-T_FLOW = ["tests/test_flows.py"]
+T_FLOW = ["tests/test_flows.py", "tests/test_flows_glow_speed.py"]
 
 DDIM_UP = "sigma_up = eta * sigma_next * torch.sqrt(torch.clamp(1 - sigma_next**2 / sigma**2, min=0))"
 EDM_SKIP = "return self.sigma_data**2 / (sigma**2 + self.sigma_data**2)"
