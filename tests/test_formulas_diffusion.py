@@ -19,7 +19,7 @@ from torch import nn
 from genmodels.core import create_model
 from genmodels.data import DataSpec
 from genmodels.diffusion.bound import ddpm_bound
-from genmodels.diffusion.preconditioning import Preconditioning, from_denoised
+from genmodels.diffusion.preconditioning import Preconditioning, from_denoised, score_from_denoised, to_denoised
 from genmodels.diffusion.processes import EDM, VE, VP, Flow
 from genmodels.diffusion.samplers import sample_ddim, sample_dpmpp_2m, sample_heun
 
@@ -258,3 +258,24 @@ def test_the_prior_and_diffusion_terms_of_the_bound_at_four_steps_by_hand():
                        lambda n: torch.zeros(1, n, 3), network_dtype=torch.float64)
     assert float(terms["prior"][0]) == pytest.approx(prior, rel=1e-10)
     assert float(terms["diffusion"][0]) == pytest.approx(diffusion, rel=1e-10)
+
+
+# --- the conversions' plumbing: survivors of a mutmut run of preconditioning.py --------------------------
+def test_to_denoised_and_score_by_hand_with_sigma_data_a_python_float_and_float64():
+    """D = c_skip x̂ + c_out F (EDM eq. 7) with σ_data = 0.3 passed through, σ a Python float, x̂ float64
+    (so σ must take x̂'s dtype: a float32 σ is off by ~1e-8); the score ∇ log p = (D − x̂)/σ² (EDM eq. 3)."""
+    sd, sigma = 0.3, 0.7
+    x = torch.tensor([[0.4, -1.3]], dtype=torch.float64)
+    F = torch.tensor([[0.25, 2.0]], dtype=torch.float64)
+    c_skip, c_out = sd**2 / (sigma**2 + sd**2), sigma * sd / math.sqrt(sigma**2 + sd**2)
+    D = to_denoised("edm", F, x, sigma, sigma_data=sd)
+    assert D.dtype == torch.float64
+    assert D.tolist()[0] == pytest.approx([c_skip * 0.4 + c_out * 0.25, c_skip * -1.3 + c_out * 2.0], rel=1e-14)
+    score = score_from_denoised(D, x, torch.tensor([sigma], dtype=torch.float64))
+    assert score.tolist()[0] == pytest.approx(((D - x) / sigma**2).tolist()[0], rel=1e-14)
+    assert score_from_denoised(torch.zeros(1, 1), torch.ones(1, 1), torch.tensor(0.5)).item() == pytest.approx(-4.0)
+
+
+def test_an_unknown_prediction_target_is_refused_naming_the_valid_ones():
+    with pytest.raises(ValueError, match=r"prediction must be one of eps, x0, v, velocity, edm, got 'score'"):
+        Preconditioning("score")
