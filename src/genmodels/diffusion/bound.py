@@ -46,6 +46,7 @@ def ddpm_bound(
     levels: int,
     noise: Callable[[int], Tensor],
     chunk: int = 50,
+    network_dtype: torch.dtype = torch.float32,
 ) -> dict[str, Tensor]:
     """The bound's terms in nats per example (each ≥ 0; their sum is −ELBO).
 
@@ -56,6 +57,7 @@ def ddpm_bound(
         levels: K.
         noise: ``noise(n)`` → (B, n, ...) standard normal draws (``Batch.randn``, per example).
         chunk: time steps evaluated in one denoiser call (memory vs speed).
+        network_dtype: the dtype the denoiser takes (the bound itself is summed in float64).
 
     Returns:
         {"prior": L_T, "diffusion": Σ_{t≥2} L_{t−1}, "decoder": L_0}, each (B,).
@@ -78,8 +80,8 @@ def ddpm_bound(
         eps = noise(len(ts)).to(x0.device, dtype).reshape(B, len(ts), -1)  # (B, n, D)
         s = sigmas[ts]  # (n,)
         x_hat = x0[:, None, :] + s[None, :, None] * eps  # (B, n, D)
-        flat = x_hat.transpose(0, 1).reshape(len(ts) * B, *shape).float()  # (n·B, ...) time-major
-        denoised = denoiser(flat, s.repeat_interleave(B).float()).to(dtype)
+        flat = x_hat.transpose(0, 1).reshape(len(ts) * B, *shape).to(network_dtype)  # (n·B, ...) time-major
+        denoised = denoiser(flat, s.repeat_interleave(B).to(network_dtype)).to(dtype)
         denoised = denoised.reshape(len(ts), B, -1).transpose(0, 1)  # (B, n, D)
         for j, t in enumerate(ts.tolist()):
             if t == 0:  # L_0 = −log N_discretized(x; D(x̂_1; σ_1), β_1)

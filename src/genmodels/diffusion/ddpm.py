@@ -90,9 +90,12 @@ class DDPM(DiffusionModel):
             denoiser = lambda x, s: self.denoise(x, s, labels.repeat(len(x) // len(labels)))  # noqa: E731
         else:
             denoiser = lambda x, s: self.denoise(x, s)  # noqa: E731
-        terms = ddpm_bound(denoiser, self.process, batch.x, self.spec.levels, lambda n: batch.randn(n, *self.spec.shape))
+        terms = ddpm_bound(
+            denoiser, self.process, batch.x, self.spec.levels, lambda n: batch.randn(n, *self.spec.shape),
+            network_dtype=self.data_mean.dtype,
+        )
         self.train(was_training)
-        terms = {name: -value.float() for name, value in terms.items()}  # log-likelihood terms (≤ 0)
+        terms = {name: -value.to(self.data_mean.dtype) for name, value in terms.items()}  # log-likelihood terms (≤ 0)
         values = sum(terms.values())
         records.append(
             LogLikelihood(

@@ -183,9 +183,9 @@ class DiffusionModel(GenerativeModel):
             K = self.spec.levels
             if u is None:
                 u = torch.rand(x.shape, device=x.device)
-            z, logdet = units.scale_to_symmetric((x.float() + u) / K)
+            z, logdet = units.scale_to_symmetric((x.to(self.data_mean.dtype) + u) / K)
             return z, units.discrete_bound_from_density(logdet, self.spec.dims, K)
-        z = (x.float() - self.data_mean) / self.data_std
+        z = (x.to(self.data_mean.dtype) - self.data_mean) / self.data_std
         return z, (-self.data_std.log().sum()).expand(len(x))
 
     def from_model_space(self, z: Tensor) -> Tensor:
@@ -198,7 +198,7 @@ class DiffusionModel(GenerativeModel):
         """Continuous data: per-dimension mean and std of the training split."""
         if self.spec.is_discrete:
             return
-        xs = torch.cat([b.x.float() for b in batches])
+        xs = torch.cat([b.x.to(self.data_mean.dtype) for b in batches])
         self.data_mean.copy_(xs.mean(0))
         self.data_std.copy_(xs.std(0).clamp_min(1e-6))
 
@@ -293,7 +293,10 @@ class DiffusionModel(GenerativeModel):
             schedule: the σ steps: ``default`` (the method's: DDPM's sub-sequence, VE's geometric, flow's
                 uniform t) or ``karras`` (EDM eq. 5, ρ = 7, between the process's σ_min and σ_max).
             clip: clamp every denoised estimate D(x̂; σ) to the data's range [−1, 1] (discrete data): the
-                x̂_0 clipping of Ho et al. 2020's sampler and diffusers' ``clip_sample``. Default: the
+                x̂_0 clipping of Ho et al. 2020's sampler and diffusers' ``clip_sample``. Every solver then
+                uses the clipped D throughout, so ``ddim`` also recomputes its step direction
+                ε̂ = (x̂ − D)/σ from the clipped D: diffusers' DDIMScheduler with ``clip_sample=True`` and
+                ``use_clipped_model_output=True`` (its default, False, keeps the network's ε̂). Default: the
                 method's (on for ``ddpm``, whose ε-prediction D = x̂ − σ ε̂ multiplies the network's error
                 by σ, up to 157 at t = T; off where preconditioning bounds D, as EDM's does).
         """
@@ -336,7 +339,7 @@ class DiffusionModel(GenerativeModel):
         else:
             raise UserError(f"unknown schedule '{schedule}'; valid: default, karras")
         x = torch.randn((n, *self.spec.shape), generator=generator, device=generator.device if generator else None)
-        x = x.to(self.device) * float(sigmas[0])
+        x = x.to(self.device, self.data_mean.dtype) * float(sigmas[0])
         was_training = self.training
         self.eval()
         denoiser = self.denoiser(y, guidance)

@@ -152,7 +152,7 @@ class MaskedCoupling(Transform):
 
     def __init__(self, mask: Tensor, net: nn.Module):
         super().__init__()
-        self.register_buffer("mask", mask.float())
+        self.register_buffer("mask", mask.to(torch.get_default_dtype()))
         self.net = net
 
     def _params(self, x: Tensor, context: Tensor | None) -> Tensor:
@@ -366,13 +366,14 @@ class InvertibleLinearLU(Transform):
         q, _ = torch.linalg.qr(torch.randn(channels, channels, dtype=torch.float64))
         p, l, u = torch.linalg.lu(q)
         s = torch.diagonal(u)
-        self.register_buffer("P", p.float())
-        self.register_buffer("sign_s", torch.sign(s).float())
+        dtype = torch.get_default_dtype()  # float64 under a float64 default (exactness tests)
+        self.register_buffer("P", p.to(dtype))
+        self.register_buffer("sign_s", torch.sign(s).to(dtype))
         self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
         self.register_buffer("eye", torch.eye(channels))
-        self.L = nn.Parameter(l.float())
-        self.U = nn.Parameter(torch.triu(u, 1).float())
-        self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+        self.L = nn.Parameter(l.to(dtype))
+        self.U = nn.Parameter(torch.triu(u, 1).to(dtype))
+        self.log_s = nn.Parameter(torch.log(torch.abs(s)).to(dtype))
 
     def weight(self) -> Tensor:
         L = self.L * self.lower_mask + self.eye

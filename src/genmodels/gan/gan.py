@@ -155,6 +155,7 @@ class GAN(GenerativeModel):
 
     def generate(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """G(z | y): (n, L) → (n, *shape) images on [0, 1]."""
+        z = z.to(next(self.generator.parameters()).dtype)  # prior draws are float32; G may be float64
         if self.label_embedding is not None:
             if y is None:
                 raise UserError("this GAN is class-conditional: pass labels (y)")
@@ -170,7 +171,8 @@ class GAN(GenerativeModel):
         return out
 
     def _real(self, batch: Batch) -> Tensor:
-        return uniform_dequantize(batch.x, self.spec.levels)  # (x + u) / K on [0, 1)
+        dtype = next(self.disc_head.parameters()).dtype  # float32 dequantized data → the networks' dtype
+        return uniform_dequantize(batch.x, self.spec.levels).to(dtype)  # (x + u) / K on [0, 1)
 
     # --- losses -------------------------------------------------------------------------------------
     def _d_loss(self, real: Tensor, fake: Tensor, y: Tensor | None) -> Loss:

@@ -216,7 +216,7 @@ class LatentVariableModel(GenerativeModel):
         q = self.encode(x, y)
         kl = self.kl(q)
         x_flat = x.reshape(len(x), -1)
-        log_w_chunks, reconstruction = [], torch.zeros(len(x), device=x.device)
+        log_w_chunks, reconstruction = [], torch.zeros(len(x), dtype=kl.dtype, device=x.device)
         done = 0
         while done < k:
             count = min(SAMPLE_CHUNK, k - done)
@@ -238,7 +238,8 @@ class LatentVariableModel(GenerativeModel):
                             generator: torch.Generator | None = None) -> Tensor:
         """Decode latents z (N, F) and draw x ~ p(x | z): int64 levels of shape (N, *shape)."""
         y = self.labels(y, len(z))
-        log_p = decoder_level_log_probs(self.decode(z.to(self.device), y), self.decoder_likelihood, self.spec.levels)
+        z = z.to(self.device, next(self.parameters()).dtype)  # prior draws are float32; the networks may be float64
+        log_p = decoder_level_log_probs(self.decode(z, y), self.decoder_likelihood, self.spec.levels)
         probs = log_p.exp().reshape(-1, self.spec.levels)  # (N·D, K)
         where = generator.device if generator is not None else probs.device
         x = torch.multinomial(probs.to(where), 1, generator=generator).squeeze(1)

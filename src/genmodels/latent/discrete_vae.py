@@ -196,7 +196,8 @@ class DiscreteVAE(LatentVariableModel):
         """n one-hot latents from the uniform prior, (n, V·C)."""
         u = self._noise((n, self.variables, self.classes), generator, self.device, uniform=True)
         index = u.argmax(dim=-1)  # argmax of i.i.d. uniforms: uniform over the C classes
-        return F.one_hot(index, self.classes).to(torch.float32).flatten(1)
+        dtype = next(self.decoder.parameters()).dtype
+        return F.one_hot(index, self.classes).to(dtype).flatten(1)
 
     @torch.no_grad()
     def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:

@@ -227,7 +227,8 @@ class Encoder(nn.Module):
             self.net = mlp([spec.dims + num_classes, *hidden, out], activation, dropout)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        inputs = self.input_dropout(x.to(torch.float32) / (self.levels - 1))  # levels → [0, 1]
+        dtype = next(self.net.parameters()).dtype  # the networks' dtype (float32, or float64 for exactness tests)
+        inputs = self.input_dropout(x.to(dtype) / (self.levels - 1))  # levels → [0, 1]
         extra = F.one_hot(y, self.num_classes).to(inputs.dtype) if self.num_classes else None
         if self.architecture == "conv":
             return self.net(inputs, extra)

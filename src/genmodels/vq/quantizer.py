@@ -130,7 +130,9 @@ class VectorQuantizer(nn.Module):
         indices = self.nearest(z_e.detach())  # (B, T)
         if self.training:
             with torch.no_grad():
-                self._update(z_e.detach().reshape(-1, self.dim), indices.reshape(-1))
+                # in the codebook's dtype: under bf16 autocast z_e is bf16, and the EMA sums and the
+                # restarts' index_put need (and deserve) the float32 buffers' precision
+                self._update(z_e.detach().reshape(-1, self.dim).to(self.codebook.dtype), indices.reshape(-1))
             indices = self.nearest(z_e.detach()) if self._restarted else indices
         e = self.lookup(indices)  # (B, T, D)
         commitment = self.beta * (z_e - e.detach()).pow(2).sum((1, 2))

@@ -135,7 +135,7 @@ class VQGAN(VQVAE):
         # L_rec + L_VQ (the vqvae loss); only L_rec reaches the decoder's last layer.
         rec_loss = base.loss
         if self._features:
-            p = self.perceptual(batch.x.float() / (self.spec.levels - 1), x_hat) * self.config.perceptual_weight
+            p = self.perceptual(batch.x.to(x_hat.dtype) / (self.spec.levels - 1), x_hat) * self.config.perceptual_weight
             terms["perceptual"] = p.detach()
             rec_loss = rec_loss + p.mean()
         total = rec_loss
@@ -158,7 +158,7 @@ class VQGAN(VQVAE):
             with torch.no_grad():
                 z_q = self.quantizer.lookup(self.quantizer.nearest(self.encode_continuous(batch.x)))
                 fake = self.mean_image(self.decoder_params(z_q))
-        real = batch.x.float() / (self.spec.levels - 1)
+        real = batch.x.to(fake.dtype) / (self.spec.levels - 1)
         d_real = self.discriminator(2 * real - 1).flatten(1).mean(1)
         d_fake = self.discriminator(2 * fake - 1).flatten(1).mean(1)
         hinge = F.relu(1 - d_real) + F.relu(1 + d_fake)  # Esser et al. 2021 / Lim & Ye 2017

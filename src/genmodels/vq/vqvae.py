@@ -149,7 +149,7 @@ class VQVAE(GenerativeModel):
         return self.config.num_codes
 
     def _inputs(self, x: Tensor) -> Tensor:
-        inputs = x.to(torch.float32) / (self.spec.levels - 1) * 2 - 1  # levels → [−1, 1]
+        inputs = x.to(self.code_counts.dtype) / (self.spec.levels - 1) * 2 - 1  # levels → [−1, 1]
         h, w = self.spec.shape[1:]
         return F.pad(inputs, (0, self.padded[1] - w, 0, self.padded[0] - h))
 
@@ -197,7 +197,7 @@ class VQVAE(GenerativeModel):
     def reconstruction_mse(self, x: Tensor, reconstruction: Tensor) -> Tensor:
         """(B,) mean squared error per pixel on the [0, 1] scale."""
         scale = self.spec.levels - 1
-        return ((x.float() - reconstruction.float()) / scale).pow(2).flatten(1).mean(1)
+        return ((x.to(reconstruction.dtype) - reconstruction) / scale).pow(2).flatten(1).mean(1)
 
     @torch.no_grad()
     def evaluation_figures(self, batch: Batch) -> dict[str, Tensor]:
