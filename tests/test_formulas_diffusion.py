@@ -279,3 +279,17 @@ def test_to_denoised_and_score_by_hand_with_sigma_data_a_python_float_and_float6
 def test_an_unknown_prediction_target_is_refused_naming_the_valid_ones():
     with pytest.raises(ValueError, match=r"prediction must be one of eps, x0, v, velocity, edm, got 'score'"):
         Preconditioning("score")
+
+
+def test_a_discrete_linear_schedule_whose_last_beta_reaches_one_is_refused_in_one_line():
+    """β_T = β_max/T ≥ 1 (e.g. T = 8 with β_max = 20) gives ᾱ_T ≤ 0: refused when built, not NaN later."""
+    import pytest
+
+    from genmodels.core import create_model
+    from genmodels.data import load_dataset
+    from genmodels.errors import UserError
+
+    spec = load_dataset("digits").spec
+    with pytest.raises((UserError, ValueError), match="last β"):
+        create_model("ddpm", spec, {"timesteps": 8})
+    create_model("ddpm", spec, {"timesteps": 21})  # β_T = 20/21 < 1 is allowed

@@ -157,6 +157,13 @@ class VP(Process):
             raise ValueError(f"schedule must be 'linear' or 'cosine', got '{self.schedule}'")
         if self.timesteps < 0 or self.timesteps == 1:
             raise ValueError("timesteps must be 0 (continuous time) or ≥ 2")
+        if not 0 <= self.beta_min < self.beta_max:
+            raise ValueError(f"need 0 ≤ beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
+        if self.schedule == "linear" and self.timesteps > 0 and self.beta_max / self.timesteps >= 1:
+            # The discrete β_T = β_max/T (Ho et al. 2020's 0.02 = 20/1000) must stay below 1, or
+            # ᾱ_T = Π(1 − β_t) reaches 0 or below and every later quantity is NaN.
+            raise ValueError(f"timesteps={self.timesteps} with beta_max={self.beta_max} makes the last β "
+                             f"{self.beta_max / self.timesteps:g} ≥ 1: use more timesteps or a smaller beta_max")
 
     @property
     def discrete(self) -> bool:
