@@ -32,6 +32,7 @@ from .core import keyword_options, model_class
 from .data import load_dataset
 from .errors import UserError
 from .plotting import save_bpd_curves, save_loss_curves, save_montage
+from .report_page import write_report_page
 from .training import TrainConfig, train
 from .training.report import results_markdown
 
@@ -178,6 +179,7 @@ def run_entries(
     files["table"] = out / "results.md"
     files["table"].write_text(bench_markdown(rows))
     files["json"] = _write_json(out, rows, header, time.perf_counter() - started)
+    files["page"] = write_report_page(files["json"])  # results.html: the leaderboard and every picture
     print()
     print(files["table"].read_text())
     outside = [(r, c) for r in rows for c in r.get("expected", []) if not c["within"]]
