@@ -25,7 +25,10 @@ import numpy as np
 
 from .plot_style import FAMILY_ORDER, apply_scale, family_of, legend_outside, model_colours, new_figure, save_figure
 
-__all__ = ["read_metrics", "save_loss_curves", "save_bpd_curves", "Series", "validation_series"]
+__all__ = [
+    "read_metrics", "save_loss_curves", "save_bpd_curves", "loss_curves_figure", "bpd_curves_figure", "Series",
+    "validation_series",
+]
 
 #: marker per likelihood measure, in order of appearance within a figure
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -203,7 +206,14 @@ def save_loss_curves(
     runs: dict[str, str | Path], path: str | Path, *, title: str | None = None,
     records: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Path:
-    """Plot training loss and validation figures against steps, one row per model family.
+    """Save :func:`loss_curves_figure` of ``runs`` as a PNG at ``path``; return the path."""
+    return save_figure(loss_curves_figure(runs, title=title, records=records), path)
+
+
+def loss_curves_figure(
+    runs: dict[str, str | Path], *, title: str | None = None, records: dict[str, list[dict[str, Any]]] | None = None,
+):
+    """Training loss and validation figures against steps, one row per model family (a figure).
 
     Columns: the training loss (each optimizer group's where there are several), the validation
     likelihood in one unit, and where any run has them, validation FD and validation figures that
@@ -211,7 +221,6 @@ def save_loss_curves(
 
     Args:
         runs: a label (a model name, for its family and colour) → its metrics.csv.
-        path: the PNG to write.
         title: the figure's title.
         records: a label → its validation records (results.json's ``validation``), to tell which
             curves are cheaper estimates; by default read from the run folder beside metrics.csv.
@@ -256,26 +265,35 @@ def save_loss_curves(
         legend_outside(row[-1], handles, texts)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return fig
 
 
 def _frame(series: list[Series]) -> tuple[float, float, bool] | None:
-    """The y range that matters: from the lowest value to the highest value a model still has after
-    its first evaluation (the untrained step-0 figures, often 10+ bits/dim, would squash the rest)."""
+    """The y range that matters: from the lowest value up to the highest value any model has after
+    its first evaluation, but no further than half a bit/dim above twice the spread of the final
+    values (the untrained step-0 figures, often 10+ bits/dim, and a slow start would squash the
+    rest). Returns (low, high, whether some values lie above)."""
     values = _values(series)
     if not values:
         return None
     later = [v for s in series for _, v in s.points[1:]] or values
-    finals = [s.points[-1][1] for s in series]
-    low, high = min(values), max(max(finals), float(np.quantile(later, 0.9)))
-    span = max(high - low, 1e-6)
-    return low - 0.05 * span, high + 0.1 * span, max(values) > high + 0.1 * span
+    low, last = min(values), max(s.points[-1][1] for s in series)
+    high = min(max(later), last + (last - low) + 0.5)
+    margin = 0.05 * max(high - low, 0.1)
+    return low - margin, high + margin, max(values) > high + margin
 
 
 def save_bpd_curves(
     runs: dict[str, str | Path], path: str | Path, *, title: str | None = None,
     records: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Path:
+    """Save :func:`bpd_curves_figure` of ``runs`` as a PNG at ``path``; return the path."""
+    return save_figure(bpd_curves_figure(runs, title=title, records=records), path)
+
+
+def bpd_curves_figure(
+    runs: dict[str, str | Path], *, title: str | None = None, records: dict[str, list[dict[str, Any]]] | None = None,
+):
     """Validation bits/dim against training seconds, one colour per model (one marker per measure):
     what each model reaches for the time it is given. ``runs`` maps a label to a metrics.csv.
 
@@ -308,4 +326,4 @@ def save_bpd_curves(
     legend_outside(ax, handles, texts)
     heading = title or "validation bits/dim against training time"
     ax.set_title(heading + ("\n(the first, untrained evaluations lie above the frame)" if clipped else ""), fontsize=10)
-    return save_figure(fig, path)
+    return fig

@@ -11,7 +11,7 @@ import numpy as np
 from .data.base import DataSpec
 from .plot_style import _pyplot, save_figure
 
-__all__ = ["save_tabular_samples", "MAX_HISTOGRAMS", "PAIR_DIMENSIONS"]
+__all__ = ["save_tabular_samples", "tabular_samples_figure", "MAX_HISTOGRAMS", "PAIR_DIMENSIONS"]
 
 #: dimensions drawn as histograms (the first ones; the title says how many of how many)
 MAX_HISTOGRAMS = 16
@@ -78,9 +78,15 @@ def save_tabular_samples(
     samples: np.ndarray, spec: DataSpec, path: str | Path, *, title: str | None = None,
     reference: np.ndarray | None = None, seed: int = 0,
 ) -> Path:
-    """Draw (N, D) samples of tabular data as per-dimension histograms over ``reference`` (examples
-    of the data, e.g. the validation split; optional), and a pair plot of the first few dimensions;
-    save a PNG to ``path`` and return it."""
+    """Save :func:`tabular_samples_figure` as a PNG at ``path``; return the path."""
+    return save_figure(tabular_samples_figure(samples, spec, title=title, reference=reference, seed=seed), path)
+
+
+def tabular_samples_figure(
+    samples: np.ndarray, spec: DataSpec, *, title: str | None = None, reference: np.ndarray | None = None, seed: int = 0,
+):
+    """(N, D) samples of tabular data as per-dimension histograms over ``reference`` (examples of
+    the data, e.g. the validation split; optional), and a pair plot of the first few dimensions."""
     samples = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
@@ -100,4 +106,4 @@ def save_tabular_samples(
     note = "" if reference is not None else " (no data drawn beside)"
     if title or note:
         fig.suptitle((title or "") + note, fontsize=10)
-    return save_figure(fig, path)
+    return fig
