@@ -156,8 +156,8 @@ def _style_legend(models: list[str], colours: dict[str, str], markers: dict[str,
             labels.append(group if group == "loss" else f"{group} loss")
     if notes:
         handles.append(Line2D([], [], color="0.4", marker="o", markerfacecolor="none", linestyle="--", markersize=4))
-        labels.append("\n".join(textwrap.wrap("hollow, dashed: validated with cheaper settings than the test figure "
-                                              "(biased against it) — " + "; ".join(notes), 40)))
+        labels.append("\n".join(textwrap.wrap("hollow, dashed: validation with cheaper settings than the test "
+                                              "figure (a looser bound or a biased estimate) — " + "; ".join(notes), 40)))
     return handles, labels
 
 
