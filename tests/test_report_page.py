@@ -52,6 +52,7 @@ def bench_folder(tmp_path) -> Path:
         _png(run / "samples.png")
         _png(run / "loss_curves.png", (0, 128, 255))
         rows.append(_row(name, None if i == 5 else 2.0 + ((i * 7) % 23) / 10, Path("somewhere/else/bench/digits") / name))
+    rows[5]["sample_quality"] = [{"metric": "fd", "value": 12.5, "stderr": None, "samples": 500}]
     rows.append({"data": "digits", "model": "picky", "skipped": "wants binary data"})
     _png(out / "loss_curves-digits.png", (0, 200, 0))
     _png(out / "bpd_vs_time-digits.png", (0, 0, 200))
@@ -76,6 +77,7 @@ def test_the_page_ranks_every_model_in_one_leaderboard_and_embeds_every_picture(
     for m in models:
         assert f'id="model-digits-{m}"' in page  # every link has its section
     assert "hubness" not in page  # an option that is off is not shown
+    assert "FD (genmodels features)" in board and "12.5" in board  # sample quality gets its column
 
 
 def test_a_run_page_and_a_dict_and_the_command_line(tmp_path, capsys):

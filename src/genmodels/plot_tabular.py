@@ -71,6 +71,7 @@ def _pairs(fig, samples: np.ndarray, reference: np.ndarray | None, spec: DataSpe
             ax.set_xlabel(f"dimension {j}", fontsize=7)
             ax.set_ylabel(f"dimension {i}", fontsize=7)
             ax.tick_params(labelsize=6)
+            ax.set_box_aspect(1)
     fig.suptitle(f"pairs of dimensions 0–{dims - 1} (grey: data, red: samples)", fontsize=9)
 
 
@@ -94,10 +95,10 @@ def tabular_samples_figure(
     rows = math.ceil(shown / min(4, shown))
     pairs = samples.shape[1] >= 2
     plt = _pyplot()
-    height = 1.9 * rows + (3.6 if pairs else 0) + 0.8
+    height = 1.9 * rows + (4.2 if pairs else 0) + 0.8
     fig = plt.figure(figsize=(9.5, height), layout="constrained")
     if pairs:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[1.9 * rows + 0.5, 3.6])
+        top, bottom = fig.subfigures(2, 1, height_ratios=[1.9 * rows + 0.5, 4.2])
     else:
         top, bottom = fig, None
     _histograms(top, samples, reference, spec)
