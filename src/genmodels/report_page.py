@@ -47,6 +47,10 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 tr.skipped td { color: #777; }
 figure { margin: .6rem 0; display: inline-block; vertical-align: top; max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.row { display: flex; flex-wrap: wrap; gap: .5rem 2rem; align-items: flex-start; }
+.row figure { flex: 0 1 auto; }
+.row figure.wide { flex: 1 1 560px; }
+.row figure.wide img { width: 100%; }
 figcaption { font-size: .8rem; color: #555; }
 .kind-exact { color: #1a7f37; } .kind-bound { color: #9a6700; } .kind-estimate { color: #8250df; }
 """
@@ -61,10 +65,10 @@ def _anchor(row: dict[str, Any]) -> str:
     return "model-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
-def _image(path: Path, caption: str) -> str:
+def _image(path: Path, caption: str, css: str = "") -> str:
     """A PNG embedded as a data URI, with its caption (the file's name says where it came from)."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
+    return (f'<figure class="{css}"><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
             f"<figcaption>{_e(caption)} <span class=\"muted\">({_e(path.name)})</span></figcaption></figure>")
 
 
@@ -205,9 +209,10 @@ def _model_section(row: dict[str, Any], folder: Path | None, base: Path) -> str:
         facts.append(f"{row['sampling']['seconds']:.2f} s to draw them")
     out.append(f"<p>{_e('; '.join(facts))}.</p>")
     coverage = _coverage(row)
-    out.append(_records_table(row.get("test") or [], "Test" + (f" ({coverage})" if coverage else "")))
-    out.append(_records_table(row.get("validation") or [], "Validation (the checkpoint chosen; its validation settings)"))
-    out.append(_figures_table(row))
+    tables = [_records_table(row.get("test") or [], "Test" + (f" ({coverage})" if coverage else "")),
+              _records_table(row.get("validation") or [], "Validation (the chosen checkpoint, validation settings)"),
+              _figures_table(row)]
+    out.append('<div class="row">' + "".join(f"<div>{t}</div>" for t in tables if t) + "</div>")
     for check in row.get("expected") or []:
         got = "not reported" if check.get("got") is None else f"{check['got']:.5g}"
         out.append(f"<p class=\"note\">expected {_e(check['figure'])} {check['expected']:.5g} ± {check['tolerance']:.2g}, "
@@ -219,8 +224,8 @@ def _model_section(row: dict[str, Any], folder: Path | None, base: Path) -> str:
                      if p.name not in ("samples.png", "loss_curves.png")]
     else:
         pictures = [(base / f"samples-{row.get('data')}-{row['model']}.png", "samples")]
-    found = [_image(path, caption) for path, caption in pictures if path.is_file()]
-    out.append("<div>" + "".join(found) + "</div>" if found else '<p class="muted">no pictures found beside the results</p>')
+    found = [_image(path, caption, "" if caption == "samples" else "wide") for path, caption in pictures if path.is_file()]
+    out.append('<div class="row">' + "".join(found) + "</div>" if found else '<p class="muted">no pictures found beside the results</p>')
     return "\n".join(out + ["</section>"])
 
 
