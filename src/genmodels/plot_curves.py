@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .plot_style import FAMILY_ORDER, apply_scale, family_of, legend_outside, model_colours, new_figure, save_figure
 
 __all__ = [
