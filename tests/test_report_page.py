@@ -69,6 +69,7 @@ def test_the_page_ranks_every_model_in_one_leaderboard_and_embeds_every_picture(
     figures = [float(re.search(rf'#model-digits-{m}".*?<td class="num">([0-9.]+) ±', board, re.S).group(1)) for m in ranked]
     assert figures == sorted(figures)  # best bits/dim first
     assert models[-2] == "model-05"  # no likelihood: after the ranked ones
+    assert "2 ± 0.011</td>" in board  # 0.5 nats over 64 dimensions: 0.5 / (64 ln 2) = 0.01127 bits/dim
     assert "skipped: wants binary data" in board and "estimate" in board and "exact" in board
     # self-contained: every picture embedded, nothing fetched, no script
     images = re.findall(r'<img src="([^"]+)"', page)

@@ -19,6 +19,7 @@ import argparse
 import base64
 import html
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,10 @@ def _leaderboard(rows: list[dict[str, Any]]) -> str:
             nll, unit, kind = "—", "", f"none (no likelihood){'; ' + row['model'] + ' is ranked by FD' if _quality(row, 'fd') else ''}"
         else:
             in_bits = record.get("bits_per_dim") is not None
-            nll = _figure_text(record["bits_per_dim"] if in_bits else record["nll_nats"],
-                               record["stderr_nats"] / (record["dims"] * 0.6931471805599453) if in_bits else record["stderr_nats"])
+            stderr = record.get("stderr_nats")
+            if in_bits and stderr is not None:
+                stderr /= record["dims"] * math.log(2)  # bits/dim = nats / (D ln 2), its error alike
+            nll = _figure_text(record["bits_per_dim"] if in_bits else record["nll_nats"], stderr)
             unit = "bits/dim" if in_bits else "nats/example (density)"
             coverage = _coverage(row)
             kind = (f'<span class="kind-{_e(record["kind"])}">{_e(_kind_label(record))}</span> ({_e(record["measure"])})'
