@@ -230,6 +230,7 @@ def loss_curves_figure(
     families = sorted(rows, key=lambda f: (FAMILY_ORDER.index(f) if f in FAMILY_ORDER else len(FAMILY_ORDER), f))
     series, unit = _panel_series(runs, records or {})
     keys = [key for key, _, _ in PANELS if key in ("train", "likelihood") or any(series[key].values())]
+    last_step = max((x for panel in series.values() for found in panel.values() for s in found for x, _ in s.points), default=1.0)
     fig, axes = new_figure(3.9 * len(keys) + 2.8, 2.8 * len(families) + (0.5 if title else 0.2),
                            nrows=len(families), ncols=len(keys), squeeze=False)
     for row, family in zip(axes, families):
@@ -248,6 +249,8 @@ def loss_curves_figure(
                 for s in drawn:  # several figures may share a model's colour: name each at its end
                     ax.annotate(s.measure, s.points[-1], fontsize=6, color=colours[s.model], ha="right", va="bottom")
             apply_scale(ax, _values(drawn))
+            if drawn and all(len(s.points) == 1 for s in drawn):  # level lines only: the other panels' steps
+                ax.set_xlim(0, max(1.0, last_step))
             heading, ylabel = next((t, y) for k, t, y in PANELS if k == key)
             ax.set_title(f"{family}: {heading}" + (f" ({unit})" if key == "likelihood" else ""), fontsize=9)
             ax.set_ylabel(ylabel or unit, fontsize=8)
