@@ -32,6 +32,7 @@ from .core import accepted_options, model_class
 from .data import load_dataset
 from .errors import UserError
 from .plotting import save_bpd_curves, save_loss_curves, save_montage
+from .report_page import write_report_page
 from .training import TrainConfig, train
 from .training.report import results_markdown
 
@@ -150,8 +151,8 @@ def run_entries(
         if "skipped" in row:
             print(f"   skipped: {row['skipped']}", flush=True)
         else:
-            if row.pop("_has_curve"):
-                curves.setdefault(entry.data, {})[entry.model] = Path(row["run_dir"]) / "metrics.csv"
+            # every run, a closed-form fit too: no loss curve, but its validation level is drawn as a line
+            curves.setdefault(entry.data, {})[entry.model] = Path(row["run_dir"]) / "metrics.csv"
             grid = out / f"samples-{entry.data}-{entry.model}.png"
             shutil.copyfile(Path(row["run_dir"]) / "samples.png", grid)
             files[f"samples {entry.model}"] = grid
@@ -171,6 +172,7 @@ def run_entries(
     files["table"] = out / "results.md"
     files["table"].write_text(bench_markdown(rows))
     files["json"] = _write_json(out, rows, header, time.perf_counter() - started)
+    files["page"] = write_report_page(files["json"])  # results.html: the leaderboard and every picture
     print()
     print(files["table"].read_text())
     outside = [(r, c) for r in rows for c in r.get("expected", []) if not c["within"]]
@@ -222,7 +224,6 @@ def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, qua
         "train_config": entry.config.to_json(),
         "model_config": entry.model_config or {},
         "run_dir": str(run_dir),
-        "_has_curve": "loss_curves" in result.files,
     }
     if quality_samples:
         row["sample_quality"] = _sample_quality(result, dataset, entry, quality_samples, progress)

@@ -1,40 +1,29 @@
-"""Pictures: sample grids (PNG via Pillow) and loss curves (matplotlib, no display needed)."""
+"""Pictures: sample grids (PNG via Pillow), tabular samples as histograms, curves and figures
+(matplotlib on the Agg backend, no display needed). The curves live in :mod:`genmodels.plot_curves`,
+what every picture shares (colours, log axes, legends) in :mod:`genmodels.plot_style`."""
 
 from __future__ import annotations
 
-import csv
 import math
-from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from torch import Tensor
 
 from .data.base import DataSpec
+from .plot_curves import read_metrics, save_bpd_curves, save_loss_curves
+from .plot_style import _pyplot, save_figure
+from .plot_tabular import save_tabular_samples
 
-__all__ = ["save_figure", "save_receptive_field", "save_confusion", "save_samples", "image_grid", "save_loss_curves", "read_metrics", "save_bpd_curves", "save_montage"]
+__all__ = [
+    "save_figure", "save_receptive_field", "save_confusion", "save_samples", "image_grid", "save_loss_curves",
+    "read_metrics", "save_bpd_curves", "save_montage", "sample_title", "describe_sampling", "save_tabular_samples",
+]
 
-
-def _pyplot():
-    """matplotlib's pyplot on the Agg backend: files only, no display needed (CI has none)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Lay out ``fig``, write it to ``path`` (its folder created if missing) and close it."""
-    plt = _pyplot()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+#: option values that mean "off": a title leaves them out ("hubness False" says nothing)
+_OFF = ("false", "none", "off", "no")
 
 
 def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 2, min_cell: int = 64) -> np.ndarray:
@@ -57,15 +46,11 @@ def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 2, 
 
 
 def _as_images(samples: np.ndarray, spec: DataSpec) -> np.ndarray | None:
-    """Discrete samples as (N, C, H, W) uint8, or None when they are not pictures."""
-    n = len(samples)
-    if spec.is_image:
-        images = samples.reshape(n, *spec.shape)
-    else:
-        side = math.isqrt(spec.dims)
-        if side * side != spec.dims:
-            return None
-        images = samples.reshape(n, 1, side, side)
+    """Discrete samples of image data as (N, C, H, W) uint8, or None when they are not pictures
+    (a table's rows are drawn as histograms, never reshaped into a square)."""
+    if not spec.is_image:
+        return None
+    images = samples.reshape(len(samples), *spec.shape)
     if images.shape[1] not in (1, 3):
         images = images[:, :1]
     return np.round(images.astype(np.float64) * 255.0 / (spec.levels - 1)).astype(np.uint8)
@@ -93,12 +78,24 @@ def _titled(picture: Image.Image, title: str) -> Image.Image:
     return canvas
 
 
-def save_samples(samples: Tensor, spec: DataSpec, path: str | Path, title: str | None = None) -> Path:
+def save_samples(
+    samples: Tensor, spec: DataSpec, path: str | Path, title: str | None = None, *, reference: Tensor | None = None,
+) -> Path:
     """Save samples as a PNG: an image grid for pictures, a scatter plot for 2-D continuous data,
-    a heat map (one row per sample) for other vectors."""
+    per-dimension histograms and a pair plot for other vectors (tables).
+
+    Args:
+        samples: (N, *spec.shape) samples.
+        spec: the data's spec.
+        path: the PNG to write.
+        title: what the picture shows (:func:`sample_title`).
+        reference: examples of the data (e.g. the validation split's) drawn beside the samples
+            where the picture is not an image grid; optional.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     array = samples.detach().cpu().numpy()
+    data = None if reference is None else reference.detach().cpu().numpy()
     if spec.is_discrete:
         images = _as_images(array, spec)
         if images is not None:
@@ -106,84 +103,49 @@ def save_samples(samples: Tensor, spec: DataSpec, path: str | Path, title: str |
             picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).convert("RGB")
             (_titled(picture, title) if title else picture).save(path)
             return path
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
     flat = array.reshape(len(array), -1)
     if flat.shape[1] == 2 and not spec.is_discrete:
-        ax.scatter(flat[:, 0], flat[:, 1], s=2, alpha=0.5)
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(5, 5))
+        if data is not None:
+            ax.scatter(data[:, 0], data[:, 1], s=2, alpha=0.3, color="0.55", label="data")
+        ax.scatter(flat[:, 0], flat[:, 1], s=2, alpha=0.5, color="#d62728", label="samples")
         ax.set_aspect("equal")
-    else:
-        ax.imshow(flat, aspect="auto", interpolation="nearest", cmap="viridis")
-        ax.set_xlabel("dimension")
-        ax.set_ylabel("sample")
-    if title:
-        ax.set_title(title)
-    return save_figure(fig, path)
+        if data is not None:
+            ax.legend(fontsize=8, markerscale=4)
+        if title:
+            ax.set_title(title, fontsize=9)
+        return save_figure(fig, path)
+    return save_tabular_samples(flat, spec, path, title=title, reference=data)
 
 
-def read_metrics(path: str | Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
-    """metrics.csv → {(split, metric): [(step, value), ...]} (the last row wins for a repeated step)."""
-    series: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            series[(row["split"], row["metric"])][int(row["step"])] = float(row["value"])
-    return {key: sorted(points.items()) for key, points in series.items()}
+def _shown(value: Any) -> bool:
+    """Whether a sampling option or reported value is worth a title: not off, not empty."""
+    return not (value is None or value is False or str(value).strip().lower() in _OFF)
 
 
-def save_loss_curves(runs: dict[str, str | Path], path: str | Path, *, title: str | None = None) -> Path:
-    """Plot training loss and validation NLL (nats/example) against steps for one or more runs.
-
-    ``runs`` maps a label to a metrics.csv.
-    """
-    plt = _pyplot()
-    path = Path(path)
-    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, csv_path in runs.items():
-        series = read_metrics(csv_path)
-        if ("train", "loss") in series:
-            steps, values = zip(*series[("train", "loss")])
-            ax_train.plot(steps, values, label=label)
-        for (split, metric), points in series.items():
-            if split == "validation" and metric.endswith("_nll"):
-                steps, values = zip(*points)
-                if len(points) == 1:  # fitted in closed form: one figure, drawn as a level line
-                    ax_val.axhline(values[0], linestyle="--", color="gray", label=f"{label} ({metric[:-4]})")
-                else:
-                    ax_val.plot(steps, values, marker="o", markersize=3, label=f"{label} ({metric[:-4]})")
-    ax_train.set_title("training loss")
-    ax_val.set_title("validation NLL (nats/example)")
-    for ax in (ax_train, ax_val):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return save_figure(fig, path)
+def describe_sampling(info: dict[str, Any]) -> str:
+    """A draw's settings, each once: the sampling options given (``solver=heun, steps=10``), then
+    what the model reported that they do not already say (``nfe 19``); options that are off
+    (``hubness=false``) and the draw's seconds are left out. Empty for a draw at the defaults."""
+    options = {k: v for k, v in (info.get("options") or {}).items() if _shown(v)}
+    given = {k: str(v).lower() for k, v in (info.get("options") or {}).items()}
+    reported = {k: v for k, v in info.items()
+                if k not in ("options", "seconds") and _shown(v) and given.get(k) != str(v).lower()}
+    parts = [", ".join(f"{k}={v}" for k, v in options.items()), ", ".join(f"{k} {v}" for k, v in reported.items())]
+    return " · ".join(part for part in parts if part)
 
 
-def save_bpd_curves(runs: dict[str, str | Path], path: str | Path, *, title: str | None = None) -> Path:
-    """Validation bits/dim against training seconds, one line per run (and likelihood measure):
-    what each model reaches for the time it is given. ``runs`` maps a label to a metrics.csv."""
-    plt = _pyplot()
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for label, csv_path in runs.items():
-        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        with open(csv_path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row["split"] == "validation" and row["metric"].endswith("_bpd"):
-                    series[row["metric"][:-4]].append((float(row["seconds"]), float(row["value"])))
-        for measure, points in series.items():
-            seconds, values = zip(*sorted(points))
-            ax.plot(seconds, values, marker="o", markersize=3, label=f"{label} ({measure})")
-    ax.set_xlabel("training seconds")
-    ax.set_ylabel("validation bits/dim")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title or "validation bits/dim against training time")
-    return save_figure(fig, path)
+def sample_title(model: str, data: str, step: int | None, info: dict[str, Any], *, label: int | None = None) -> str:
+    """What a grid shows, each setting once: model, data, checkpoint step, the class label sampled,
+    then :func:`describe_sampling` of the draw."""
+    parts = [f"{model} on {data}"]
+    if step is not None:
+        parts.append(f"step {step}")
+    if label is not None:
+        parts.append(f"label {label}")
+    sampling = describe_sampling(info)
+    return " · ".join(parts + ([sampling] if sampling else []))
 
 
 def save_montage(grids: dict[str, str | Path], path: str | Path, *, title: str | None = None, columns: int = 4) -> Path:

@@ -119,7 +119,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
     from ..checkpoint import load_model
     from ..plotting import save_samples
-    from ..training.report import draw_samples, sample_title
+    from ..plotting import sample_title
+    from ..training.report import draw_samples
 
     if args.num < 1:
         raise UserError(f"-n must be ≥ 1, got {args.num}")
@@ -135,7 +136,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         extra["y"] = torch.full((args.num,), args.label, dtype=torch.int64, device=model.device)
     samples, info = draw_samples(model, args.num, seed=args.seed, options=dict(args.options), **extra)
     seconds = info["seconds"]
-    path = save_samples(samples, model.spec, args.out, title=sample_title(ckpt.meta["model"], model.spec.name, ckpt.meta.get("step"), info))
+    path = save_samples(samples, model.spec, args.out, title=sample_title(ckpt.meta["model"], model.spec.name, ckpt.meta.get("step"), info,
+                                                                 label=args.label))
     details = "".join(f", {key} {value}" for key, value in info.items() if key not in ("seconds", "options"))
     print(f"{args.num} samples from {ckpt.path} in {seconds:.2f}s ({args.num / seconds:.1f} samples/s{details}) → {path}")
     if args.npy:

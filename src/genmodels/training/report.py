@@ -19,7 +19,8 @@ from ..data.base import Dataset
 from ..evaluate import (
     PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
 )
-from ..plotting import save_loss_curves, save_samples
+from ..plotting import sample_title, save_loss_curves, save_samples
+from ..report_page import write_report_page
 from .config import TrainConfig
 from .rundir import RunDir, likelihood_rows
 from .state import RunOutcome, TrainState
@@ -61,20 +62,6 @@ def draw_samples(
     return samples, {"options": dict(options or {}), **info, "seconds": seconds}
 
 
-def sample_title(model: str, data: str, step: int | None, info: dict[str, Any]) -> str:
-    """What a grid shows: model, data, checkpoint step, sampling options and what the model reported."""
-    parts = [f"{model} on {data}"]
-    if step is not None:
-        parts.append(f"step {step}")
-    options = info.get("options") or {}
-    if options:
-        parts.append(", ".join(f"{k}={v}" for k, v in options.items()))
-    reported = {k: v for k, v in info.items() if k not in ("options", "seconds")}
-    if reported:
-        parts.append(", ".join(f"{k} {v}" for k, v in reported.items()))
-    return " · ".join(parts)
-
-
 def has_training_curve(metrics: Path) -> bool:
     """Whether metrics.csv holds any training-loss row (a closed-form fit has none)."""
     with open(metrics, newline="") as handle:
@@ -105,7 +92,9 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> Tr
     if acc.is_main_process:
         samples, sampling = draw_samples(model, config.num_samples, seed=config.seed, options=config.sample_options)
         title = sample_title(model.name, model.spec.name, ckpt.meta["step"], sampling)
-        files["samples"] = save_samples(samples, model.spec, run_dir / "samples.png", title=title)
+        # a table's samples are drawn as histograms over the validation split's examples
+        beside = {} if model.spec.is_image else {"reference": dataset.validation.x[:2000]}
+        files["samples"] = save_samples(samples, model.spec, run_dir / "samples.png", title=title, **beside)
         if has_training_curve(run.metrics):
             files["loss_curves"] = save_loss_curves({model.name: run.metrics}, run_dir / "loss_curves.png")
         else:
@@ -136,6 +125,7 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> Tr
         write_json_atomic(files["results"], results)
         files["table"] = run_dir / "results.md"
         files["table"].write_text(results_markdown([{**results, "train_config": config.to_json()}]))
+        write_report_page(files["results"])  # results.html beside results.md: the same, with the pictures
         if config.log_with != "none":
             _log_images(acc, files, ckpt.meta["step"])
     return result
