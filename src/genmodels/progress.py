@@ -126,7 +126,7 @@ class Phase:
 
     def _state_cost(self) -> None:
         estimate = self.eta()
-        if estimate is None or self.elapsed + estimate <= cost_notice_seconds():
+        if estimate is None or self.done >= self.total or self.elapsed + estimate <= cost_notice_seconds():
             return
         cheaper = f"; for less, pass {self.cheaper}" if self.cheaper else ""
         self.cost_line = (

@@ -15,7 +15,8 @@ from ..core import Batch, GenerativeModel, LikelihoodKind, likelihood_options, s
 from ..data.base import Dataset
 from ..errors import UserError
 from ..evaluate import LONG_PASSES, FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood, format_records
-from ..progress import format_duration, now
+from .. import progress as phases
+from ..progress import format_duration
 from .config import TrainConfig
 
 __all__ = ["CheckpointSelector", "check_training_options", "kind_none_notice", "validation_budget_seconds"]
@@ -147,9 +148,9 @@ class CheckpointSelector:
         was_training = model.training
         model.eval()
         with _forked_rng(self.device), torch.no_grad():
-            started = now()
+            started = phases.now()
             model.log_likelihoods(batch, **self.validation_options)
-            seconds = now() - started
+            seconds = phases.now() - started
         model.train(was_training)
         return seconds / len(head)
 
