@@ -137,9 +137,11 @@ class Phase:
 
     def line(self) -> str:
         """What is done so far, the elapsed time and the ETA, in one line."""
-        of = f"/{self.total:,}" if self.total is not None else ""
         eta = self.eta()
         left = f", ETA {format_duration(eta)}" if eta is not None else ""
+        if self.total is None and self.done == 0:  # one call (a draw): nothing to count
+            return f"{self.desc}: {format_duration(self.elapsed)} elapsed"
+        of = f"/{self.total:,}" if self.total is not None else ""
         return f"{self.desc}: {self.done:,}{of} {self.unit}, {format_duration(self.elapsed)} elapsed{left}"
 
     def write(self, text: str) -> None:

@@ -53,7 +53,7 @@ def draw_samples_in_batches(
     chunks, info = [], {}
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-                Phase(f"sampling {model.name}", total=n, unit="samples", enabled=progress,
+                Phase(f"sampling {getattr(model, 'name', type(model).__name__)}", total=n, unit="samples", enabled=progress,
                       cheaper="fewer samples (--samples / --fd-samples N)") as phase:
             torch.manual_seed(seed)
             for start in range(0, n, batch_size):
