@@ -248,7 +248,7 @@ def _sample_quality(result, dataset, entry: BenchEntry, samples: int, progress: 
     model, _ = load_model(result.best_checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
     options = sampling_options(model, entry.config.sample_options)
     records, _ = evaluate_sample_quality(model, dataset, samples=samples, reference="test",
-                                         batch_size=entry.config.eval_batch_size, sampling_options=options, progress=False)
+                                         batch_size=entry.config.eval_batch_size, sampling_options=options, progress=True)
     return [r.to_json() for r in records]
 
 

@@ -18,16 +18,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-
 from .core import Batch, GenerativeModel, LikelihoodKind, keyword_options
 from .data.base import Split
 from .errors import UserError
+from .progress import Phase
 from .units import bits_per_dim
 
 __all__ = [
     "LikelihoodRecord", "PerExampleLikelihood", "FigureRecord", "evaluate_likelihood", "per_example_likelihoods",
     "record_of", "evaluate_figures", "format_records", "format_figures", "EVAL_SEED", "PER_EXAMPLE_FILE", "save_per_example",
-    "mean_and_stderr",
+    "mean_and_stderr", "LONG_PASSES",
 ]
 
 #: Stochastic bounds and estimates are computed under this seed, so evaluation is repeatable.
@@ -54,15 +54,22 @@ class LikelihoodRecord:
     #: whether the figure is of the discrete data (nats/example and bits/dim) or a density of
     #: continuous data (nats/example of the density; bits/dim does not apply)
     discrete: bool = True
+    #: whether the figure is known to be biased (a few-step ODE): fit to compare checkpoints of one
+    #: run, never with exact or converged figures; ``note`` says why
+    biased: bool = False
+    note: str | None = None
 
     @property
     def kind_label(self) -> str:
-        """The kind with what stands behind it, e.g. ``exact``, ``bound``, ``estimate (k=64)``."""
+        """The kind with what stands behind it, e.g. ``exact``, ``bound``, ``estimate (k=64)``,
+        ``estimate (NFE=16, biased)``."""
         parts = []
         if self.samples is not None:
             parts.append(f"k={self.samples}")
         if self.evaluations is not None:
             parts.append(f"NFE={self.evaluations:g}")
+        if self.biased:
+            parts.append("biased")
         return f"{self.kind} ({', '.join(parts)})" if parts else self.kind
 
     def to_json(self) -> dict[str, Any]:
@@ -92,10 +99,11 @@ def _my_batches(num_batches: int, rank: int, world: int) -> range:
 
 def _seeded_batches(
     model: GenerativeModel, data: Split | Iterable[Batch], batch_size: int, device: torch.device,
-    seed: int, rank: int, world: int, progress: bool,
+    seed: int, rank: int, world: int, progress: bool | str, phase: Phase,
 ) -> Iterator[Batch]:
     """This process's batches of ``data``, checked against the model's spec, on ``device``, each
-    example carrying a seed that depends only on (seed, its position in ``data``)."""
+    example carrying a seed that depends only on (seed, its position in ``data``); ``phase`` counts
+    the examples done, and ``progress`` True draws a bar of batches (on any stream)."""
     offset = 0
     if isinstance(data, Split):
         num_batches = math.ceil(len(data) / batch_size)
@@ -104,14 +112,32 @@ def _seeded_batches(
         indices = list(range(offset, min(mine.stop * batch_size, len(data))))
         shard = data if world == 1 else torch.utils.data.Subset(data, indices)
         loader: Iterable[Any] = DataLoader(shard, batch_size=batch_size, shuffle=False)
+        phase.total = len(indices)
     else:
         loader = data
-    for item in tqdm(loader, desc="evaluate", unit="batch", disable=not progress or rank != 0, leave=False):
+    for item in tqdm(loader, desc="evaluate", unit="batch", disable=progress is not True or rank != 0, leave=False):
         batch = Batch.of(item).to(device)
         model.spec.check(batch.x)
         batch.seeds = seed * 1_000_000_007 + offset + torch.arange(len(batch), dtype=torch.int64)
         offset += len(batch)
         yield batch
+        phase.update(len(batch))
+
+
+#: ``progress`` of the evaluation functions for long passes: a bar on a terminal; elsewhere a line
+#: every few seconds once a pass lasts that long, and a line of cost first for a pass over a minute
+#: (:class:`~genmodels.progress.Phase`). Training and the CLI use it; ``progress=True`` draws a bar
+#: of batches on any stream.
+LONG_PASSES = "long"
+
+
+def _phase(model: GenerativeModel, what: str, options: dict[str, Any], progress: bool | str, rank: int,
+           desc: str | None, cheaper: str | None) -> Phase:
+    """The progress of one evaluation pass under :data:`LONG_PASSES`, shown by the first process only."""
+    shown = ", ".join(f"{k}={v}" for k, v in options.items())
+    label = desc or f"{what} {model.name}"
+    return Phase(f"{label} ({shown})" if shown else label, unit="examples", enabled=progress == LONG_PASSES and rank == 0,
+                 cheaper=cheaper)
 
 
 @dataclass
@@ -135,14 +161,19 @@ def per_example_likelihoods(
     *,
     batch_size: int = 500,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     seed: int = EVAL_SEED,
     options: dict[str, Any] | None = None,
+    desc: str | None = None,
+    cheaper: str | None = None,
 ) -> list[PerExampleLikelihood]:
     """Every likelihood measure of ``model`` over ``data``, per example, headline first; [] for kind
     ``none``. The arguments are :func:`evaluate_likelihood`'s, and so are the guarantees: every
     random draw depends only on (seed, the example's position), and several processes sharing a
-    :class:`Split` each compute a block and gather the whole split, in order, to every process."""
+    :class:`Split` each compute a block and gather the whole split, in order, to every process.
+    ``progress`` shows the pass (:class:`~genmodels.progress.Phase`: a bar on a terminal, plain lines
+    otherwise, a cost line first when it is long), named ``desc``; ``cheaper`` is the option the cost
+    line offers."""
     if model.likelihood_kind is LikelihoodKind.NONE:
         return []
     options = dict(options or {})
@@ -160,9 +191,9 @@ def per_example_likelihoods(
     # Per measure, per example: the value, its terms and the network evaluations (float64, CPU).
     found: dict[str, dict[str, Any]] = {}
     fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
+    with torch.random.fork_rng(devices=fork_devices), _phase(model, "evaluate", options, progress, rank, desc, cheaper) as phase:
         torch.manual_seed(seed)
-        for batch in _seeded_batches(model, data, batch_size, device, seed, rank, world, progress):
+        for batch in _seeded_batches(model, data, batch_size, device, seed, rank, world, progress, phase):
             for ll in model.log_likelihoods(batch, **options):
                 values = ll.values.detach().to("cpu", torch.float64)
                 if not torch.isfinite(values).all():
@@ -223,9 +254,11 @@ def evaluate_likelihood(
     *,
     batch_size: int = 500,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     seed: int = EVAL_SEED,
     options: dict[str, Any] | None = None,
+    desc: str | None = None,
+    cheaper: str | None = None,
 ) -> list[LikelihoodRecord]:
     """Every likelihood measure of ``model`` over ``data``, headline first; [] for kind ``none``.
 
@@ -242,13 +275,17 @@ def evaluate_likelihood(
     """
     options = dict(options or {})
     per_example = per_example_likelihoods(
-        model, data, batch_size=batch_size, device=device, progress=progress, seed=seed, options=options
+        model, data, batch_size=batch_size, device=device, progress=progress, seed=seed, options=options,
+        desc=desc, cheaper=cheaper,
     )
-    return [record_of(found, model.spec, options) for found in per_example]
+    return [record_of(found, model.spec, options, bias=model.estimate_bias(found.measure, options)) for found in per_example]
 
 
-def record_of(found: PerExampleLikelihood, spec, options: dict[str, Any] | None = None) -> LikelihoodRecord:
-    """The summary record (mean NLL, its standard error, bits/dim, mean terms) of per-example values."""
+def record_of(
+    found: PerExampleLikelihood, spec, options: dict[str, Any] | None = None, *, bias: str | None = None
+) -> LikelihoodRecord:
+    """The summary record (mean NLL, its standard error, bits/dim, mean terms) of per-example values;
+    ``bias`` (the model's :meth:`~genmodels.core.GenerativeModel.estimate_bias`) marks it biased."""
     values = found.values
     n = len(values)
     mean, stderr = mean_and_stderr(values)
@@ -266,6 +303,8 @@ def record_of(found: PerExampleLikelihood, spec, options: dict[str, Any] | None 
         terms_nats={name: float(term.sum()) / n for name, term in found.terms.items()},
         options=dict(options or {}),
         discrete=spec.is_discrete,
+        biased=bias is not None,
+        note=bias,
     )
 
 
@@ -302,8 +341,9 @@ def evaluate_figures(
     *,
     batch_size: int = 500,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     seed: int = EVAL_SEED,
+    desc: str | None = None,
 ) -> list[FigureRecord]:
     """The model's :meth:`~GenerativeModel.evaluation_figures` averaged over ``data``, with standard
     errors; [] for a model that reports none. Batching, seeds and several processes as in
@@ -315,9 +355,10 @@ def evaluate_figures(
     was_training = model.training
     model.eval()
     found: dict[str, list[torch.Tensor]] = {}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            _phase(model, "figures", {}, progress, rank, desc, None) as phase:
         torch.manual_seed(seed)
-        for batch in _seeded_batches(model, data, batch_size, device, seed, rank, world, progress):
+        for batch in _seeded_batches(model, data, batch_size, device, seed, rank, world, progress, phase):
             for name, values in model.evaluation_figures(batch).items():
                 if values.shape != (len(batch),):
                     raise ValueError(f"{model.name}.evaluation_figures()['{name}'] has shape {tuple(values.shape)}, not ({len(batch)},)")

@@ -120,7 +120,7 @@ class MixtureOfModels:
         found = []
         for member in self.members:
             per_example = per_example_likelihoods(member.model, split, batch_size=batch_size, progress=progress,
-                                                  options=member.options)
+                                                  options=member.options, desc=f"mixture member {member.name}")
             found.append(per_example[0])
         return found
 

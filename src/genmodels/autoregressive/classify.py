@@ -17,6 +17,7 @@ from torch import Tensor
 from ..core import GenerativeModel
 from ..data.base import Split
 from ..errors import UserError
+from ..progress import Phase
 
 __all__ = ["class_log_posterior", "classify", "Classification"]
 
@@ -69,12 +70,14 @@ def classify(
     was_training = model.training
     model.eval()
     predictions, nll = [], 0.0
-    for start in range(0, len(split), batch_size):
-        x = split.x[start : start + batch_size].to(torch.int64).to(model.device)
-        y = split.y[start : start + batch_size].to(torch.int64).to(model.device)
-        posterior = class_log_posterior(model, x, log_prior)  # (b, C)
-        predictions.append(posterior.argmax(dim=1).cpu())
-        nll -= posterior.gather(1, y[:, None]).sum().item()
+    with Phase(f"classify ({num_classes} classes)", total=len(split), unit="examples", cheaper="--examples N") as phase:
+        for start in range(0, len(split), batch_size):
+            x = split.x[start : start + batch_size].to(torch.int64).to(model.device)
+            y = split.y[start : start + batch_size].to(torch.int64).to(model.device)
+            posterior = class_log_posterior(model, x, log_prior)  # (b, C)
+            predictions.append(posterior.argmax(dim=1).cpu())
+            nll -= posterior.gather(1, y[:, None]).sum().item()
+            phase.update(len(x))
     model.train(was_training)
     predicted = torch.cat(predictions)
     truth = split.y.to(torch.int64).cpu()

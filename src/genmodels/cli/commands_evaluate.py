@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -57,14 +56,14 @@ def _sample_quality(args: argparse.Namespace, model, dataset):
     options = sampling_options(model, dict(args.sample_options))
     records, _ = evaluate_sample_quality(model, dataset, samples=args.samples, reference=args.split,
                                          batch_size=args.batch_size or 500, sampling_options=options,
-                                         progress=sys.stderr.isatty())
+                                         progress=True)
     return records
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from ..checkpoint import load_model
     from ..core import likelihood_options
-    from ..evaluate import evaluate_figures, format_figures, format_records, per_example_likelihoods, record_of
+    from ..evaluate import LONG_PASSES, evaluate_figures, format_figures, format_records, per_example_likelihoods, record_of
 
     out = Path(args.out) if args.out else None
     if out is not None and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
@@ -79,9 +78,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
     split, whole = _split_head(dataset, args.split, args.examples)
     main_process = join_processes()
-    per_example = per_example_likelihoods(model, split, batch_size=batch_size, progress=sys.stderr.isatty(), options=options)
-    records = [record_of(found, model.spec, options) for found in per_example]
-    figures = evaluate_figures(model, split, batch_size=batch_size, progress=sys.stderr.isatty())
+    per_example = per_example_likelihoods(model, split, batch_size=batch_size, progress=LONG_PASSES, options=options,
+                                          desc=f"{args.split} {ckpt.meta['model']}",
+                                          cheaper="--examples N or a cheaper --option")
+    records = [record_of(found, model.spec, options, bias=model.estimate_bias(found.measure, options)) for found in per_example]
+    figures = evaluate_figures(model, split, batch_size=batch_size, progress=LONG_PASSES, desc=f"{args.split} figures {ckpt.meta['model']}")
     if not main_process:
         return
     from ..checkpoint import strict_json, write_json_atomic
@@ -134,7 +135,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         if not 0 <= args.label < (model.spec.num_classes or 0):
             raise UserError(f"--label must be in 0..{(model.spec.num_classes or 1) - 1}, got {args.label}")
         extra["y"] = torch.full((args.num,), args.label, dtype=torch.int64, device=model.device)
-    samples, info = draw_samples(model, args.num, seed=args.seed, options=dict(args.options), **extra)
+    samples, info = draw_samples(model, args.num, seed=args.seed, options=dict(args.options), progress=True, **extra)
     seconds = info["seconds"]
     path = save_samples(samples, model.spec, args.out, title=sample_title(ckpt.meta["model"], model.spec.name, ckpt.meta.get("step"), info,
                                                                  label=args.label))
@@ -179,6 +180,7 @@ def cmd_mixture(args: argparse.Namespace) -> None:
     import torch
 
     from ..checkpoint import load_model
+    from ..evaluate import LONG_PASSES
     from ..mixture import Member, MixtureOfModels
 
     if args.batch_size < 1:
@@ -211,9 +213,9 @@ def cmd_mixture(args: argparse.Namespace) -> None:
                 raise UserError(f"{member.name} and {members[0].name} were trained on data whose {split} splits "
                                 "differ; a mixture is scored on one set of examples")
     if not args.uniform:
-        mixture.fit(datasets[0].validation, batch_size=args.batch_size)
+        mixture.fit(datasets[0].validation, batch_size=args.batch_size, progress=LONG_PASSES)
     split, whole = _split_head(datasets[0], args.split, args.examples)
-    record, member_records, gains = mixture.evaluate_paired(split, batch_size=args.batch_size)
+    record, member_records, gains = mixture.evaluate_paired(split, batch_size=args.batch_size, progress=LONG_PASSES)
     if args.samples is not None:
         from ..plotting import save_samples
 

@@ -291,6 +291,12 @@ class GenerativeModel(nn.Module):
         """
         return self.sample(n, **options), {}
 
+    def estimate_bias(self, measure: str, options: dict[str, Any]) -> str | None:
+        """Why the record ``measure`` under these ``log_likelihoods`` options is known to be biased
+        (e.g. a few-step ODE, far from converged), or None. Records then carry ``biased: true`` and
+        this note, and every report labels them, so they are never read as exact or converged figures."""
+        return None
+
     # --- helpers ----------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -109,8 +109,11 @@ class DiffusionModel(GenerativeModel):
     likelihood_kind = LikelihoodKind.ESTIMATE
     handles_continuous = True
     handles_discrete = True
-    #: cheap ODE solves for the validation split during training
+    #: cheap ODE solves for the validation split during training: biased (a 4-step ODE is far from
+    #: converged), so its records say so (:meth:`estimate_bias`); fit to rank checkpoints of one run
     validation_options: ClassVar[dict[str, Any]] = {"steps": 4}
+    #: fewer fixed solver steps than this make an ODE estimate that is labelled biased
+    converged_steps: ClassVar[int] = 16
     default_solver: ClassVar[str] = "heun"
     default_steps: ClassVar[int] = 18
     #: whether sampling clamps D(x̂; σ) to the data range by default (``clip``)
@@ -264,6 +267,14 @@ class DiffusionModel(GenerativeModel):
                 terms=terms,
             )
         ]
+
+    def estimate_bias(self, measure: str, options: dict[str, Any]) -> str | None:
+        """A fixed-step ODE with fewer than :attr:`converged_steps` steps is biased (on digits a
+        4-step rectified-flow estimate reads 1.7 bits/dim against 2.35 at 16 steps)."""
+        steps, solver = int(options.get("steps", 16)), str(options.get("solver", "rk4"))
+        if not measure.startswith("pf-ode") or solver == "dopri5" or steps >= self.converged_steps:
+            return None
+        return f"{steps}-step {solver} ODE: biased (not converged); compare only checkpoints of one run"
 
     # --- sampling -------------------------------------------------------------------------------
     @torch.no_grad()

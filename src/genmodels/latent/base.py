@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -118,7 +119,17 @@ class LatentVariableModel(GenerativeModel):
     the analytic KL and how latents are drawn; this class evaluates and samples."""
 
     likelihood_kind = LikelihoodKind.BOUND
-    validation_options = {"k": 64}
+    #: IWAE's k for validation during training on data of up to this many dimensions (28×28)
+    validation_k_dims: ClassVar[int] = 784
+    validation_k: ClassVar[int] = 64
+
+    @property
+    def validation_options(self) -> dict[str, Any]:
+        """IWAE's k for validation: 64 up to 784 dimensions (digits, Fashion-MNIST), then halved as
+        the dimension doubles (each of the k samples decodes all D dimensions), down to 8: 32 on
+        32×32 grayscale, 16 on 32×32 colour. The test figure keeps its own k (``--eval-option k=``)."""
+        halvings = max(0, math.ceil(math.log2(self.spec.dims / self.validation_k_dims)))
+        return {"k": max(8, self.validation_k >> halvings)}
     accepts = Accepts(
         images="architecture=conv: stride-2 convolutions to about 4×4, one per resolution",
         sizes="any; (32, 64) channels up to 28×28, (32, 64, 128) at 32×32, (32, 64, 128, 256) at 64×64",

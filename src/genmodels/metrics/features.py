@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..errors import UserError
+from ..progress import Phase
 
 __all__ = [
     "FeatureRecipe",
@@ -208,10 +209,12 @@ class FeatureExtractor:
         self.network.eval()
         device = next(self.network.parameters()).device
         out = []
-        for start in range(0, len(x), batch_size):
-            chunk = x[start : start + batch_size].to(device)
-            scaled = chunk.float() if scaled_all is not None else chunk.float() / (levels - 1)
-            out.append(self.network.features(scaled).double().cpu())
+        with Phase(f"features ({self.name})", total=len(x), unit="images") as phase:
+            for start in range(0, len(x), batch_size):
+                chunk = x[start : start + batch_size].to(device)
+                scaled = chunk.float() if scaled_all is not None else chunk.float() / (levels - 1)
+                out.append(self.network.features(scaled).double().cpu())
+                phase.update(len(chunk))
         return torch.cat(out) if out else torch.zeros(0, self.dims, dtype=torch.float64)
 
 

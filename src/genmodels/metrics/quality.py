@@ -246,7 +246,7 @@ def evaluate_sample_quality(
         batch_size: samples per ``model.sample`` call.
         seed: the sampling seed.
         sampling_options: the model's sampling options, recorded in every record.
-        progress: show a progress bar while sampling.
+        progress: show the sampling (a bar on a terminal, plain lines otherwise).
         **metric_options: passed to :func:`sample_quality` (k, kid_subsets, memorization_quantile, device…).
 
     Returns:
@@ -284,16 +284,17 @@ class FrechetValidation:
 
     def __init__(self, dataset: Any, *, split: str = "validation", samples: int = 1000, batch_size: int = 500,
                  seed: int = SAMPLE_SEED, sampling_options: dict[str, Any] | None = None,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", progress: bool = True):
         self.reference = FeatureReference(dataset, split, device=device)
         self.samples = samples
         self.batch_size = batch_size
         self.seed = seed
         self.sampling_options = sampling_options
+        self.progress = progress
 
     def __call__(self, model: Any) -> SampleQualityRecord:
         records, _ = evaluate_sample_quality(
             model, self.reference.dataset, samples=self.samples, reference=self.reference, metrics=("fd",),
-            batch_size=self.batch_size, seed=self.seed, sampling_options=self.sampling_options,
+            batch_size=self.batch_size, seed=self.seed, sampling_options=self.sampling_options, progress=self.progress,
         )
         return records[0]

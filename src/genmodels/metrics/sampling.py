@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
+from ..progress import Phase
 from .records import SAMPLE_SEED
 
 __all__ = ["draw_samples_in_batches"]
@@ -37,13 +38,12 @@ def draw_samples_in_batches(
         labels: for a conditional model, the labels of the n samples (default: none, so the model
             decides; :func:`evaluate_sample_quality` passes labels drawn from the reference split).
         options: the model's sampling options (``--option KEY=VALUE``), e.g. {"temperature": 1.0}.
-        progress: show a progress bar.
+        progress: show the draw (a bar on a terminal, a line every few seconds otherwise; a long
+            draw states its cost after the first batch).
 
     Returns:
         (samples (n, ...) on the CPU, info of the first batch from ``sample_with_info``, e.g. NFE).
     """
-    from tqdm.auto import tqdm
-
     if n < 1:
         raise UserError(f"the number of samples must be positive, got {n}")
     device = model.device
@@ -52,14 +52,17 @@ def draw_samples_in_batches(
     generator = torch.Generator(device=device).manual_seed(seed)
     chunks, info = [], {}
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                Phase(f"sampling {getattr(model, 'name', type(model).__name__)}", total=n, unit="samples", enabled=progress,
+                      cheaper="fewer samples (--samples / --fd-samples N)") as phase:
             torch.manual_seed(seed)
-            for start in tqdm(range(0, n, batch_size), disable=not progress, desc="sampling", leave=False):
+            for start in range(0, n, batch_size):
                 b = min(batch_size, n - start)
                 y = labels[start : start + b].to(device) if labels is not None else None
                 x, batch_info = model.sample_with_info(b, y=y, generator=generator, **(options or {}))
                 info = info or dict(batch_info)
                 chunks.append(x.cpu())
+                phase.update(b)
     finally:
         model.train(was_training)
     return torch.cat(chunks), info

@@ -136,7 +136,7 @@ class Trainer:
             acc.init_trackers("tensorboard", config=_flat_hyperparameters(self.config))
         self.display = ProgressLog(
             self.budget_steps, self.state.step, f"train {self.model.name}",
-            bar=self.show_bar, enabled=acc.is_local_main_process,
+            bar=self.show_bar, enabled=acc.is_local_main_process, budget_minutes=self.config.minutes,
         )
         try:
             if not self.optimizers:
@@ -193,7 +193,7 @@ class Trainer:
                 state.examples += examples
                 self.window.examples += examples
                 state.seconds = time.perf_counter() - start
-                self.display.update(1)
+                self.display.update(1, seconds=state.seconds)
                 self.guard.check(failed, state)
                 out_of_time = cfg.minutes is not None and state.seconds >= cfg.minutes * 60
                 stop = state.step >= self.budget_steps or out_of_time
@@ -302,8 +302,8 @@ class Trainer:
         """Evaluate validation (with the selector's validation options), log it, checkpoint,
         and move the best pointer if it improved. The test split waits for the end of the run."""
         state = self.state
-        show = self.display.is_bar if self.display is not None else False
-        validation, figures = self.selector.evaluate(self.evaluation_model, progress=show)
+        show = self.display is not None and self.display.enabled
+        validation, figures = self.selector.evaluate(self.evaluation_model, progress=show, say=self._say)
         rows = likelihood_rows(validation, "validation") + [("validation", f.name, f.mean) for f in figures]
         self.run.write_metrics(rows, state.to_json())
         if self.config.log_with != "none" and rows:

@@ -17,10 +17,11 @@ from ..checkpoint import load_model, write_json_atomic
 from ..core import GenerativeModel, likelihood_options, sampling_options
 from ..data.base import Dataset
 from ..evaluate import (
-    PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
+    LONG_PASSES, PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
 )
 from ..plotting import sample_title, save_loss_curves, save_samples
 from ..report_page import write_report_page
+from ..progress import Phase
 from .config import TrainConfig
 from .rundir import RunDir, likelihood_rows
 from .state import RunOutcome, TrainState
@@ -50,14 +51,19 @@ class TrainResult:
 
 
 def draw_samples(
-    model: GenerativeModel, n: int, *, seed: int, options: dict[str, str] | None = None, **extra: Any
+    model: GenerativeModel, n: int, *, seed: int, options: dict[str, str] | None = None, progress: bool = False,
+    **extra: Any,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """n samples from ``model`` under ``seed`` with its sampling ``options`` (text, parsed by the
-    model's annotations), and what the draw reports: the options, NFE and the like, and seconds."""
+    model's annotations), and what the draw reports: the options, NFE and the like, and seconds.
+    ``progress``: a line every few seconds while the draw lasts (one call to the model: the elapsed
+    time, no ETA)."""
     parsed = sampling_options(model, dict(options or {}))
     generator = torch.Generator(device=model.device).manual_seed(seed)
     started = time.perf_counter()
-    samples, info = model.sample_with_info(n, generator=generator, **parsed, **extra)
+    shown = ", ".join(f"{k}={v}" for k, v in (options or {}).items())
+    with Phase(f"sampling {n} from {model.name}" + (f" ({shown})" if shown else ""), unit="samples", enabled=progress):
+        samples, info = model.sample_with_info(n, generator=generator, **parsed, **extra)
     seconds = time.perf_counter() - started
     return samples, {"options": dict(options or {}), **info, "seconds": seconds}
 
@@ -68,8 +74,9 @@ def has_training_curve(metrics: Path) -> bool:
         return any(row["split"] == "train" for row in csv.DictReader(handle))
 
 
-def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> TrainResult:
-    """Reload the best checkpoint from disk and report on it (the test split is measured here only)."""
+def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Reload the best checkpoint from disk and report on it (the test split is measured here only);
+    ``progress`` shows the test evaluation and the sampling (lines, or a bar on a terminal)."""
     acc, state, run_dir, best_dir = outcome.accelerator, outcome.state, outcome.run_dir, outcome.best_checkpoint
     model, ckpt = load_model(best_dir, device=acc.device)
     # Validation was measured when the checkpoint was chosen; test is measured now, from disk,
@@ -77,9 +84,15 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> Tr
     validation = [LikelihoodRecord.from_json(r) for r in ckpt.meta["validation"]]
     eval_options = likelihood_options(model, config.eval_options)
     test_split = dataset.test.head(config.test_examples)
-    per_example = per_example_likelihoods(model, test_split, batch_size=config.eval_batch_size, options=eval_options)
-    test = [record_of(found, model.spec, eval_options) for found in per_example]
-    test_figures = evaluate_figures(model, test_split, batch_size=config.eval_batch_size)
+    shows = progress and acc.is_local_main_process
+    passes = LONG_PASSES if shows else False
+    per_example = per_example_likelihoods(model, test_split, batch_size=config.eval_batch_size, options=eval_options,
+                                          progress=passes, desc=f"test {model.name}",
+                                          cheaper="--test-examples N or a cheaper --eval-option")
+    test = [record_of(found, model.spec, eval_options, bias=model.estimate_bias(found.measure, eval_options))
+            for found in per_example]
+    test_figures = evaluate_figures(model, test_split, batch_size=config.eval_batch_size, progress=passes,
+                                    desc=f"test figures {model.name}")
     run = RunDir(run_dir, is_main=acc.is_main_process)
     test_rows = likelihood_rows(test, "test")
     run.write_metrics(test_rows, state.to_json())
@@ -90,7 +103,8 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> Tr
     rate = state.examples / seconds if seconds > 0 else 0.0
     sampling: dict[str, Any] = {}
     if acc.is_main_process:
-        samples, sampling = draw_samples(model, config.num_samples, seed=config.seed, options=config.sample_options)
+        samples, sampling = draw_samples(model, config.num_samples, seed=config.seed, options=config.sample_options,
+                                         progress=shows)
         title = sample_title(model.name, model.spec.name, ckpt.meta["step"], sampling)
         # a table's samples are drawn as histograms over the validation split's examples
         beside = {} if model.spec.is_image else {"reference": dataset.validation.x[:2000]}

@@ -197,12 +197,16 @@ def run_description(model, dataset, config) -> dict[str, Any]:
 
 
 def likelihood_rows(records, split: str) -> list[tuple[str, str, float]]:
-    """The metrics.csv rows of a split's likelihood records: ``MEASURE_nll`` and, where it applies, ``MEASURE_bpd``."""
+    """The metrics.csv rows of a split's likelihood records: ``MEASURE_nll``, where it applies
+    ``MEASURE_bpd``, and ``MEASURE_biased`` = 1 for a record known to be biased (a few-step ODE), so
+    that a plot never draws it as a converged figure without saying so."""
     rows = []
     for r in records:
         rows.append((split, f"{r.measure}_nll", r.nll_nats))
         if r.bits_per_dim is not None:
             rows.append((split, f"{r.measure}_bpd", r.bits_per_dim))
+        if getattr(r, "biased", False):
+            rows.append((split, f"{r.measure}_biased", 1.0))
     return rows
 
 

@@ -5,6 +5,7 @@ of those settings before training starts, and the one line a model without a lik
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import torch
@@ -13,10 +14,33 @@ from torch.utils.data import default_collate
 from ..core import Batch, GenerativeModel, LikelihoodKind, likelihood_options, sampling_options
 from ..data.base import Dataset
 from ..errors import UserError
-from ..evaluate import FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood, format_records
+from ..evaluate import LONG_PASSES, FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood, format_records
+from .. import progress as phases
+from ..progress import format_duration
 from .config import TrainConfig
 
-__all__ = ["CheckpointSelector", "check_training_options", "kind_none_notice"]
+__all__ = ["CheckpointSelector", "check_training_options", "kind_none_notice", "validation_budget_seconds"]
+
+#: the fewest validation examples a measured cost may shrink the split to (a noisier choice below)
+MIN_VALIDATION_EXAMPLES = 64
+#: examples timed once, before the first validation, to size the validation subset
+TIMED_EXAMPLES = 8
+
+
+def validation_budget_seconds(config: TrainConfig) -> float:
+    """What one validation pass during training may cost: 60 s (env ``GENMODELS_VALIDATION_SECONDS``),
+    and under ``--minutes`` at most 5 % of the budget, so evaluation stays a bounded share of training."""
+    try:
+        budget = float(os.environ.get("GENMODELS_VALIDATION_SECONDS") or 60.0)
+    except ValueError:
+        budget = 60.0
+    if config.minutes is not None:
+        budget = min(budget, 0.05 * config.minutes * 60)
+    return budget
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items())
 
 
 def check_training_options(model: GenerativeModel, config: TrainConfig) -> None:
@@ -58,21 +82,77 @@ class CheckpointSelector:
         self.model, self.dataset, self.config, self.device = model, dataset, config, device
         self.selected_by = "latest"
         self._fd_monitor = None  # FD on validation, built on first use
+        self._validation_examples: int | None = config.validation_examples
+        self._sized = config.validation_examples is not None
+        #: the line that says the validation split was cut to fit its budget (None: it was not)
+        self.sizing_notice: str | None = None
 
     @functools.cached_property
     def validation_options(self) -> dict[str, Any]:
         """The model's validation defaults, overridden by the config's ``validation_options``."""
         return {**self.model.validation_options, **likelihood_options(self.model, self.config.validation_options)}
 
-    def evaluate(self, evaluation_model, *, progress: bool) -> tuple[list[LikelihoodRecord], list[FigureRecord]]:
+    def evaluate(self, evaluation_model, *, progress: bool, say=None) -> tuple[list[LikelihoodRecord], list[FigureRecord]]:
         """The validation records (with :attr:`validation_options`) and figures of the model that
-        ``evaluation_model()`` gives, on the first ``validation_examples`` of the split."""
-        split = self.dataset.validation.head(self.config.validation_examples)
+        ``evaluation_model()`` gives, on the first :meth:`validation_examples` of the split;
+        ``progress`` shows the pass, ``say(line)`` prints the sizing notice once."""
+        examples = self.validation_examples(evaluation_model(), say=say)
+        shown = LONG_PASSES if progress else False
+        split = self.dataset.validation.head(examples)
+        options = self.validation_options
+        cheaper = "--validation-examples N" + (f" or a cheaper --validation-option than {_options_text(options)}" if options else "")
         validation = evaluate_likelihood(
-            evaluation_model(), split, batch_size=self.config.eval_batch_size, progress=progress,
-            options=self.validation_options,
+            evaluation_model(), split, batch_size=self.config.eval_batch_size, progress=shown,
+            options=options, desc=f"validation {self.model.name}", cheaper=cheaper,
         )
-        return validation, evaluate_figures(evaluation_model(), split, batch_size=self.config.eval_batch_size)
+        figures = evaluate_figures(evaluation_model(), split, batch_size=self.config.eval_batch_size, progress=shown,
+                                   desc=f"validation figures {self.model.name}")
+        return validation, figures
+
+    def validation_examples(self, model: GenerativeModel, *, say=None) -> int | None:
+        """How many validation examples each evaluation uses: ``--validation-examples``, else the whole
+        split unless one pass would cost more than :func:`validation_budget_seconds` (measured once,
+        on a few examples, before the first validation), then as many as fit (at least
+        ``MIN_VALIDATION_EXAMPLES``). Decided once per run, so every checkpoint meets the same examples."""
+        if self._sized:
+            return self._validation_examples
+        self._sized = True
+        whole = len(self.dataset.validation)
+        if model.likelihood_kind is LikelihoodKind.NONE or whole <= MIN_VALIDATION_EXAMPLES:
+            return None
+        per_example = self._seconds_per_example(model)
+        budget = validation_budget_seconds(self.config)
+        if per_example * whole <= budget:
+            return None
+        fit = max(MIN_VALIDATION_EXAMPLES, int(budget / per_example))
+        if fit >= whole:
+            return None
+        self._validation_examples = fit
+        options = _options_text(self.validation_options)
+        self.sizing_notice = (
+            f"validation: the whole split ({whole:,} examples{', ' + options if options else ''}) would take about "
+            f"{format_duration(per_example * whole)} per evaluation (measured on {TIMED_EXAMPLES} examples); each "
+            f"evaluation uses its first {fit:,} (about {format_duration(per_example * fit)}); "
+            "--validation-examples N sets it"
+        )
+        if say is not None:
+            say(self.sizing_notice)
+        return fit
+
+    def _seconds_per_example(self, model: GenerativeModel) -> float:
+        """The validation measure's cost per example, timed on the split's first few examples (on a
+        forked RNG stream, so training's draws do not change)."""
+        head = self.dataset.validation.head(TIMED_EXAMPLES)
+        first = Batch.of(default_collate([head[i] for i in range(len(head))]))
+        batch = Batch(first.x, first.y, seeds=torch.arange(len(head), dtype=torch.int64)).to(self.device)
+        was_training = model.training
+        model.eval()
+        with _forked_rng(self.device), torch.no_grad():
+            started = phases.now()
+            model.log_likelihoods(batch, **self.validation_options)
+            seconds = phases.now() - started
+        model.train(was_training)
+        return seconds / len(head)
 
     def check_select_measure(self, model: GenerativeModel) -> None:
         """``select_measure`` names a record of the model's validation: the records' measures are
