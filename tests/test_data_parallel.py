@@ -75,7 +75,7 @@ DRIVER = textwrap.dedent('''
 ''')
 
 COMMON = ["--batch-size", "16", "--lr", "3e-3", "--num-samples", "2", "--no-progress", "--select-by", "latest"]
-EDM = ["edm", "--set", "channels=8", "--set", "attention=false", "--eval-option", "steps=2", *COMMON]
+EDM = ["edm", "--set", "channels=8", "--set", "attention=false", "--set", "embedding=scale-shift", "--eval-option", "steps=2", *COMMON]
 
 
 def _jobs(tmp_path: Path) -> list[list[str]]:

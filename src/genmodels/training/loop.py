@@ -38,7 +38,7 @@ from .resume import ResumePlan, load_training_state, repoint_best, write_checkpo
 from .rundir import RunDir, check_run_dir, invocation_record, likelihood_rows, run_description
 from .selection import CheckpointSelector, check_training_options
 from .signals import SignalFlag, TrainingInterrupted
-from .state import RunOutcome, TrainState, gathered_rng_states, restore_noise_stream, start_noise_stream
+from .state import RunOutcome, TrainState, gathered_rng_states, restore_noise_stream
 from .window import LossWindow
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted"]
@@ -145,12 +145,7 @@ class Trainer:
                     self.evaluate_and_checkpoint()
             else:
                 loader, forward, sampler = self._prepare()
-                # Parameters are built and initialized alike on every process: from here on, each
-                # process draws its own training noise (see training.state).
-                if rng_to_restore is not None:
-                    restore_noise_stream(rng_to_restore, self.config.seed, acc.process_index, self.state.step)
-                else:
-                    start_noise_stream(self.config.seed, acc.process_index)
+                restore_noise_stream(rng_to_restore, self.config.seed, acc.process_index, self.state.step)  # per process
                 if self.state.step == 0 and self.resume_from is None:
                     self.evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best
                 with self.signals.installed():

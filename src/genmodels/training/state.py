@@ -122,10 +122,15 @@ def gathered_rng_states(accelerator) -> dict[str, Any] | list[dict[str, Any]]:
     return gather_object([rng_state()])
 
 
-def restore_noise_stream(saved: dict[str, Any] | list[dict[str, Any]], seed: int, rank: int, step: int) -> None:
-    """Give process ``rank`` of a resumed run its stored RNG state back (``saved``: a checkpoint's
-    ``trainer_state.rng``). A process with no stored state of its own (the checkpoint was written
-    by fewer processes) starts a fresh stream from (seed, rank, step)."""
+def restore_noise_stream(saved: dict[str, Any] | list[dict[str, Any]] | None, seed: int, rank: int, step: int) -> None:
+    """Where process ``rank`` draws its training noise from, once the model is built and
+    initialized: on a new run (``saved`` None) its own stream (:func:`start_noise_stream`); on a
+    resumed run its stored RNG state (``saved``: a checkpoint's ``trainer_state.rng``). A process
+    with no stored state of its own (the checkpoint was written by fewer processes) starts a fresh
+    stream from (seed, rank, step)."""
+    if saved is None:
+        start_noise_stream(seed, rank)
+        return
     states = saved if isinstance(saved, list) else [saved]
     if rank < len(states):
         set_rng_state(states[rank])
