@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def plan_resume(
     check_model_sections(meta, checkpoint / "checkpoint.json")
     if meta["model"] != model_name:
         raise UserError(f"--resume: {run_dir} trained '{meta['model']}', not '{model_name}'")
-    if model_config and any(meta["model_config"].get(k) != v for k, v in model_config.items()):
+    # Compared as stored (JSON): a tuple field, e.g. channel_mults (1, 2), is stored as [1, 2].
+    if model_config and any(meta["model_config"].get(k) != json.loads(json.dumps(v)) for k, v in model_config.items()):
         raise UserError(f"--resume: config differs from the one {run_dir} was trained with: {meta['model_config']}")
     if meta["data"]["spec"] != dataset.spec.to_json() and not allow_config_change:
         raise UserError(
