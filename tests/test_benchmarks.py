@@ -60,3 +60,25 @@ def test_fit_checks_every_n_steps_and_at_the_last_and_keeps_the_best_state(bench
     assert not torch.equal(states[4]["weight"], states[5]["weight"])
     assert all(torch.equal(v, states[4][k]) for k, v in model.state_dict().items())  # the best state, loaded back
     assert set(result.losses) == {"model"} and result.cpu_seconds > 0
+
+
+def test_flop_utilization_counts_a_training_steps_matrix_products_per_example(benchmarks_on_path):
+    """One linear map x (B, 8) → (B, 4) without bias, its input needing no gradient: the forward
+    product is 2·8·4 = 64 FLOPs per example, the backward one (the weight's gradient) 64 more."""
+    from flop_utilization import matmul_ceiling, training_flops_per_example
+
+    from genmodels.core import Loss
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.map = torch.nn.Linear(8, 4, bias=False)
+
+        def optimizer_groups(self):
+            return {"model": list(self.parameters())}
+
+        def forward(self, batch, *, step, group):
+            return Loss(self.map(batch.x).square().sum())
+
+    assert training_flops_per_example(Linear(), Batch(torch.randn(5, 8))) == 128
+    assert matmul_ceiling(32, repeats=1) > 0

@@ -302,3 +302,14 @@ def test_a_model_without_likelihood_chooses_its_checkpoint_by_fd_of_its_samples(
     best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
     assert best["selected_by"].startswith("validation FD (genmodels features)")
     assert best["value"] == pytest.approx(fd[best_step])
+
+
+def test_resume_accepts_the_model_config_it_was_trained_with_tuples_included(digits, tmp_path):
+    """A tuple field (nice's hidden) is stored as a JSON list; the same --set on --resume is no change."""
+    from genmodels.training import plan_resume
+
+    train("nice", digits, _config(steps=1), tmp_path / "run", model_config={"hidden": (16, 16)}, progress=False)
+    plan = plan_resume(tmp_path / "run", "nice", digits, None, model_config={"hidden": (16, 16)})
+    assert plan.model_config["hidden"] == [16, 16]
+    with pytest.raises(UserError, match="config differs"):
+        plan_resume(tmp_path / "run", "nice", digits, None, model_config={"hidden": (16, 8)})

@@ -147,9 +147,11 @@ def check_trainer_skeleton(meta: dict[str, Any], where: Path) -> None:
     if skeleton is None:
         return
     fix = "the checkpoint is damaged or was edited; resume from another checkpoint"
-    for key, kind in (("optimizers", dict), ("schedulers", dict), ("state", dict), ("rng", dict)):
-        if key in skeleton and not isinstance(skeleton[key], kind):
-            raise UserError(f"{where}: 'trainer_state.{key}' is {_type_name(skeleton[key])}, expected {kind.__name__}; {fix}")
+    # rng: one process's states (an object), or every process's (a list by rank).
+    for key, kinds in (("optimizers", (dict,)), ("schedulers", (dict,)), ("state", (dict,)), ("rng", (dict, list))):
+        if key in skeleton and not isinstance(skeleton[key], kinds):
+            expected = " or ".join("list" if k is list else k.__name__ for k in kinds)
+            raise UserError(f"{where}: 'trainer_state.{key}' is {_type_name(skeleton[key])}, expected {expected}; {fix}")
     state = skeleton.get("state")
     if state is None:
         return
@@ -225,6 +227,14 @@ def _check_optimizer(saved: Any, optimizer: torch.optim.Optimizer, where: str, f
 
 
 def _check_rng(saved: Any, where: str, fix: str) -> None:
+    """One process's RNG states (torch, and CUDA where stored) of this torch's sizes, or a
+    non-empty list of them, one per process of the run that wrote it."""
+    if isinstance(saved, list):
+        if not saved:
+            raise UserError(f"{where} is an empty list of RNG states; {fix}")
+        for rank, one in enumerate(saved):
+            _check_rng(one, f"{where}[{rank}]", fix)
+        return
     if not isinstance(saved, dict) or not isinstance(saved.get("torch"), Tensor):
         raise UserError(f"{where} holds no torch RNG state; {fix}")
     want = torch.get_rng_state()

@@ -69,7 +69,8 @@ class Batch:
 
     Models draw the noise of a stochastic bound or estimate (dequantization, importance samples,
     Hutchinson probes, diffusion times) with :meth:`rand` and :meth:`randn`. In training these use
-    the global RNG (which resume restores); in evaluation the evaluator sets ``seeds``, one per
+    the global RNG, each process of a data-parallel run its own stream (which resume restores;
+    see :mod:`genmodels.training.state`); in evaluation the evaluator sets ``seeds``, one per
     example, and row i of every draw depends only on example i's seed and the draw's position in
     the call sequence, so a figure does not change with the evaluation batch size.
     """

@@ -38,7 +38,7 @@ from .resume import ResumePlan, load_training_state, repoint_best, write_checkpo
 from .rundir import RunDir, check_run_dir, invocation_record, likelihood_rows, run_description
 from .selection import CheckpointSelector, check_training_options
 from .signals import SignalFlag, TrainingInterrupted
-from .state import RunOutcome, TrainState, set_rng_state
+from .state import RunOutcome, TrainState, gathered_rng_states, restore_noise_stream
 from .window import LossWindow
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted"]
@@ -145,8 +145,7 @@ class Trainer:
                     self.evaluate_and_checkpoint()
             else:
                 loader, forward, sampler = self._prepare()
-                if rng_to_restore is not None:
-                    set_rng_state(rng_to_restore)
+                restore_noise_stream(rng_to_restore, self.config.seed, acc.process_index, self.state.step)  # per process
                 if self.state.step == 0 and self.resume_from is None:
                     self.evaluate_and_checkpoint()  # the starting point, so that step 0 can be the best
                 with self.signals.installed():
@@ -324,12 +323,13 @@ class Trainer:
         name = checkpoint_name(state.step)
         if state.nan_streak == 0:  # a checkpoint inside a run of skipped steps is no place to roll back to
             state.good_checkpoint = name
+        rng = gathered_rng_states(acc)  # every process takes part; the first writes
         if acc.is_main_process:
             meta = {**run_description(self.model, self.dataset, self.config), "step": state.step, "epoch": state.epoch,
                     "validation": [r.to_json() for r in validation]}
             write_checkpoint(self.run_dir, name, state, meta=meta, model=acc.unwrap_model(self.model), ema=self.ema,
                              optimizers=self.optimizers, schedulers=self.schedulers, keep=self.config.keep_checkpoints,
-                             best_by=self.selector.selected_by if move_best else None)
+                             best_by=self.selector.selected_by if move_best else None, rng=rng)
         acc.wait_for_everyone()
 
     def _load_training_state(self, path: Path) -> tuple[TrainState, dict[str, Any]]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def plan_resume(
     check_model_sections(meta, checkpoint / "checkpoint.json")
     if meta["model"] != model_name:
         raise UserError(f"--resume: {run_dir} trained '{meta['model']}', not '{model_name}'")
-    if model_config and any(meta["model_config"].get(k) != v for k, v in model_config.items()):
+    # Compared as stored (JSON): a tuple field, e.g. channel_mults (1, 2), is stored as [1, 2].
+    if model_config and any(meta["model_config"].get(k) != json.loads(json.dumps(v)) for k, v in model_config.items()):
         raise UserError(f"--resume: config differs from the one {run_dir} was trained with: {meta['model_config']}")
     if meta["data"]["spec"] != dataset.spec.to_json() and not allow_config_change:
         raise UserError(
@@ -115,9 +117,13 @@ def _apply_changes(
 
 
 def save_training_state(
-    folder: Path, *, model, meta: dict[str, Any], ema, optimizers: dict, schedulers: dict, state: TrainState
+    folder: Path, *, model, meta: dict[str, Any], ema, optimizers: dict, schedulers: dict, state: TrainState,
+    rng: dict[str, Any] | list[dict[str, Any]] | None = None,
 ) -> None:
-    """Write a checkpoint that a resume (or a roll-back) continues from bit-exactly."""
+    """Write a checkpoint that a resume (or a roll-back) continues from bit-exactly.
+
+    ``rng``: every process's RNG states (:func:`~.state.gathered_rng_states`); None stores this
+    process's alone (a run of one process)."""
     save_checkpoint(
         folder,
         model_state=model.state_dict(),
@@ -127,7 +133,7 @@ def save_training_state(
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
             "state": state.to_json(),
-            "rng": rng_state(),
+            "rng": rng_state() if rng is None else rng,
         },
     )
 
@@ -137,7 +143,8 @@ def load_training_state(
 ) -> tuple[TrainState, dict[str, Any]]:
     """Load model, EMA, optimizers and schedules from the checkpoint at ``path`` (checksums and
     tensor shapes verified); return its training state and RNG states for the caller to use or not
-    (a resume takes both; a roll-back keeps its own step count, data order and RNG)."""
+    (a resume takes both; a roll-back keeps its own step count, data order and RNG). The RNG states
+    are one process's (a dict) or every process's (a list by rank): :func:`~.state.restore_noise_stream`."""
     ckpt = read_checkpoint(path, with_trainer_state=True)
     trainer_state = ckpt.trainer_state or {}
     if "state" not in trainer_state:
@@ -161,13 +168,14 @@ def load_training_state(
 
 def write_checkpoint(
     run_dir: Path, name: str, state: TrainState, *, meta: dict[str, Any], model, ema, optimizers: dict, schedulers: dict,
-    keep: int, best_by: str | None,
+    keep: int, best_by: str | None, rng: dict[str, Any] | list[dict[str, Any]] | None = None,
 ) -> None:
     """Write checkpoint ``name`` (unless it exists), point best.json at it when the state says it is
     the best (``best_by``: what chose it; None leaves the pointer alone), and prune the old ones."""
     folder = run_dir / "checkpoints" / name
     if not folder.exists():
-        save_training_state(folder, model=model, meta=meta, ema=ema, optimizers=optimizers, schedulers=schedulers, state=state)
+        save_training_state(folder, model=model, meta=meta, ema=ema, optimizers=optimizers, schedulers=schedulers, state=state,
+                            rng=rng)
     if best_by is not None and state.best_checkpoint == name:
         write_best_pointer(run_dir, name, best_by, state.best_nll)
     prune_checkpoints(run_dir, keep, state)

@@ -1,5 +1,13 @@
 """The trainer's state: where training is (step, epoch, position in the epoch, examples, seconds),
-what is best so far, and the RNG states, all of which a checkpoint stores for a bit-exact resume."""
+what is best so far, and the RNG states, all of which a checkpoint stores for a bit-exact resume.
+
+Each process of a data-parallel run draws its own training noise: every process seeds with the
+run's seed before the model is built (so parameters start identical), then process r > 0 moves to
+its own stream, seeded from (seed, r) (:func:`start_noise_stream`). Process 0 keeps the run seed's
+stream, so a run of one process draws exactly what it drew before streams were per process. A
+checkpoint stores every process's RNG state (:func:`gathered_rng_states`), and a resume gives each
+process its own back.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["TrainState", "RunOutcome", "rng_state", "set_rng_state"]
+__all__ = ["TrainState", "RunOutcome", "rng_state", "set_rng_state", "process_seed", "start_noise_stream",
+           "gathered_rng_states", "restore_noise_stream"]
 
 
 @dataclass
@@ -78,3 +87,52 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def process_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of process ``rank``'s training noise (``rank`` > 0) in a run seeded with ``seed``.
+
+    NumPy's ``SeedSequence`` with the rank as its spawn key: the standard way of deriving
+    independent child streams from one seed (what ``SeedSequence.spawn`` does), the same on every
+    machine and Python version. ``step`` > 0 gives a fresh stream to a process that joins a
+    resumed run without a stored state of its own (the run had fewer processes).
+    """
+    import numpy as np
+
+    key = (rank,) if step == 0 else (rank, step)
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, dtype=np.uint64)[0])
+
+
+def start_noise_stream(seed: int, rank: int, step: int = 0) -> None:
+    """Move process ``rank`` > 0 to its own training noise stream (global CPU and CUDA RNG);
+    process 0 keeps the stream it has. Called once the model is built and initialized, so that
+    every process starts from the same parameters."""
+    if rank > 0:
+        torch.manual_seed(process_seed(seed, rank, step))  # seeds every CUDA device too
+
+
+def gathered_rng_states(accelerator) -> dict[str, Any] | list[dict[str, Any]]:
+    """What a checkpoint stores as ``trainer_state.rng``: this process's RNG states with one process
+    (the layout of every earlier checkpoint), else a list of every process's, by rank. Every
+    process must call it (a collective)."""
+    if accelerator.num_processes == 1:
+        return rng_state()
+    from accelerate.utils import gather_object
+
+    return gather_object([rng_state()])
+
+
+def restore_noise_stream(saved: dict[str, Any] | list[dict[str, Any]] | None, seed: int, rank: int, step: int) -> None:
+    """Where process ``rank`` draws its training noise from, once the model is built and
+    initialized: on a new run (``saved`` None) its own stream (:func:`start_noise_stream`); on a
+    resumed run its stored RNG state (``saved``: a checkpoint's ``trainer_state.rng``). A process
+    with no stored state of its own (the checkpoint was written by fewer processes) starts a fresh
+    stream from (seed, rank, step)."""
+    if saved is None:
+        start_noise_stream(seed, rank)
+        return
+    states = saved if isinstance(saved, list) else [saved]
+    if rank < len(states):
+        set_rng_state(states[rank])
+    else:
+        start_noise_stream(seed, rank, step)
