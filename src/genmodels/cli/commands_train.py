@@ -12,7 +12,31 @@ from .parser import BENCH_DEFAULTS, explicit_settings, train_config_from
 __all__ = ["cmd_train", "cmd_bench"]
 
 
+def _fill_from_run(args: argparse.Namespace) -> None:
+    """``train --resume --out RUN``: the model (when not named) and the data (when no --data) come
+    from the run, so that the command printed on an interruption works as it is."""
+    from ..training.rundir import stored_run
+
+    if not (args.resume and args.out and not args.recipe):
+        return
+    stored = stored_run(Path(args.out))
+    if stored is None and args.model:
+        return
+    if stored is None:
+        raise UserError(f"--resume: {args.out} holds no checkpoint and no run.json to restart from; name the model "
+                        "and its budget (genmodels train MODEL --steps N … --resume --out RUN)")
+    args.model = args.model or stored["model"]
+    source = stored["data"]["source"]
+    if args.data is None:
+        args.data = source["name"]
+        if args.data_dir is None:
+            args.data_dir = source.get("data_dir")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
+    _fill_from_run(args)
     if args.num_processes > 1:
         from ..core import model_class
 
@@ -48,8 +72,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     # by the config's field types and override them.
     options = {**(recipe.model_config if recipe else {}), **cls.Config.parse_strings(dict(args.options))}
     config = cls.Config.build(**options).to_json() if options else None
-    if args.resume and not args.out:
-        raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
     if args.resume:
         # The run's stored settings, changed only where the command line says so.
         train_config = explicit_settings(args, TrainConfig) or None
