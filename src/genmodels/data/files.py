@@ -43,6 +43,7 @@ import torch
 
 from ..errors import UserError
 from .base import MAX_LEVELS, DataSpec, Dataset, Split, check_array, split_protocol
+from .checks import warn_about_continuous_data
 
 __all__ = ["load_path", "path_exists", "read_image", "IMAGE_SUFFIXES", "SUPPORTED"]
 
@@ -84,6 +85,8 @@ def load_path(path: Path) -> Dataset:
             raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
     except MemoryError as e:
         raise UserError(f"{path}: too large to hold in memory ({e}); use a smaller subset of the data") from None
+    if levels is None:
+        warn_about_continuous_data(x, str(path))
     name = str(path.resolve())
     return _with_splits(x, y, DataSpec(name, tuple(x.shape[1:]), levels, num_classes), path)
 
