@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
     from .files import load_path, path_exists  # a user's own files
 
     path = Path(name)
-    if path_exists(path) or path.suffix.lower() in (".npy", ".csv"):
+    # A name with a folder separator, a suffix or a leading ~ or . is a path: a missing one says so.
+    if path_exists(path) or path.suffix or "/" in name or os.sep in name or name.startswith(("~", ".")):
         dataset = load_path(path)
         # The spec's name is the resolved path and the source records that same string, so that a
         # checkpoint's data, reloaded from any working folder, have a spec equal to the one it stored.

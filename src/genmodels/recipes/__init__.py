@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -142,7 +142,7 @@ def load_recipe(name: str) -> Recipe:
         print(f"genmodels: recipe '{name}' is now called '{RENAMED[name]}'; the old name will go", file=sys.stderr)
         name = RENAMED[name]
     if name not in recipe_names():
-        raise UserError(f"no recipe '{name}'; known: {', '.join(recipe_names())}")
+        raise UserError(f"no recipe '{name}'; known: {', '.join(recipe_names())}{did_you_mean(name, recipe_names())}")
     raw = _read_toml(f"{name}.toml", (_files() / f"{name}.toml").read_text())
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
@@ -176,7 +176,7 @@ def suite_recipes(suite: str) -> list[Recipe]:
     """The recipes of ``suite``, sorted by data set, then model."""
     known = suites()
     if suite not in known:
-        raise UserError(f"no suite '{suite}'; known: {', '.join(known)}")
+        raise UserError(f"no suite '{suite}'; known: {', '.join(known)}{did_you_mean(suite, known)}")
     members = [r for r in map(load_recipe, recipe_names()) if suite in r.suites]
     return sorted(members, key=lambda r: (r.data, r.model, r.name))
 

@@ -8,9 +8,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import UserError
+from ..errors import UserError, note_python_names
 
-__all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
+__all__ = ["TrainConfig", "RESUMABLE_CHANGES", "python_names"]
 
 #: Settings a resumed run may change freely: the budget and what is logged or kept. Anything else
 #: (EMA, batch size, seed, learning rate, precision, ...) breaks bit-exactness or comparability with
@@ -46,7 +46,7 @@ class TrainConfig:
         log_every: log the mean training loss every this many steps.
         eval_batch_size: examples per evaluation batch (figures do not depend on it).
         validation_examples: evaluate only the validation split's first N examples during training (a cheaper, noisier choice of the best checkpoint for slow estimates).
-        test_examples: measure the final test figures on the test split's first N examples only, for estimates too slow for the whole split (e.g. a U-Net's probability-flow ODE on a CPU); results.json and results.md then say "first N of M". Default: the whole split, as ../shared/PROTOCOL.md asks.
+        test_examples: measure the final test figures on the test split's first N examples only, for estimates too slow for the whole split (e.g. a U-Net's probability-flow ODE on a CPU); results.json and results.md then say "first N of M". Default: the whole split (reported figures are of the whole test split).
         keep_checkpoints: how many of the latest checkpoints to keep besides the best one.
         seed: seeds parameters' initialization, the data order and every random draw in training.
         mixed_precision: no, fp16 or bf16 (Accelerate's autocast; one precision per process).
@@ -97,6 +97,13 @@ class TrainConfig:
     validation_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--validation-option"})
 
     def __post_init__(self) -> None:
+        try:
+            self._check()
+        except UserError as error:
+            note_python_names(error, python_names())
+            raise
+
+    def _check(self) -> None:
         if self.steps is None and self.epochs is None and self.minutes is None:
             raise UserError("give a training budget: --steps N, --epochs N or --minutes M")
         for name in ("steps", "epochs", "minutes", "warmup_steps", "num_workers", "nan_tolerance", "nan_rollbacks"):
@@ -162,3 +169,12 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def python_names() -> dict[str, str]:
+    """The Python argument behind each training flag: ``--lr`` → ``TrainConfig.lr``, ``--resume`` →
+    ``train(resume=True)`` (for errors raised from Python, :func:`~genmodels.errors.note_python_names`)."""
+    names = {f.metadata.get("flag", "--" + _flag(f.name)): f"TrainConfig.{f.name}" for f in dataclasses.fields(TrainConfig)}
+    names.update({"--resume": "train(resume=True)", "--out": "train(run_dir=...)", "--set": "train(model_config={...})",
+                  "--allow-config-change": "train(allow_config_change=True)"})
+    return names
