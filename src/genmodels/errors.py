@@ -21,7 +21,7 @@ def did_you_mean(name: str, valid: Iterable[str]) -> str:
 
     valid = list(valid)
     close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
-    if len(name) >= 3:  # a part of a longer name: "mnist" for "fashion-mnist"
+    if not close and len(name) >= 3:  # a part of a longer name: "mnist" for "fashion-mnist"
         close += sorted((v for v in valid if name.lower() in v.lower() and v not in close), key=len)[: 3 - len(close)]
     if not close:
         return ""

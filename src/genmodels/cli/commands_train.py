@@ -33,6 +33,26 @@ def _fill_from_run(args: argparse.Namespace) -> None:
             args.data_dir = source.get("data_dir")
 
 
+def _recipe_of(args: argparse.Namespace, overrides: dict):
+    """The shipped recipe (``--recipe NAME``) or the user's config file (``--config FILE``, or
+    ``--recipe FILE.toml``), checked with the command line's settings on top; None for neither."""
+    from ..recipes import load_config_file, load_recipe
+
+    if args.recipe and args.config:
+        raise UserError("give --recipe or --config, not both (a config file is a recipe of your own)")
+    if not (args.recipe or args.config):
+        return None
+    recipe = load_config_file(args.config) if args.config else load_recipe(args.recipe)
+    if recipe.from_file:  # what the file leaves out, the command line gives
+        recipe.model = recipe.model or args.model or ""
+        recipe.data = recipe.data or args.data or "digits"
+        if not recipe.model:
+            raise UserError(f"{recipe.name} names no model; add `model = \"NAME\"` to it, or name one: "
+                            "genmodels train MODEL --config FILE")
+    recipe.check(overrides)
+    return recipe
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     if args.resume and not args.out:
         raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
@@ -53,12 +73,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from ..training import train
     from ..training.config import TrainConfig
 
-    recipe = None
-    if args.recipe:
-        from ..recipes import load_recipe
-
-        recipe = load_recipe(args.recipe)
-        recipe.check()
+    recipe = _recipe_of(args, explicit_settings(args, TrainConfig))
+    if recipe is not None:
         if args.model and args.model != recipe.model:
             raise UserError(f"recipe '{recipe.name}' trains {recipe.model}, not {args.model}; drop the model name")
         if args.data is not None and args.data != recipe.data:
@@ -73,12 +89,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     options = {**(recipe.model_config if recipe else {}), **cls.Config.parse_strings(dict(args.options))}
     config = cls.Config.build(**options).to_json() if options else None
     if args.resume:
+        if args.print_config:
+            raise UserError(f"--print-config shows a new run's settings; the run's own are in {Path(args.out) / 'run.json'}")
         # The run's stored settings, changed only where the command line says so.
         train_config = explicit_settings(args, TrainConfig) or None
     elif recipe is not None:
         train_config = recipe.train_config(explicit_settings(args, TrainConfig))
     else:
         train_config = train_config_from(args)
+    if args.print_config:
+        from ..recipes import config_toml
+
+        print(config_toml(args.model, args.data, cls.Config.build(**options).to_json(), train_config,
+                          description=recipe.description if recipe else "", expected=recipe.expected if recipe else None), end="")
+        return
     dataset = load_dataset(args.data, args.data_dir)
     safe_data = Path(args.data).stem if Path(args.data).exists() else args.data
     run_dir = Path(args.out or f"runs/{args.model}-{safe_data}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -179,8 +179,14 @@ def _add_train(sub, imports, argv: list[str]) -> None:
     p = sub.add_parser("train", help="train a model on a data set", parents=[imports],
                        epilog=_model_help(model), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="a model name (see `genmodels list`); not needed with --recipe")
-    p.add_argument("--recipe", help="run a shipped recipe (model, data, budget, options; see `genmodels list`); "
-                                    "flags given here override its settings, and its expected figures are checked")
+    p.add_argument("--recipe", help="run a shipped recipe (model, data, budget, options; see `genmodels list`), or a "
+                                    "FILE.toml of your own (as --config); flags given here override its settings, and "
+                                    "its expected figures are checked")
+    p.add_argument("--config", metavar="FILE", help="a TOML config file at any path, of the recipes' schema (model, data, "
+                                                    "[model_config], [train], [sample_options], [eval_options]); flags given "
+                                                    "here override it. --print-config writes one")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the whole resolved config (model, data, every setting) as TOML and exit, training nothing")
     p.add_argument("--data", help="a data set name, or a path to images / .npy / .csv (default: digits)")
     p.add_argument("--data-dir", help="folder holding the data set's files (e.g. Fashion-MNIST's IDX files)")
     add_config_flags(p, TrainConfig)

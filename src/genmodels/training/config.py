@@ -8,7 +8,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import UserError, note_python_names
+from ..errors import UserError, did_you_mean, note_python_names
+from ..trackers import TRACKERS
 
 __all__ = ["TrainConfig", "RESUMABLE_CHANGES", "python_names"]
 
@@ -53,7 +54,7 @@ class TrainConfig:
         cpu: train on the CPU even where a GPU is present.
         num_samples: how many samples to draw for the grid at the end.
         num_workers: data-loader worker processes.
-        log_with: also log to a tracker through Accelerate (tensorboard; needs the tensorboard extra).
+        log_with: also log to a tracker through Accelerate: tensorboard (into RUN/tensorboard), mlflow (a file store in RUN/mlruns unless MLFLOW_TRACKING_URI says otherwise), wandb, aim, comet_ml, clearml, dvclive, trackio or swanlab; each needs its package (the error says which).
         select_by: what chooses the best checkpoint on validation: auto (the likelihood; else the model's selection figure, e.g. an autoencoder's reconstruction MSE; else FD of samples where a feature network exists; else the latest), likelihood, figure, fd or latest.
         select_measure: which validation likelihood record chooses the best checkpoint, by its measure name (e.g. iwae for a VAE, whose headline record is its ELBO); default: the headline (first) record.
         fd_samples: samples drawn for FD (genmodels features) on validation when it chooses checkpoints.
@@ -88,7 +89,7 @@ class TrainConfig:
     cpu: bool = False
     num_samples: int = 64
     num_workers: int = 0
-    log_with: Literal["none", "tensorboard"] = "none"
+    log_with: Literal[TRACKERS] = "none"  # type: ignore[valid-type]  # every tracker Accelerate drives
     select_by: Literal["auto", "likelihood", "figure", "fd", "latest"] = "auto"
     select_measure: str | None = None
     fd_samples: int = 1000
@@ -137,8 +138,9 @@ class TrainConfig:
             raise UserError(f"--select-measure chooses among likelihood records; it cannot go with --select-by {self.select_by}")
         if self.fd_samples < 2:
             raise UserError(f"--fd-samples must be ≥ 2, got {self.fd_samples}")
-        if self.log_with not in ("none", "tensorboard"):
-            raise UserError(f"--log-with must be none or tensorboard, got '{self.log_with}'")
+        if self.log_with not in TRACKERS:
+            raise UserError(f"--log-with must be none or one of Accelerate's trackers ({', '.join(TRACKERS[1:])}), "
+                            f"got '{self.log_with}'{did_you_mean(str(self.log_with), TRACKERS)}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise UserError(f"--ema must be in (0, 1), got {self.ema_decay}")
         self.sample_options = {str(k): str(v) for k, v in dict(self.sample_options).items()}
