@@ -20,6 +20,7 @@ from ..evaluate import (
     PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
 )
 from ..plotting import save_loss_curves, save_samples
+from .caveats import warn_if_never_improved
 from .config import TrainConfig
 from .rundir import RunDir, likelihood_rows
 from .state import RunOutcome, TrainState
@@ -111,6 +112,7 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig) -> Tr
         else:
             outcome.say(f"{model.name} was fitted in closed form: no training curve to draw")
         files["metrics"] = run.metrics
+        warn_if_never_improved(run.metrics, ckpt.meta["step"], outcome.say)  # best at step 0: say so
     result = TrainResult(
         run_dir=run_dir,
         best_checkpoint=best_dir,
