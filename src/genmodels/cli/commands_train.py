@@ -17,7 +17,7 @@ def _fill_from_run(args: argparse.Namespace) -> None:
     from the run, so that the command printed on an interruption works as it is."""
     from ..training.rundir import stored_run
 
-    if not (args.resume and args.out and not args.recipe):
+    if not (args.resume and args.out and not args.recipe and not args.config):
         return
     stored = stored_run(Path(args.out))
     if stored is None and args.model:
@@ -57,11 +57,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume and not args.out:
         raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
     _fill_from_run(args)
-    if args.num_processes > 1:
+    if args.num_processes > 1 and not args.print_config:
         from ..core import model_class
 
-        model_class(args.model)  # mistakes that need no process group are reported once, here
-        if not args.resume:
+        if args.model:
+            model_class(args.model)  # mistakes that need no process group are reported once, here
+        if not (args.resume or args.recipe or args.config):
             train_config_from(args)
         code = launch_processes(args.num_processes, without_num_processes(args.argv))
         if code:
