@@ -21,7 +21,8 @@ from ..errors import UserError
 from ..run_files import check_run_files, read_run_record
 from ..runlock import LOCK_NAME, hold_run_lock, release_run_lock, run_lock_held
 
-__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "check_restartable", "stored_run", "resume_checkpoint", "remove_leftovers", "likelihood_rows", "run_description"]
+__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "check_restartable", "stored_run", "resume_checkpoint",
+           "remove_leftovers", "likelihood_rows", "run_description"]
 
 METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
 
