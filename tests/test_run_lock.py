@@ -139,8 +139,13 @@ def test_a_live_holder_is_named_and_its_end_frees_the_folder(tmp_path, capsys, h
 
 
 def test_the_lock_is_released_when_the_folder_is_refused_and_a_created_folder_goes(tmp_path):
-    with pytest.raises(UserError, match="holds no checkpoint to resume from"):
-        check_run_dir(tmp_path / "new" / "deeper" / "run", resume=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="holds no checkpoint and no run.json but other files"):
+        check_run_dir(tmp_path / "other", resume=True)
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["notes.txt"]
+    assert check_run_dir(tmp_path / "new" / "deeper" / "run", resume=True) is None  # starts from the beginning
+    release_run_lock(tmp_path / "new" / "deeper" / "run")
     assert not (tmp_path / "new").exists()
     used = tmp_path / "used"
     used.mkdir()

@@ -209,7 +209,8 @@ def test_cuda_rng_states_are_saved_and_restored_where_a_gpu_is(monkeypatch):
         ({"lr_schedule": "linear"}, "--lr-schedule must be constant or cosine, got 'linear'"),
         ({"lr_schedule": "cosine", "steps": None, "minutes": 1.0},
          "--lr-schedule cosine needs a --steps or --epochs budget to decay over"),
-        ({"log_with": "wandb"}, "--log-with must be none or tensorboard, got 'wandb'"),
+        ({"log_with": "neptune"}, "--log-with must be none or one of Accelerate's trackers (tensorboard, mlflow, wandb, aim, "
+                                  "comet_ml, clearml, dvclive, trackio, swanlab), got 'neptune'"),
         ({"ema_decay": 0.0}, "--ema must be in (0, 1), got 0.0"),
     ],
 )

@@ -331,14 +331,12 @@ def stored_train_config(meta: dict[str, Any], where: Path):
         raise UserError(f"{where}: train_config is invalid ({error}); {_DAMAGED}") from None
 
 
-#: The package behind each ``--log-with`` tracker, and the pip line that installs it.
-TRACKER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "pip install 'genmodels[tensorboard]'")}
-
-
 def check_tracker_installed(log_with: str) -> None:
     """Refuse ``--log-with NAME`` before training when NAME's package is not importable (Accelerate
     would only warn, and the run would log nothing)."""
     import importlib.util
+
+    from .trackers import TRACKER_PACKAGES
 
     if log_with == "none" or log_with not in TRACKER_PACKAGES:
         return
@@ -349,5 +347,7 @@ def check_tracker_installed(log_with: str) -> None:
                 return
         except (ImportError, ValueError):
             continue
+    plain = f"pip install {modules[0]}"
+    also = f" (or `{plain}`)" if install != plain else ""
     raise UserError(f"--log-with {log_with}: the {modules[0]} package is not installed; install it with "
-                    f"`{install}` (or `pip install {modules[0]}`), or drop --log-with")
+                    f"`{install}`{also}, or drop --log-with")

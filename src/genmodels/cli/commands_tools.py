@@ -14,7 +14,8 @@ __all__ = ["cmd_list", "cmd_audit", "cmd_plot_density", "cmd_encode", "cmd_decod
 
 
 def _kind_summary(cls) -> str:
-    """The likelihood kind(s) of a model class, e.g. ``exact`` or ``exact (continuous) / bound (discrete)``."""
+    """The likelihood kind of a model class: ``exact``, or ``exact/bound`` where it depends on the
+    data (continuous / discrete; the listing explains the slash once)."""
     from ..core import _PROBE_SPECS
 
     kinds = {}
@@ -23,32 +24,55 @@ def _kind_summary(cls) -> str:
             kinds["discrete" if spec.is_discrete else "continuous"] = cls.kind_for(spec).value
     if len(set(kinds.values())) == 1:
         return next(iter(kinds.values()))
-    return " / ".join(f"{kind} ({data})" for data, kind in kinds.items())
+    return f"{kinds['continuous']}/{kinds['discrete']}"
+
+
+def _plain(text: str) -> str:
+    """A docstring's first line without reStructuredText markup (``code``, :func:`name`)."""
+    import re
+
+    return re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text).replace("``", "").replace("`", "")
+
+
+def _table(rows: list[tuple[str, str]], width: int, name_width: int = 16) -> None:
+    """Rows of (name, text): the text wrapped beside the name (below a name too long for the column),
+    never breaking a word or a hyphenated name."""
+    indent = " " * (name_width + 3)
+    for name, text in rows:
+        lines = textwrap.wrap(text, max(20, width - len(indent)), break_on_hyphens=False) or [""]
+        if len(name) > name_width:
+            print(f"  {name}")
+        else:
+            print(f"  {name:<{name_width}} {lines.pop(0)}")
+        for line in lines:
+            print(indent + line)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
+    import shutil
+
     from ..accepts import accepts_of
     from ..core import model_class, model_names
     from ..data import dataset_descriptions
-
-    print("models:")
-    for name in model_names():
-        cls = model_class(name)
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"  {name:<16} likelihood: {_kind_summary(cls):<10} {summary}")
-        if (accepts := accepts_of(cls)) is not None:
-            print(f"  {'':<16} accepts: {accepts.describe()}")
-    print("data sets:")
-    for name, description in dataset_descriptions().items():
-        print(f"  {name:<30} {description}")
-    print("  PATH                           a folder of images, a .npy array or a .csv table")
     from ..recipes import recipe_names, suites
 
+    width = min(shutil.get_terminal_size((80, 24)).columns, 100) - 1
+    print("models (likelihood; exact/bound: exact on continuous data, bound on discrete):")
+    rows = []
+    for name in model_names():
+        cls = model_class(name)
+        summary = _plain((cls.__doc__ or "").strip().splitlines()[0]) if cls.__doc__ else ""
+        accepts = accepts_of(cls)
+        accepted = f" Accepts: {_plain(accepts.describe())}" if accepts is not None else ""
+        rows.append((name, f"{_kind_summary(cls) + ':':<12} {summary}{accepted}"))
+    _table(rows, width)
+    print("data sets (or a PATH: a folder of images, a .npy array or a .csv table):")
+    _table([(name, _plain(description)) for name, description in dataset_descriptions().items()], width, 20)
     print("bench suites (genmodels bench --suite NAME):")
-    for suite in suites().values():
-        print(f"  {suite.name:<16} {suite.description}")
-    print("recipes (genmodels train --recipe NAME):")
-    print("  " + textwrap.fill(", ".join(recipe_names()), 96, subsequent_indent="  "))
+    _table([(suite.name, _plain(suite.description)) for suite in suites().values()], width)
+    print("recipes (genmodels train --recipe NAME; or --config FILE.toml of your own):")
+    print(textwrap.fill(", ".join(recipe_names()), width, initial_indent="  ", subsequent_indent="  ",
+                        break_on_hyphens=False, break_long_words=False))
 
 
 def cmd_audit(args: argparse.Namespace) -> None:

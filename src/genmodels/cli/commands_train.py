@@ -12,12 +12,57 @@ from .parser import BENCH_DEFAULTS, explicit_settings, train_config_from
 __all__ = ["cmd_train", "cmd_bench"]
 
 
+def _fill_from_run(args: argparse.Namespace) -> None:
+    """``train --resume --out RUN``: the model (when not named) and the data (when no --data) come
+    from the run, so that the command printed on an interruption works as it is."""
+    from ..training.rundir import stored_run
+
+    if not (args.resume and args.out and not args.recipe and not args.config):
+        return
+    stored = stored_run(Path(args.out))
+    if stored is None and args.model:
+        return
+    if stored is None:
+        raise UserError(f"--resume: {args.out} holds no checkpoint and no run.json to restart from; name the model "
+                        "and its budget (genmodels train MODEL --steps N … --resume --out RUN)")
+    args.model = args.model or stored["model"]
+    source = stored["data"]["source"]
+    if args.data is None:
+        args.data = source["name"]
+        if args.data_dir is None:
+            args.data_dir = source.get("data_dir")
+
+
+def _recipe_of(args: argparse.Namespace, overrides: dict):
+    """The shipped recipe (``--recipe NAME``) or the user's config file (``--config FILE``, or
+    ``--recipe FILE.toml``), checked with the command line's settings on top; None for neither."""
+    from ..recipes import load_config_file, load_recipe
+
+    if args.recipe and args.config:
+        raise UserError("give --recipe or --config, not both (a config file is a recipe of your own)")
+    if not (args.recipe or args.config):
+        return None
+    recipe = load_config_file(args.config) if args.config else load_recipe(args.recipe)
+    if recipe.from_file:  # what the file leaves out, the command line gives
+        recipe.model = recipe.model or args.model or ""
+        recipe.data = recipe.data or args.data or "digits"
+        if not recipe.model:
+            raise UserError(f"{recipe.name} names no model; add `model = \"NAME\"` to it, or name one: "
+                            "genmodels train MODEL --config FILE")
+    recipe.check(overrides)
+    return recipe
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    if args.num_processes > 1:
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
+    _fill_from_run(args)
+    if args.num_processes > 1 and not args.print_config:
         from ..core import model_class
 
-        model_class(args.model)  # mistakes that need no process group are reported once, here
-        if not args.resume:
+        if args.model:
+            model_class(args.model)  # mistakes that need no process group are reported once, here
+        if not (args.resume or args.recipe or args.config):
             train_config_from(args)
         code = launch_processes(args.num_processes, without_num_processes(args.argv))
         if code:
@@ -30,12 +75,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from ..training import train
     from ..training.config import TrainConfig
 
-    recipe = None
-    if args.recipe:
-        from ..recipes import load_recipe
-
-        recipe = load_recipe(args.recipe)
-        recipe.check()
+    recipe = _recipe_of(args, explicit_settings(args, TrainConfig))
+    if recipe is not None:
         if args.model and args.model != recipe.model:
             raise UserError(f"recipe '{recipe.name}' trains {recipe.model}, not {args.model}; drop the model name")
         if args.data is not None and args.data != recipe.data:
@@ -49,15 +90,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     # by the config's field types and override them.
     options = {**(recipe.model_config if recipe else {}), **cls.Config.parse_strings(dict(args.options))}
     config = cls.Config.build(**options).to_json() if options else None
-    if args.resume and not args.out:
-        raise UserError("--resume needs --out RUN_FOLDER (the run to continue)")
     if args.resume:
+        if args.print_config:
+            raise UserError(f"--print-config shows a new run's settings; the run's own are in {Path(args.out) / 'run.json'}")
         # The run's stored settings, changed only where the command line says so.
         train_config = explicit_settings(args, TrainConfig) or None
     elif recipe is not None:
         train_config = recipe.train_config(explicit_settings(args, TrainConfig))
     else:
         train_config = train_config_from(args)
+    if args.print_config:
+        from ..recipes import config_toml
+
+        print(config_toml(args.model, args.data, cls.Config.build(**options).to_json(), train_config,
+                          description=recipe.description if recipe else "", expected=recipe.expected if recipe else None), end="")
+        return
     dataset = load_dataset(args.data, args.data_dir, **data_options(args))
     safe_data = Path(args.data).stem if Path(args.data).exists() else args.data
     run_dir = Path(args.out or f"runs/{args.model}-{safe_data}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -12,7 +12,39 @@ from typing import Any
 from .. import __version__
 from ..errors import UserError
 
-__all__ = ["build_parser", "add_config_flags", "BENCH_DEFAULTS"]
+__all__ = ["build_parser", "add_config_flags", "BENCH_DEFAULTS", "OneLineParser"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its refusals in one line (no usage dump): the problem, a "did you mean" for a
+    mistyped flag, and where the help is; exit status 2 as argparse's."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        prog = self._command_parser().prog
+        self.exit(2, f"{prog}: error: {message}{self._suggestion(message)} (see `{prog} --help`)\n")
+
+    def _command_parser(self) -> argparse.ArgumentParser:
+        """The sub-command's parser named on the command line (this one when none is)."""
+        commands = getattr(self, "commands", {})
+        for arg in getattr(self, "argv", []):
+            if arg in commands:
+                return commands[arg]
+        return self
+
+    def _suggestion(self, message: str) -> str:
+        """A "did you mean" for a mistyped flag (of the sub-command) or choice."""
+        import re
+
+        from ..errors import did_you_mean
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            return did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        flags = [o for o in self._command_parser()._option_string_actions if o.startswith("--")]
+        first = message.split(": ", 1)[1].split()[0].split("=", 1)[0]
+        return did_you_mean(first, flags) if first.startswith("-") else ""
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -33,8 +65,8 @@ def _flag_type(hint: Any, name: str):
     def parse(text: str) -> Any:
         try:
             return parse_option(text, hint, name)
-        except UserError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        except UserError as error:  # argparse names the flag already
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"option '{name}': ")) from None
 
     parse.__name__ = name  # argparse names the type in its error message
     return parse
@@ -113,13 +145,14 @@ def _model_help(model: str | None) -> str:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The ``genmodels`` parser: one sub-parser per command (``train MODEL --help`` shows MODEL's options)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="genmodels",
         description="Train, evaluate and sample deep generative models with honest likelihoods.",
     )
+    parser.argv = list(argv or [])
     parser.add_argument("--version", action="version", version=f"genmodels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    imports = argparse.ArgumentParser(add_help=False)
+    imports = OneLineParser(add_help=False)
     imports.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                          help="import a module that registers models (repeatable); only modules you trust")
     sub.add_parser("list", help="list the models and data sets", parents=[imports])
@@ -134,6 +167,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_decode(sub, imports)
     _add_compare(sub, imports)
     _add_bench(sub, imports)
+    parser.commands = dict(sub.choices)
     return parser
 
 
@@ -146,8 +180,14 @@ def _add_train(sub, imports, argv: list[str]) -> None:
     p = sub.add_parser("train", help="train a model on a data set", parents=[imports],
                        epilog=_model_help(model), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="a model name (see `genmodels list`); not needed with --recipe")
-    p.add_argument("--recipe", help="run a shipped recipe (model, data, budget, options; see `genmodels list`); "
-                                    "flags given here override its settings, and its expected figures are checked")
+    p.add_argument("--recipe", help="run a shipped recipe (model, data, budget, options; see `genmodels list`), or a "
+                                    "FILE.toml of your own (as --config); flags given here override its settings, and "
+                                    "its expected figures are checked")
+    p.add_argument("--config", metavar="FILE", help="a TOML config file at any path, of the recipes' schema (model, data, "
+                                                    "[model_config], [train], [sample_options], [eval_options]); flags given "
+                                                    "here override it. --print-config writes one")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the whole resolved config (model, data, every setting) as TOML and exit, training nothing")
     p.add_argument("--data", help="a data set name, or a path to images / .npy / .csv (default: digits)")
     p.add_argument("--data-dir", help="folder holding the data set's files (e.g. Fashion-MNIST's IDX files)")
     add_data_flags(p)  # --resize, --center-crop, --hflip, --max-pixels

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     from .model import GenerativeModel
@@ -37,7 +37,7 @@ class ModelConfig:
         if unknown:
             raise UserError(
                 f"unknown config option(s) {', '.join(unknown)} for {cls.__name__}; "
-                f"valid options: {', '.join(sorted(valid)) or '(none)'}"
+                f"valid options: {', '.join(sorted(valid)) or '(none)'}{did_you_mean(unknown[0], valid)}"
             )
         hints = typing.get_type_hints(cls)
         # JSON has no tuples: a tuple-typed field comes back as a list.
@@ -68,7 +68,7 @@ class ModelConfig:
             if key not in valid:
                 raise UserError(
                     f"unknown config option '{key}' for {cls.__name__}; "
-                    f"valid options: {', '.join(sorted(valid)) or '(none)'}"
+                    f"valid options: {', '.join(sorted(valid)) or '(none)'}{did_you_mean(key, valid)}"
                 )
             parsed[key] = parse_option(text, hints[key], key)
         return parsed
@@ -150,7 +150,7 @@ def parse_option(text: str, hint: Any, key: str) -> Any:
                 return option(text)
         except ValueError:
             continue
-    raise UserError(f"option '{key}': cannot read '{text}' as {hint}")
+    raise UserError(f"option '{key}': cannot read '{text}' as {type_name(hint)}")
 
 
 def keyword_options(method: Callable[..., Any], exclude: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
@@ -174,6 +174,7 @@ def parse_keyword_options(
         if key not in accepted:
             raise UserError(
                 f"model '{model}' has no {what} option '{key}'; its {what} options: {', '.join(accepted) or '(none)'}"
+                f"{did_you_mean(key, accepted)}"
             )
     return {key: parse_option(value, accepted[key][0], key) for key, value in options.items()}
 

@@ -54,6 +54,7 @@ from ..errors import UserError
 from .base import MAX_LEVELS, ArrayStore, DataSpec, Dataset, ExampleStore, LazySplit, check_array, split_protocol
 from .images import IMAGE_SUFFIXES, read_image, scan_image_folder
 from .transforms import DEFAULT_MAX_PIXELS, ImageTransform
+from .checks import warn_about_continuous_data
 
 __all__ = ["load_path", "path_exists", "read_image", "storage_dtype", "IMAGE_SUFFIXES", "SUPPORTED"]
 
@@ -95,6 +96,8 @@ def load_path(
         elif path.suffix.lower() in (".npy", ".csv"):
             x, levels = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
             store, y, spec = ArrayStore(x), None, DataSpec(name, tuple(x.shape[1:]), levels, None)
+            if levels is None:  # continuous: say so when the values look discrete or a column is constant
+                warn_about_continuous_data(x, str(path))
         else:
             raise UserError(f"{path}: unsupported file type '{path.suffix or '(no suffix)'}'; give {SUPPORTED}")
     except MemoryError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,8 @@ def load_dataset(
         from .files import load_path, path_exists  # a user's own files
 
         path = Path(name)
-        if not (path_exists(path) or path.suffix.lower() in (".npy", ".csv")):
+        # A name with a folder separator, a suffix or a leading ~ or . is a path: a missing one says so.
+        if not (path_exists(path) or path.suffix or "/" in name or os.sep in name or name.startswith(("~", "."))):
             raise unknown_name(
                 "data set", name, _DATASETS, extra="; or give a path to a folder of images, a .npy or a .csv file"
             )

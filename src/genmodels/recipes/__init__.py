@@ -31,16 +31,17 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a dependency there)
     import tomli as tomllib
 
-__all__ = ["Recipe", "Suite", "Expected", "RENAMED", "recipe_names", "load_recipe", "suites", "suite_recipes", "check_expected"]
+__all__ = ["Recipe", "Suite", "Expected", "RENAMED", "recipe_names", "load_recipe", "load_config_file", "config_toml", "suites", "suite_recipes", "check_expected"]
 
 #: Former names of renamed recipes (old → new): still accepted by ``load_recipe``, with a one-line note.
 RENAMED = {
@@ -83,6 +84,9 @@ class Recipe:
     #: samples for the sample-quality metrics in place of the suite's (fewer where sampling is slow,
     #: e.g. a PixelCNN's D sequential network passes on CPU; 0: none); None: the suite's
     quality_samples: int | None = None
+    #: a user's config file (``--config``), not a shipped recipe: its data may be a path, its model
+    #: and data may be left to the command line
+    from_file: bool = False
 
     def train_config(self, overrides: dict[str, Any] | None = None):
         """The recipe's TrainConfig, with its sampling and likelihood options, and ``overrides``
@@ -92,20 +96,21 @@ class Recipe:
         values = {**self.train, "sample_options": self.sample_options, "eval_options": self.eval_options}
         return TrainConfig.from_json({**values, **(overrides or {})})
 
-    def check(self) -> None:
-        """Raise a UserError unless the model, its options, the training settings, the sampling and
-        likelihood options and the data name are all known (nothing is trained or loaded)."""
+    def check(self, overrides: dict[str, Any] | None = None) -> None:
+        """Raise a UserError unless the model, its options, the training settings (with ``overrides``
+        on top), the sampling and likelihood options and the data name are all known (nothing is
+        trained or loaded)."""
         from ..core import likelihood_options, model_class, sampling_options
         from ..data import dataset_names
 
         cls = model_class(self.model)
-        if self.data not in dataset_names():
+        if self.data not in dataset_names() and not self.from_file:
             raise UserError(f"recipe '{self.name}': unknown data set '{self.data}'; known: {', '.join(dataset_names())}")
         try:
-            cls.Config.build(**self.model_config)
-        except (TypeError, ValueError) as e:
+            cls.Config.from_json(self.model_config)  # unknown keys named, with a "did you mean"
+        except (TypeError, ValueError, UserError) as e:
             raise UserError(f"recipe '{self.name}': bad [model_config] for {self.model}: {e}") from None
-        self.train_config()
+        self.train_config(overrides)
         sampling_options(cls, self.sample_options)
         likelihood_options(cls, self.eval_options)
 
@@ -122,6 +127,8 @@ class Suite:
 def _read_toml(name: str, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise UserError(f"recipe file {name}: nested too deeply to read; give a plain TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"recipe file {name}: not valid TOML ({e})") from None
 
@@ -141,15 +148,110 @@ def load_recipe(name: str) -> Recipe:
     if name in RENAMED:
         print(f"genmodels: recipe '{name}' is now called '{RENAMED[name]}'; the old name will go", file=sys.stderr)
         name = RENAMED[name]
+    if name.lower().endswith(".toml") or "/" in name:
+        return load_config_file(name)
     if name not in recipe_names():
-        raise UserError(f"no recipe '{name}'; known: {', '.join(recipe_names())}")
+        raise UserError(f"no recipe '{name}'; known: {', '.join(recipe_names())}{did_you_mean(name, recipe_names())}")
     raw = _read_toml(f"{name}.toml", (_files() / f"{name}.toml").read_text())
+    return _recipe(name, raw)
+
+
+#: The largest config file read (a recipe is a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def load_config_file(path: str | Path) -> Recipe:
+    """A config file of the user's (``--config FILE``, or ``--recipe FILE.toml``): TOML of the shipped
+    recipes' schema, at any path. ``model`` and ``data`` may be left out (the command line, or
+    digits, gives them); ``data`` may name a file of the user's."""
+    from ..safe_files import read_bytes_bounded
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist (or is not a file); give the path of a TOML file "
+                        "(`genmodels train … --print-config > my.toml` writes one)")
+    try:
+        text = read_bytes_bounded(path, MAX_CONFIG_BYTES, "give a TOML config file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path}: not UTF-8 text; give a TOML file") from None
+    raw = _read_toml(str(path), text)
+    raw.setdefault("model", "")
+    raw.setdefault("data", "")
+    recipe = _recipe(str(path), raw)
+    recipe.from_file = True
+    return recipe
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # inf and nan are TOML floats too
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+
+def _toml_key(key: str) -> str:
+    import json
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_table(name: str, values: dict[str, Any]) -> list[str]:
+    """``[name]`` and its ``key = value`` lines; a None (TOML has no null) is left out: it is the default."""
+    return [f"[{name}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items() if v is not None), ""]
+
+
+def config_toml(model: str, data: str, model_config: dict[str, Any], train, *, description: str = "",
+                expected: dict[str, Expected] | None = None) -> str:
+    """A run's whole config as TOML of the recipes' schema (``--print-config``): what
+    ``genmodels train --config FILE`` reads back to the same run. ``train`` is the TrainConfig."""
+    settings = train.to_json()
+    sample_options, eval_options = settings.pop("sample_options"), settings.pop("eval_options")
+    if settings.get("grad_clip") is None:
+        settings["grad_clip"] = 0  # no clipping (TOML has no null; 0 means none)
+    from .. import __version__
+
+    lines = [f"# genmodels {__version__}: genmodels train --config FILE", ""]
+    if description:
+        lines.append(f"description = {_toml_value(description)}")
+    lines += [f"model = {_toml_value(model)}", f"data = {_toml_value(data)}", ""]
+    lines += _toml_table("model_config", model_config) + _toml_table("train", settings)
+    lines += _toml_table("sample_options", sample_options) + _toml_table("eval_options", eval_options)
+    if expected:
+        lines += _toml_table("expected", {k: {"value": e.value, "tolerance": e.tolerance} for k, e in expected.items()})
+    return "\n".join(lines)
+
+
+def _check_train_keys(name: str, train: dict[str, Any]) -> None:
+    """Every [train] key a TrainConfig setting (a misspelt one would be dropped silently)."""
+    from ..training.config import TrainConfig
+
+    valid = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in train:
+        if key not in valid:
+            raise UserError(f"recipe '{name}': unknown [train] setting '{key}' (the settings are the flags of "
+                            f"`genmodels train --help`, with _ for -){did_you_mean(key, valid)}")
+
+
+def _recipe(name: str, raw: dict[str, Any]) -> Recipe:
+    """A recipe from its parsed TOML, every key checked."""
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise UserError(f"recipe '{name}': unknown keys {', '.join(unknown)}; a recipe has {', '.join(sorted(_KEYS))}")
     for key in ("model", "data"):
         if not isinstance(raw.get(key), str):
             raise UserError(f"recipe '{name}': '{key}' must be a string")
+    for table in ("model_config", "train", "sample_options", "eval_options", "expected"):
+        if not isinstance(raw.get(table, {}), dict):
+            raise UserError(f"recipe '{name}': '{table}' must be a table ([{table}])")
+    _check_train_keys(name, raw.get("train", {}))
     samples = raw.get("quality_samples")
     if samples is not None and not (isinstance(samples, int) and (samples == 0 or samples >= 2)):
         raise UserError(f"recipe '{name}': quality_samples must be 0 (none) or an integer ≥ 2, got {samples!r}")
@@ -176,7 +278,7 @@ def suite_recipes(suite: str) -> list[Recipe]:
     """The recipes of ``suite``, sorted by data set, then model."""
     known = suites()
     if suite not in known:
-        raise UserError(f"no suite '{suite}'; known: {', '.join(known)}")
+        raise UserError(f"no suite '{suite}'; known: {', '.join(known)}{did_you_mean(suite, known)}")
     members = [r for r in map(load_recipe, recipe_names()) if suite in r.suites]
     return sorted(members, key=lambda r: (r.data, r.model, r.name))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core import create_model
 from ..data.base import Dataset
-from ..errors import UserError
+from ..errors import UserError, note_python_names
 from .batches import EpochSampler
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .ema import EMA
@@ -48,13 +48,38 @@ def train(
     resume: bool = False,
     progress: bool = True,
     allow_config_change: bool = False,
+    quiet: bool = False,
 ) -> TrainResult:
     """Build ``model_name`` for ``dataset`` (seeded by ``config.seed``) and train it into ``run_dir``.
 
     On resume the model is rebuilt from the run's stored config (``model_config`` must agree), and
     the training config is the stored one unless ``config`` (a whole config, or the settings given
     explicitly) changes it (see :func:`~genmodels.training.resume.plan_resume`); ``config`` may then be None.
+    ``progress=False`` drops the bar (log and validation lines stay, as ``--no-progress``);
+    ``quiet=True`` prints nothing at all (errors are still raised). An error names command-line
+    flags; its note (shown in a traceback) names the Python arguments behind them.
     """
+    import contextlib
+    import io
+
+    from .config import python_names
+
+    silenced = (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())) if quiet else ()
+    try:
+        with contextlib.ExitStack() as stack:
+            for redirect in silenced:
+                stack.enter_context(redirect)
+            return _train(model_name, dataset, config, run_dir, model_config=model_config, resume=resume,
+                          progress=progress and not quiet, allow_config_change=allow_config_change)
+    except UserError as error:
+        note_python_names(error, python_names())
+        raise
+
+
+def _train(
+    model_name: str, dataset: Dataset, config: TrainConfig | dict[str, Any] | None, run_dir: str | Path, *,
+    model_config: dict[str, Any] | None, resume: bool, progress: bool, allow_config_change: bool,
+) -> TrainResult:
     from accelerate.utils import set_seed
 
     plan = None

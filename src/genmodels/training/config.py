@@ -8,9 +8,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean, note_python_names
+from ..trackers import TRACKERS
 
-__all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
+__all__ = ["TrainConfig", "RESUMABLE_CHANGES", "python_names"]
 
 #: Settings a resumed run may change freely: the budget and what is logged or kept. Anything else
 #: (EMA, batch size, seed, learning rate, precision, ...) breaks bit-exactness or comparability with
@@ -46,14 +47,14 @@ class TrainConfig:
         log_every: log the mean training loss every this many steps.
         eval_batch_size: examples per evaluation batch (figures do not depend on it).
         validation_examples: evaluate only the validation split's first N examples during training (a cheaper, noisier choice of the best checkpoint for slow estimates).
-        test_examples: measure the final test figures on the test split's first N examples only, for estimates too slow for the whole split (e.g. a U-Net's probability-flow ODE on a CPU); results.json and results.md then say "first N of M". Default: the whole split, as ../shared/PROTOCOL.md asks.
+        test_examples: measure the final test figures on the test split's first N examples only, for estimates too slow for the whole split (e.g. a U-Net's probability-flow ODE on a CPU); results.json and results.md then say "first N of M". Default: the whole split (reported figures are of the whole test split).
         keep_checkpoints: how many of the latest checkpoints to keep besides the best one.
         seed: seeds parameters' initialization, the data order and every random draw in training.
         mixed_precision: no, fp16 or bf16 (Accelerate's autocast; one precision per process).
         cpu: train on the CPU even where a GPU is present.
         num_samples: how many samples to draw for the grid at the end.
         num_workers: data-loader worker processes.
-        log_with: also log to a tracker through Accelerate (tensorboard; needs the tensorboard extra).
+        log_with: also log to a tracker through Accelerate: tensorboard (into RUN/tensorboard), mlflow (a file store in RUN/mlruns unless MLFLOW_TRACKING_URI says otherwise), wandb, aim, comet_ml, clearml, dvclive, trackio or swanlab; each needs its package (the error says which).
         select_by: what chooses the best checkpoint on validation: auto (the likelihood; else the model's selection figure, e.g. an autoencoder's reconstruction MSE; else FD of samples where a feature network exists; else the latest), likelihood, figure, fd or latest.
         select_measure: which validation likelihood record chooses the best checkpoint, by its measure name (e.g. iwae for a VAE, whose headline record is its ELBO); default: the headline (first) record.
         fd_samples: samples drawn for FD (genmodels features) on validation when it chooses checkpoints.
@@ -88,7 +89,7 @@ class TrainConfig:
     cpu: bool = False
     num_samples: int = 64
     num_workers: int = 0
-    log_with: Literal["none", "tensorboard"] = "none"
+    log_with: Literal[TRACKERS] = "none"  # type: ignore[valid-type]  # every tracker Accelerate drives
     select_by: Literal["auto", "likelihood", "figure", "fd", "latest"] = "auto"
     select_measure: str | None = None
     fd_samples: int = 1000
@@ -97,6 +98,13 @@ class TrainConfig:
     validation_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--validation-option"})
 
     def __post_init__(self) -> None:
+        try:
+            self._check()
+        except UserError as error:
+            note_python_names(error, python_names())
+            raise
+
+    def _check(self) -> None:
         if self.steps is None and self.epochs is None and self.minutes is None:
             raise UserError("give a training budget: --steps N, --epochs N or --minutes M")
         for name in ("steps", "epochs", "minutes", "warmup_steps", "num_workers", "nan_tolerance", "nan_rollbacks"):
@@ -130,8 +138,9 @@ class TrainConfig:
             raise UserError(f"--select-measure chooses among likelihood records; it cannot go with --select-by {self.select_by}")
         if self.fd_samples < 2:
             raise UserError(f"--fd-samples must be ≥ 2, got {self.fd_samples}")
-        if self.log_with not in ("none", "tensorboard"):
-            raise UserError(f"--log-with must be none or tensorboard, got '{self.log_with}'")
+        if self.log_with not in TRACKERS:
+            raise UserError(f"--log-with must be none or one of Accelerate's trackers ({', '.join(TRACKERS[1:])}), "
+                            f"got '{self.log_with}'{did_you_mean(str(self.log_with), TRACKERS)}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise UserError(f"--ema must be in (0, 1), got {self.ema_decay}")
         self.sample_options = {str(k): str(v) for k, v in dict(self.sample_options).items()}
@@ -162,3 +171,12 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def python_names() -> dict[str, str]:
+    """The Python argument behind each training flag: ``--lr`` → ``TrainConfig.lr``, ``--resume`` →
+    ``train(resume=True)`` (for errors raised from Python, :func:`~genmodels.errors.note_python_names`)."""
+    names = {f.metadata.get("flag", "--" + _flag(f.name)): f"TrainConfig.{f.name}" for f in dataclasses.fields(TrainConfig)}
+    names.update({"--resume": "train(resume=True)", "--out": "train(run_dir=...)", "--set": "train(model_config={...})",
+                  "--allow-config-change": "train(allow_config_change=True)"})
+    return names

@@ -33,6 +33,8 @@ from .guard import NonFiniteGuard, TrainingDiverged
 from .optim import accumulate_and_step, build_optimizers, build_schedulers
 from .progress import ProgressLog
 from ..runlock import releases_run_lock
+from ..trackers import flat_hyperparameters as _flat_hyperparameters  # noqa: F401 (tests reach it here)
+from ..trackers import tracking
 from .report import TrainResult, finish_run
 from .resume import ResumePlan, load_training_state, repoint_best, write_checkpoint
 from .rundir import RunDir, check_run_dir, invocation_record, likelihood_rows, run_description
@@ -110,6 +112,7 @@ class Trainer:
 
     # --- the run ---------------------------------------------------------------------------------
     @releases_run_lock
+    @tracking  # the --log-with tracker: started before the loop, finished after the report
     def fit(self) -> TrainResult:
         """Train (:meth:`run_loop`), then report on the best checkpoint (:func:`~.report.finish_run`)."""
         return finish_run(self.run_loop(), self.dataset, self.config)
@@ -132,8 +135,6 @@ class Trainer:
                               **(self.resume.record if self.resume else {})),
             None if self.resume_from is None else self.state.step,
         )
-        if self.config.log_with != "none":
-            acc.init_trackers("tensorboard", config=_flat_hyperparameters(self.config))
         self.display = ProgressLog(
             self.budget_steps, self.state.step, f"train {self.model.name}",
             bar=self.show_bar, enabled=acc.is_local_main_process, budget_minutes=self.config.minutes,
@@ -344,14 +345,3 @@ class Trainer:
         if self.display is not None:
             self.display.close()
         raise TrainingInterrupted(signum, self.state.step, self.run_dir / "checkpoints" / name)
-
-
-def _flat_hyperparameters(config: TrainConfig) -> dict[str, Any]:
-    """TensorBoard's hyperparameters take numbers, strings and booleans only."""
-    out = {}
-    for key, value in config.to_json().items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        elif value is not None:
-            out[key] = value
-    return out

@@ -22,6 +22,7 @@ from ..evaluate import (
 from ..plotting import sample_title, save_loss_curves, save_samples
 from ..report_page import write_report_page
 from ..progress import Phase
+from .caveats import warn_if_never_improved
 from .config import TrainConfig
 from .rundir import RunDir, likelihood_rows
 from .state import RunOutcome, TrainState
@@ -114,6 +115,7 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig, *, pr
         else:
             outcome.say(f"{model.name} was fitted in closed form: no training curve to draw")
         files["metrics"] = run.metrics
+        warn_if_never_improved(run.metrics, ckpt.meta["step"], outcome.say)  # best at step 0: say so
     result = TrainResult(
         run_dir=run_dir,
         best_checkpoint=best_dir,

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from ..data.base import Dataset
 from ..errors import UserError
 from ..run_files import check_model_sections, check_resumable, spec_difference, stored_train_config
 from .config import RESUMABLE_CHANGES, TrainConfig
-from .rundir import check_run_dir
+from .rundir import check_run_dir, remove_leftovers, stored_run
 from .state import TrainState, rng_state
 
 __all__ = [
@@ -37,8 +39,8 @@ class ResumePlan:
     """A resumed run, worked out once: the intact checkpoint it continues from, the model's stored
     config, the training config (stored, with the allowed changes), and what run.json records."""
 
-    checkpoint: Path
-    model_config: dict[str, Any]
+    checkpoint: Path | None  # None: no checkpoint yet, the run starts from the beginning
+    model_config: dict[str, Any] | None
     config: TrainConfig
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -55,6 +57,8 @@ def plan_resume(
     """The :class:`ResumePlan` of ``run_dir``: refuses another model, another model config or
     other data (unless ``allow_config_change``), and the training changes :func:`resumed_config` refuses."""
     checkpoint = check_run_dir(Path(run_dir), resume=True)
+    if checkpoint is None:
+        return _restart_plan(Path(run_dir), model_name, dataset, overrides, model_config, allow_config_change)
     meta = read_checkpoint(checkpoint).meta
     check_model_sections(meta, checkpoint / "checkpoint.json")
     if meta["model"] != model_name:
@@ -80,6 +84,41 @@ def plan_resume(
     return ResumePlan(checkpoint, meta["model_config"], config, record)
 
 
+def _restart_plan(
+    run_dir: Path, model_name: str, dataset: Dataset, overrides: dict[str, Any] | TrainConfig | None,
+    model_config: dict[str, Any] | None, allow_config_change: bool,
+) -> ResumePlan:
+    """``--resume`` on a run stopped before its first checkpoint: nothing was trained, so the run
+    starts from the beginning, with run.json's settings (if it was written) under the ones given, so
+    that ``train … --resume`` is the one command of a preemptible job."""
+    stored = stored_run(run_dir)
+    config: TrainConfig | None = overrides if isinstance(overrides, TrainConfig) else None
+    if stored is not None:
+        if stored["model"] != model_name:
+            raise UserError(f"--resume: {run_dir} trains '{stored['model']}', not '{model_name}'")
+        if stored["data"]["spec"] != dataset.spec.to_json() and not allow_config_change:
+            raise UserError(
+                f"--resume: {run_dir} was started on other data ({spec_difference(stored['data']['spec'], dataset.spec.to_json())}); "
+                "resume on the same data (or pass --allow-config-change)"
+            )
+        if config is None and isinstance(stored.get("train_config"), dict):
+            config = TrainConfig.from_json({**stored_train_config(stored, run_dir / "run.json").to_json(), **(overrides or {})})
+        if model_config is None and isinstance(stored.get("model_config"), dict):
+            model_config = stored["model_config"]
+    if config is None:
+        if not overrides:
+            raise UserError(f"--resume: {run_dir} holds no checkpoint and no run.json to restart from; give the model "
+                            "and its budget (genmodels train MODEL --steps N … --resume --out RUN)")
+        config = TrainConfig.from_json(dict(overrides))
+    if int(os.environ.get("RANK", "0")) == 0:
+        # Everything checked: the leftovers of the stopped start go, and its metrics rows (it is redone).
+        remove_leftovers(run_dir)
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+        print(f"genmodels: {run_dir} holds no checkpoint yet (it stopped before its first); starting the run from "
+              "the beginning", file=sys.stderr)
+    return ResumePlan(None, model_config, config, {"restarted": "no checkpoint yet: started from the beginning"})
+
+
 def resumed_config(
     run_dir: str | Path, overrides: dict[str, Any] | TrainConfig | None, *, allow_config_change: bool = False
 ) -> tuple[TrainConfig, dict[str, Any]]:
@@ -88,6 +127,8 @@ def resumed_config(
     change to anything else (EMA, batch size, seed, lr, ...) breaks bit-exactness or comparability
     and is refused unless ``allow_config_change``. Returns the config and the changes made."""
     checkpoint = check_run_dir(Path(run_dir), resume=True)
+    if checkpoint is None:
+        raise UserError(f"--resume: {run_dir} holds no checkpoint yet, hence no stored training settings to resume with")
     stored = stored_train_config(read_checkpoint(checkpoint).meta, checkpoint / "checkpoint.json")
     return _apply_changes(stored, overrides, allow_config_change)
 

@@ -21,7 +21,8 @@ from ..errors import UserError
 from ..run_files import check_run_files, read_run_record
 from ..runlock import LOCK_NAME, hold_run_lock, release_run_lock, run_lock_held
 
-__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "resume_checkpoint", "remove_leftovers", "likelihood_rows", "run_description"]
+__all__ = ["METRIC_COLUMNS", "RunDir", "check_run_dir", "check_restartable", "stored_run", "resume_checkpoint",
+           "remove_leftovers", "likelihood_rows", "run_description"]
 
 METRIC_COLUMNS = ["step", "epoch", "examples", "seconds", "split", "metric", "value"]
 
@@ -52,13 +53,57 @@ def _checked_run_dir(run_dir: Path, resume: bool) -> Path | None:
             "or --out a new folder (nothing is overwritten)"
         )
     if resume and not existing:
-        raise UserError(
-            f"--resume: {run_dir} holds no checkpoint to resume from (a run stopped before its first "
-            "checkpoint trained nothing yet: remove the folder and start again)"
-        )
+        check_restartable(run_dir)
+        return None  # nothing trained yet: the run starts from the beginning (resume.plan_resume)
     if resume:
         check_run_files(run_dir)
     return resume_checkpoint(run_dir) if resume else None
+
+
+#: What a run writes before its first checkpoint (besides checkpoints/ with unfinished temporary folders).
+_EARLY_RUN_FILES = {LOCK_NAME, "run.json", "metrics.csv", "metrics.csv.tmp", "checkpoints"}
+
+
+def check_restartable(run_dir: Path) -> None:
+    """A folder that ``--resume`` may start from the beginning: absent, empty, or what a genmodels run
+    killed before its first checkpoint leaves (run.json checked); never a folder of other files."""
+    if not run_dir.is_dir():
+        return
+    check_run_files(run_dir)  # a FIFO or a crafted run.json is refused before anything is rewritten
+    run_json = run_dir / "run.json"
+    if run_json.exists() or run_json.is_symlink():
+        record = read_run_record(run_json)
+        if not isinstance(record.get("model"), str):
+            raise UserError(f"--resume: {run_json} names no model; it is not a genmodels run: --out another folder")
+        return
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in _EARLY_RUN_FILES and not p.name.startswith(".run.json.tmp-"))
+    if others:
+        raise UserError(f"--resume: {run_dir} holds no checkpoint and no run.json but other files ({', '.join(others[:3])}); "
+                        "it is not a genmodels run: --out another folder (nothing is overwritten)")
+
+
+def stored_run(run_dir: Path) -> dict[str, Any] | None:
+    """What a run folder says it trains (run.json, else its newest checkpoint's checkpoint.json):
+    ``model``, ``model_config``, ``data`` (``source``, ``spec``), ``train_config``, ``model_module``;
+    None for a folder that holds neither. Read-only; every file checked before use."""
+    from ..checkpoint import read_checkpoint
+    from ..run_files import check_model_sections
+
+    run_json = run_dir / "run.json"
+    if run_json.exists() or run_json.is_symlink():
+        record, where = read_run_record(run_json), run_json
+    else:
+        existing = list_checkpoints(run_dir)
+        if not existing:
+            return None
+        where = existing[-1] / "checkpoint.json"
+        record = read_checkpoint(existing[-1]).meta
+    check_model_sections(record, where)
+    source = record["data"].get("source") if isinstance(record["data"], dict) else None
+    if not (isinstance(record["model"], str) and isinstance(source, dict) and isinstance(source.get("name"), str)
+            and isinstance(source.get("data_dir", None), (str, type(None)))):
+        raise UserError(f"{where}: 'model' or 'data.source' is damaged; name the model and --data on the command line")
+    return record
 
 
 def resume_checkpoint(run_dir: Path) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["TrainingInterrupted", "SignalFlag"]
+__all__ = ["TrainingInterrupted", "SignalFlag", "resume_command"]
 
 
 class TrainingInterrupted(Exception):
@@ -23,9 +23,26 @@ class TrainingInterrupted(Exception):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
-        super().__init__(
-            f"{name} received: saved {checkpoint} at step {step}; continue with --resume --out {checkpoint.parent.parent}"
-        )
+        super().__init__(f"{name} received: saved {checkpoint} at step {step}; continue with: "
+                         f"{resume_command(checkpoint.parent.parent)}")
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that continues the run in ``run_dir`` as it is (model, data and settings read
+    from the run), to paste as printed; ``--import`` where the model comes from outside genmodels."""
+    import shlex
+
+    from ..run_files import read_run_record
+
+    imports = ""
+    try:
+        module = read_run_record(run_dir / "run.json").get("model_module")
+    except Exception:  # the hint never hides the interruption it reports
+        module = None
+    if (isinstance(module, str) and not module.startswith("genmodels.") and module != "__main__"
+            and all(part.isidentifier() for part in module.split("."))):
+        imports = f" --import {shlex.quote(module)}"
+    return f"genmodels train --resume --out {shlex.quote(str(run_dir))}{imports}"
 
 
 class SignalFlag:
