@@ -76,6 +76,10 @@ def run_bench(
         for option in options:
             if not any(accepted_options(c, {option: ""}, key) for c in classes.values()):
                 raise UserError(f"no model in this bench has the {key} option '{option}'")
+    if inception_weights:
+        from .metrics.inception import check_inception_weights
+
+        check_inception_weights(inception_weights)
     loaded = {name: load_dataset(name, data_dir) for name in datasets}
     refused: dict[str, str] = {}
     for data_name, dataset in loaded.items():

@@ -53,6 +53,10 @@ def _sample_quality(args: argparse.Namespace, model, dataset):
     from ..metrics import FeatureReference, evaluate_sample_quality
     from ..metrics.fitted import feature_extractor_for
 
+    if args.inception_weights:
+        from ..metrics.inception import check_inception_weights
+
+        check_inception_weights(args.inception_weights)
     extractor = feature_extractor_for(dataset.spec.name, tuple(dataset.spec.shape), path=args.features)
     reference = FeatureReference(dataset, args.split, extractor=extractor)
     options = sampling_options(model, dict(args.sample_options))

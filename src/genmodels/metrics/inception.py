@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import UserError
 
-__all__ = ["INCEPTION_LABEL", "inception_fid", "standard_fid", "format_standard_fid"]
+__all__ = ["INCEPTION_LABEL", "inception_fid", "standard_fid", "format_standard_fid", "check_inception_weights"]
 
 INCEPTION_LABEL = "FID (Inception-v3)"
 
@@ -78,6 +78,14 @@ def inception_fid(
     return float(metric.compute())
 
 
+def check_inception_weights(weights_path: str | Path) -> Path:
+    """``--inception-weights FILE`` checked before any sampling: the file must exist (never downloaded)."""
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        raise UserError(f"--inception-weights {path}: no such file; genmodels never downloads Inception weights")
+    return path
+
+
 def standard_fid(samples: Tensor, reference: Tensor, levels: int | None, weights_path: str | Path,
                  split: str, device: torch.device | str = "cpu") -> dict:
     """``--inception-weights FILE``: the standard FID as a JSON-able record, or a note where it is skipped.
@@ -85,9 +93,7 @@ def standard_fid(samples: Tensor, reference: Tensor, levels: int | None, weights
     A missing weights file is the user's mistake (a ``UserError``); missing optional packages skip
     the figure with a note naming the install command, so the rest of the evaluation still runs.
     """
-    path = Path(weights_path).expanduser()
-    if not path.is_file():
-        raise UserError(f"--inception-weights {path}: no such file; genmodels never downloads Inception weights")
+    path = check_inception_weights(weights_path)
     record = {"metric": "fid", "label": INCEPTION_LABEL, "samples": len(samples), "reference": split,
               "reference_examples": len(reference), "weights": str(path)}
     missing = [m for m in ("torchmetrics", "torch_fidelity") if importlib.util.find_spec(m) is None]
