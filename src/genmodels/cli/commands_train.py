@@ -109,7 +109,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         datasets = [d.strip() for d in args.data.split(",") if d.strip()]
         # --minutes is the bench's total budget: the default step count then does not cut it short
-        defaults = {k: v for k, v in BENCH_DEFAULTS.items() if not (k == "steps" and args.minutes is not None)}
+        defaults = {k: v for k, v in BENCH_DEFAULTS.items() if not (k == "steps" and getattr(args, "minutes", None) is not None)}
         config = train_config_from(args, defaults)
         samples = default_quality_samples(datasets, args.features) if args.quality_samples is None else args.quality_samples
         files = run_bench(chosen or model_names(), datasets, config, out, data_dir=args.data_dir,
