@@ -418,13 +418,23 @@ def load_feature_network(dataset_name: str, path: str | Path | None = None,
             f"retrain them: python -m genmodels.metrics retrain {base} --out {file}"
         )
     info = json.loads(info_file.read_text())
+    image_shape, _ = _SHAPES[base]
+    return read_extractor(file, info, image_shape, 10, device)
+
+
+def read_extractor(file: Path, info: dict[str, Any], image_shape: tuple[int, ...], outputs: int,
+                   device: torch.device | str = "cpu") -> FeatureExtractor:
+    """A frozen :class:`FeatureExtractor` from a safetensors file and its JSON ``info`` (recipe, hash).
+
+    Raises:
+        UserError: the weights do not hash to the SHA-256 the JSON records.
+    """
     state = load_file(str(file))
     digest = weights_sha256(state)
     if digest != info["sha256"]:
         raise UserError(f"{file} is corrupt: its weights hash to {digest}, the JSON records {info['sha256']}")
     recipe = FeatureRecipe.from_json(info["recipe"])
-    image_shape, _ = _SHAPES[base]
-    network = FeatureNetwork(image_shape, recipe.channels, recipe.features)
+    network = FeatureNetwork(image_shape, recipe.channels, recipe.features, outputs)
     network.load_state_dict(state)
     network.to(device).eval()
     for p in network.parameters():

@@ -37,12 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import UserError
 from .features import (
-    FeatureExtractor, FeatureNetwork, FeatureRecipe, _accuracy, fit_network, save_feature_network, weights_sha256,
+    FeatureExtractor, FeatureNetwork, FeatureRecipe, _accuracy, fit_network, read_extractor, save_feature_network, weights_sha256,
 )
 
 __all__ = [
@@ -75,8 +74,8 @@ def features_store() -> Path:
 def stored_features_path(data_name: str) -> Path:
     """The store's file for a data set's spec name (a resolved path, with any transform in it).
 
-    >>> stored_features_path("/data/cats (resize 32x32)").name[:14]
-    'cats_resize_32'
+    >>> stored_features_path("/data/cats (resize 32x32)").name[:19]
+    'cats__resize_32x32-'
     """
     readable = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(data_name.split(" (")[0]).name)
     suffix = data_name[len(data_name.split(" (")[0]):]
@@ -214,21 +213,11 @@ def load_features_file(path: str | Path, data_name: str | None = None, shape: tu
     info = json.loads(info_file.read_text())
     if "objective" not in info:  # a shipped network's format (python -m genmodels.metrics retrain)
         return load_feature_network(data_name or info.get("recipe", {}).get("dataset", ""), file, device)
-    state = load_file(str(file))
-    digest = weights_sha256(state)
-    if digest != info["sha256"]:
-        raise UserError(f"{file} is corrupt: its weights hash to {digest}, the JSON records {info['sha256']}")
     fitted_shape = tuple(info["data"]["shape"])
     if shape is not None and tuple(shape) != fitted_shape:
         raise UserError(f"feature network {file} was fit to examples of shape {fitted_shape}, not {tuple(shape)}; "
                         f"fit one to this data: {FIT_COMMAND}")
-    recipe = FeatureRecipe.from_json(info["recipe"])
-    network = FeatureNetwork(fitted_shape, recipe.channels, recipe.features, info["outputs"])
-    network.load_state_dict(state)
-    network.to(device).eval()
-    for p in network.parameters():
-        p.requires_grad_(False)
-    return FeatureExtractor(info["name"], digest, network, fitted_shape, info)
+    return read_extractor(file, info, fitted_shape, info["outputs"], device)
 
 
 def find_fitted_features(data_name: str, shape: tuple[int, ...] | None = None,
@@ -253,7 +242,7 @@ def main_fit(dataset: Any, out: str | None, *, epochs: int | None, seed: int, pr
 def missing_features_message(data_name: str) -> str:
     """The refusal where no feature network exists for a data set: it names the command that makes one."""
     path = data_name.split(" (")[0]
-    return (f"no feature network for '{data_name}': fit one to this data with `genmodels features fit --data {path}` "
+    return (f"no feature network for data set '{data_name}': fit one to this data with `genmodels features fit --data {path}` "
             "(then used automatically) or pass --features FILE; networks ship only for digits and fashion-mnist")
 
 
