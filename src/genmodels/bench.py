@@ -103,7 +103,7 @@ def run_bench(
                 eval_options=accepted_options(cls, config.eval_options, "likelihood"),
                 **({"minutes": share} if share is not None else {}),
             )
-            model_config = scaled_model_config(cls, loaded[data_name].spec) if share is not None else None
+            model_config = scaled_model_config(cls, loaded[data_name].spec)  # None up to 1 024 values: defaults
             entries.append(BenchEntry(name, data_name, entry_config, model_config))
     header = {"train_config": config.to_json(), **({"minutes_total": config.minutes, "minutes_each": share}
                                                   if share is not None else {})}
