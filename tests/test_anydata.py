@@ -104,6 +104,15 @@ def test_eval_samples_refuses_naming_the_fix_then_measures_after_features_fit(tm
     report = json.loads(capsys.readouterr().out)
     names = {q["features"] for q in report["sample_quality"]}
     assert len(names) == 1 and names.pop().startswith("genmodels-fit-autoencoder-grey-")
+    stored = report["sample_quality"][0]["features_sha256"]
+    # --features FILE: a network written elsewhere (here another seed) replaces the stored one
+    other = tmp_path / "elsewhere" / "features.safetensors"
+    assert main(["features", "fit", "--data", str(folder), "--epochs", "1", "--seed", "1", "--out", str(other),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--samples", "10", "--features", str(other), "--json"]) == 0
+    hashes = {q["features_sha256"] for q in json.loads(capsys.readouterr().out)["sample_quality"]}
+    assert hashes == {json.loads(other.with_suffix(".json").read_text())["sha256"]} and stored not in hashes
     # Inception: a missing weights file is the user's mistake; a missing library skips with a note
     assert main(["eval", str(run), "--samples", "4", "--inception-weights", str(tmp_path / "none.pth")]) == 2
     assert "never downloads" in capsys.readouterr().err
@@ -141,3 +150,13 @@ def test_bench_on_a_user_folder_ranks_the_models_in_one_leaderboard(tmp_path, st
     assert leaderboard in printed  # the terminal shows the one leaderboard
     assert (out / "pictures" / "fvsbn" / "results.json").is_file() and (out / "montage-pictures.png").is_file()
     assert sorted(p.name for p in folder.iterdir()) == before  # the user's folder is never written to
+
+
+def test_a_bench_on_data_without_a_feature_network_says_how_to_get_one(tmp_path, store, capsys):
+    from genmodels.bench import default_quality_samples
+
+    folder = _folder(tmp_path, "plain", "L", n=6)
+    assert default_quality_samples([str(folder)], None) == 0
+    assert f"`genmodels features fit --data {folder}` first" in capsys.readouterr().out
+    assert default_quality_samples([str(folder)], "some.safetensors") == 200  # --features given
+    assert default_quality_samples(["digits"], None) == 0  # registered data: as before, none unless asked

@@ -118,9 +118,11 @@ def default_quality_samples(datasets: list[str], features: str | None) -> int:
     from .metrics import sample_quality_available
 
     users = [d for d in datasets if d not in dataset_names()]
-    if users and all(features is not None or sample_quality_available(_load_name(d)) for d in users):
-        return 200
-    return 0
+    missing = [d for d in users if features is None and not sample_quality_available(_load_name(d))]
+    for data_name in missing:
+        print(f"note: no feature network for {data_name}, so no sample quality in this bench; "
+              f"`genmodels features fit --data {data_name}` first to rank samples too", flush=True)
+    return 200 if users and not missing else 0
 
 
 def _load_name(data_name: str) -> str:
