@@ -86,8 +86,9 @@ def test_features_fit_round_trips_through_safetensors_and_json(tmp_path, store):
 
 def test_labelled_folders_get_a_classifier(tmp_path, store):
     data = load_dataset(str(_folder(tmp_path, "labelled", "L", classes=3)))
-    _, info = fit_features(data, max_steps=1)
+    state, info = fit_features(data, max_steps=1)
     assert info["objective"] == "classifier" and info["outputs"] == 3
+    assert state["head.weight"].shape == (3, 128)  # one logit per class folder, on the 128 features
     assert set(info["figures"]) == {"validation_accuracy", "test_accuracy"}
 
 
