@@ -130,7 +130,8 @@ def fit_features(dataset: Any, *, epochs: int | None = None, max_steps: int | No
             "integer levels); sample quality of continuous data is not measured"
         )
     train = dataset.split("train")
-    x_train, y_train = train.x, train.y
+    # Read in the stored dtype (uint8 for images), not as one int64 tensor: 8 times less memory
+    x_train, y_train = torch.stack([train.stored(i) for i in range(len(train))]), train.y
     labelled = y_train is not None and (spec.num_classes or 0) >= 2
     recipe = fit_recipe(spec.name, tuple(spec.shape), len(x_train), epochs=epochs, seed=seed)
     dims = math.prod(spec.shape)
