@@ -84,6 +84,19 @@ def test_features_fit_round_trips_through_safetensors_and_json(tmp_path, store):
         load_features_file(path, "other", (3, 8, 8))
 
 
+def test_flat_data_get_an_mlp_and_continuous_data_are_refused(tmp_path, store):
+    levels = np.random.default_rng(0).integers(0, 4, (50, 12)).astype(np.uint8)
+    np.save(tmp_path / "flat.npy", levels)
+    data = load_dataset(str(tmp_path / "flat.npy"))
+    state, info = fit_features(data, max_steps=1)
+    assert info["recipe"]["channels"] == [] and state["body.1.weight"].shape == (128, 12)  # Flatten, Linear
+    loaded = load_features_file(save_fitted(state, info, None), data.spec.name, (12,))
+    assert loaded(data.test.x, 4).shape == (5, 128)
+    np.save(tmp_path / "real.npy", np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32))
+    with pytest.raises(Exception, match="continuous values; features fit takes discrete data"):
+        fit_features(load_dataset(str(tmp_path / "real.npy")))
+
+
 def test_labelled_folders_get_a_classifier(tmp_path, store):
     data = load_dataset(str(_folder(tmp_path, "labelled", "L", classes=3)))
     state, info = fit_features(data, max_steps=1)

@@ -133,18 +133,22 @@ class FeatureNetwork(nn.Module):
 
     Input: float images in [0, 1] of shape (B, C, H, W) (use :class:`FeatureExtractor` for levels).
     Each stage: conv 3×3 (padding 1) → ReLU → max-pool 2×2; then flatten → linear → ReLU
-    (the features) → linear (the class logits).
+    (the features) → linear (the class logits, or an autoencoder's reconstruction logits:
+    :mod:`.fitted`). With no stages (``channels=()``) the example is flattened first (any shape).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...], features: int,
+    def __init__(self, image_shape: tuple[int, ...], channels: tuple[int, ...], features: int,
                  num_classes: int = 10):
         super().__init__()
-        c, h, w = image_shape
         layers: list[nn.Module] = []
-        for out in channels:
-            layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            c, h, w = out, h // 2, w // 2
-        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, features), nn.ReLU())
+        flat = math.prod(image_shape)  # no conv stages: an MLP over the flattened example (tabular data)
+        if channels:
+            c, h, w = image_shape
+            for out in channels:
+                layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+                c, h, w = out, h // 2, w // 2
+            flat = c * h * w
+        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, features), nn.ReLU())
         self.head = nn.Linear(features, num_classes)
 
     def features(self, x: Tensor) -> Tensor:

@@ -183,11 +183,16 @@ def fit_features(dataset: Any, *, epochs: int | None = None, max_steps: int | No
     return state, info
 
 
+def check_out(path: str | Path | None) -> None:
+    """``features fit --out FILE`` checked before training: a .safetensors name."""
+    if path is not None and Path(path).suffix != ".safetensors":
+        raise UserError(f"--out {path}: name a .safetensors file (its .json goes beside it)")
+
+
 def save_fitted(state: dict[str, torch.Tensor], info: dict[str, Any], path: str | Path) -> Path:
     """Write ``path`` (safetensors) and its ``.json``; the store's file for the data if ``path`` is None."""
     path = Path(path) if path is not None else stored_features_path(info["data"]["name"])
-    if path.suffix != ".safetensors":
-        raise UserError(f"--out {path}: name a .safetensors file (its .json goes beside it)")
+    check_out(path)
     save_feature_network(state, info, path)
     return path
 
@@ -232,6 +237,7 @@ def find_fitted_features(data_name: str, shape: tuple[int, ...] | None = None,
 
 def main_fit(dataset: Any, out: str | None, *, epochs: int | None, seed: int, progress: bool) -> Path:
     """``genmodels features fit``: fit, save (store or ``out``), print one summary line; the file written."""
+    check_out(out)
     state, info = fit_features(dataset, epochs=epochs, seed=seed, progress=progress)
     path = save_fitted(state, info, out)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in info["figures"].items())
