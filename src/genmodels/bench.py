@@ -36,7 +36,7 @@ from .report_page import write_report_page
 from .training import TrainConfig, train
 from .training.report import results_markdown
 
-__all__ = ["BenchEntry", "run_bench", "run_entries", "run_suite", "bench_markdown", "results_markdown"]
+__all__ = ["BenchEntry", "default_quality_samples", "run_bench", "run_entries", "run_suite", "bench_markdown", "results_markdown"]
 
 
 @dataclass
@@ -61,13 +61,40 @@ def run_bench(
     data_dir: str | None = None,
     progress: bool = True,
     quality_samples: int = 0,
+    features: str | None = None,
+    inception_weights: str | None = None,
 ) -> dict[str, Path]:
-    """Train every model on every data set at one config into ``out``; return the files written."""
+    """Train every model on every data set at one config into ``out``; return the files written.
+
+    With ``config.minutes`` the budget is the bench's total, split equally over the (model, data)
+    pairs whose model accepts the data, and widths follow the data's size
+    (:mod:`genmodels.recipes.generic`); the plan is printed before training starts.
+    """
+    from .recipes.generic import budget_plan, minutes_each, scaled_model_config
+
     classes = {name: model_class(name) for name in models}  # unknown names fail before any training
     for key, options in (("sampling", config.sample_options), ("likelihood", config.eval_options)):
         for option in options:
             if not any(accepted_options(c, {option: ""}, key) for c in classes.values()):
                 raise UserError(f"no model in this bench has the {key} option '{option}'")
+    if inception_weights:
+        from .metrics.inception import check_inception_weights
+
+        check_inception_weights(inception_weights)
+    loaded = {name: load_dataset(name, data_dir) for name in datasets}
+    refused: dict[str, str] = {}
+    for data_name, dataset in loaded.items():
+        for name, cls in classes.items():
+            try:
+                cls.check_data(dataset.spec)
+            except UserError as reason:
+                refused[f"{name} on {_data_folder(data_name)}"] = str(reason)
+    pairs = [(d, m) for d in datasets for m in classes if f"{m} on {_data_folder(d)}" not in refused]
+    share = None
+    if config.minutes is not None:
+        share = minutes_each(config.minutes, len(pairs))
+        print(budget_plan(config.minutes, [f"{m} on {_data_folder(d)}" if len(datasets) > 1 else m for d, m in pairs],
+                          refused), flush=True)
     entries = []
     for data_name in datasets:
         for name, cls in classes.items():
@@ -75,10 +102,49 @@ def run_bench(
                 config,
                 sample_options=accepted_options(cls, config.sample_options, "sampling"),
                 eval_options=accepted_options(cls, config.eval_options, "likelihood"),
+                **({"minutes": share} if share is not None else {}),
             )
-            entries.append(BenchEntry(name, data_name, entry_config))
+            model_config = scaled_model_config(cls, loaded[data_name].spec)  # None up to 1 024 values: defaults
+            entries.append(BenchEntry(name, data_name, entry_config, model_config))
+    header = {"train_config": config.to_json(), **({"minutes_total": config.minutes, "minutes_each": share}
+                                                  if share is not None else {})}
     return run_entries(entries, out, data_dir=data_dir, progress=progress, quality_samples=quality_samples,
-                       header={"train_config": config.to_json()})
+                       header=header, loaded=loaded, features=features, inception_weights=inception_weights)
+
+
+def default_quality_samples(datasets: list[str], features: str | None) -> int:
+    """``--quality-samples`` left out: 200 on a user's data that has a feature network (fit with
+    ``genmodels features fit``, or ``--features``), else 0 (registered data sets: as before, none)."""
+    from .data import dataset_names
+    from .metrics import sample_quality_available
+
+    users = [d for d in datasets if d not in dataset_names()]
+    missing = [d for d in users if features is None and not sample_quality_available(_load_name(d))]
+    for data_name in missing:
+        print(f"note: no feature network for {data_name}, so no sample quality in this bench; "
+              f"`genmodels features fit --data {data_name}` first to rank samples too", flush=True)
+    return 200 if users and not missing else 0
+
+
+def _load_name(data_name: str) -> str:
+    """The spec name a user's path gets when loaded (its resolved path), without loading it."""
+    return str(Path(data_name).expanduser().resolve())
+
+
+def _data_folder(data_name: str) -> str:
+    """A data set's folder and file name part in a bench: its name, or a user path's last part.
+
+    A path must never be joined as is: ``out / "/home/me/cats"`` is the user's own folder.
+
+    >>> _data_folder("digits"), _data_folder("/home/me/cats/"), _data_folder("faces.npy")
+    ('digits', 'cats', 'faces')
+    """
+    from .data import dataset_names
+
+    if data_name in dataset_names():
+        return data_name
+    stem = Path(data_name.rstrip("/")).stem
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem) or "data"
 
 
 def run_suite(
@@ -118,8 +184,16 @@ def run_entries(
     progress: bool = True,
     quality_samples: int = 0,
     header: dict[str, Any] | None = None,
+    loaded: dict[str, Any] | None = None,
+    features: str | None = None,
+    inception_weights: str | None = None,
 ) -> dict[str, Path]:
-    """Train and measure each entry into ``out/DATA/MODEL``; write the leaderboard and pictures."""
+    """Train and measure each entry into ``out/DATA/MODEL``; write the leaderboard and pictures.
+
+    ``loaded``: data sets already loaded, by name; ``features``: the feature network file for sample
+    quality (default: the shipped one or the one fit to the data); ``inception_weights``: also the
+    standard FID of the same samples (:mod:`genmodels.metrics.inception`).
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; choose a new folder for the bench")
@@ -130,7 +204,7 @@ def run_entries(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     files: dict[str, Path] = {}
-    datasets: dict[str, Any] = {}
+    datasets: dict[str, Any] = dict(loaded or {})
     curves: dict[str, dict[str, Path]] = {}
     grids: dict[str, dict[str, Path]] = {}
     started = time.perf_counter()
@@ -141,22 +215,24 @@ def run_entries(
         if entry.data not in datasets:
             datasets[entry.data] = load_dataset(entry.data, data_dir)
         dataset = datasets[entry.data]
-        run_dir = out / entry.data / (entry.recipe.name if entry.recipe is not None else entry.model)
+        folder = _data_folder(entry.data)
+        run_dir = out / folder / (entry.recipe.name if entry.recipe is not None else entry.model)
         print(f"== [{number}/{len(entries)}] {label}" + (f" (recipe {entry.recipe.name})" if entry.recipe else ""), flush=True)
         samples = quality_samples
         if entry.recipe is not None and entry.recipe.quality_samples is not None and quality_samples:
             samples = entry.recipe.quality_samples  # the recipe's own (smaller) count, where sampling is slow
-        row = _bench_one(entry, dataset, run_dir, progress=progress, quality_samples=samples)
+        row = _bench_one(entry, dataset, run_dir, progress=progress, quality_samples=samples,
+                         measures={"features": features, "inception_weights": inception_weights})
         rows.append(row)
         if "skipped" in row:
             print(f"   skipped: {row['skipped']}", flush=True)
         else:
             # every run, a closed-form fit too: no loss curve, but its validation level is drawn as a line
-            curves.setdefault(entry.data, {})[entry.model] = Path(row["run_dir"]) / "metrics.csv"
-            grid = out / f"samples-{entry.data}-{entry.model}.png"
+            curves.setdefault(folder, {})[entry.model] = Path(row["run_dir"]) / "metrics.csv"
+            grid = out / f"samples-{folder}-{entry.model}.png"
             shutil.copyfile(Path(row["run_dir"]) / "samples.png", grid)
             files[f"samples {entry.model}"] = grid
-            grids.setdefault(entry.data, {})[entry.model] = grid
+            grids.setdefault(folder, {})[entry.model] = grid
             for check in row.get("expected", []):
                 if not check["within"]:
                     got = "not reported" if check["got"] is None else f"{check['got']:.5g}"
@@ -173,8 +249,11 @@ def run_entries(
     files["table"].write_text(bench_markdown(rows))
     files["json"] = _write_json(out, rows, header, time.perf_counter() - started)
     files["page"] = write_report_page(files["json"])  # results.html: the leaderboard and every picture
+    from .bench_table import leaderboard_markdown
+
     print()
-    print(files["table"].read_text())
+    print(leaderboard_markdown(rows))
+    print(f"(every measure, all sample-quality metrics and the costs: {files['table']})")
     outside = [(r, c) for r in rows for c in r.get("expected", []) if not c["within"]]
     if outside:
         print(f"{len(outside)} figure(s) outside their recipe's expected range: "
@@ -198,7 +277,8 @@ def _write_json(out: Path, rows: list[dict[str, Any]], header: dict[str, Any] | 
     return path
 
 
-def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, quality_samples: int) -> dict[str, Any]:
+def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, quality_samples: int,
+               measures: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one entry, measure its sample quality; its leaderboard row (or why it was skipped)."""
     cls = model_class(entry.model)
     started = time.perf_counter()
@@ -226,7 +306,9 @@ def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, qua
         "run_dir": str(run_dir),
     }
     if quality_samples:
-        row["sample_quality"] = _sample_quality(result, dataset, entry, quality_samples, progress)
+        row["sample_quality"], inception = _sample_quality(result, dataset, entry, quality_samples, **(measures or {}))
+        if inception is not None:
+            row["inception_fid"] = inception
     row["wall_seconds"] = time.perf_counter() - started
     if entry.recipe is not None:
         from .recipes import check_expected
@@ -236,25 +318,44 @@ def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, qua
     return row
 
 
-def _sample_quality(result, dataset, entry: BenchEntry, samples: int, progress: bool) -> list[dict[str, Any]]:
+def _sample_quality(result, dataset, entry: BenchEntry, samples: int, *, features: str | None = None,
+                    inception_weights: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """FD, KID, precision/recall, ... of ``samples`` samples of the best checkpoint against the test
-    split, in genmodels' feature space; [] where the data have no feature network."""
+    split, in the data's feature space (shipped, fit to the data, or ``features``), and the standard
+    FID of the same samples where ``inception_weights``; ([], None) where the data have no feature network."""
     from .checkpoint import load_model
-    from .metrics import evaluate_sample_quality, sample_quality_available
     from .core import sampling_options
+    from .metrics import FeatureReference, evaluate_sample_quality, sample_quality_available
+    from .metrics.fitted import feature_extractor_for
 
-    if not sample_quality_available(dataset.spec.name):
-        return []
-    model, _ = load_model(result.best_checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+    if features is None and not sample_quality_available(dataset.spec.name):
+        return [], None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, _ = load_model(result.best_checkpoint, device=device)
     options = sampling_options(model, entry.config.sample_options)
-    records, _ = evaluate_sample_quality(model, dataset, samples=samples, reference="test",
-                                         batch_size=entry.config.eval_batch_size, sampling_options=options, progress=True)
-    return [r.to_json() for r in records]
+    extractor = feature_extractor_for(dataset.spec.name, tuple(dataset.spec.shape), path=features)
+    reference = FeatureReference(dataset, "test", extractor=extractor)
+    records, drawn = evaluate_sample_quality(model, dataset, samples=samples, reference=reference,
+                                             batch_size=entry.config.eval_batch_size, sampling_options=options,
+                                             progress=True)
+    inception = None
+    if inception_weights:
+        from .metrics.inception import standard_fid
+
+        inception = standard_fid(drawn, reference.x, dataset.spec.levels, inception_weights, "test")
+    return [r.to_json() for r in records], inception
 
 
 def bench_markdown(rows: list[dict[str, Any]]) -> str:
-    """The leaderboard: the likelihood table (and other figures), then sample quality, cost and the
-    recipes' expected figures, as Markdown tables ready to paste into a paper."""
+    """results.md: the leaderboard (:func:`genmodels.bench_table.leaderboard_markdown`), then the
+    details behind it: every likelihood measure, the models' other figures, all sample-quality
+    metrics, the costs and the recipes' expected figures, as Markdown tables ready to paste into a paper."""
+    from .bench_table import leaderboard_markdown
+
+    return leaderboard_markdown(rows) + "\n## Details\n\n" + _details_markdown(rows)
+
+
+def _details_markdown(rows: list[dict[str, Any]]) -> str:
     text = results_markdown(rows)
     measured = [r for r in rows if "skipped" not in r]
     if any(r.get("sample_quality") for r in measured):

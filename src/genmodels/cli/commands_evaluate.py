@@ -38,26 +38,36 @@ def _part(split, whole) -> str:
 
 
 def _sample_quality(args: argparse.Namespace, model, dataset):
-    """``eval --samples N``: sample-quality records against the evaluated split, or None."""
+    """``eval --samples N``: (sample-quality records against the evaluated split, the standard FID
+    record where ``--inception-weights``), or (None, None)."""
     if args.samples is None:
         if args.sample_options:
             raise UserError("--sample-option applies to --samples N; add --samples")
-        return None
+        if args.features or args.inception_weights:
+            raise UserError("--features and --inception-weights apply to --samples N; add --samples")
+        return None, None
     if args.samples < 2:
         raise UserError(f"--samples must be ≥ 2, got {args.samples}")
-    from ..metrics import evaluate_sample_quality, sample_quality_available
     from ..core import sampling_options
+    from ..metrics import FeatureReference, evaluate_sample_quality
+    from ..metrics.fitted import feature_extractor_for
 
-    if not sample_quality_available(dataset.spec.name):
-        raise UserError(
-            f"no feature network for '{dataset.spec.name}': sample-quality metrics exist for digits and "
-            "fashion-mnist (and their binarized forms)"
-        )
+    if args.inception_weights:
+        from ..metrics.inception import check_inception_weights
+
+        check_inception_weights(args.inception_weights)
+    extractor = feature_extractor_for(dataset.spec.name, tuple(dataset.spec.shape), path=args.features)
+    reference = FeatureReference(dataset, args.split, extractor=extractor)
     options = sampling_options(model, dict(args.sample_options))
-    records, _ = evaluate_sample_quality(model, dataset, samples=args.samples, reference=args.split,
-                                         batch_size=args.batch_size or 500, sampling_options=options,
-                                         progress=True)
-    return records
+    records, samples = evaluate_sample_quality(model, dataset, samples=args.samples, reference=reference,
+                                               batch_size=args.batch_size or 500, sampling_options=options,
+                                               progress=True)
+    inception = None
+    if args.inception_weights:
+        from ..metrics.inception import standard_fid
+
+        inception = standard_fid(samples, reference.x, dataset.spec.levels, args.inception_weights, args.split)
+    return records, inception
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -87,12 +97,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
         return
     from ..checkpoint import strict_json, write_json_atomic
 
-    quality = _sample_quality(args, model, dataset)
+    quality, inception = _sample_quality(args, model, dataset)
     report = {"model": ckpt.meta["model"], "data": model.spec.name, "checkpoint": str(ckpt.path), "split": args.split,
               "examples": len(split), "split_size": len(whole),
               "records": [r.to_json() for r in records], "figures": [f.to_json() for f in figures]}
     if quality is not None:
         report["sample_quality"] = [r.to_json() for r in quality]
+    if inception is not None:
+        report["inception_fid"] = inception
     if out is not None:
         from ..evaluate import save_per_example
 
@@ -112,6 +124,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
             from ..metrics import format_sample_quality
 
             print(format_sample_quality(quality))
+        if inception is not None:
+            from ..metrics.inception import format_standard_fid
+
+            print(format_standard_fid(inception))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:

@@ -152,10 +152,16 @@ def cmd_bench(args: argparse.Namespace) -> None:
         files = run_suite(args.suite, out, overrides=explicit_settings(args, TrainConfig), models=chosen, data_dir=args.data_dir,
                           progress=not args.no_progress, quality_samples=args.quality_samples)
     else:
+        from ..bench import default_quality_samples
+
         datasets = [d.strip() for d in args.data.split(",") if d.strip()]
-        config = train_config_from(args, BENCH_DEFAULTS)
+        # --minutes is the bench's total budget: the default step count then does not cut it short
+        defaults = {k: v for k, v in BENCH_DEFAULTS.items() if not (k == "steps" and getattr(args, "minutes", None) is not None)}
+        config = train_config_from(args, defaults)
+        samples = default_quality_samples(datasets, args.features) if args.quality_samples is None else args.quality_samples
         files = run_bench(chosen or model_names(), datasets, config, out, data_dir=args.data_dir,
-                          progress=not args.no_progress, quality_samples=args.quality_samples or 0)
+                          progress=not args.no_progress, quality_samples=samples, features=args.features,
+                          inception_weights=args.inception_weights)
     print("\nwritten:")
     for what, path in files.items():
         print(f"  {what:<12} {path}")

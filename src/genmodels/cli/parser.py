@@ -167,6 +167,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_decode(sub, imports)
     _add_compare(sub, imports)
     _add_bench(sub, imports)
+    _add_features(sub, imports)
     parser.commands = dict(sub.choices)
     return parser
 
@@ -226,6 +227,7 @@ def _add_eval(sub, imports) -> None:
     p.add_argument("--samples", type=int, metavar="N",
                    help="also draw N samples and measure their quality against the split: FD, KID, precision/"
                         "recall, density/coverage and memorization in genmodels' own feature space")
+    add_feature_flags(p)
     p.add_argument("--sample-option", dest="sample_options", action="append", type=_key_value, default=[],
                    metavar="KEY=VALUE", help="a sampling option for --samples (repeatable)")
 
@@ -362,9 +364,38 @@ def _add_bench(sub, imports) -> None:
                    help="samples drawn per model for FD/KID/precision/recall (genmodels features) on data with a "
                         "feature network; 0 for none (default: the suite's, or 0 without --suite)")
     p.add_argument("--data-dir", help="folder holding the data sets' files")
+    add_feature_flags(p)
     add_config_flags(p, TrainConfig, defaults=BENCH_DEFAULTS)
     p.add_argument("--out", help="bench folder (default: runs/bench-TIME)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log and validation lines stay)")
+
+
+def _add_features(sub, imports) -> None:
+    """The ``features`` command: ``features fit --data PATH``."""
+    from ..data.flags import add_data_flags
+
+    p = sub.add_parser("features", help="fit a feature network to your data, for sample quality", parents=[imports])
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fit = actions.add_parser("fit", help="train the feature network on --data: a classifier where the data have "
+                                         "labels, an autoencoder's bottleneck where not; eval --samples and bench "
+                                         "then use it")
+    fit.add_argument("--data", required=True, help="a path to images / .npy / .csv (or a data set name)")
+    fit.add_argument("--data-dir", help="folder holding a named data set's files")
+    add_data_flags(fit)  # the same --resize/--center-crop as the runs it will measure
+    fit.add_argument("--out", help="a .safetensors file to write (a .json goes beside it); default: the features "
+                                   "store ($GENMODELS_FEATURES_DIR or ~/.cache/genmodels/features), found there "
+                                   "automatically")
+    fit.add_argument("--epochs", type=int, help="passes over the train split (default: about 3 000 steps, 2 to 40)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--no-progress", action="store_true", help="no line per epoch")
+
+
+def add_feature_flags(p: argparse.ArgumentParser) -> None:
+    """``--features FILE`` and ``--inception-weights FILE`` of ``eval`` and ``bench``."""
+    p.add_argument("--features", metavar="FILE", help="the feature network for sample quality (a .safetensors "
+                   "from `genmodels features fit --out`); default: the shipped one or the one fit to this data")
+    p.add_argument("--inception-weights", metavar="FILE", help="also the standard FID (Inception-v3) with these "
+                   "weights from disk, through torchmetrics if installed (never downloaded)")
 
 
 def train_config_from(args: argparse.Namespace, defaults: dict[str, Any] | None = None):

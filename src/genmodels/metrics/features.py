@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,6 +49,8 @@ __all__ = [
     "RECIPES",
     "feature_network_name",
     "train_feature_network",
+    "fit_network",
+    "save_feature_network",
     "load_feature_network",
     "weights_sha256",
     "shipped_info",
@@ -131,18 +134,22 @@ class FeatureNetwork(nn.Module):
 
     Input: float images in [0, 1] of shape (B, C, H, W) (use :class:`FeatureExtractor` for levels).
     Each stage: conv 3×3 (padding 1) → ReLU → max-pool 2×2; then flatten → linear → ReLU
-    (the features) → linear (the class logits).
+    (the features) → linear (the class logits, or an autoencoder's reconstruction logits:
+    :mod:`.fitted`). With no stages (``channels=()``) the example is flattened first (any shape).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...], features: int,
+    def __init__(self, image_shape: tuple[int, ...], channels: tuple[int, ...], features: int,
                  num_classes: int = 10):
         super().__init__()
-        c, h, w = image_shape
         layers: list[nn.Module] = []
-        for out in channels:
-            layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            c, h, w = out, h // 2, w // 2
-        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, features), nn.ReLU())
+        flat = math.prod(image_shape)  # no conv stages: an MLP over the flattened example (tabular data)
+        if channels:
+            c, h, w = image_shape
+            for out in channels:
+                layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+                c, h, w = out, h // 2, w // 2
+            flat = c * h * w
+        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, features), nn.ReLU())
         self.head = nn.Linear(features, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
@@ -234,6 +241,81 @@ def _accuracy(network: FeatureNetwork, x: Tensor, y: Tensor, levels: int, batch_
     return correct / len(x)
 
 
+def fit_network(
+    recipe: FeatureRecipe,
+    x_train: Tensor,
+    levels: int,
+    loss_of: Callable[[FeatureNetwork, Tensor, Tensor], Tensor],
+    *,
+    image_shape: tuple[int, ...],
+    outputs: int,
+    max_steps: int | None = None,
+    progress: bool = False,
+    measure: Callable[[FeatureNetwork], dict[str, Any]] | None = None,
+) -> tuple[FeatureNetwork, int, float, dict[str, Any]]:
+    """Train a :class:`FeatureNetwork` by a recipe, deterministically on one CPU thread.
+
+    Runs with ``torch.use_deterministic_algorithms(True)`` (the global settings are restored
+    afterwards). Parameters are initialized under the recipe's seed; each epoch's order is a
+    permutation drawn from a generator seeded with it; AdamW with a cosine decay of the learning
+    rate to 0 over all steps (Loshchilov & Hutter 2017); no augmentation, no dropout.
+
+    Args:
+        recipe: architecture, optimization and seed.
+        x_train: (N, *shape) int levels 0..levels−1.
+        levels: K, to scale the examples to [0, 1].
+        loss_of: ``loss_of(network, x, rows)`` → the scalar loss of a batch ``x`` (in [0, 1]) whose
+            rows of ``x_train`` are ``rows`` (a classifier's cross-entropy, an autoencoder's loss).
+        image_shape: the shape of one example.
+        outputs: width of the last layer (classes, or the reconstruction's dimensions).
+        max_steps: stop after this many steps (the schedule still spans the full run); for tests.
+        progress: one line per epoch to stderr.
+        measure: called on the trained network inside the deterministic settings (accuracies).
+
+    Returns:
+        (network, steps taken, training seconds, what ``measure`` returned).
+    """
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    started = time.perf_counter()
+    try:
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            network = FeatureNetwork(image_shape, recipe.channels, recipe.features, outputs)
+        order_rng = torch.Generator().manual_seed(recipe.seed)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        n = len(x_train)
+        steps_per_epoch = math.ceil(n / recipe.batch_size)
+        total = recipe.epochs * steps_per_epoch
+        step = 0
+        for epoch in range(recipe.epochs):
+            network.train()
+            order = torch.randperm(n, generator=order_rng)
+            for start in range(0, n, recipe.batch_size):
+                if max_steps is not None and step >= max_steps:
+                    break
+                idx = order[start : start + recipe.batch_size]
+                for group in optimizer.param_groups:  # cosine decay to 0 (Loshchilov & Hutter 2017)
+                    group["lr"] = recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                x = x_train[idx].float() / (levels - 1)
+                loss = loss_of(network, x, idx)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+            if progress:
+                print(f"epoch {epoch + 1}/{recipe.epochs}: last loss {loss.item():.4f} "
+                      f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        seconds = time.perf_counter() - started
+        measured = measure(network) if measure is not None else {}
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    return network, step, seconds, measured
+
+
 def train_feature_network(
     dataset_name: str,
     seed: int = 0,
@@ -274,45 +356,13 @@ def train_feature_network(
     image_shape, levels = _SHAPES[dataset_name]
     x_train, y_train = _split_tensors(data, "train")
 
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    started = time.perf_counter()
-    try:
-        torch.set_num_threads(1)
-        torch.use_deterministic_algorithms(True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            network = FeatureNetwork(image_shape, recipe.channels, recipe.features)
-        order_rng = torch.Generator().manual_seed(recipe.seed)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-        n = len(x_train)
-        steps_per_epoch = math.ceil(n / recipe.batch_size)
-        total = recipe.epochs * steps_per_epoch
-        step = 0
-        for epoch in range(recipe.epochs):
-            network.train()
-            order = torch.randperm(n, generator=order_rng)
-            for start in range(0, n, recipe.batch_size):
-                if max_steps is not None and step >= max_steps:
-                    break
-                idx = order[start : start + recipe.batch_size]
-                for group in optimizer.param_groups:  # cosine decay to 0 (Loshchilov & Hutter 2017)
-                    group["lr"] = recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-                x = x_train[idx].float() / (levels - 1)
-                loss = nn.functional.cross_entropy(network(x), y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-            if progress:
-                print(f"epoch {epoch + 1}/{recipe.epochs}: last loss {loss.item():.4f} "
-                      f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-        seconds = time.perf_counter() - started
-        accuracies = {split: _accuracy(network, *_split_tensors(data, split), levels)
-                      for split in ("validation", "test")} if evaluate else {}
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    network, step, seconds, accuracies = fit_network(
+        recipe, x_train, levels,
+        lambda net, x, idx: nn.functional.cross_entropy(net(x), y_train[idx]),
+        image_shape=image_shape, outputs=10, max_steps=max_steps, progress=progress,
+        measure=(lambda net: {split: _accuracy(net, *_split_tensors(data, split), levels)
+                              for split in ("validation", "test")}) if evaluate else None,
+    )
     state = {k: v.detach().clone().contiguous() for k, v in network.state_dict().items()}
     info = {
         "name": feature_network_name(dataset_name),
@@ -375,13 +425,23 @@ def load_feature_network(dataset_name: str, path: str | Path | None = None,
             f"retrain them: python -m genmodels.metrics retrain {base} --out {file}"
         )
     info = json.loads(info_file.read_text())
+    image_shape, _ = _SHAPES[base]
+    return read_extractor(file, info, image_shape, 10, device)
+
+
+def read_extractor(file: Path, info: dict[str, Any], image_shape: tuple[int, ...], outputs: int,
+                   device: torch.device | str = "cpu") -> FeatureExtractor:
+    """A frozen :class:`FeatureExtractor` from a safetensors file and its JSON ``info`` (recipe, hash).
+
+    Raises:
+        UserError: the weights do not hash to the SHA-256 the JSON records.
+    """
     state = load_file(str(file))
     digest = weights_sha256(state)
     if digest != info["sha256"]:
         raise UserError(f"{file} is corrupt: its weights hash to {digest}, the JSON records {info['sha256']}")
     recipe = FeatureRecipe.from_json(info["recipe"])
-    image_shape, _ = _SHAPES[base]
-    network = FeatureNetwork(image_shape, recipe.channels, recipe.features)
+    network = FeatureNetwork(image_shape, recipe.channels, recipe.features, outputs)
     network.load_state_dict(state)
     network.to(device).eval()
     for p in network.parameters():

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import UserError
 
-__all__ = ["INCEPTION_LABEL", "inception_fid"]
+__all__ = ["INCEPTION_LABEL", "inception_fid", "standard_fid", "format_standard_fid", "check_inception_weights"]
 
 INCEPTION_LABEL = "FID (Inception-v3)"
 
@@ -76,3 +76,35 @@ def inception_fid(
         for start in range(0, len(images), batch_size):
             metric.update(_to_unit_rgb(images[start : start + batch_size], levels).to(device), real=real)
     return float(metric.compute())
+
+
+def check_inception_weights(weights_path: str | Path) -> Path:
+    """``--inception-weights FILE`` checked before any sampling: the file must exist (never downloaded)."""
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        raise UserError(f"--inception-weights {path}: no such file; genmodels never downloads Inception weights")
+    return path
+
+
+def standard_fid(samples: Tensor, reference: Tensor, levels: int | None, weights_path: str | Path,
+                 split: str, device: torch.device | str = "cpu") -> dict:
+    """``--inception-weights FILE``: the standard FID as a JSON-able record, or a note where it is skipped.
+
+    A missing weights file is the user's mistake (a ``UserError``); missing optional packages skip
+    the figure with a note naming the install command, so the rest of the evaluation still runs.
+    """
+    path = check_inception_weights(weights_path)
+    record = {"metric": "fid", "label": INCEPTION_LABEL, "samples": len(samples), "reference": split,
+              "reference_examples": len(reference), "weights": str(path)}
+    missing = [m for m in ("torchmetrics", "torch_fidelity") if importlib.util.find_spec(m) is None]
+    if missing:
+        return {**record, "skipped": f"needs {', '.join(missing)} (pip install torchmetrics torch-fidelity)"}
+    return {**record, "value": inception_fid(samples, reference, levels, weights_path=path, device=device)}
+
+
+def format_standard_fid(record: dict) -> str:
+    """One line for the terminal."""
+    if "skipped" in record:
+        return f"{record['label']}: skipped, {record['skipped']}"
+    return (f"{record['label']}: {record['value']:.4g} ({record['samples']} samples against the "
+            f"{record['reference']} split's {record['reference_examples']})")

@@ -39,7 +39,8 @@ from .distances import (
     density_coverage, exact_copies, frechet_distance, gaussian_statistics, kernel_inception_style_distance,
     memorization, nearest_distances, precision_recall,
 )
-from .features import FeatureExtractor, _base_dataset, load_feature_network
+from .features import FeatureExtractor
+from .fitted import feature_extractor_for, features_available
 from .records import DEFAULT_METRICS, LABELS, METRICS, SAMPLE_SEED, SampleQualityRecord, format_sample_quality, quality_figures
 from .sampling import draw_samples_in_batches
 
@@ -68,12 +69,9 @@ def _dataset(dataset: Any, data_dir: str | None = None):
 
 
 def sample_quality_available(dataset_name: str) -> bool:
-    """Whether a feature network exists for this data set (digits, fashion-mnist, their binarized variants)."""
-    try:
-        _base_dataset(dataset_name)
-        return True
-    except UserError:
-        return False
+    """Whether a feature network exists for this data set: shipped (digits, fashion-mnist, their
+    binarized variants) or fit to it (``genmodels features fit``, :mod:`.fitted`)."""
+    return features_available(dataset_name)
 
 
 class FeatureReference:
@@ -85,7 +83,8 @@ class FeatureReference:
     Args:
         dataset: a loaded :class:`~genmodels.data.Dataset` or a registered name.
         split: the reference split (``test`` for reported figures, ``validation`` to choose checkpoints).
-        extractor: the feature network; by default the shipped one for the data set.
+        extractor: the feature network; by default the shipped one for the data set, or the one fit
+            to it (:func:`.fitted.feature_extractor_for`).
         device: where to run the feature network.
         data_dir: passed to ``load_dataset`` when ``dataset`` is a name.
     """
@@ -95,7 +94,7 @@ class FeatureReference:
         self.dataset = _dataset(dataset, data_dir)
         self.spec = self.dataset.spec
         self.split = split
-        self.extractor = extractor or load_feature_network(self.spec.name, device=device)
+        self.extractor = extractor or feature_extractor_for(self.spec.name, tuple(self.spec.shape), device=device)
         self.x = self.dataset.split(split).x
         self.features = self.extractor(self.x, self.spec.levels)
         self.mu, self.sigma = gaussian_statistics(self.features)
