@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from genmodels.data import load_dataset
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from genmodels.autoregressive.classify import classify
 from genmodels.checkpoint import load_model
 from genmodels.data import load_dataset
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 CONFIGS = {
     "nade": ({"hidden": 128, "conditional": True}, 3e-3),

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from genmodels.data import load_dataset
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 #: (model, config, lr, weight decay) of each line. With 1 257 training images the MLP models
 #: overfit within a few hundred steps; the best-validation checkpoint decides.

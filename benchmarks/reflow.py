@@ -27,7 +27,7 @@ from genmodels.checkpoint import load_model
 from genmodels.data import load_dataset
 from genmodels.diffusion.rectified_flow import straightness
 from genmodels.metrics import quality_figures, sample_quality
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 QUALITY = ("fd", "kid", "precision", "recall")
 

@@ -47,7 +47,7 @@ def child(setting: str, steps: int, out: str) -> None:
     import torch
 
     from genmodels.data import load_dataset
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     data = load_dataset("digits")
     if setting == "idle":

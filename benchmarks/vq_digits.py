@@ -22,7 +22,7 @@ from genmodels.checkpoint import load_model
 from genmodels.core import Batch
 from genmodels.data import load_dataset
 from genmodels.metrics import quality_figures, sample_quality
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 from vq_report import QUALITY, autoencoder_figures  # the same figures as the report (script folder on sys.path)
 
 

@@ -169,7 +169,7 @@ def test_sampling_options_and_labels_are_checked(trained_run, tmp_path, capsys):
 
 def test_a_sampling_option_reaches_the_model_parsed(digits, tmp_path, monkeypatch, capsys):
     from genmodels import checkpoint
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     from .toy_models import NoisyBound, registered
 
@@ -190,7 +190,7 @@ def test_a_sampling_option_reaches_the_model_parsed(digits, tmp_path, monkeypatc
 
 
 def test_sample_reports_what_the_model_says_about_its_draw(digits, tmp_path, capsys):
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     from .toy_models import NoisyBound, registered
 

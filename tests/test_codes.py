@@ -138,7 +138,7 @@ def test_an_autoencoder_chooses_its_checkpoint_by_validation_reconstruction_erro
     import csv
     import json
 
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     # lr 0.3 overshoots: validation MSE 0.55, 0.23, 0.28 at steps 0, 3, 6, so the best is not the latest.
     config = TrainConfig(steps=6, eval_every=3, batch_size=32, lr=0.3, num_samples=4)

@@ -537,7 +537,7 @@ def test_reflow_trains_the_teachers_weights_on_the_teachers_coupling(tmp_path):
 def test_reflow_through_train_reports_straightness(tmp_path):
     import json
 
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     data, small = _toy_data(), {"hidden": 16, "depth": 2}
     config = TrainConfig(steps=6, eval_every=3, batch_size=16, num_samples=4, seed=0)

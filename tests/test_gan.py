@@ -66,7 +66,7 @@ def test_hubness_sampling_keeps_latents_of_high_occurrence_and_small_norm():
 def test_each_groups_step_leaves_the_other_groups_parameters_unchanged(first):
     from accelerate import Accelerator
 
-    from genmodels.train import TrainConfig
+    from genmodels.training import TrainConfig
     from genmodels.training.optim import build_optimizers, step_group
 
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_options_spectral_norm_n_critic_and_mlp():
 
 def test_gan_trains_on_digits_with_an_ema_generator(digits, tmp_path):
     from genmodels.checkpoint import load_model
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     result = train("gan", digits, TrainConfig(steps=30, batch_size=64, lr=2e-4, eval_every=1000, log_every=5,
                                               num_samples=4, ema_decay=0.9), tmp_path / "gan", progress=False)

@@ -10,7 +10,7 @@ import torch
 from genmodels.core import Batch, create_model
 from genmodels.data import DataSpec
 from genmodels.evaluate import evaluate_likelihood
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 
 def _fit_independent(dataset):

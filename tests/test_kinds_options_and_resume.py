@@ -15,7 +15,7 @@ from genmodels.core import GenerativeModel, LikelihoodKind, ModelConfig, create_
 from genmodels.data import load_dataset
 from genmodels.errors import UserError
 from genmodels.evaluate import evaluate_likelihood
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 from .toy_models import DequantizedGaussian, NoisyBound, registered
 

@@ -19,7 +19,7 @@ import pytest
 from genmodels import progress
 from genmodels.data import load_dataset
 from genmodels.progress import Phase, format_duration
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 INTERVAL = 0.05
 

@@ -130,7 +130,7 @@ def test_compare_pairs_two_runs_example_by_example(digits, tmp_path, capsys):
     from safetensors.torch import load_file
 
     from genmodels.compare import compare_results, read_results
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     for name, steps in (("a", 20), ("b", 40)):
         train("fvsbn", digits, TrainConfig(steps=steps, eval_every=20, batch_size=64, lr=3e-3, num_samples=4),
@@ -198,7 +198,7 @@ def test_compare_across_models_pairs_two_models_on_the_same_test_images(digits, 
     from safetensors.torch import load_file
 
     from genmodels.compare import compare_results, read_results
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     for model in ("fvsbn", "made"):
         train(model, digits, TrainConfig(steps=10, eval_every=10, batch_size=64, lr=3e-3, num_samples=4), tmp_path / model,
@@ -219,7 +219,7 @@ def test_eval_out_writes_what_compare_pairs(digits, tmp_path, capsys):
     """`eval --out` of two checkpoints of one run: compare pairs them on the same test examples; a
     validation evaluation is labelled as such and matches only another validation one."""
     from genmodels.compare import compare_results, read_results
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     run = tmp_path / "run"
     train("fvsbn", digits, TrainConfig(steps=40, eval_every=20, batch_size=64, lr=3e-3, num_samples=4, keep_checkpoints=5),

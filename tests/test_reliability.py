@@ -26,7 +26,7 @@ from torch import nn
 from genmodels.checkpoint import list_checkpoints, load_model, read_checkpoint, verify_checkpoint
 from genmodels.core import GenerativeModel, LikelihoodKind, Loss, ModelConfig
 from genmodels.errors import UserError
-from genmodels.train import TrainConfig, TrainingDiverged, train
+from genmodels.training import TrainConfig, TrainingDiverged, train
 
 from .toy_models import registered
 

@@ -15,7 +15,7 @@ from PIL import Image
 from genmodels.bench import run_bench
 from genmodels.errors import UserError
 from genmodels.report_page import main, report_page_html, write_report_page
-from genmodels.train import TrainConfig
+from genmodels.training import TrainConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: a colour no page chrome uses: where it shows in a screenshot, an embedded sample grid was decoded

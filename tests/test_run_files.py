@@ -21,7 +21,7 @@ from genmodels.checkpoint import file_sha256, list_checkpoints, read_json, remov
 from genmodels.cli import main
 from genmodels.errors import UserError
 from genmodels.safe_files import MAX_JSON_BYTES, load_json_bounded
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 RESUME = ["train", "fvsbn", "--data", "digits", "--steps", "6", "--resume", "--out"]
 

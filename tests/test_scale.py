@@ -26,7 +26,7 @@ from genmodels import core
 from genmodels.checkpoint import list_checkpoints, load_model, read_checkpoint
 from genmodels.errors import UserError
 from genmodels.evaluate import evaluate_likelihood
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 from genmodels.training.loop import EpochSampler
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from genmodels.train import TrainConfig, train
+from genmodels.training import TrainConfig, train
 
 
 def test_tensorboard_receives_losses_figures_and_pictures(digits, tmp_path):

@@ -13,7 +13,7 @@ from genmodels.checkpoint import list_checkpoints, load_model, read_checkpoint
 from genmodels.core import create_model
 from genmodels.errors import UserError
 from genmodels.evaluate import evaluate_likelihood
-from genmodels.train import Trainer, TrainConfig, TrainingDiverged, train
+from genmodels.training import Trainer, TrainConfig, TrainingDiverged, train
 
 from .toy_models import NoisyBound, TwoPlayer, registered
 

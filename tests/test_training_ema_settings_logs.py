@@ -12,7 +12,7 @@ from torch import nn
 
 from genmodels.checkpoint import strict_json, write_json_atomic
 from genmodels.errors import UserError
-from genmodels.train import EMA, TrainConfig
+from genmodels.training import EMA, TrainConfig
 from genmodels.training.progress import ProgressLog
 
 

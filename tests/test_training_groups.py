@@ -12,7 +12,7 @@ from torch import nn
 from genmodels.checkpoint import list_checkpoints, read_checkpoint
 from genmodels.core import GenerativeModel, LikelihoodKind, Loss, ModelConfig, OptimizerGroup, create_model
 from genmodels.errors import UserError
-from genmodels.train import Trainer, TrainConfig, train
+from genmodels.training import Trainer, TrainConfig, train
 from genmodels.training.optim import lr_factor
 
 from .toy_models import SharedFakeGAN, registered

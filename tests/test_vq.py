@@ -265,7 +265,7 @@ def _first_last(metrics_csv, column):
 
 
 def test_vqvae_then_two_stage_on_digits(digits, tmp_path):
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     config = dict(batch_size=64, lr=3e-3, eval_every=1000, log_every=5, num_samples=4)
     first = train("vqvae", digits, TrainConfig(steps=120, **config), tmp_path / "vqvae",
@@ -343,7 +343,7 @@ def test_perceptual_loss_uses_the_shipped_feature_network_outside_the_checkpoint
 
 
 def test_vqgan_trains_both_groups_after_the_warm_up(digits, tmp_path):
-    from genmodels.train import TrainConfig, train
+    from genmodels.training import TrainConfig, train
 
     result = train("vqgan", digits, TrainConfig(steps=24, batch_size=32, eval_every=1000, log_every=4, num_samples=4),
                    tmp_path / "vqgan", model_config={"channels": 16, "disc_start": 12, "disc_channels": 8},

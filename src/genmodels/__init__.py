@@ -1,7 +1,7 @@
 """genmodels: deep generative models behind one interface, with honest likelihoods.
 
 The names below are imported on first use, so ``genmodels --help`` starts without loading torch.
-Training is ``genmodels.train.train`` (the module of that name keeps its name).
+Training is ``genmodels.training.train``.
 
 >>> import genmodels
 >>> "fvsbn" in genmodels.model_names()
@@ -28,7 +28,7 @@ _EXPORTS = {
     "DataSpec": "data",
     "load_dataset": "data",
     "dataset_names": "data",
-    "TrainConfig": "train",
+    "TrainConfig": "training",
     "evaluate_likelihood": "evaluate",
     "load_model": "checkpoint",
     "UserError": "errors",

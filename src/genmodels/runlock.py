@@ -13,7 +13,7 @@ check or prepare a run folder therefore takes ``X/.genmodels-lock``:
 
 Only the main process (``RANK`` 0) of a multi-process run takes the lock. In one process the lock is
 re-entrant (the resume checks, the trainer and the run files all ask for it) and it is released
-explicitly (:func:`release_run_lock`, e.g. when :func:`genmodels.train` returns or raises), at
+explicitly (:func:`release_run_lock`, e.g. when :func:`genmodels.training.train` returns or raises), at
 interpreter exit, or on SIGTERM outside the training loop (turned into ``SystemExit`` so that the
 release runs). A released lock's file is removed, and so is the run folder if taking the lock
 created it and it is still empty.
