@@ -19,9 +19,13 @@ import os
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from typing import TextIO
 
-__all__ = ["Phase", "progress_seconds", "cost_notice_seconds", "format_duration", "now"]
+__all__ = ["Phase", "sampling_step", "progress_seconds", "cost_notice_seconds", "format_duration", "now"]
+
+#: the phase that counts the sequential steps of the draw running now (see :func:`sampling_step`)
+_counting: ContextVar[Phase | None] = ContextVar("genmodels_counting_phase", default=None)
 
 #: the clock phases measure with (a test may replace it to make a phase look slow)
 now = time.monotonic
@@ -70,11 +74,15 @@ class Phase:
         enabled: False on every process but the first, or when the caller wants silence.
         bar: draw a tqdm bar when the stream is a terminal (else plain lines there too).
         stream: where lines go (default: stderr).
+        counts_steps: a single draw whose model reports its sequential steps through
+            :func:`sampling_step` (an autoregressive model's positions): the phase counts them, so its
+            lines get an ETA and a long draw states its cost first.
     """
 
     def __init__(self, desc: str, total: int | None = None, *, unit: str = "examples", cheaper: str | None = None,
-                 enabled: bool = True, bar: bool = True, stream: TextIO | None = None):
+                 enabled: bool = True, bar: bool = True, stream: TextIO | None = None, counts_steps: bool = False):
         self.desc, self.total, self.unit, self.cheaper = desc, total, unit, cheaper
+        self._token = _counting.set(self) if counts_steps else None
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.interval = progress_seconds()
@@ -163,6 +171,9 @@ class Phase:
                 self.write(self.line())
 
     def close(self) -> None:
+        if self._token is not None:
+            _counting.reset(self._token)
+            self._token = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -170,3 +181,17 @@ class Phase:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def sampling_step(total: int, unit: str = "positions") -> None:
+    """One of ``total`` sequential steps of the draw in progress (a model calls it once per step):
+    the enclosing :class:`Phase` opened with ``counts_steps`` counts it; without one it does nothing."""
+    phase = _counting.get()
+    if phase is None or not phase.enabled:
+        return
+    if phase.total is None:
+        with phase._lock:
+            phase.total, phase.unit = total, unit
+            if phase._bar is not None:
+                phase._bar.total, phase._bar.unit = total, unit
+    phase.update(1)

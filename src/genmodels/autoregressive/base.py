@@ -24,6 +24,7 @@ from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig
 from ..data.base import DataSpec
 from ..errors import UserError
 from ..nn.outputs import CategoricalHead, OutputHead
+from ..progress import sampling_step
 
 __all__ = ["AutoregressiveModel", "HybridConfig", "l2_penalty"]
 
@@ -142,6 +143,7 @@ class AutoregressiveModel(GenerativeModel):
 
     def draw(self, params: Tensor, generator: torch.Generator | None, temperature: float) -> Tensor:
         """One level per row from the head's distribution under ``params`` (n, P), tempered."""
+        sampling_step(self.spec.dims)  # one position of the draw: its progress line counts it
         log_p = self.head.level_log_probs(params.float()) / temperature  # (n, K)
         probs = torch.softmax(log_p, dim=-1)
         if generator is not None and generator.device != probs.device:

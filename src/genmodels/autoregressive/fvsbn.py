@@ -23,6 +23,7 @@ from ..accepts import FLATTENED
 from ..baselines.independent import smoothed_log_marginals
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig, OptimizerGroup, register_model
 from ..data.base import DataSpec
+from ..progress import sampling_step
 from .base import l2_penalty
 
 __all__ = ["FVSBN", "FVSBNConfig"]
@@ -129,4 +130,5 @@ class FVSBN(GenerativeModel):
                 logits = (inputs @ (self.in_proj[i] * self.mask[i]).T) @ self.out_proj[i].T
             probs = F.softmax((logits + self.bias[i]) / temperature, dim=-1)
             x[:, i] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            sampling_step(dims)  # one position of the draw: its progress line counts it
         return x.reshape(n, *self.spec.shape)

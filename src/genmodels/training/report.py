@@ -57,13 +57,15 @@ def draw_samples(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """n samples from ``model`` under ``seed`` with its sampling ``options`` (text, parsed by the
     model's annotations), and what the draw reports: the options, NFE and the like, and seconds.
-    ``progress``: a line every few seconds while the draw lasts (one call to the model: the elapsed
-    time, no ETA)."""
+    ``progress``: a line every few seconds while the draw lasts: the positions drawn and an ETA for a
+    model that reports its steps (autoregressive models), else the elapsed time; a draw projected
+    past a minute states its cost first."""
     parsed = sampling_options(model, dict(options or {}))
     generator = torch.Generator(device=model.device).manual_seed(seed)
     started = time.perf_counter()
     shown = ", ".join(f"{k}={v}" for k, v in (options or {}).items())
-    with Phase(f"sampling {n} from {model.name}" + (f" ({shown})" if shown else ""), unit="samples", enabled=progress):
+    with Phase(f"sampling {n} from {model.name}" + (f" ({shown})" if shown else ""), unit="samples", enabled=progress,
+               counts_steps=True, cheaper="-n N (sample) or --num-samples N (train)"):
         samples, info = model.sample_with_info(n, generator=generator, **parsed, **extra)
     seconds = time.perf_counter() - started
     return samples, {"options": dict(options or {}), **info, "seconds": seconds}
