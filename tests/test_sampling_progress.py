@@ -38,3 +38,14 @@ def test_an_autoregressive_draw_counts_every_position_and_states_its_cost(monkey
     assert lines and lines[0].startswith("sampling 4 from fvsbn: 64 positions will take about")
     assert "-n N" in lines[0]
     assert progress._counting.get() is None  # the phase no longer counts once closed
+
+
+def test_a_diffusion_draw_counts_its_network_evaluations_against_the_solvers_nfe():
+    spec = load_dataset("digits").spec
+    model = create_model("edm", spec, {"channels": 8, "channel_mults": [1], "attention": False, "hidden": 16,
+                                       "embedding": "scale-shift"})
+    for solver, steps in (("heun", 5), ("euler", 4), ("ddim", 3)):
+        log = io.StringIO()
+        with Phase("sampling", unit="samples", counts_steps=True, stream=log, bar=False) as phase:
+            _, info = model.sample_with_info(2, generator=torch.Generator().manual_seed(0), solver=solver, steps=steps)
+        assert phase.unit == "NFE" and phase.done == info["nfe"] == phase.total, (solver, phase.done, phase.total)

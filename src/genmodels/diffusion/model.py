@@ -31,6 +31,7 @@ from ..errors import UserError
 from ..nn.noise_mlp import NoiseConditionedMLP
 from ..nn.resolution import resolution_levels
 from ..nn.unet import EMBEDDINGS, UNet
+from ..progress import sampling_step
 from .likelihood import ODE_SOLVERS, ode_log_likelihood
 from .losses import denoising_loss
 from .preconditioning import Preconditioning
@@ -357,6 +358,15 @@ class DiffusionModel(GenerativeModel):
         if clip:
             unclipped = denoiser
             denoiser = lambda x, sigma: unclipped(x, sigma).clamp(-1.0, 1.0)  # noqa: E731
+        # The draw's progress line counts network evaluations against the solver's expected NFE
+        # (Heun: two per step but the last, EDM Alg. 1; the others one per step).
+        expected = 2 * (len(sigmas) - 1) - 1 if solver == "heun" else len(sigmas) - 1
+        counted = denoiser
+
+        def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
+            sampling_step(expected, "NFE")
+            return counted(x, sigma)
+
         z, nfe = solve(solver, denoiser, x, sigmas, eta=eta, s_churn=s_churn, generator=generator)
         self.train(was_training)
         info = {"nfe": nfe, "solver": solver, "steps": steps}
