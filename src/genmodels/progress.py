@@ -75,8 +75,8 @@ class Phase:
         bar: draw a tqdm bar when the stream is a terminal (else plain lines there too).
         stream: where lines go (default: stderr).
         counts_steps: a single draw whose model reports its sequential steps through
-            :func:`sampling_step` (an autoregressive model's positions, a diffusion solver's NFE): the phase counts them, so its
-            lines get an ETA and a long draw states its cost first.
+            :func:`sampling_step` (an autoregressive model's positions, a diffusion solver's NFE):
+            the phase counts them, so its lines get an ETA and a long draw states its cost first.
     """
 
     def __init__(self, desc: str, total: int | None = None, *, unit: str = "examples", cheaper: str | None = None,
