@@ -70,7 +70,11 @@ def test_equal_cpu_budgets_under_injected_load():
         assert BUDGET <= cpu <= 1.05 * BUDGET, (name, cpu)
     assert max(spent.values()) <= 1.05 * min(spent.values())
     steps = {r["model"]: r["steps"] for r in rows}
-    assert steps["cheap"] > 1.3 * steps["costly"]  # the budget is CPU time, not steps (3× the burn; a step has overhead too)
+    # The budget is CPU time, not steps: the cheap contender takes more steps. Not 3× more: every step
+    # also pays the harness's own overhead (optimizer, evaluation, the GIL under the load), which on a
+    # loaded 2-core machine was ~9 ms against the 1 and 3 ms burns (30 steps against 26 seen in CI-like
+    # runs), so only the order is asserted; a step budget would give them equal steps.
+    assert steps["cheap"] > steps["costly"]
     for r in rows:
         assert r["budget_reached"] and r["cpu_capability"] and r["threads"] == 1
         assert r["wall_s"] >= 0 and r["flops_per_train_example"] is not None
