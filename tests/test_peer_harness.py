@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "pee
 
 from harness import Contender, HarnessSettings, SelectsOnTestError, run_interleaved  # noqa: E402
 
-BUDGET = 0.3  # thread CPU seconds per contender; a step overshoots it by at most its own cost (≤ 0.01 s here)
+BUDGET = 0.5  # thread CPU seconds per contender; a step overshoots it by at most its own cost: its burn (≤ 6 ms
+# here) plus the harness's overhead per step (~9 ms on a loaded 2-core machine), within the 5 % asserted
 
 
 def burn(seconds: float) -> None:
@@ -59,7 +60,7 @@ def test_equal_cpu_budgets_under_injected_load():
         contenders = [
             fake_contender("cheap", lambda step: 0.001),
             fake_contender("costly", lambda step: 0.003),
-            fake_contender("spiky", lambda step: 0.01 if step % 7 == 3 else 0.001),  # bursts of 10x the CPU
+            fake_contender("spiky", lambda step: 0.006 if step % 7 == 3 else 0.001),  # bursts of 6x the CPU
         ]
         rows = run_interleaved(contenders, *splits(), HarnessSettings(cpu_seconds=BUDGET, batch_size=8, eval_every=0.1))
     finally:
