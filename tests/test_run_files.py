@@ -392,5 +392,5 @@ def test_a_full_disk_while_appending_metrics_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr("builtins.open", full_open)
     where = {"step": 1, "epoch": 0, "examples": 8, "seconds": 0.5}
-    with pytest.raises(UserError, match=r"^no space left on the device of .* to append to metrics\.csv; .* --resume$"):
+    with pytest.raises(UserError, match=r"^no space left on the device of .* to append to metrics\.csv; .* resume=True$"):
         run.write_metrics([("train", "loss", 1.0)], where)

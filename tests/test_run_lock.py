@@ -125,7 +125,7 @@ def test_a_live_holder_is_named_and_its_end_frees_the_folder(tmp_path, capsys, h
     holder = _holder(run)
     try:
         with pytest.raises(UserError, match=rf"^{run} is in use by pid {holder.pid} on host {socket.gethostname()} since .*; "
-                                            rf"wait for it to finish or stop it, or --out another folder"):
+                                            rf"wait for it to finish or stop it, or run_dir=another folder"):
             check_run_dir(run, resume=False)
         assert not list(run.glob("step-*")) and sorted(p.name for p in run.iterdir()) == [LOCK_NAME]
     finally:

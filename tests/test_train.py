@@ -87,10 +87,10 @@ def test_select_measure_chooses_the_checkpoint_by_that_validation_record(digits,
         assert min(bound, key=bound.get) == 20 and min(ode, key=ode.get) == 0  # they disagree
         assert by_headline.best_checkpoint.name == "step-000000020"
         assert by_ode.best_checkpoint.name == f"step-{min(ode, key=ode.get):09d}"
-        with pytest.raises(UserError, match="--select-measure iwae: 'noisy-bound' reports no such validation record; its measures are noisy_bound, ode"):
+        with pytest.raises(UserError, match="select_measure=iwae: 'noisy-bound' reports no such validation record; its measures are noisy_bound, ode"):
             train("noisy-bound", digits, _config(steps=2, select_measure="iwae"), tmp_path / "c", progress=False)
         assert not (tmp_path / "c").exists()  # refused before anything was written: the folder stays free
-    with pytest.raises(UserError, match="cannot go with --select-by fd"):
+    with pytest.raises(UserError, match="cannot go with select_by=fd"):
         TrainConfig(steps=2, select_by="fd", select_measure="iwae")
 
 
@@ -109,7 +109,7 @@ def test_a_misspelt_option_is_refused_before_training_and_writes_nothing(digits,
 def test_refuses_to_overwrite_a_run_and_resume_needs_one(digits, tmp_path):
     train("fvsbn", digits, _config(steps=10), tmp_path / "run", progress=False)
     before = sorted(p.name for p in list_checkpoints(tmp_path / "run"))
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match="resume=True"):
         train("fvsbn", digits, _config(steps=10), tmp_path / "run", progress=False)
     assert sorted(p.name for p in list_checkpoints(tmp_path / "run")) == before
     # Nothing trained yet: resume starts the run from the beginning (tests/test_restart.py).

@@ -49,14 +49,14 @@ def test_ema_warmup_ramps_the_decay():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"lr": -1}, "--lr must be a positive"),
-        ({"lr": math.nan}, "--lr must be a positive"),
-        ({"weight_decay": -1}, "--weight-decay must be ≥ 0"),
-        ({"grad_clip": -1}, "--grad-clip must be > 0"),
-        ({"batch_size": 0}, "--batch-size must be ≥ 1"),
-        ({"warmup_steps": -2}, "--warmup-steps must be ≥ 0"),
-        ({"lr_schedule": "cosine", "steps": None, "minutes": 1.0}, "needs a --steps or --epochs"),
-        ({"ema_decay": 1.0}, "--ema must be in"),
+        ({"lr": -1}, "^lr must be a positive"),
+        ({"lr": math.nan}, "^lr must be a positive"),
+        ({"weight_decay": -1}, "^weight_decay must be ≥ 0"),
+        ({"grad_clip": -1}, "^grad_clip must be > 0"),
+        ({"batch_size": 0}, "^batch_size must be ≥ 1"),
+        ({"warmup_steps": -2}, "^warmup_steps must be ≥ 0"),
+        ({"lr_schedule": "cosine", "steps": None, "minutes": 1.0}, "needs a steps or epochs"),
+        ({"ema_decay": 1.0}, "^ema_decay must be in"),
     ],
 )
 def test_bad_training_settings_are_refused_by_name(overrides, message):

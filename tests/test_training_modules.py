@@ -13,7 +13,7 @@ from torch import nn
 
 from genmodels.core import GenerativeModel, LikelihoodKind, ModelConfig, OptimizerGroup
 from genmodels.data import DataSpec
-from genmodels.errors import UserError
+from genmodels.errors import UserError, command_line
 from genmodels.training.config import TrainConfig
 from genmodels.training.ema import EMA
 from genmodels.training.optim import _settings, build_optimizers, build_schedulers, lr_factor, step_group
@@ -215,8 +215,11 @@ def test_cuda_rng_states_are_saved_and_restored_where_a_gpu_is(monkeypatch):
     ],
 )
 def test_each_bad_setting_gets_its_own_whole_message(overrides, message):
-    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+    with command_line(), pytest.raises(UserError, match=f"^{re.escape(message)}$"):  # the command line's words
         TrainConfig(**{"steps": 10, **overrides})
+    with pytest.raises(UserError) as refused:  # Python's: the same message, naming arguments, not flags
+        TrainConfig(**{"steps": 10, **overrides})
+    assert "--" not in str(refused.value) and next(iter(overrides)) in str(refused.value)
 
 
 def test_the_smallest_valid_settings_are_accepted():
@@ -286,7 +289,7 @@ def test_an_empty_window_and_a_diverged_loss():
     window.add("", Loss(torch.tensor(1.0), {"ratio": torch.tensor([math.nan])}))
     assert math.isnan(window.flush(2)[0]["ratio"])  # a term may be NaN; only a loss stops training
     window.add("g/", Loss(torch.tensor(math.inf)))
-    with pytest.raises(loop.TrainingDiverged, match=re.escape("the g/loss became inf by step 3; lower --lr or set --grad-clip (the checkpoints written before are intact)")):
+    with pytest.raises(loop.TrainingDiverged, match=re.escape("the g/loss became inf by step 3; lower lr or set grad_clip (the checkpoints written before are intact)")):
         window.flush(3)
 
 

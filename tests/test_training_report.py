@@ -47,15 +47,15 @@ def test_a_new_run_needs_a_new_or_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     assert check_run_dir(tmp_path / "empty", resume=False) is None
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UserError, match=r"^--out .*file is a file, not a folder; choose a new folder for the run$"):
+    with pytest.raises(UserError, match=r"^run_dir=.*file is a file, not a folder; choose a new folder for the run$"):
         check_run_dir(tmp_path / "file", resume=False)
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match=r"used already holds files; pass --resume to continue that run, or --out a new "
+    with pytest.raises(UserError, match=r"used already holds files; pass resume=True to continue that run, or run_dir=a new "
                                         r"folder \(nothing is overwritten\)$"):
         check_run_dir(tmp_path / "used", resume=False)
     _checkpoint(tmp_path / "used", 3)
-    with pytest.raises(UserError, match=r"used already holds checkpoints; pass --resume"):
+    with pytest.raises(UserError, match=r"used already holds checkpoints; pass resume=True"):
         check_run_dir(tmp_path / "used", resume=False)
     assert check_run_dir(tmp_path / "used", resume=True) == _at(tmp_path / "used", 3)
     # Nothing trained yet: --resume starts the run from the beginning (tests/test_restart.py).
@@ -89,7 +89,7 @@ def test_resume_takes_the_newest_intact_checkpoint_and_moves_damaged_ones_aside(
     assert "does not match the SHA-256" in err and err.count("\n") == 1
     for step in (1, 2):
         _damage(_at(tmp_path, step))
-    with pytest.raises(UserError, match=r"^--resume: no intact checkpoint in .*checkpoints; start a new run$"):
+    with pytest.raises(UserError, match=r"^resume=True: no intact checkpoint in .*checkpoints; start a new run$"):
         resume_checkpoint(tmp_path)
 
 
@@ -446,7 +446,7 @@ def test_validation_examples_limits_validation_but_never_the_test_split(tmp_path
     _, ckpt = load_model(result.best_checkpoint)
     assert [r["examples"] for r in ckpt.meta["validation"]] == [4]
     assert [r.examples for r in result.test] == [len(data.test)]
-    with pytest.raises(UserError, match=r"--validation-examples must be ≥ 1"):
+    with pytest.raises(UserError, match=r"^validation_examples must be ≥ 1"):
         TrainConfig(steps=1, validation_examples=0)
 
 
@@ -462,7 +462,7 @@ def test_test_examples_limits_the_final_test_figures_and_the_reports_say_so(tmp_
     direct = evaluate_likelihood(model, data.test.head(3), options={})
     assert results["test"][0]["nll_nats"] == pytest.approx(direct[0].nll_nats, rel=1e-6)
     assert f"first 3 of {len(data.test)} test examples" in (tmp_path / "run" / "results.md").read_text()
-    with pytest.raises(UserError, match=r"--test-examples must be ≥ 1"):
+    with pytest.raises(UserError, match=r"^test_examples must be ≥ 1"):
         TrainConfig(steps=1, test_examples=0)
 
 def test_the_results_table_with_epochs_minutes_two_options_a_skip_first_and_other_figures():

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .errors import UserError
+from .errors import UserError, option
 from .run_files import check_meta, check_model_sections, check_trainer_skeleton, read_best_pointer
 from .safe_files import check_regular_file, load_json_bounded
 
@@ -175,7 +175,7 @@ def _no_space(folder: Path, needed: int) -> UserError:
         free = ""
     return UserError(
         f"no space left on the device of {folder}: writing needs about {needed / 1e6:.1f} MB{free}; "
-        "free some space (earlier checkpoints are intact) and continue with --resume"
+        f"free some space (earlier checkpoints are intact) and continue with {option('resume', True)}"
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal, Union
 import torch
 from torch import Tensor
 
-from .errors import UserError
+from .errors import UserError, option
 from .safe_files import check_regular_file, load_json_bounded
 
 __all__ = ["CHECKPOINT_NAME", "check_checkpoint_name", "check_dataclass_fields", "check_meta", "check_model_sections",
@@ -349,5 +349,5 @@ def check_tracker_installed(log_with: str) -> None:
             continue
     plain = f"pip install {modules[0]}"
     also = f" (or `{plain}`)" if install != plain else ""
-    raise UserError(f"--log-with {log_with}: the {modules[0]} package is not installed; install it with "
-                    f"`{install}`{also}, or drop --log-with")
+    raise UserError(f"{option('log_with', log_with)}: the {modules[0]} package is not installed; install it with "
+                    f"`{install}`{also}, or drop {option('log_with')}")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, option
 
 try:
     import fcntl
@@ -131,7 +131,7 @@ def _try_flock(fd: int) -> bool | None:
 def _refuse(run_dir: Path, record: dict[str, Any] | None) -> UserError:
     return UserError(
         f"{run_dir} is in use by {_describe(record)} (another genmodels run writes into it); wait for it to "
-        f"finish or stop it, or --out another folder (if no such process runs, remove {run_dir / LOCK_NAME})"
+        f"finish or stop it, or {option('run_dir', 'another folder')} (if no such process runs, remove {run_dir / LOCK_NAME})"
     )
 
 
@@ -140,7 +140,7 @@ def _acquire(run_dir: Path) -> _Held:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise UserError(f"--out {run_dir} is a file, not a folder; choose a new folder for the run") from None
+        raise UserError(f"{option('run_dir', run_dir)} is a file, not a folder; choose a new folder for the run") from None
     lock_path = run_dir / LOCK_NAME
     for _ in range(20):  # a holder unlinking its lock file between our open and flock: try again
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -169,7 +169,7 @@ def _acquire(run_dir: Path) -> _Held:
                 os.close(fd)
             _remove_empty(created)
             raise
-    raise UserError(f"{run_dir}: could not take {LOCK_NAME} (it keeps being replaced); --out another folder")
+    raise UserError(f"{run_dir}: could not take {LOCK_NAME} (it keeps being replaced); {option('run_dir', 'another folder')}")
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..core import Batch, GenerativeModel, LikelihoodKind, Loss, ModelConfig
 from ..data.base import DataSpec
-from ..errors import UserError
+from ..errors import UserError, option
 from ..nn.outputs import CategoricalHead, OutputHead
 from ..progress import sampling_step
 
@@ -72,7 +72,7 @@ class AutoregressiveModel(GenerativeModel):
             raise UserError(f"label_weight and label_examples must be ≥ 0, got {self.label_weight} and {self.label_examples}")
         if self.label_weight > 0 and not self.conditional:
             raise UserError("label_weight (the hybrid objective's −log p(y | x)) needs a class-conditional model: "
-                            "add --set conditional=true and labelled data")
+                            f"set conditional=true ({option('model_config')}) and give labelled data")
 
     # --- what subclasses provide ------------------------------------------------------------------
     @property

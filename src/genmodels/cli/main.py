@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import UserError
+from ..errors import UserError, command_line
 from .commands_features import cmd_features
 from .commands_evaluate import cmd_classify, cmd_compare, cmd_eval, cmd_mixture, cmd_sample
 from .commands_tools import cmd_audit, cmd_decode, cmd_encode, cmd_list, cmd_plot_density
@@ -32,6 +32,11 @@ def _pre_import(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    with command_line():  # errors name flags (--lr), not Python arguments (lr)
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     try:
         _pre_import(argv)
         args = build_parser(argv).parse_args(argv)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError, unknown_name
+from ..errors import UserError, unknown_name, option
 from .base import Dataset, LoaderFn
 from .transforms import DEFAULT_MAX_PIXELS, ImageTransform
 
@@ -65,7 +65,7 @@ def load_dataset(
     given), so that :func:`load_source` loads the same data again, e.g. for a checkpoint.
     """
     if max_pixels is not None and (type(max_pixels) is not int or max_pixels < 1):
-        raise UserError(f"--max-pixels {max_pixels!r}: expected a positive integer (width x height)")
+        raise UserError(f"{option('max_pixels', repr(max_pixels))}: expected a positive integer (width x height)")
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if name in _DATASETS:
         dataset = _DATASETS[name].loader(data_dir).transformed(transform, limit)

@@ -61,9 +61,9 @@ def minutes_each(total_minutes: float, models: int) -> float:
     2.5
     """
     if total_minutes <= 0:
-        from ..errors import UserError
+        from ..errors import UserError, option
 
-        raise UserError(f"--minutes must be > 0 (the bench's total training time), got {total_minutes}")
+        raise UserError(f"{option('minutes')} must be > 0 (the bench's total training time), got {total_minutes}")
     return total_minutes / max(1, models)
 
 

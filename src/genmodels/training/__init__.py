@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core import create_model
 from ..data.base import Dataset
-from ..errors import UserError, note_python_names
+from ..errors import UserError
 from .batches import EpochSampler
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .ema import EMA
@@ -56,24 +56,18 @@ def train(
     the training config is the stored one unless ``config`` (a whole config, or the settings given
     explicitly) changes it (see :func:`~genmodels.training.resume.plan_resume`); ``config`` may then be None.
     ``progress=False`` drops the bar (log and validation lines stay, as ``--no-progress``);
-    ``quiet=True`` prints nothing at all (errors are still raised). An error names command-line
-    flags; its note (shown in a traceback) names the Python arguments behind them.
+    ``quiet=True`` prints nothing at all (errors are still raised). An error names the Python
+    arguments to change (``lr``, ``resume=True``), where the command line names its flags.
     """
     import contextlib
     import io
 
-    from .config import python_names
-
     silenced = (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())) if quiet else ()
-    try:
-        with contextlib.ExitStack() as stack:
-            for redirect in silenced:
-                stack.enter_context(redirect)
-            return _train(model_name, dataset, config, run_dir, model_config=model_config, resume=resume,
-                          progress=progress and not quiet, allow_config_change=allow_config_change)
-    except UserError as error:
-        note_python_names(error, python_names())
-        raise
+    with contextlib.ExitStack() as stack:
+        for redirect in silenced:
+            stack.enter_context(redirect)
+        return _train(model_name, dataset, config, run_dir, model_config=model_config, resume=resume,
+                      progress=progress and not quiet, allow_config_change=allow_config_change)
 
 
 def _train(

@@ -8,10 +8,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import UserError, did_you_mean, note_python_names
+from ..errors import UserError, did_you_mean, option, register_flags
 from ..trackers import TRACKERS
 
-__all__ = ["TrainConfig", "RESUMABLE_CHANGES", "python_names"]
+__all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 
 #: Settings a resumed run may change freely: the budget and what is logged or kept. Anything else
 #: (EMA, batch size, seed, learning rate, precision, ...) breaks bit-exactness or comparability with
@@ -98,51 +98,44 @@ class TrainConfig:
     validation_options: dict[str, str] = field(default_factory=dict, metadata={"flag": "--validation-option"})
 
     def __post_init__(self) -> None:
-        try:
-            self._check()
-        except UserError as error:
-            note_python_names(error, python_names())
-            raise
-
-    def _check(self) -> None:
         if self.steps is None and self.epochs is None and self.minutes is None:
-            raise UserError("give a training budget: --steps N, --epochs N or --minutes M")
+            raise UserError(f"give a training budget: {option('steps', 'N')}, {option('epochs', 'N')} or {option('minutes', 'M')}")
         for name in ("steps", "epochs", "minutes", "warmup_steps", "num_workers", "nan_tolerance", "nan_rollbacks"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
-                raise UserError(f"--{_flag(name)} must be ≥ 0, got {value}")
+                raise UserError(f"{option(name)} must be ≥ 0, got {value}")
         for name in ("batch_size", "grad_accumulation", "eval_every", "log_every", "eval_batch_size", "keep_checkpoints", "num_samples"):
             if not getattr(self, name) >= 1:
-                raise UserError(f"--{_flag(name)} must be ≥ 1, got {getattr(self, name)}")
+                raise UserError(f"{option(name)} must be ≥ 1, got {getattr(self, name)}")
         for name in ("validation_examples", "test_examples"):
             value = getattr(self, name)
             if value is not None and not value >= 1:
-                raise UserError(f"--{_flag(name)} must be ≥ 1 (or left out for the whole split), got {value}")
+                raise UserError(f"{option(name)} must be ≥ 1 (or left out for the whole split), got {value}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
+            raise UserError(f"{option('lr')} must be a positive number, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise UserError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
+            raise UserError(f"{option('weight_decay')} must be ≥ 0, got {self.weight_decay}")
         if self.grad_clip == 0:
             self.grad_clip = None
         if self.grad_clip is not None and not (self.grad_clip > 0):
-            raise UserError(f"--grad-clip must be > 0 (or 0/none for no clipping), got {self.grad_clip}")
+            raise UserError(f"{option('grad_clip')} must be > 0 (or 0/none for no clipping), got {self.grad_clip}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise UserError(f"--mixed-precision must be no, fp16 or bf16, got '{self.mixed_precision}'")
+            raise UserError(f"{option('mixed_precision')} must be no, fp16 or bf16, got '{self.mixed_precision}'")
         if self.lr_schedule not in ("constant", "cosine"):
-            raise UserError(f"--lr-schedule must be constant or cosine, got '{self.lr_schedule}'")
+            raise UserError(f"{option('lr_schedule')} must be constant or cosine, got '{self.lr_schedule}'")
         if self.lr_schedule == "cosine" and self.steps is None and self.epochs is None:
-            raise UserError("--lr-schedule cosine needs a --steps or --epochs budget to decay over")
+            raise UserError(f"{option('lr_schedule', 'cosine')} needs a {option('steps')} or {option('epochs')} budget to decay over")
         if self.select_by not in ("auto", "likelihood", "figure", "fd", "latest"):
-            raise UserError(f"--select-by must be auto, likelihood, figure, fd or latest, got '{self.select_by}'")
+            raise UserError(f"{option('select_by')} must be auto, likelihood, figure, fd or latest, got '{self.select_by}'")
         if self.select_measure is not None and self.select_by not in ("auto", "likelihood"):
-            raise UserError(f"--select-measure chooses among likelihood records; it cannot go with --select-by {self.select_by}")
+            raise UserError(f"{option('select_measure')} chooses among likelihood records; it cannot go with {option('select_by', self.select_by)}")
         if self.fd_samples < 2:
-            raise UserError(f"--fd-samples must be ≥ 2, got {self.fd_samples}")
+            raise UserError(f"{option('fd_samples')} must be ≥ 2, got {self.fd_samples}")
         if self.log_with not in TRACKERS:
-            raise UserError(f"--log-with must be none or one of Accelerate's trackers ({', '.join(TRACKERS[1:])}), "
+            raise UserError(f"{option('log_with')} must be none or one of Accelerate's trackers ({', '.join(TRACKERS[1:])}), "
                             f"got '{self.log_with}'{did_you_mean(str(self.log_with), TRACKERS)}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise UserError(f"--ema must be in (0, 1), got {self.ema_decay}")
+            raise UserError(f"{option('ema_decay')} must be in (0, 1), got {self.ema_decay}")
         self.sample_options = {str(k): str(v) for k, v in dict(self.sample_options).items()}
         self.eval_options = {str(k): str(v) for k, v in dict(self.eval_options).items()}
         self.validation_options = {str(k): str(v) for k, v in dict(self.validation_options).items()}
@@ -169,14 +162,7 @@ class TrainConfig:
         return {k: (theirs[k], v) for k, v in mine.items() if theirs.get(k) != v}
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def python_names() -> dict[str, str]:
-    """The Python argument behind each training flag: ``--lr`` → ``TrainConfig.lr``, ``--resume`` →
-    ``train(resume=True)`` (for errors raised from Python, :func:`~genmodels.errors.note_python_names`)."""
-    names = {f.metadata.get("flag", "--" + _flag(f.name)): f"TrainConfig.{f.name}" for f in dataclasses.fields(TrainConfig)}
-    names.update({"--resume": "train(resume=True)", "--out": "train(run_dir=...)", "--set": "train(model_config={...})",
-                  "--allow-config-change": "train(allow_config_change=True)"})
-    return names
+#: The flags not spelt as their setting's name (the parser reads the same field metadata), and the
+#: arguments of ``train`` that have flags.
+register_flags({f.name: f.metadata["flag"] for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata})
+register_flags({"run_dir": "--out", "model_config": "--set"})

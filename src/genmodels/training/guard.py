@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..checkpoint import list_checkpoints
-from ..errors import UserError
+from ..errors import UserError, option
 from .config import TrainConfig
 from .state import TrainState
 
@@ -54,7 +54,7 @@ class NonFiniteGuard:
             after = f", after {state.rollbacks} roll-back(s) to {state.good_checkpoint}" if state.rollbacks else ""
             raise TrainingDiverged(
                 f"the loss or gradient of group {which} was NaN or infinite at step {step}{streak}{after}; "
-                f"training stopped, {kept}. Lower --lr, set --grad-clip, or raise --nan-tolerance/--nan-rollbacks"
+                f"training stopped, {kept}. Lower {option('lr')}, set {option('grad_clip')}, or raise {option('nan_tolerance')}/{option('nan_rollbacks')}"
             )
         if state.nan_streak < cfg.nan_tolerance:
             self.say(

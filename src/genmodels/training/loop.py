@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from ..checkpoint import checkpoint_name, list_checkpoints
 from ..core import Batch, GenerativeModel
 from ..data.base import Dataset
-from ..errors import UserError
+from ..errors import UserError, option
 from .accelerator import build_accelerator
 from .batches import EpochSampler, train_loader
 from .config import TrainConfig
@@ -85,9 +85,9 @@ class Trainer:
         self.steps_per_epoch = len(dataset.train) // self.global_batch
         if self.steps_per_epoch == 0:
             raise UserError(
-                f"a step takes {self.global_batch} examples (--batch-size {self.batch_size} × --grad-accumulation "
-                f"{self.accumulation} × {self.accelerator.num_processes} processes), more than the "
-                f"{len(dataset.train)} training examples; lower --batch-size or --grad-accumulation"
+                f"a step takes {self.global_batch} examples ({option('batch_size', self.batch_size)} × "
+                f"{option('grad_accumulation', self.accumulation)} × {self.accelerator.num_processes} processes), more than the "
+                f"{len(dataset.train)} training examples; lower {option('batch_size')} or {option('grad_accumulation')}"
             )
         self.budget_steps = config.step_budget(self.steps_per_epoch)
         self.schedulers = build_schedulers(self.optimizers, config, self.budget_steps)

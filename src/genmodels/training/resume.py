@@ -22,7 +22,7 @@ from ..checkpoint import (
     save_checkpoint, write_json_atomic,
 )
 from ..data.base import Dataset
-from ..errors import UserError
+from ..errors import UserError, option
 from ..run_files import check_model_sections, check_resumable, spec_difference, stored_train_config
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .rundir import check_run_dir, remove_leftovers, stored_run
@@ -62,19 +62,19 @@ def plan_resume(
     meta = read_checkpoint(checkpoint).meta
     check_model_sections(meta, checkpoint / "checkpoint.json")
     if meta["model"] != model_name:
-        raise UserError(f"--resume: {run_dir} trained '{meta['model']}', not '{model_name}'")
+        raise UserError(f"{option('resume', True)}: {run_dir} trained '{meta['model']}', not '{model_name}'")
     # Compared as stored (JSON): a tuple field, e.g. channel_mults (1, 2), is stored as [1, 2].
     if model_config and any(meta["model_config"].get(k) != json.loads(json.dumps(v)) for k, v in model_config.items()):
-        raise UserError(f"--resume: config differs from the one {run_dir} was trained with: {meta['model_config']}")
+        raise UserError(f"{option('resume', True)}: config differs from the one {run_dir} was trained with: {meta['model_config']}")
     if meta["data"]["spec"] != dataset.spec.to_json() and not allow_config_change:
         raise UserError(
-            f"--resume: {run_dir} was trained on other data ({spec_difference(meta['data']['spec'], dataset.spec.to_json())}); "
-            "resume on the same data (or pass --allow-config-change)"
+            f"{option('resume', True)}: {run_dir} was trained on other data ({spec_difference(meta['data']['spec'], dataset.spec.to_json())}); "
+            f"resume on the same data (or pass {option('allow_config_change', True)})"
         )
     from ..data.registry import transform_change  # the flip changes no spec: compare the transforms
 
     if (change := transform_change(meta["data"]["source"], dataset.source)) and not allow_config_change:
-        raise UserError(f"--resume: {run_dir} was trained {change}; give the same flags (or --allow-config-change)")
+        raise UserError(f"--resume: {run_dir} was trained {change}; give the same settings (or {option('allow_config_change', True)})")
     stored = stored_train_config(meta, checkpoint / "checkpoint.json")
     config, changes = _apply_changes(stored, overrides, allow_config_change)
     record: dict[str, Any] = {}
@@ -95,11 +95,11 @@ def _restart_plan(
     config: TrainConfig | None = overrides if isinstance(overrides, TrainConfig) else None
     if stored is not None:
         if stored["model"] != model_name:
-            raise UserError(f"--resume: {run_dir} trains '{stored['model']}', not '{model_name}'")
+            raise UserError(f"{option('resume', True)}: {run_dir} trains '{stored['model']}', not '{model_name}'")
         if stored["data"]["spec"] != dataset.spec.to_json() and not allow_config_change:
             raise UserError(
-                f"--resume: {run_dir} was started on other data ({spec_difference(stored['data']['spec'], dataset.spec.to_json())}); "
-                "resume on the same data (or pass --allow-config-change)"
+                f"{option('resume', True)}: {run_dir} was started on other data ({spec_difference(stored['data']['spec'], dataset.spec.to_json())}); "
+                f"resume on the same data (or pass {option('allow_config_change', True)})"
             )
         if config is None and isinstance(stored.get("train_config"), dict):
             config = TrainConfig.from_json({**stored_train_config(stored, run_dir / "run.json").to_json(), **(overrides or {})})
@@ -107,8 +107,8 @@ def _restart_plan(
             model_config = stored["model_config"]
     if config is None:
         if not overrides:
-            raise UserError(f"--resume: {run_dir} holds no checkpoint and no run.json to restart from; give the model "
-                            "and its budget (genmodels train MODEL --steps N … --resume --out RUN)")
+            raise UserError(f"{option('resume', True)}: {run_dir} holds no checkpoint and no run.json to restart from; give the model "
+                            f"and its budget ({option('steps', 'N')} …)")
         config = TrainConfig.from_json(dict(overrides))
     if int(os.environ.get("RANK", "0")) == 0:
         # Everything checked: the leftovers of the stopped start go, and its metrics rows (it is redone).
@@ -128,7 +128,7 @@ def resumed_config(
     and is refused unless ``allow_config_change``. Returns the config and the changes made."""
     checkpoint = check_run_dir(Path(run_dir), resume=True)
     if checkpoint is None:
-        raise UserError(f"--resume: {run_dir} holds no checkpoint yet, hence no stored training settings to resume with")
+        raise UserError(f"{option('resume', True)}: {run_dir} holds no checkpoint yet, hence no stored training settings to resume with")
     stored = stored_train_config(read_checkpoint(checkpoint).meta, checkpoint / "checkpoint.json")
     return _apply_changes(stored, overrides, allow_config_change)
 
@@ -150,9 +150,9 @@ def _apply_changes(
     if breaking and not allow_config_change:
         described = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in breaking.items())
         raise UserError(
-            f"--resume would change {described}, which breaks bit-exactness and comparability with the "
+            f"{option('resume', True)} would change {described}, which breaks bit-exactness and comparability with the "
             "checkpoints already written; drop those options (the run's stored settings are used), or pass "
-            "--allow-config-change to accept it (recorded in run.json)"
+            f"{option('allow_config_change', True)} to accept it (recorded in run.json)"
         )
     return config, changes
 
@@ -196,7 +196,7 @@ def load_training_state(
     state = TrainState.from_json(trainer_state["state"])
     if ema is not None:
         if ckpt.ema_state is None:
-            raise UserError(f"{path} has no EMA weights but --ema was given")
+            raise UserError(f"{path} has no EMA weights but {option('ema_decay')} was given")
         check_state(model, ckpt.ema_state, ckpt.path / EMA_FILE, model.name)
         ema.load_state_dict(ckpt.ema_state)
         ema.updates = state.ema_updates

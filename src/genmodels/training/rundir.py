@@ -17,7 +17,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import list_checkpoints, remove_checkpoint, verify_checkpoint, write_json_atomic
-from ..errors import UserError
+from ..errors import UserError, option
 from ..run_files import check_run_files, read_run_record
 from ..runlock import LOCK_NAME, hold_run_lock, release_run_lock, run_lock_held
 
@@ -34,7 +34,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
     refused), and on resume checks run.json, best.json and metrics.csv before anything is rewritten.
     """
     if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out {run_dir} is a file, not a folder; choose a new folder for the run")
+        raise UserError(f"{option('run_dir', run_dir)} is a file, not a folder; choose a new folder for the run")
     took = hold_run_lock(run_dir)
     try:
         return _checked_run_dir(run_dir, resume)
@@ -49,8 +49,8 @@ def _checked_run_dir(run_dir: Path, resume: bool) -> Path | None:
     if not resume and run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         what = "checkpoints" if existing else "files"
         raise UserError(
-            f"{run_dir} already holds {what}; pass --resume to continue that run, "
-            "or --out a new folder (nothing is overwritten)"
+            f"{run_dir} already holds {what}; pass {option('resume', True)} to continue that run, "
+            f"or {option('run_dir', 'a new folder')} (nothing is overwritten)"
         )
     if resume and not existing:
         check_restartable(run_dir)
@@ -74,12 +74,12 @@ def check_restartable(run_dir: Path) -> None:
     if run_json.exists() or run_json.is_symlink():
         record = read_run_record(run_json)
         if not isinstance(record.get("model"), str):
-            raise UserError(f"--resume: {run_json} names no model; it is not a genmodels run: --out another folder")
+            raise UserError(f"{option('resume', True)}: {run_json} names no model; it is not a genmodels run: {option('run_dir', 'another folder')}")
         return
     others = sorted(p.name for p in run_dir.iterdir() if p.name not in _EARLY_RUN_FILES and not p.name.startswith(".run.json.tmp-"))
     if others:
-        raise UserError(f"--resume: {run_dir} holds no checkpoint and no run.json but other files ({', '.join(others[:3])}); "
-                        "it is not a genmodels run: --out another folder (nothing is overwritten)")
+        raise UserError(f"{option('resume', True)}: {run_dir} holds no checkpoint and no run.json but other files ({', '.join(others[:3])}); "
+                        f"it is not a genmodels run: {option('run_dir', 'another folder')} (nothing is overwritten)")
 
 
 def stored_run(run_dir: Path) -> dict[str, Any] | None:
@@ -142,7 +142,7 @@ def _intact_checkpoint(run_dir: Path, main: bool) -> Path:
                       "from the previous intact checkpoint", file=sys.stderr)
         return candidate
     newest = f" ({damaged[0][1]})" if damaged else ""
-    raise UserError(f"--resume: no intact checkpoint in {run_dir}{newest}, nor in the rest of {run_dir / 'checkpoints'}; "
+    raise UserError(f"{option('resume', True)}: no intact checkpoint in {run_dir}{newest}, nor in the rest of {run_dir / 'checkpoints'}; "
                     "start a new run")
 
 
@@ -225,7 +225,7 @@ class RunDir:
                 raise
             # A partial last row is dropped when the run is resumed (see _complete).
             raise UserError(f"no space left on the device of {self.path} to append to metrics.csv; free some "
-                            "space (the checkpoints written are intact) and continue with --resume") from None
+                            f"space (the checkpoints written are intact) and continue with {option('resume', True)}") from None
 
 
 def run_description(model, dataset, config) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 
 from ..core import Batch, GenerativeModel, LikelihoodKind, likelihood_options, sampling_options
 from ..data.base import Dataset
-from ..errors import UserError
+from ..errors import UserError, option
 from ..evaluate import LONG_PASSES, FigureRecord, LikelihoodRecord, evaluate_figures, evaluate_likelihood, format_records
 from .. import progress as phases
 from ..progress import format_duration
@@ -50,7 +50,7 @@ def check_training_options(model: GenerativeModel, config: TrainConfig) -> None:
     likelihood_options(model, config.eval_options)
     likelihood_options(model, config.validation_options)
     if config.select_measure is not None and model.likelihood_kind is LikelihoodKind.NONE:
-        raise UserError(f"--select-measure {config.select_measure}: '{model.name}' has no likelihood records")
+        raise UserError(f"{option('select_measure', config.select_measure)}: '{model.name}' has no likelihood records")
 
 
 def kind_none_notice(model: GenerativeModel, config: TrainConfig) -> str | None:
@@ -179,7 +179,7 @@ class CheckpointSelector:
             if record.measure == wanted:
                 return record
         measures = ", ".join(r.measure for r in validation)
-        raise UserError(f"--select-measure {wanted}: '{self.model.name}' reports no such validation record; its measures are {measures}")
+        raise UserError(f"{option('select_measure', wanted)}: '{self.model.name}' reports no such validation record; its measures are {measures}")
 
     def score(
         self, validation: list[LikelihoodRecord], figures: list[FigureRecord], evaluation_model, write_metrics
@@ -198,12 +198,12 @@ class CheckpointSelector:
             self.selected_by = f"validation {record.measure} NLL (nats)"
             return record.nll_nats, format_records([record])
         if self.config.select_measure is not None:
-            raise UserError(f"--select-measure {self.config.select_measure}: '{self.model.name}' has no likelihood records")
+            raise UserError(f"{option('select_measure', self.config.select_measure)}: '{self.model.name}' has no likelihood records")
         if mode == "likelihood":
-            raise UserError(f"--select-by likelihood: '{self.model.name}' has no likelihood; use fd, figure or latest")
+            raise UserError(f"{option('select_by', 'likelihood')}: '{self.model.name}' has no likelihood; use fd, figure or latest")
         wanted = self.model.selection_figure
         if mode == "figure" and wanted is None:
-            raise UserError(f"--select-by figure: '{self.model.name}' names no selection figure; use fd or latest")
+            raise UserError(f"{option('select_by', 'figure')}: '{self.model.name}' names no selection figure; use fd or latest")
         if mode in ("auto", "figure") and wanted is not None:
             found = {f.name: f for f in figures}
             if wanted not in found:
@@ -217,7 +217,7 @@ class CheckpointSelector:
 
         if not sample_quality_available(self.dataset.spec.name):
             if mode == "fd":
-                raise UserError(f"--select-by fd: no feature network for '{self.dataset.spec.name}' (digits, fashion-mnist)")
+                raise UserError(f"{option('select_by', 'fd')}: no feature network for '{self.dataset.spec.name}' (digits, fashion-mnist)")
             return None, None
         # Building the feature network draws its init: on a forked stream.
         with _forked_rng(self.device):

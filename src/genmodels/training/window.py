@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..core import Loss
+from ..errors import option
 from .guard import TrainingDiverged
 
 __all__ = ["LossWindow"]
@@ -56,7 +57,7 @@ class LossWindow:
         for key, value in values.items():
             if not math.isfinite(value) and key.endswith("loss"):
                 raise TrainingDiverged(
-                    f"the {key} became {value} by step {step}; lower --lr or set --grad-clip "
+                    f"the {key} became {value} by step {step}; lower {option('lr')} or set {option('grad_clip')} "
                     "(the checkpoints written before are intact)"
                 )
         self._reset()
