@@ -301,12 +301,22 @@ def test_the_results_table_is_what_a_paper_needs():
         "",
         "| data | model | measure | kind | test NLL (nats) | bits/dim | params | steps (best) | train ex/s | sampling |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---|",
-        "| digits | fvsbn | nll | exact | 40.123 ± 0.12 | 0.9877 | 12,345 | 300 (200) | 1235 | t=1, nfe=64 |",
+        "| digits | fvsbn | nll | exact | 40.123 ± 0.12 | 0.9877 | 12,345 | 300 (200) | 1235 | t=1 · nfe 64 |",
         "| digits | vae | iwae | estimate (k=64) trace=hutchinson | 41.500 ± 0.50 | — | 12,345 | 300 (200) | 1235 | defaults |",
         "| digits | gan | — | none | — | — | 12,345 | 300 (200) | 1235 | defaults |",
         "| moons | pixelcnn | — | — | skipped: needs images | | | | | |",
     ]) + "\n"
     assert report.results_markdown([_result("m", "d", [exact])]).startswith("Test split;")  # bench rows: no config
+
+
+def test_the_results_table_describes_sampling_as_the_grid_title_does():
+    """Options that are off (hubness=false, a reported hubness False) are left out; each setting once."""
+    exact = LikelihoodRecord("nll", "exact", 40.0, 0.9, 0.1, 100, 64).to_json()
+    sampling = {"options": {"hubness": "false", "temperature": "0.8"}, "hubness": False, "temperature": 0.8, "nfe": 10,
+                "seconds": 2.0}
+    line = report.results_markdown([_result("vae", "digits", [exact], sampling=sampling)]).splitlines()[-1]
+    assert line.endswith("| 1235 | temperature=0.8 · nfe 10 |") and "hubness" not in line
+    assert report.sample_title("vae", "digits", 200, sampling) == "vae on digits · step 200 · temperature=0.8 · nfe 10"
 
 
 # --- report: the end of a run, from the best checkpoint on disk -------------------------------------

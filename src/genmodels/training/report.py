@@ -19,7 +19,7 @@ from ..data.base import Dataset
 from ..evaluate import (
     LONG_PASSES, PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
 )
-from ..plotting import sample_title, save_loss_curves, save_samples
+from ..plotting import describe_sampling, sample_title, save_loss_curves, save_samples
 from ..report_page import write_report_page
 from ..progress import Phase
 from .caveats import warn_if_never_improved
@@ -213,9 +213,7 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {row['data']} | {row['model']} | — | — | skipped: {row['skipped']} | | | | | |")
             continue
         records = row["test"] or [None]
-        sampling = row.get("sampling") or {}
-        shown = {**(sampling.get("options") or {}), **{k: v for k, v in sampling.items() if k not in ("options", "seconds")}}
-        sampling_text = ", ".join(f"{k}={v}" for k, v in shown.items()) or "defaults"
+        sampling_text = describe_sampling(row.get("sampling") or {}) or "defaults"  # as the grid's title says it
         for record in records:
             r = LikelihoodRecord.from_json(record) if record else None
             measure = r.measure if r else "—"
