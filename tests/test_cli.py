@@ -354,3 +354,28 @@ def test_audit_draws_the_receptive_field_with_the_plain_pixelcnns_blind_spot_and
     for bad in (["--pixel", "9,0"], ["--pixel", "3"], ["--out", "rf.jpg"]):
         assert main(["audit", str(run), *bad]) == 2
         assert "genmodels: error:" in capsys.readouterr().err
+
+
+def test_sample_on_a_table_draws_the_data_beside_the_samples(tmp_path, monkeypatch, capsys):
+    """As the end-of-run picture does: per-dimension histograms of the samples over the validation
+    split's examples; without the training data any more, the samples alone with a note."""
+    from genmodels import plotting
+    from genmodels.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,c\n" + "".join(f"{x},{y},{z}\n" for x, y, z in rng.integers(0, 4, (200, 3))))
+    run = tmp_path / "run"
+    assert main(["train", "independent", "--data", str(table), "--steps", "1", "--out", str(run), "--no-progress"]) == 0
+    drawn = {}
+    monkeypatch.setattr(plotting, "save_tabular_samples",
+                        lambda flat, spec, path, **kw: drawn.update(shape=flat.shape, **kw) or path)
+    assert main(["sample", str(run), "-n", "10", "--out", str(tmp_path / "s.png")]) == 0
+    validation = load_dataset(str(table)).validation.x
+    assert drawn["shape"] == (10, 3) and drawn["reference"] is not None
+    assert np.array_equal(np.asarray(drawn["reference"]), validation[:2000].numpy())
+    table.unlink()
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "10", "--out", str(tmp_path / "s.png")]) == 0
+    assert drawn["reference"] is None and "note: drawing the samples without the data beside them" in capsys.readouterr().err
+

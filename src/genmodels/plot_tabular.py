@@ -7,17 +7,28 @@ import math
 from pathlib import Path
 
 import numpy as np
+from torch import Tensor
 
-from .data.base import DataSpec
+from .data.base import Dataset, DataSpec
 from .plot_style import _pyplot, save_figure
 
-__all__ = ["save_tabular_samples", "tabular_samples_figure", "MAX_HISTOGRAMS", "PAIR_DIMENSIONS"]
+__all__ = ["save_tabular_samples", "tabular_samples_figure", "reference_examples", "MAX_HISTOGRAMS", "PAIR_DIMENSIONS",
+           "REFERENCE_EXAMPLES"]
 
 #: dimensions drawn as histograms (the first ones; the title says how many of how many)
 MAX_HISTOGRAMS = 16
 #: dimensions of the pair plot
 PAIR_DIMENSIONS = 3
 SAMPLE_COLOUR, DATA_COLOUR = "#d62728", "0.55"
+#: examples of the data drawn beside a table's samples: the validation split's first ones
+REFERENCE_EXAMPLES = 2000
+
+
+def reference_examples(dataset: Dataset) -> Tensor | None:
+    """What a non-image data set's samples are drawn over (the end-of-run grid, ``genmodels
+    sample``): the validation split's first :data:`REFERENCE_EXAMPLES`; None for images, whose grid
+    shows the samples alone."""
+    return None if dataset.spec.is_image else dataset.validation.x[:REFERENCE_EXAMPLES]
 
 
 def _bins(columns: list[np.ndarray], spec: DataSpec) -> np.ndarray:

@@ -154,12 +154,28 @@ def cmd_sample(args: argparse.Namespace) -> None:
     samples, info = draw_samples(model, args.num, seed=args.seed, options=dict(args.options), progress=True, **extra)
     seconds = info["seconds"]
     path = save_samples(samples, model.spec, args.out, title=sample_title(ckpt.meta["model"], model.spec.name, ckpt.meta.get("step"), info,
-                                                                 label=args.label))
+                                                                 label=args.label), reference=_data_beside(model, ckpt, args.data_dir))
     details = "".join(f", {key} {value}" for key, value in info.items() if key not in ("seconds", "options"))
     print(f"{args.num} samples from {ckpt.path} in {seconds:.2f}s ({args.num / seconds:.1f} samples/s{details}) → {path}")
     if args.npy:
         np.save(args.npy, samples.cpu().numpy())
         print(f"  array → {args.npy}")
+
+
+def _data_beside(model, ckpt, data_dir: str | None):
+    """The data a table's samples are drawn over, as at the end of training (None for images, or
+    with a note where the training data cannot be read any more)."""
+    import sys
+
+    from ..plot_tabular import reference_examples
+
+    if model.spec.is_image:
+        return None
+    try:
+        return reference_examples(training_data(ckpt, data_dir))
+    except UserError as error:
+        print(f"note: drawing the samples without the data beside them: {error}", file=sys.stderr)
+        return None
 
 
 def cmd_classify(args: argparse.Namespace) -> None:

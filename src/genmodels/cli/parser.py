@@ -241,6 +241,8 @@ def _add_sample(sub, imports) -> None:
     p.add_argument("--npy", help="also save the samples as a .npy array here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, help="draw from p(x | y=LABEL) (class-conditional models)")
+    p.add_argument("--data-dir", help="where the training data's files are, if not where training found them (a table's "
+                                      "samples are drawn over its validation examples)")
     p.add_argument("--option", dest="options", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="a sampling option of the model (repeatable), e.g. --option temperature=0.8")
     p.add_argument("--no-ema", action="store_true")

@@ -19,6 +19,7 @@ from ..data.base import Dataset
 from ..evaluate import (
     LONG_PASSES, PER_EXAMPLE_FILE, FigureRecord, LikelihoodRecord, evaluate_figures, per_example_likelihoods, record_of, save_per_example,
 )
+from ..plot_tabular import reference_examples
 from ..plotting import describe_sampling, sample_title, save_loss_curves, save_samples
 from ..report_page import write_report_page
 from ..progress import Phase
@@ -110,8 +111,8 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig, *, pr
                                          progress=shows)
         title = sample_title(model.name, model.spec.name, ckpt.meta["step"], sampling)
         # a table's samples are drawn as histograms over the validation split's examples
-        beside = {} if model.spec.is_image else {"reference": dataset.validation.x[:2000]}
-        files["samples"] = save_samples(samples, model.spec, run_dir / "samples.png", title=title, **beside)
+        files["samples"] = save_samples(samples, model.spec, run_dir / "samples.png", title=title,
+                                        reference=reference_examples(dataset))
         if has_training_curve(run.metrics):
             files["loss_curves"] = save_loss_curves({model.name: run.metrics}, run_dir / "loss_curves.png")
         else:
