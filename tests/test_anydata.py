@@ -174,3 +174,46 @@ def test_a_bench_on_data_without_a_feature_network_says_how_to_get_one(tmp_path,
     assert f"`genmodels features fit --data {folder}` first" in capsys.readouterr().out
     assert default_quality_samples([str(folder)], "some.safetensors") == 200  # --features given
     assert default_quality_samples(["digits"], None) == 0  # registered data: as before, none unless asked
+
+
+def test_the_generic_config_stays_within_the_parameter_budget():
+    """MADE and fvsbn grow with D·K and D²K; the generic recipe takes their cheaper settings (a
+    logistic output, a lower rank) until the parameters fit, and says when nothing fits."""
+    from genmodels.core import model_class
+    from genmodels.data.base import DataSpec
+    from genmodels.recipes.generic import OverBudget, bench_model_config, parameter_count
+
+    spec = DataSpec("d", (1, 8, 8), 256)  # D = 64, K = 256
+    made, fvsbn = model_class("made"), model_class("fvsbn")
+    # MADE's defaults: 64→256→256→64·256 softmax logits, plus 64 × 64·256 direct weights
+    assert parameter_count("made", spec, None) == (64 * 256 + 256) + (256 * 256 + 256) + (256 * 16384 + 16384) + 64 * 16384
+    assert bench_model_config("made", made, spec) == {"output": "logistic"}  # 5.3 M > 4 M: 15 outputs per value
+    assert bench_model_config("made", made, DataSpec("d", (1, 8, 8), 17)) is None  # within budget: the defaults
+    # fvsbn with rank r: V (D, r, D) + U (D, K, r) + biases (D, K) = 20 480 r + 16 384
+    assert parameter_count("fvsbn", spec, {"rank": 8}) == 20480 * 8 + 16384
+    assert bench_model_config("fvsbn", fvsbn, spec, budget=300_000) == {"rank": 8}
+    assert bench_model_config("fvsbn", fvsbn, spec, budget=60_000) == {"rank": 2}  # 57 344
+    with pytest.raises(OverBudget, match=r"^0\.0 M parameters at its smallest generic setting, over the bench's 0\.02 M budget; "
+                                         r"name it in --models to train it anyway$") as over:
+        bench_model_config("fvsbn", fvsbn, spec, budget=20_000)  # rank 1: 36 864
+    assert over.value.config == {"rank": 1}
+    # widths halve where no cheaper setting is left: nsf's hidden (64, 64) → (32, 32) → …
+    nsf = bench_model_config("nsf", model_class("nsf"), spec, budget=200_000)
+    assert nsf["hidden"] in {(32, 32), (16, 16), (8, 8)} and parameter_count("nsf", spec, nsf) <= 200_000
+
+
+def test_the_bench_skips_a_model_over_the_budget_unless_models_names_it(tmp_path, monkeypatch):
+    from genmodels.bench import run_bench
+    from genmodels.recipes import generic
+    from genmodels.training import TrainConfig
+
+    monkeypatch.setattr(generic, "PARAMETER_BUDGET", 20_000)  # fvsbn's rank 1 on 8×8×256 is 36 864
+    folder = _folder(tmp_path, "grey", "L", n=30)
+    config = TrainConfig(steps=2, eval_every=2, num_samples=4)
+    run_bench(["independent", "fvsbn"], [str(folder)], config, tmp_path / "all", progress=False)
+    rows = {r["model"]: r for r in json.loads((tmp_path / "all" / "results.json").read_text())["rows"]}
+    assert rows["fvsbn"]["skipped"].endswith("over the bench's 0.02 M budget; name it in --models to train it anyway")
+    assert "skipped" not in rows["independent"]
+    run_bench(["fvsbn"], [str(folder)], config, tmp_path / "named", progress=False, forced=["fvsbn"])
+    row = json.loads((tmp_path / "named" / "results.json").read_text())["rows"][0]
+    assert "skipped" not in row and row["model_config"]["rank"] == 1  # its smallest generic setting

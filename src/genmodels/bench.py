@@ -50,6 +50,7 @@ class BenchEntry:
     model_config: dict[str, Any] | None = None
     recipe: Any = None  # genmodels.recipes.Recipe
     extra: dict[str, Any] = field(default_factory=dict)
+    skip: str | None = None  # why the bench does not train it (e.g. over the generic parameter budget)
 
 
 def run_bench(
@@ -63,14 +64,17 @@ def run_bench(
     quality_samples: int = 0,
     features: str | None = None,
     inception_weights: str | None = None,
+    forced: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Path]:
     """Train every model on every data set at one config into ``out``; return the files written.
 
     With ``config.minutes`` the budget is the bench's total, split equally over the (model, data)
-    pairs whose model accepts the data, and widths follow the data's size
-    (:mod:`genmodels.recipes.generic`); the plan is printed before training starts.
+    pairs whose model accepts the data. Each model's config follows the data's size and stays within
+    the generic recipe's parameter budget (:mod:`genmodels.recipes.generic`); a model over it even at
+    its smallest is skipped with the reason, unless ``forced`` names it. The plan is printed before
+    training starts.
     """
-    from .recipes.generic import budget_plan, minutes_each, scaled_model_config
+    from .recipes.generic import OverBudget, bench_model_config, budget_plan, minutes_each
 
     classes = {name: model_class(name) for name in models}  # unknown names fail before any training
     for key, options in (("sampling", config.sample_options), ("likelihood", config.eval_options)):
@@ -83,12 +87,19 @@ def run_bench(
         check_inception_weights(inception_weights)
     loaded = {name: load_dataset(name, data_dir) for name in datasets}
     refused: dict[str, str] = {}
+    model_configs: dict[tuple[str, str], dict | None] = {}
+    over_budget: dict[tuple[str, str], str] = {}
     for data_name, dataset in loaded.items():
         for name, cls in classes.items():
             try:
                 cls.check_data(dataset.spec)
+                model_configs[data_name, name] = bench_model_config(name, cls, dataset.spec)
             except UserError as reason:
                 refused[f"{name} on {_data_folder(data_name)}"] = str(reason)
+            except OverBudget as over:
+                if name not in forced:
+                    refused[f"{name} on {_data_folder(data_name)}"] = over_budget[data_name, name] = str(over)
+                model_configs[data_name, name] = over.config
     pairs = [(d, m) for d in datasets for m in classes if f"{m} on {_data_folder(d)}" not in refused]
     share = None
     if config.minutes is not None:
@@ -104,8 +115,8 @@ def run_bench(
                 eval_options=accepted_options(cls, config.eval_options, "likelihood"),
                 **({"minutes": share} if share is not None else {}),
             )
-            model_config = scaled_model_config(cls, loaded[data_name].spec)  # None up to 1 024 values: defaults
-            entries.append(BenchEntry(name, data_name, entry_config, model_config))
+            entries.append(BenchEntry(name, data_name, entry_config, model_configs.get((data_name, name)),
+                                      skip=over_budget.get((data_name, name))))
     header = {"train_config": config.to_json(), **({"minutes_total": config.minutes, "minutes_each": share}
                                                   if share is not None else {})}
     return run_entries(entries, out, data_dir=data_dir, progress=progress, quality_samples=quality_samples,
@@ -283,6 +294,8 @@ def _bench_one(entry: BenchEntry, dataset, run_dir: Path, *, progress: bool, qua
     cls = model_class(entry.model)
     started = time.perf_counter()
     try:
+        if entry.skip:
+            raise UserError(entry.skip)
         cls.check_data(dataset.spec)
         result = train(entry.model, dataset, entry.config, run_dir, model_config=entry.model_config, progress=progress)
     except UserError as reason:

@@ -161,7 +161,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         samples = default_quality_samples(datasets, args.features) if args.quality_samples is None else args.quality_samples
         files = run_bench(chosen or model_names(), datasets, config, out, data_dir=args.data_dir,
                           progress=not args.no_progress, quality_samples=samples, features=args.features,
-                          inception_weights=args.inception_weights)
+                          inception_weights=args.inception_weights, forced=chosen or ())
     print("\nwritten:")
     for what, path in files.items():
         print(f"  {what:<12} {path}")

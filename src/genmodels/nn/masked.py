@@ -55,7 +55,8 @@ def made_degrees(dims: int, hidden: tuple[int, ...], order: Tensor, generator: t
         low = min(low, high)
         m = torch.randint(low, high + 1, (width,), generator=generator)
         degrees.append(m)
-        low = int(m.min()) if width else low
+        # On the meta device (counting parameters, recipes.generic) no value exists; shapes do not depend on it.
+        low = int(m.min()) if width and not m.is_meta else low
     return degrees
 
 

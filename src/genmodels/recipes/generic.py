@@ -9,6 +9,14 @@ bench instead applies one rule to every model:
   multiple of 8, at least a quarter of the default and at least 8, so that a model's cost per step
   grows about linearly with D rather than with D times the width. Depth already follows the image
   size inside the image models (PixelCNN, Glow, the U-Nets, VQ-VAE's downsampling).
+- **a parameter budget.** Some models' parameters grow with D² or D·K (MADE's K logits per value and
+  its D × D·K direct connections, fvsbn's D²K weights, a VAE's categorical decoder): at 28×28 and
+  K = 256 MADE's defaults hold 209 M parameters. Each model's generic config stays within
+  :data:`PARAMETER_BUDGET` (4 M): where the widths above leave it over, the cheaper settings the model
+  has are taken in turn (:data:`CHEAPER_SETTINGS`: a discretized logistic output, 15 parameters per
+  value instead of K (Salimans et al. 2017); no direct connections; a lower rank), then its widths
+  halve (at least 8). A model still over the budget is skipped by the bench with the reason, unless
+  ``--models`` names it, which trains its smallest generic setting.
 - **the budget split.** ``--minutes M`` is the bench's total training time, split equally over the
   models that accept the data (those whose ``check_data`` refuses it cost nothing); each trains for
   its share, evaluation excluded, and the checkpoint best on validation is measured once on test.
@@ -20,7 +28,10 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["WIDTH_OPTIONS", "width_scale", "scaled_model_config", "minutes_each", "budget_plan"]
+from ..errors import UserError, option
+
+__all__ = ["WIDTH_OPTIONS", "width_scale", "scaled_model_config", "PARAMETER_BUDGET", "CHEAPER_SETTINGS",
+           "OverBudget", "parameter_count", "bench_model_config", "minutes_each", "budget_plan"]
 
 #: Model options that set a layer's width (not its depth, number of codes or latent size).
 WIDTH_OPTIONS = ("channels", "hidden", "dim", "disc_channels")
@@ -54,6 +65,89 @@ def scaled_model_config(cls: Any, spec: Any) -> dict[str, Any] | None:
     return scaled or None
 
 
+#: The most parameters a model's generic config may hold (the bench's defaults for a user's data).
+PARAMETER_BUDGET = 4_000_000
+#: Settings that make a model cheaper without changing what it is, taken in turn (each on top of the
+#: ones before) while the model is over the budget; a model uses the keys its config has.
+CHEAPER_SETTINGS: tuple[dict[str, Any], ...] = (
+    {"output": "logistic", "likelihood": "logistic"},  # 3·mixtures parameters per value, not K
+    {"direct": False},  # MADE's masked D × D·K direct connections
+    {"rank": 8}, {"rank": 4}, {"rank": 2}, {"rank": 1},  # fvsbn's factored W_i = U_i V_i
+)
+
+
+class OverBudget(Exception):
+    """A model over :data:`PARAMETER_BUDGET` at its smallest generic setting; ``config`` is that setting."""
+
+    def __init__(self, reason: str, config: dict[str, Any]):
+        super().__init__(reason)
+        self.config = config
+
+
+def parameter_count(name: str, spec: Any, config: dict[str, Any] | None) -> int:
+    """The parameters of model ``name`` built for ``spec`` with ``config``, counted without allocating
+    them (on PyTorch's meta device; a model that cannot be built there is built for real)."""
+    import warnings
+
+    import torch
+
+    from ..core import create_model, model_class
+
+    model_class(name)  # its module imported first: module-level constants need real tensors
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "copying from a non-meta parameter": nothing is copied
+            model = create_model(name, spec, config)
+    except (RuntimeError, NotImplementedError):  # e.g. a constructor that reads a tensor's value
+        with torch.no_grad():
+            model = create_model(name, spec, config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def bench_model_config(name: str, cls: Any, spec: Any, budget: int | None = None) -> dict[str, Any] | None:
+    """Model ``name``'s generic config for data of ``spec``: the widths of :func:`scaled_model_config`,
+    then the cheaper settings and halved widths until it holds at most ``budget`` parameters. None
+    where the defaults stay. Raises :class:`OverBudget` where even the smallest setting is over.
+    ``budget``: default :data:`PARAMETER_BUDGET`.
+    """
+    budget = PARAMETER_BUDGET if budget is None else budget
+    config = scaled_model_config(cls, spec) or {}
+    count = parameter_count(name, spec, config or None)
+    if count <= budget:
+        return config or None
+    fields = {f.name: f.default for f in dataclasses.fields(cls.Config)}
+    for setting in CHEAPER_SETTINGS:
+        cheaper = {**config, **{k: v for k, v in setting.items() if k in fields}}
+        if cheaper == config:
+            continue
+        try:
+            cheaper_count = parameter_count(name, spec, cheaper)
+        except (ValueError, UserError):  # a setting this data cannot have (e.g. a logistic output for K = 1)
+            continue
+        if cheaper_count < count:
+            config, count = cheaper, cheaper_count
+            if count <= budget:
+                return config
+    while (halved := _halved_widths(config, fields)) != config:
+        config, count = halved, parameter_count(name, spec, halved)
+        if count <= budget:
+            return config
+    raise OverBudget(f"{count / 1e6:.1f} M parameters at its smallest generic setting, over the bench's "
+                     f"{budget / 1e6:g} M budget; name it in --models to train it anyway", config)
+
+
+def _halved_widths(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with every width option (an int, or a tuple of ints) halved, to no less than 8."""
+    halved = dict(config)
+    for name in WIDTH_OPTIONS:
+        value = config.get(name, defaults.get(name))
+        if type(value) is int and value > 8:
+            halved[name] = max(8, value // 2)
+        elif isinstance(value, tuple) and value and all(type(v) is int for v in value) and max(value) > 8:
+            halved[name] = tuple(max(8, v // 2) for v in value)
+    return halved
+
+
 def minutes_each(total_minutes: float, models: int) -> float:
     """Each model's share of the bench's training minutes.
 
@@ -61,8 +155,6 @@ def minutes_each(total_minutes: float, models: int) -> float:
     2.5
     """
     if total_minutes <= 0:
-        from ..errors import UserError, option
-
         raise UserError(f"{option('minutes')} must be > 0 (the bench's total training time), got {total_minutes}")
     return total_minutes / max(1, models)
 
