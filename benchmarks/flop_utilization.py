@@ -12,7 +12,7 @@ asks.
 ``--data colour32`` is ``colour32.make_shapes``'s generated 3×32×32 set (``--colour-images`` images,
 written once to a ``.npy`` in the temporary folder and read through ``--data PATH``'s own loader).
 
-FLOPs are those ``torch.utils.flop_counter.FlopCounterMode`` counts in one training step (forward and
+FLOPs are those ``torch.utils.flop_counter.FlopCounterMode`` counts in one training step of 16 examples (forward and
 backward of every optimizer group's loss, as ``fitting.fit`` steps them) or one likelihood call:
 matrix products, convolutions and attention, not elementwise work, so the share is the share of the
 matmul ceiling that the model's matmul-type work reaches. The ceiling is the median rate of
@@ -116,6 +116,7 @@ class Row:
     eval_examples: int | None = None
     eval_flops: float | None = None
     eval_nfe: float | None = None
+    eval_repeats: int | None = None
     sample_per_s: float | None = None
     samples: int | None = None
     sample_repeats: int | None = None
@@ -126,7 +127,8 @@ def measure_training(row: Row, model, dataset, args) -> None:
     if not model.optimizer_groups():
         row.notes["train"] = "closed form"
         return
-    batch = Batch.of(next(iter(DataLoader(dataset.train, batch_size=args.batch_size, shuffle=True))))
+    # FLOPs per example do not depend on the batch size: count them on a small batch, cheaply
+    batch = Batch.of(next(iter(DataLoader(dataset.train, batch_size=min(args.batch_size, 16), shuffle=True))))
     row.train_flops = training_flops_per_example(model, batch)
     row.train_per_s = time_training(model, dataset, args.batch_size, repeats=args.repeats, cpu_seconds=args.train_seconds)
 
@@ -144,7 +146,7 @@ def measure_evaluation(row: Row, model, dataset, args) -> None:
     row.eval_nfe = None if headline.evaluations is None else float(headline.evaluations)
     row.eval_flops = counted_flops(lambda: work(1))
     rate = budgeted_rate(work, cpu_seconds=args.eval_seconds, repeats=args.repeats, most=args.eval_examples)
-    row.eval_per_s, row.eval_examples = rate.per_second, rate.units
+    row.eval_per_s, row.eval_examples, row.eval_repeats = rate.per_second, rate.units, rate.repeats
 
 
 def measure_sampling(row: Row, model, args) -> None:
@@ -189,7 +191,7 @@ def markdown_row(row: Row, ceiling: float) -> str:
     train_gflops, train_share = share(row.train_flops, row.train_per_s)
     eval_gflops, eval_share = share(row.eval_flops, row.eval_per_s)
     train = row.notes.get("train") or number(row.train_per_s)
-    evaluation = row.notes.get("eval") or (f"{rate(row.eval_per_s)} [{row.eval_examples}]" if row.eval_per_s else "")
+    evaluation = row.notes.get("eval") or (f"{rate(row.eval_per_s)} [{row.eval_examples}{'×1' if row.eval_repeats == 1 else ''}]" if row.eval_per_s else "")
     nfe = "" if row.eval_nfe is None or row.eval_per_s is None else number(row.eval_nfe * row.eval_per_s)
     sampling = row.notes.get("sample") or (
         f"{rate(row.sample_per_s)} [{row.samples}{'×1' if row.sample_repeats == 1 else ''}]" if row.sample_per_s else "")
@@ -223,7 +225,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-seconds", type=float, default=1.5, help="thread CPU seconds of timed training steps")
-    parser.add_argument("--eval-seconds", type=float, default=2.4, help="thread CPU seconds of timed likelihood calls")
+    parser.add_argument("--eval-seconds", type=float, default=4.5, help="thread CPU seconds of timed likelihood calls")
     parser.add_argument("--sample-seconds", type=float, default=1.5, help="thread CPU seconds of timed sampling calls")
     parser.add_argument("--eval-examples", type=int, default=256, help="the most test examples in one likelihood call")
     parser.add_argument("--samples", type=int, default=64, help="the most samples in one sampling call")
