@@ -10,6 +10,9 @@ in this thread), as the benchmark protocol asks: wall time on a shared machine s
 
     result = fit(model, lambda step: Batch(x[torch.randint(0, len(x), (128,))]), steps=1000, lr=1e-3,
                  check=validate, check_every=250, keep_best=True)
+
+Scripts that walk the whole registry take each model from :func:`registry_models`: built at its
+defaults under one seed and initialized on the training split, or the reason it refused the data.
 """
 
 from __future__ import annotations
@@ -19,14 +22,51 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
-from genmodels.core import Batch
+from genmodels.core import Batch, GenerativeModel, create_model, model_class, model_names
+from genmodels.errors import UserError
 
-__all__ = ["FitResult", "fit"]
+__all__ = ["FitResult", "RegisteredModel", "fit", "registry_models"]
+
+
+class RegisteredModel(NamedTuple):
+    """One registered model as :func:`registry_models` yields it: ``model`` built and initialized, or
+    None and ``refusal``, the one-line reason it refused the data."""
+
+    name: str
+    model: GenerativeModel | None
+    refusal: str | None = None
+
+
+def registry_models(
+    dataset, names: list[str] | None = None, *, seed: int = 0, init_batch_size: int = 500,
+    init_examples: int | None = None,
+) -> Iterator[RegisteredModel]:
+    """Each named model (default: every registered one) at its default config on ``dataset``: built
+    under ``torch.manual_seed(seed)`` and initialized (actnorm, marginal biases, closed-form fits,
+    code counts) on the training split in its stored order, in batches of ``init_batch_size``.
+
+    ``init_examples`` caps the examples initialization reads (None: the whole split, as the trainer
+    does); a model that refuses the data (its ``check_data``) or cannot be built at its defaults on it
+    comes with the refusal's message instead of a model. One model at a time, so the caller can drop
+    each before the next is built.
+    """
+    train = dataset.train if init_examples is None else Subset(dataset.train, range(min(init_examples, len(dataset.train))))
+    for name in model_names() if names is None else names:
+        try:
+            model_class(name).check_data(dataset.spec)
+            torch.manual_seed(seed)
+            model = create_model(name, dataset.spec)
+        except UserError as reason:
+            yield RegisteredModel(name, None, str(reason))
+            continue
+        model.initialize(Batch.of(item) for item in DataLoader(train, batch_size=init_batch_size))
+        yield RegisteredModel(name, model)
 
 
 @dataclass

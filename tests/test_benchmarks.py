@@ -8,6 +8,7 @@ import pathlib
 import runpy
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -82,3 +83,83 @@ def test_flop_utilization_counts_a_training_steps_matrix_products_per_example(be
 
     assert training_flops_per_example(Linear(), Batch(torch.randn(5, 8))) == 128
     assert matmul_ceiling(32, repeats=1) > 0
+
+
+def tiny_dataset(levels=2):
+    """A data set as the benchmark scripts read it: a spec and splits of {"x": ...} items."""
+    from types import SimpleNamespace
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, levels, (40, 1, 2, 2), generator=generator)
+    items = [{"x": row} for row in x]
+    return SimpleNamespace(spec=DataSpec("d", (1, 2, 2), levels), train=items[:32], test=items[32:])
+
+
+def test_registry_models_initializes_each_model_on_the_training_split_or_says_why_it_refused(benchmarks_on_path):
+    from fitting import registry_models
+
+    from genmodels.data import DataSpec as Spec
+
+    yielded = list(registry_models(tiny_dataset(), ["independent", "fvsbn"]))
+    assert [(r.name, r.refusal) for r in yielded] == [("independent", None), ("fvsbn", None)]
+    torch.manual_seed(0)
+    fresh = create_model("independent", tiny_dataset().spec)
+    fitted = yielded[0].model.state_dict()
+    assert any(not torch.equal(v, fitted[k]) for k, v in fresh.state_dict().items())  # fitted to the data
+
+    continuous = tiny_dataset()
+    continuous.spec = Spec("c", (1, 2, 2), None)
+    (refused,) = registry_models(continuous, ["fvsbn"])
+    assert refused.model is None and "needs discrete data" in refused.refusal
+
+
+def test_budgeted_rate_fills_its_call_up_to_the_most_units_and_times_a_slow_unit_once(benchmarks_on_path):
+    from throughput import budgeted_rate
+
+    calls = []
+    rate = budgeted_rate(calls.append, cpu_seconds=10.0, repeats=3, most=6)  # instant work: grows to `most`
+    assert (rate.units, rate.repeats, calls) == (6, 3, [1, 2, 4, 6, 6, 6])
+
+    def slow(n):  # one unit burns more than the whole budget
+        started = time.thread_time()
+        while time.thread_time() - started < 0.02:
+            pass
+
+    rate = budgeted_rate(slow, cpu_seconds=0.01, repeats=3, most=8)
+    assert (rate.units, rate.repeats) == (1, 1) and rate.per_second > 0
+
+
+def test_flop_utilization_counts_an_evaluations_matrix_products_per_example(benchmarks_on_path):
+    """A likelihood that is one linear map x (B, 8) → (B, 4) without bias: 2·8·4 = 64 FLOPs an example."""
+    from flop_utilization import counted_flops, likelihood_call
+
+    from genmodels.core import LikelihoodKind, LogLikelihood
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.map = torch.nn.Linear(8, 4, bias=False)
+
+        def log_likelihoods(self, batch):
+            return [LogLikelihood(self.map(batch.x).sum(1), LikelihoodKind.EXACT, "log_prob")]
+
+    work = likelihood_call(Linear(), torch.randn(10, 8))
+    assert counted_flops(lambda: work(5)) == 5 * 64
+    assert len(work(3)[0].values) == 3
+
+
+def test_flop_utilization_measures_every_phase_of_a_model_and_notes_what_does_not_apply(benchmarks_on_path):
+    from argparse import Namespace
+
+    from flop_utilization import markdown_header, markdown_row, measure
+    from fitting import registry_models
+
+    args = Namespace(phases=["train", "eval", "sample"], batch_size=8, repeats=2, train_seconds=0.01,
+                     eval_seconds=0.01, sample_seconds=0.01, eval_examples=8, samples=4)
+    dataset = tiny_dataset()
+    fvsbn, independent = (measure(name, model, dataset, args) for name, model, _ in registry_models(dataset, ["fvsbn", "independent"]))
+    assert fvsbn.notes == {} and fvsbn.train_flops > 0 and fvsbn.train_per_s > 0 and fvsbn.eval_per_s > 0
+    assert fvsbn.eval_measure == "log_prob (exact)" and fvsbn.eval_flops > 0 and 1 <= fvsbn.samples <= 4
+    assert independent.notes == {"train": "closed form"} and independent.train_per_s is None
+    columns = markdown_header().splitlines()[0].count("|")
+    assert markdown_row(fvsbn, ceiling=50.0).count("|") == markdown_row(independent, ceiling=50.0).count("|") == columns
