@@ -42,7 +42,7 @@ precision, recall; the row ``real (train split)`` gives N training images' figur
 FD at small N is biased upwards (roughly by a term ∝ 1/N): rows compare only at the same N.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --cpu-seconds 5 --samples 8 --eval-every 2 --val-examples 16   # smoke
-    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --cpu-seconds 200 --samples 128 --out DIR
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-ddpm/bin/python benchmarks/peers/diffusion_fashion.py --cpu-seconds 90 --eval-every 30 --samples 128 --out DIR   # issue 36, ~40 min under load
 """
 
 from __future__ import annotations
