@@ -49,7 +49,11 @@ Scoring, all with k = ``--k`` importance samples (5 000 by default):
 
 ``--skip-get-nll`` skips 2. and 3. (exploration runs: the shared estimator only).
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-peers/bin/python benchmarks/peers/vae_binary_digits.py --seconds 120 --out DIR
+The head-to-head of BENCHMARKS.md (pythae's network exactly on both sides, no option on either; the
+options as separate rows given to both), one run per seed S, in the pythae venv (requirements-pythae.txt):
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venv-pythae/bin/python benchmarks/peers/vae_binary_digits.py --models pythae-vae vae-relu \
+        'pythae-vae:{"jitter":0.1875,"ema":0.998}' 'vae-relu:{"jitter":0.1875,"ema":0.998}' --cpu-seconds 60 --seed S --skip-get-nll --out DIR
 """
 
 from __future__ import annotations
