@@ -38,7 +38,7 @@ def describe_genmodels(name: str, c) -> str:
     elif name == "maf":
         arch = f"{c.transforms} × [{'actnorm + ' if c.actnorm else ''}affine MADE {list(c.hidden)}], order reversed between layers"
     elif name == "realnvp" and hasattr(c, "scales"):
-        arch = f"multi-scale conv couplings: {c.scales or "auto (by image size)"} scales, {c.hidden} channels, {c.blocks} residual block(s)"
+        arch = f"multi-scale conv couplings: {c.scales or 'auto (by image size)'} scales, {c.hidden} channels, {c.blocks} residual block(s)"
     elif name == "realnvp":
         arch = f"{c.couplings} affine couplings (odd/even masks), MLP [{c.hidden}]×{c.hidden_layers}, clamp {c.clamp}"
     else:
