@@ -12,6 +12,10 @@ alike as its value.
     python benchmarks/readme_leaderboard.py check runs/fresh
     # the quick recipes' [expected] figures against the summary (--write: set them from it)
     python benchmarks/readme_leaderboard.py expected [--write]
+    # two benches of the same recipes: the same weights? each figure's difference (0: bitwise equal)
+    python benchmarks/readme_leaderboard.py compare runs/a runs/b
+    # FD and precision/recall of one bench's checkpoints at other sampling seeds (same weights)
+    OMP_NUM_THREADS=1 python benchmarks/readme_leaderboard.py sampling-seeds runs/readme-leaderboard/seed-0
 
 A figure's tolerance is the half-width of the 95 % prediction interval for one more seed,
 t(0.975, n−1)·sd·√(1 + 1/n) (4.97 sd at n = 3), and never less than 1 % of its mean (rounding,
@@ -30,6 +34,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +192,10 @@ def leaderboard_block(summary: dict[str, Any]) -> str:
     n = len(seeds)
     factor = T_975.get(n - 1, 2.0) * math.sqrt(1 + 1 / n) if n > 1 else 0.0
     return "\n".join([
-        f"Made by `{summary['command']}` (the main command above once per training seed S: "
+        _wrap(f"Made by `{summary['command']}` (the main command above once per training seed S: "
         f"`genmodels bench --suite quick --seed S`) at commit {summary['commit']}, on {machine['description']} "
-        f"(torch {machine['torch']}, CPU capability {machine['capability']}, {machine['threads']} thread, "
-        f"{machine['cores']} cores). Seeds {', '.join(map(str, seeds))}: each figure is the mean ± the standard "
+        f"(torch {machine['torch']}, CPU capability {machine['capability']}, `OMP_NUM_THREADS={machine['threads']}`, "
+        f"{machine['cores']} cores, no GPU). Seeds {', '.join(map(str, seeds))}: each figure is the mean ± the standard "
         f"deviation over the n = {n} seeds (one without ± was the same at every seed). Test split (360 images, "
         "8×8, 17 levels), the checkpoint best on validation; NLL of the discrete data in nats per image, with "
         "its kind (the tightest test record: the latent-variable rows show the IWAE estimate, k = 1 000; the "
@@ -200,15 +205,20 @@ def leaderboard_block(summary: dict[str, Any]) -> str:
         "features)\", not Inception FID). A model without a likelihood shows its own figure instead "
         "(reconstruction MSE on [0, 1], or the prior's exact bits per code). `train s`: the median wall time "
         "of training (a cost on a shared machine, not checked). Budgets are each recipe's own (seconds, not "
-        "convergence), so this ranks what a few seconds buy, not the families: see BENCHMARKS.md for longer runs.",
+        "convergence), so this ranks what a few seconds buy, not the families: see BENCHMARKS.md for longer runs."),
         "",
         leaderboard_table(summary),
         "",
-        f"`python benchmarks/readme_leaderboard.py check RUN` accepts a fresh run (any seed) whose figures lie "
+        _wrap(f"`python benchmarks/readme_leaderboard.py check RUN` accepts a fresh run (any seed) whose figures lie "
         f"within the 95 % prediction interval for one more seed, mean ± {factor:.2f} sd (at n = {n}), or "
         f"within 1 % of the mean where that is wider; every seed's figures are in "
-        f"`{SUMMARY.relative_to(ROOT)}`.",
+        f"`{SUMMARY.relative_to(ROOT)}`."),
     ])
+
+
+def _wrap(paragraph: str) -> str:
+    """A paragraph in lines of at most 100 characters, as README's prose."""
+    return textwrap.fill(paragraph, width=100, break_long_words=False, break_on_hyphens=False)
 
 
 def replace_block(text: str, block: str) -> str:
@@ -287,6 +297,62 @@ def write_expected(path: Path, figure: str, value: float, tolerance: float) -> N
     if count != 1:
         raise SystemExit(f"{path}: no single [expected] line for {figure}")
     path.write_text(new)
+
+
+def compare_benches(first: Path, second: Path) -> list[dict[str, Any]]:
+    """Per model in both benches: whether the best checkpoint's weights are the same bytes, and
+    each figure's largest difference (0.0: bitwise equal)."""
+    import hashlib
+
+    def weights(folder: Path, row: dict[str, Any]) -> str:
+        path = folder / "digits" / Path(row["run_dir"]).name / "checkpoints" / Path(row["best_checkpoint"]).name
+        return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+    rows = {r["model"]: r for r in _read_bench(first)["rows"] if "skipped" not in r}
+    out = []
+    for row in _read_bench(second)["rows"]:
+        if "skipped" in row or row["model"] not in rows:
+            continue
+        a, b = row_figures(rows[row["model"]]), row_figures(row)
+        diffs = {name: abs(a[name] - b[name]) for name in sorted(set(a) & set(b))}
+        out.append({"model": row["model"], "same_weights": weights(first, rows[row["model"]]) == weights(second, row),
+                    "best_steps": (rows[row["model"]]["best_step"], row["best_step"]), "differences": diffs})
+    return out
+
+
+# ----------------------------------------------------------------------------- sampling seeds
+
+
+def sampling_spread(folder: Path, seeds: list[int]) -> dict[str, dict[str, list[float]]]:
+    """Model → sample-quality metric → its value at each sampling seed, for the best checkpoint of
+    every run in a bench folder (the same weights, so only the draw changes; the bench draws under
+    seed 1234). The same count of samples and sampling options as the bench's."""
+    from genmodels.checkpoint import load_model
+    from genmodels.core import sampling_options
+    from genmodels.data import load_dataset
+    from genmodels.metrics import FeatureReference, evaluate_sample_quality
+    from genmodels.metrics.fitted import feature_extractor_for
+
+    bench = _read_bench(folder)
+    dataset = load_dataset("digits")
+    reference = FeatureReference(dataset, "test", extractor=feature_extractor_for("digits", tuple(dataset.spec.shape)))
+    out: dict[str, dict[str, list[float]]] = {}
+    for row in bench["rows"]:
+        if "skipped" in row or not row.get("sample_quality"):
+            continue
+        checkpoint = folder / "digits" / Path(row["run_dir"]).name / "checkpoints" / Path(row["best_checkpoint"]).name
+        model, _ = load_model(checkpoint)
+        options = sampling_options(model, row["train_config"]["sample_options"])
+        values: dict[str, list[float]] = {m: [] for m in QUALITY}
+        for seed in seeds:
+            records, _ = evaluate_sample_quality(model, dataset, samples=row["sample_quality"][0]["samples"],
+                                                 reference=reference, seed=seed, sampling_options=options,
+                                                 metrics=QUALITY)
+            for r in records:
+                values[r.metric].append(r.value)
+        out[row["model"]] = values
+        print(f"{row['model']:<15} FD " + ", ".join(f"{v:.1f}" for v in values["fd"]), flush=True)
+    return out
 
 
 # ----------------------------------------------------------------------------- commands
@@ -384,6 +450,21 @@ def cmd_expected(args: argparse.Namespace) -> None:
             write_expected(path, figure, mean, new_tolerance)
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    for c in compare_benches(args.first, args.second):
+        moved = {k: v for k, v in c["differences"].items() if v != 0}
+        text = "every figure bitwise equal" if not moved else ", ".join(f"{k} {v:.3g}" for k, v in moved.items())
+        print(f"{c['model']:<15} weights {'same' if c['same_weights'] else 'DIFFER'}  best steps {c['best_steps']}  {text}")
+
+
+def cmd_sampling(args: argparse.Namespace) -> None:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    spread_of = sampling_spread(args.bench, seeds)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"bench": str(args.bench), "sampling_seeds": seeds, "models": spread_of}, indent=1) + "\n")
+    print(f"written: {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=SUMMARY, help="the summary file (default: %(default)s)")
@@ -402,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--readme", type=Path, default=README, help="the file whose marked block must match the summary")
     expected = commands.add_parser("expected", help="the quick recipes' [expected] figures against the summary")
     expected.add_argument("--write", action="store_true", help="set each to the seeds' mean, widening its tolerance where needed")
+    sampling = commands.add_parser("sampling-seeds", help="sample quality of one bench's checkpoints at several sampling seeds")
+    sampling.add_argument("bench", type=Path, help="a bench folder")
+    sampling.add_argument("--seeds", default="1234,1,2", help="sampling seeds (the bench's is 1234; default: %(default)s)")
+    sampling.add_argument("--out", type=Path, default=SUMMARY.with_name("sampling-seeds.json"), help="where the figures go")
+    compare = commands.add_parser("compare", help="two benches of the same recipes: same weights? each figure's difference")
+    compare.add_argument("first", type=Path)
+    compare.add_argument("second", type=Path)
     args = parser.parse_args(argv)
     if args.command == "run":
         cmd_run(args)
@@ -409,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
         _table(args.bench, args)
     elif args.command == "check":
         return cmd_check(args)
+    elif args.command == "compare":
+        cmd_compare(args)
+    elif args.command == "sampling-seeds":
+        cmd_sampling(args)
     else:
         cmd_expected(args)
     return 0
