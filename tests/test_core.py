@@ -150,6 +150,21 @@ def test_evaluation_rejects_data_that_does_not_fit_the_model(digits):
         continuous.check(torch.tensor([[0.0, float("nan")]]))
 
 
+def test_labels_are_range_checked_on_the_cpu_and_never_read_back_from_a_device():
+    from genmodels.core import create_model
+
+    model = create_model("nade", DataSpec("labelled", (1, 2, 2), 3, num_classes=4), {"conditional": True, "hidden": 4})
+    for bad, shown in ((torch.tensor([0, 4]), "0..4"), (torch.tensor([-1, 2]), "-1..2"), (7, "7..7")):
+        with pytest.raises(UserError, match=rf"^labels must be in 0\.\.3, got {shown}$"):
+            model.labels(bad, 2)
+    assert model.labels(torch.tensor([3, 0]), 2).tolist() == [3, 0]
+    # Labels on a device are a training batch's: checking them would read them back to the host every
+    # step. The meta device stands in for an accelerator (reading a value back from it fails).
+    model.to("meta")
+    on_device = model.labels(torch.tensor([1, 2], device="meta"), 2)
+    assert on_device.device.type == "meta" and on_device.shape == (2,)
+
+
 @pytest.mark.parametrize("name", ["gan", "two-stage", "ddpm", "vae", "nade", "made", "pixelcnn", "transformer", "rnn"])
 def test_a_conditional_model_refuses_data_without_classes(name):
     from genmodels.core import create_model

@@ -123,7 +123,11 @@ class GenerativeModel(nn.Module):
 
         One label (a scalar or a single-element tensor) is used for all ``n``. A missing ``y`` is a
         UserError, unless ``draw`` (sampling): then labels are drawn uniformly over the classes
-        (with ``generator``, on its device). Labels outside 0..num_classes−1 are refused.
+        (with ``generator``, on its device). Given labels outside 0..num_classes−1 are refused when
+        they are on the CPU, as they are when a user passes them and whenever the model runs on
+        the CPU; labels already on an accelerator are not read back (that would stall the device
+        every training batch): there they come from a data set's split, whose labels are
+        0..num_classes−1 by construction.
         """
         if not self.conditional:
             return None
@@ -133,13 +137,15 @@ class GenerativeModel(nn.Module):
                 raise UserError(f"model '{self.name}' is class-conditional: give labels y (genmodels sample --label)")
             where = generator.device if generator is not None else self.device
             y = torch.randint(0, classes, (n,), generator=generator, device=where)
-        y = torch.as_tensor(y).to(self.device, torch.int64)
+        else:
+            y = torch.as_tensor(y)
+            if y.device.type == "cpu" and y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
+                raise UserError(f"labels must be in 0..{classes - 1}, got {int(y.min())}..{int(y.max())}")
+        y = y.to(self.device, torch.int64)
         if y.numel() == 1:
             y = y.reshape(1).expand(n)
         if y.shape != (n,):
             raise UserError(f"labels must have shape ({n},) or be one label, got {tuple(y.shape)}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
-            raise UserError(f"labels must be in 0..{classes - 1}, got {int(y.min())}..{int(y.max())}")
         return y
 
     @staticmethod
