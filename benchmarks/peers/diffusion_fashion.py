@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -222,8 +223,9 @@ def main() -> None:
                                                                            metrics=QUALITY, seed=args.seed)).items()}}
         print(json.dumps(row), flush=True)
         if out is not None and name != "real (train split)":
-            label = f"{name.split(' ')[0]} {sampler}".replace("/", "-").replace('"', "").replace(":", "-")
-            grids[f"{label} (NFE {nfe})"] = save_samples(samples[:64], spec, out / f"samples-{label.replace(' ', '-')}.png",
+            label = f"{name.split(' (')[0]} {sampler}"  # the peer's name without its library
+            filename = re.sub(r"[^A-Za-z0-9=.]+", "-", label).strip("-")  # edm:{"channels": 34} → edm-channels-34
+            grids[f"{label} (NFE {nfe})"] = save_samples(samples[:64], spec, out / f"samples-{filename}.png",
                                                         title=f"{label}, NFE {nfe}")
         results.append(row)
 
