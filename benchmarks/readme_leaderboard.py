@@ -105,13 +105,14 @@ def family_name(model: str) -> str:
 
 
 def spread(values: list[float]) -> dict[str, Any]:
-    """Mean, sample standard deviation (0 for one value) and the check's tolerance of one figure over seeds."""
+    """Mean, sample standard deviation (0 for one value), the 95 % prediction interval's half-width
+    for one more seed, and the check's tolerance (that, or 1 % of the mean) of one figure over seeds."""
     n = len(values)
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if n > 1 else 0.0
     half_width = T_975.get(n - 1, 2.0) * sd * math.sqrt(1 + 1 / n) if n > 1 else 0.0
-    return {"values": values, "n": n, "mean": mean, "sd": sd,
-            "identical": len(set(values)) == 1, "tolerance": max(half_width, RELATIVE_FLOOR * abs(mean))}
+    return {"values": values, "n": n, "mean": mean, "sd": sd, "identical": len(set(values)) == 1,
+            "half_width": half_width, "tolerance": max(half_width, RELATIVE_FLOOR * abs(mean))}
 
 
 def summarize(benches: list[dict[str, Any]], *, seeds: list[int], provenance: dict[str, Any]) -> dict[str, Any]:
@@ -193,9 +194,9 @@ def leaderboard_block(summary: dict[str, Any]) -> str:
     factor = T_975.get(n - 1, 2.0) * math.sqrt(1 + 1 / n) if n > 1 else 0.0
     return "\n".join([
         _wrap(f"Made by `{summary['command']}` (the main command above once per training seed S: "
-        f"`genmodels bench --suite quick --seed S`) at commit {summary['commit']}, on {machine['description']} "
+        f"`genmodels bench --suite quick --seed S`) at commit {summary['commit']}, on a {machine['description']} "
         f"(torch {machine['torch']}, CPU capability {machine['capability']}, `OMP_NUM_THREADS={machine['threads']}`, "
-        f"{machine['cores']} cores, no GPU). Seeds {', '.join(map(str, seeds))}: each figure is the mean ± the standard "
+        f"{machine['cores']} cores, no GPU{_cpu_text(summary)}). Seeds {', '.join(map(str, seeds))}: each figure is the mean ± the standard "
         f"deviation over the n = {n} seeds (one without ± was the same at every seed). Test split (360 images, "
         "8×8, 17 levels), the checkpoint best on validation; NLL of the discrete data in nats per image, with "
         "its kind (the tightest test record: the latent-variable rows show the IWAE estimate, k = 1 000; the "
@@ -214,6 +215,12 @@ def leaderboard_block(summary: dict[str, Any]) -> str:
         f"within 1 % of the mean where that is wider; every seed's figures are in "
         f"`{SUMMARY.relative_to(ROOT)}`."),
     ])
+
+
+def _cpu_text(summary: dict[str, Any]) -> str:
+    """``, about 320 CPU-seconds a seed`` where the runs recorded their CPU time, else ''."""
+    seconds = [s for s in summary.get("cpu_seconds") or [] if s is not None]
+    return f", about {statistics.median(seconds):.0f} CPU-seconds a seed" if seconds else ""
 
 
 def _wrap(paragraph: str) -> str:
@@ -266,8 +273,9 @@ def check_run(summary: dict[str, Any], bench: dict[str, Any]) -> list[dict[str, 
 
 
 def expected_lines(summary: dict[str, Any]) -> list[tuple[Path, str, float, float, float, float]]:
-    """(recipe file, figure, its value, its tolerance, the summary's mean, the summary's tolerance)
-    for every [expected] figure of the quick recipes that the summary holds."""
+    """(recipe file, figure, its value, its tolerance, the summary's mean, the seeds' prediction
+    half-width) for every [expected] figure of the quick recipes that the summary holds. (Without the
+    check's 1 % floor: a recipe's own tolerance says what thread counts and machines move.)"""
     out = []
     for path in sorted(RECIPES.glob("digits-*.toml")):
         text = path.read_text()
@@ -277,7 +285,7 @@ def expected_lines(summary: dict[str, Any]) -> list[tuple[Path, str, float, floa
         for figure, value, tolerance in re.findall(r"^(\w+) = \{ value = ([^,]+), tolerance = ([^ }]+) \}", text, flags=re.M):
             stat = summary["models"].get(model, {}).get("figures", {}).get(figure)
             if stat is not None:
-                out.append((path, figure, float(value), float(tolerance), stat["mean"], stat["tolerance"]))
+                out.append((path, figure, float(value), float(tolerance), stat["mean"], stat["half_width"]))
     return out
 
 
@@ -372,7 +380,7 @@ def _provenance(folders: list[Path], commit: str | None, command: str) -> dict[s
     sidecars = [json.loads((f / "readme_run.json").read_text()) for f in folders if (f / "readme_run.json").exists()]
     first = _read_bench(folders[0])
     machine = sidecars[0]["machine"] if sidecars else {
-        "description": f"a {first['machine']['processor']} machine", "capability": torch.backends.cpu.get_cpu_capability(),
+        "description": f"{first['machine']['processor']} machine", "capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(), "threads": first["machine"]["threads"], "torch": first["versions"]["torch"]}
     commits = {s["commit"] for s in sidecars}
     return {"commit": commit or (commits.pop() if len(commits) == 1 else _git_commit()), "command": command,
