@@ -30,14 +30,15 @@ def parse_model_text(text: str) -> tuple[str, dict]:
     return name, (json.loads(config_text) if config_text else {})
 
 
-def describe_genmodels(name: str, c) -> str:
-    """A one-line architecture of a genmodels flow's config, for the tables."""
+def describe_genmodels(name: str, c, image: bool = True) -> str:
+    """A one-line architecture of a genmodels flow's config, for the tables (``image``: the data are
+    images, so ``realnvp`` is the multi-scale convolutional one; else its MLP couplings)."""
     if name == "nsf":
         arch = (f"{c.transforms} × [{'LU linear + ' if c.linear else ''}RQ-spline coupling (odd/even halves), "
                 f"{c.bins} bins on [−{c.bound}, {c.bound}], MLP {list(c.hidden)}]")
     elif name == "maf":
         arch = f"{c.transforms} × [{'actnorm + ' if c.actnorm else ''}affine MADE {list(c.hidden)}], order reversed between layers"
-    elif name == "realnvp" and hasattr(c, "scales"):
+    elif name == "realnvp" and image:
         arch = f"multi-scale conv couplings: {c.scales or 'auto (by image size)'} scales, {c.hidden} channels, {c.blocks} residual block(s)"
     elif name == "realnvp":
         arch = f"{c.couplings} affine couplings (odd/even masks), MLP [{c.hidden}]×{c.hidden_layers}, clamp {c.clamp}"
@@ -69,7 +70,7 @@ def genmodels_contender(text: str, spec, train_x: Tensor, config: dict | None = 
     return Contender(
         name=text, library=f"genmodels {genmodels.__version__}", module=model, train_nll=train_nll,
         log_likelihoods=lambda batch, draws: model.log_likelihoods(batch, draws=draws)[0].values,
-        description=description or describe_genmodels(name, model.config),
+        description=description or describe_genmodels(name, model.config, image=len(spec.shape) > 1),
         extra={"config": {**model.config.to_json()}},
     )
 
