@@ -133,7 +133,8 @@ def measure_training(row: Row, model, dataset, args) -> None:
     # FLOPs per example do not depend on the batch size: count them on a small batch, cheaply
     batch = Batch.of(next(iter(DataLoader(dataset.train, batch_size=min(args.batch_size, 16), shuffle=True))))
     row.train_flops = training_flops_per_example(model, batch)
-    row.train_per_s = time_training(model, dataset, args.batch_size, repeats=args.repeats, cpu_seconds=args.train_seconds)
+    budget = {"steps": args.steps} if getattr(args, "steps", None) else {"cpu_seconds": args.train_seconds}
+    row.train_per_s = time_training(model, dataset, args.batch_size, repeats=args.repeats, **budget)
 
 
 def measure_evaluation(row: Row, model, dataset, args) -> None:
@@ -256,6 +257,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-seconds", type=float, default=1.5, help="thread CPU seconds of timed training steps")
+    parser.add_argument("--steps", type=int, help="time training by this many steps a run instead of --train-seconds")
     parser.add_argument("--eval-seconds", type=float, default=4.5, help="thread CPU seconds of timed likelihood calls")
     parser.add_argument("--sample-seconds", type=float, default=1.5, help="thread CPU seconds of timed sampling calls")
     parser.add_argument("--phase-limit", type=float, default=60.0,
