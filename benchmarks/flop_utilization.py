@@ -127,6 +127,7 @@ class Row:
 
 
 def measure_training(row: Row, model, dataset, args) -> None:
+    """Fill ``row``'s training figures: FLOPs per example and examples per CPU second (module docstring)."""
     if not model.optimizer_groups():
         row.notes["train"] = "closed form"
         return
@@ -138,6 +139,7 @@ def measure_training(row: Row, model, dataset, args) -> None:
 
 
 def measure_evaluation(row: Row, model, dataset, args) -> None:
+    """Fill ``row``'s evaluation figures: the headline record's name, NFE, FLOPs and examples per CPU second."""
     model.eval()
     work = likelihood_call(model, evaluation_examples(dataset, args.eval_examples))
     records = work(1)
@@ -153,7 +155,8 @@ def measure_evaluation(row: Row, model, dataset, args) -> None:
     row.eval_per_s, row.eval_examples, row.eval_repeats = rate.per_second, rate.units, rate.repeats
 
 
-def measure_sampling(row: Row, model, args) -> None:
+def measure_sampling(row: Row, model, dataset, args) -> None:
+    """Fill ``row``'s sampling figure: samples per CPU second at the default options (``dataset`` unused)."""
     model.eval()
     generator = torch.Generator().manual_seed(0)
     rate = budgeted_rate(lambda n: model.sample(n, generator=generator), cpu_seconds=args.sample_seconds,
@@ -195,10 +198,7 @@ def measure(name: str, model, dataset, args) -> Row:
     for phase in args.phases:
         try:
             with cpu_limit(getattr(args, "phase_limit", None)):
-                if phase == "sample":
-                    measure_sampling(row, model, args)
-                else:
-                    PHASES[phase](row, model, dataset, args)
+                PHASES[phase](row, model, dataset, args)
         except PhaseLimit as stopped:  # a first call, a sample or a step, that alone outlasts the limit
             row.notes[phase] = str(stopped)
         except Exception as error:  # noqa: BLE001 - a model that fails a phase is a row, not a crash
@@ -270,6 +270,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="append each model's figures here as a JSON line")
     args = parser.parse_args()
     args.phases = args.phases.split(",")
+    if set(args.phases) - set(PHASES):
+        parser.error(f"--phases takes {', '.join(PHASES)}; got {', '.join(sorted(set(args.phases) - set(PHASES)))}")
 
     dataset = load_dataset(colour_set(args.colour_images) if args.data == "colour32" else args.data)
     names = None if args.models == "all" else args.models.split(",")
