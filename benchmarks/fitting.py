@@ -67,6 +67,7 @@ def registry_models(
             continue
         model.initialize(Batch.of(item) for item in DataLoader(train, batch_size=init_batch_size))
         yield RegisteredModel(name, model)
+        del model  # before the next is built: one model in memory at a time, if the caller drops it too
 
 
 @dataclass

@@ -24,7 +24,8 @@ Every phase has a CPU budget rather than a count: training, runs of whole steps 
 ``--repeats`` runs has used its share of ``--train-seconds`` (after a warm-up step); evaluation and
 sampling, one example (sample) first, then ``--repeats`` calls of as many as fit in the budget's share
 (``throughput.budgeted_rate``); the unit count behind each figure is printed beside it ([n]; "×1" where
-one sample took the whole budget and was timed once). Time is thread CPU time (``time.thread_time``),
+one unit took the whole budget and was timed once). A phase that uses more than ``--phase-limit`` CPU
+seconds (a per-dimension sampler of a 3 072-dimensional image) is stopped and noted so. Time is thread CPU time (``time.thread_time``),
 so the figures hold on a machine shared with other work; run with ``OMP_NUM_THREADS=1`` so that torch
 computes in this thread.
 """
@@ -32,9 +33,11 @@ computes in this thread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
+import signal
 import statistics
 import tempfile
 import time
@@ -124,16 +127,19 @@ class Row:
 
 
 def measure_training(row: Row, model, dataset, args) -> None:
+    """Fill ``row``'s training figures: FLOPs per example and examples per CPU second (module docstring)."""
     if not model.optimizer_groups():
         row.notes["train"] = "closed form"
         return
     # FLOPs per example do not depend on the batch size: count them on a small batch, cheaply
     batch = Batch.of(next(iter(DataLoader(dataset.train, batch_size=min(args.batch_size, 16), shuffle=True))))
     row.train_flops = training_flops_per_example(model, batch)
-    row.train_per_s = time_training(model, dataset, args.batch_size, repeats=args.repeats, cpu_seconds=args.train_seconds)
+    budget = {"steps": args.steps} if getattr(args, "steps", None) else {"cpu_seconds": args.train_seconds}
+    row.train_per_s = time_training(model, dataset, args.batch_size, repeats=args.repeats, **budget)
 
 
 def measure_evaluation(row: Row, model, dataset, args) -> None:
+    """Fill ``row``'s evaluation figures: the headline record's name, NFE, FLOPs and examples per CPU second."""
     model.eval()
     work = likelihood_call(model, evaluation_examples(dataset, args.eval_examples))
     records = work(1)
@@ -149,7 +155,8 @@ def measure_evaluation(row: Row, model, dataset, args) -> None:
     row.eval_per_s, row.eval_examples, row.eval_repeats = rate.per_second, rate.units, rate.repeats
 
 
-def measure_sampling(row: Row, model, args) -> None:
+def measure_sampling(row: Row, model, dataset, args) -> None:
+    """Fill ``row``'s sampling figure: samples per CPU second at the default options (``dataset`` unused)."""
     model.eval()
     generator = torch.Generator().manual_seed(0)
     rate = budgeted_rate(lambda n: model.sample(n, generator=generator), cpu_seconds=args.sample_seconds,
@@ -160,15 +167,40 @@ def measure_sampling(row: Row, model, args) -> None:
 PHASES = {"train": measure_training, "eval": measure_evaluation, "sample": measure_sampling}
 
 
+class PhaseLimit(Exception):
+    """A phase used more than its CPU-second limit (``--phase-limit``)."""
+
+
+@contextlib.contextmanager
+def cpu_limit(seconds: float | None):
+    """Raise :class:`PhaseLimit` inside the block once this process has used ``seconds`` more of user
+    CPU time (``ITIMER_VIRTUAL``; one computing thread, so it is this thread's); None: no limit."""
+    if not seconds or not hasattr(signal, "ITIMER_VIRTUAL"):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise PhaseLimit(f"stopped after {seconds:g} CPU-s")
+
+    previous = signal.signal(signal.SIGVTALRM, stop)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+
+
 def measure(name: str, model, dataset, args) -> Row:
-    """Every phase in ``args.phases`` for one model; an error in a phase is noted, not raised."""
+    """Every phase in ``args.phases`` for one model, each within ``args.phase_limit`` CPU seconds; an
+    error or a phase over its limit is noted, not raised."""
     row = Row(name, model.num_parameters())
     for phase in args.phases:
         try:
-            if phase == "sample":
-                measure_sampling(row, model, args)
-            else:
+            with cpu_limit(getattr(args, "phase_limit", None)):
                 PHASES[phase](row, model, dataset, args)
+        except PhaseLimit as stopped:  # a first call, a sample or a step, that alone outlasts the limit
+            row.notes[phase] = str(stopped)
         except Exception as error:  # noqa: BLE001 - a model that fails a phase is a row, not a crash
             row.notes[phase] = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
     return row
@@ -225,8 +257,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-seconds", type=float, default=1.5, help="thread CPU seconds of timed training steps")
+    parser.add_argument("--steps", type=int, help="time training by this many steps a run instead of --train-seconds")
     parser.add_argument("--eval-seconds", type=float, default=4.5, help="thread CPU seconds of timed likelihood calls")
     parser.add_argument("--sample-seconds", type=float, default=1.5, help="thread CPU seconds of timed sampling calls")
+    parser.add_argument("--phase-limit", type=float, default=60.0,
+                        help="stop a phase (and note it) after this many CPU seconds: a sampler too slow for one sample")
     parser.add_argument("--eval-examples", type=int, default=256, help="the most test examples in one likelihood call")
     parser.add_argument("--samples", type=int, default=64, help="the most samples in one sampling call")
     parser.add_argument("--init-examples", type=int, default=5000, help="the most training examples initialization reads")
@@ -235,6 +270,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="append each model's figures here as a JSON line")
     args = parser.parse_args()
     args.phases = args.phases.split(",")
+    if set(args.phases) - set(PHASES):
+        parser.error(f"--phases takes {', '.join(PHASES)}; got {', '.join(sorted(set(args.phases) - set(PHASES)))}")
 
     dataset = load_dataset(colour_set(args.colour_images) if args.data == "colour32" else args.data)
     names = None if args.models == "all" else args.models.split(",")

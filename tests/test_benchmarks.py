@@ -163,3 +163,15 @@ def test_flop_utilization_measures_every_phase_of_a_model_and_notes_what_does_no
     assert independent.notes == {"train": "closed form"} and independent.train_per_s is None
     columns = markdown_header().splitlines()[0].count("|")
     assert markdown_row(fvsbn, ceiling=50.0).count("|") == markdown_row(independent, ceiling=50.0).count("|") == columns
+
+
+def test_flop_utilization_stops_a_phase_at_its_cpu_limit(benchmarks_on_path):
+    from flop_utilization import PhaseLimit, cpu_limit
+
+    with pytest.raises(PhaseLimit, match="stopped after 0.05 CPU-s"):
+        with cpu_limit(0.05):
+            while True:
+                pass
+    with cpu_limit(5.0):  # a block inside its limit runs to the end, and the timer is off afterwards
+        total = sum(range(1000))
+    assert total == 499500
