@@ -475,3 +475,28 @@ def test_plot_density_from_the_command_line(tmp_path, capsys):
     assert main(["plot-density", str(tmp_path / "f"), "--out", str(tmp_path / "e.png")]) == 2
     err = capsys.readouterr().err
     assert "genmodels: error:" in err and ("2-D" in err or "continuous" in err)
+
+
+def test_realnvp_networks_on_maps_larger_than_8x8_run_channels_last_as_the_same_function():
+    import copy
+
+    torch.manual_seed(0)
+    model = create_model("realnvp", DataSpec("images", (1, 12, 12), 17), {"hidden": 8}).eval()
+    nets = [m for m in model.modules() if isinstance(m, ConvNet)]
+    large = [net for net in nets if net.channels_last]
+    assert len(large) == 3 and len(nets) == 10  # the 12×12 scale's three; the 6×6 couplings keep NCHW
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)  # the last layers start at zero
+    for net in large:
+        assert net.first[0].weight.is_contiguous(memory_format=torch.channels_last)
+        nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+        nchw.channels_last = False
+        x = torch.randn(4, 1, 12, 12, generator=g, requires_grad=True)
+        (y, grad), (y_ref, grad_ref) = ((out, torch.autograd.grad(out.square().sum(), x)[0]) for out in (net(x), nchw(x)))
+        torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(grad, grad_ref, atol=1e-4, rtol=1e-4)
+    x = torch.randint(0, 17, (4, 1, 12, 12), generator=g)
+    with torch.no_grad():
+        assert torch.equal(model.decode(model.encode(x)), x)

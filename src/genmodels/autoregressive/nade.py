@@ -106,8 +106,14 @@ class NADE(AutoregressiveModel):
 
     def params_from_features(self, features: Tensor, y: Tensor | None = None, ordering: int = 0) -> Tensor:
         contributions = torch.einsum("bif,ifh->bih", features, self.W)  # W_{·,i} x̃_i: (B, D, H)
-        # a_i = a_1 + Σ_{j<i} W_{·,j} x̃_j: an exclusive cumulative sum over the dimensions.
-        a = torch.cumsum(contributions, dim=1) - contributions + self._a1(y, len(features)).unsqueeze(1)
+        # a_i = a_1 + Σ_{j<i} W_{·,j} x̃_j: an exclusive cumulative sum over the dimensions, as one
+        # product with the strictly lower-triangular ones (D, D) that adds a_1 in the same pass. The
+        # einsum lays the contributions out as (D, B·H) in memory, which the product reads once;
+        # torch's CPU scan (cumsum) strides across them, and its backward flips and scans again.
+        B, D = contributions.shape[:2]
+        before = torch.ones(D, D, dtype=contributions.dtype, device=contributions.device).tril(-1)  # j < i
+        a1 = self._a1(y, B).reshape(1, -1)  # (1, B·H), the same for every i
+        a = torch.addmm(a1, before, contributions.transpose(0, 1).reshape(D, -1)).reshape(D, B, -1).transpose(0, 1)
         h = F.dropout(torch.sigmoid(a), self.config.dropout, self.training)  # (B, D, H)
         logits = torch.einsum("bih,ikh->bik", h, self.V) + self.b  # (B, D, K)
         if self.A is not None:

@@ -72,7 +72,13 @@ class RealNVP(FlowModel):
 
     def _coupling(self, mask, channels: int) -> AffineCoupling:
         c: RealNVPConfig = self.config
-        return AffineCoupling(mask, ConvNet(channels, 2 * channels, c.hidden, c.blocks, dropout=c.dropout), c.clamp)
+        # Channels-last networks on maps larger than 8×8 (Fashion-MNIST's 28×28 and 14×14 scales), where
+        # oneDNN's 1×1 and few-channel convolutions are slow in NCHW: faster training on Fashion-MNIST on
+        # an AVX512 CPU (BENCHMARKS.md, "Speed fixes"). On digits' 8×8 and 4×4 maps the layout made no
+        # measurable difference, and they keep NCHW and their exact figures.
+        large = mask.shape[-2] * mask.shape[-1] > 8 * 8
+        net = ConvNet(channels, 2 * channels, c.hidden, c.blocks, dropout=c.dropout, channels_last=large)
+        return AffineCoupling(mask, net, c.clamp)
 
     def _scale(self, shape: tuple[int, int, int], remaining: int) -> MultiScale:
         C, H, W = shape

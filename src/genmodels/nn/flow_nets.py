@@ -75,11 +75,14 @@ class ConvNet(nn.Module):
         norm: normalize hidden activations per example (see above).
         dropout: dropout probability inside each residual block (between its two convolutions) and
             before the last convolution (training mode only).
+        channels_last: keep the weights and run the activations in channels-last layout (NHWC), in
+            which oneDNN's CPU convolutions run faster (the 1×1 and few-channel ones most); the same
+            function, its sums taken in another order.
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 0, context_channels: int = 0,
-        norm: bool = True, dropout: float = 0.0,
+        norm: bool = True, dropout: float = 0.0, channels_last: bool = False,
     ):
         super().__init__()
 
@@ -100,10 +103,15 @@ class ConvNet(nn.Module):
         nn.init.zeros_(self.last.weight)
         nn.init.zeros_(self.last.bias)
         self.context_channels = context_channels
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         if self.context_channels:
             x = torch.cat([x, context], dim=1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.first(x)
         for block in self.blocks:
             h = h + block(h)
