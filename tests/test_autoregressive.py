@@ -590,3 +590,30 @@ def test_hybrid_objective_trains_a_better_classifier_from_the_same_budget():
 
     plain, hybrid = fit(0.0), fit(5.0)
     assert hybrid.label_nll < plain.label_nll - 0.03 and hybrid.accuracy >= plain.accuracy, (plain, hybrid)
+
+
+def test_masked_linear_reuses_its_masked_weight_without_autograd_and_never_a_stale_one():
+    from genmodels.nn.masked import MaskedLinear
+
+    torch.manual_seed(0)
+    layer = MaskedLinear(4, 3)
+    mask = (torch.rand(3, 4) > 0.5).float()
+    x = torch.randn(2, 4)
+
+    def by_hand(m):
+        return x @ (layer.weight * m).T + layer.bias
+
+    with torch.no_grad():
+        assert torch.equal(layer(x, mask), by_hand(mask))
+        assert layer.masked_weight(mask) is layer.masked_weight(mask)  # reused, not recomputed
+        layer.weight.add_(1.0)  # an optimizer step writes the weight in place
+        assert torch.equal(layer(x, mask), by_hand(mask))
+        mask[0, 0] = 1 - mask[0, 0]  # a mask changed in place
+        assert torch.equal(layer(x, mask), by_hand(mask))
+        other = 1 - mask  # another ordering's mask
+        assert torch.equal(layer(x, other), by_hand(other))
+        layer.load_state_dict({"weight": torch.zeros(3, 4), "bias": torch.zeros(3)})
+        assert torch.equal(layer(x, other), torch.zeros(2, 3))
+    # With autograd the product is recorded afresh, so the gradient reaches the weight.
+    layer(x, mask).sum().backward()
+    assert torch.equal(layer.weight.grad, mask * x.sum(0))

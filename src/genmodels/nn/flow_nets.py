@@ -16,7 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MLP", "ConvNet", "MaskedLinear", "MaskedMLP"]
+from .masked import MaskedLinear
+
+__all__ = ["MLP", "ConvNet", "FixedMaskedLinear", "MaskedMLP"]
 
 
 def _relu_dropout(p: float) -> nn.Module:
@@ -119,15 +121,15 @@ class ConvNet(nn.Module):
         return self.last(self.dropout(h))
 
 
-class MaskedLinear(nn.Linear):
-    """A linear layer whose weight is multiplied by a fixed 0/1 mask (out_features, in_features)."""
+class FixedMaskedLinear(MaskedLinear):
+    """:class:`~genmodels.nn.masked.MaskedLinear` with one fixed 0/1 mask (out_features, in_features), kept as a buffer."""
 
     def __init__(self, in_features: int, out_features: int, mask: Tensor):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(torch.float32))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(x, self.mask)
 
 
 class MaskedMLP(nn.Module):
@@ -154,9 +156,9 @@ class MaskedMLP(nn.Module):
         layers: list[nn.Module] = []
         for i, width in enumerate(hidden):
             mask = (degrees[i + 1][:, None] >= degrees[i][None, :]).float()
-            layers.append(MaskedLinear(degrees[i].numel(), width, mask))
+            layers.append(FixedMaskedLinear(degrees[i].numel(), width, mask))
         self.hidden = nn.ModuleList(layers)
-        self.out = MaskedLinear(degrees[-1].numel(), D * params, (out_degrees[:, None] > degrees[-1][None, :]).float())
+        self.out = FixedMaskedLinear(degrees[-1].numel(), D * params, (out_degrees[:, None] > degrees[-1][None, :]).float())
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.context = nn.Linear(context_features, hidden[0]) if context_features and hidden else None

@@ -28,10 +28,33 @@ class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a 0/1 mask given at call time: y = (W ⊙ M) x + b.
 
     Taking the mask as an argument lets one set of weights serve several connectivities (MADE's
-    order-agnostic ensemble)."""
+    order-agnostic ensemble).
+
+    Without autograd (evaluation, sampling) the product W ⊙ M is kept and reused while neither the
+    weight nor the mask changes (same mask object, same in-place versions): an autoregressive draw
+    calls the network once per dimension, and at small batches re-masking the weight cost as much as
+    the matrix product itself."""
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
-        return F.linear(x, self.weight * mask, self.bias)
+        return F.linear(x, self.masked_weight(mask), self.bias)
+
+    def masked_weight(self, mask: Tensor) -> Tensor:
+        """W ⊙ M, from the cache when no gradient is being recorded and nothing changed since."""
+        if torch.is_grad_enabled():
+            self.__dict__.pop("_masked_cache", None)
+            return self.weight * mask
+        # A model passes a view of its mask buffer (``masks[ordering]``), a new object every call, so the
+        # mask is known by its memory: pointer, shape and strides, and `_version`, which counts in-place
+        # writes (optimizer steps, load_state_dict's copy_). The cache holds the mask it was made from,
+        # so that memory stays allocated and cannot be reused by another tensor meanwhile; `.to()`
+        # moving or converting the weight changes its pointer.
+        weight = self.weight
+        state = (mask.data_ptr(), mask.shape, mask.stride(), mask._version, weight.data_ptr(), weight._version)
+        cached = self.__dict__.get("_masked_cache")
+        if cached is None or cached[1] != state:
+            cached = (mask, state, weight * mask)
+            self.__dict__["_masked_cache"] = cached
+        return cached[2]
 
 
 def made_degrees(dims: int, hidden: tuple[int, ...], order: Tensor, generator: torch.Generator) -> list[Tensor]:
