@@ -2,10 +2,11 @@
 the parameter budget (``genmodels.recipes.generic``), in thread CPU time on one thread.
 
     OMP_NUM_THREADS=1 python benchmarks/generic_budget_speed.py FOLDER MODEL [STEPS]
+    python benchmarks/generic_budget_speed.py --make FOLDER
 
 prints, for the config the bench used before the budget (widths only) and the one it uses now, the
 parameters and the median over STEPS (default 5) timed steps, after one warm-up, of one AdamW step
-on a batch of 128 (forward, backward, update). Make a 28×28 K = 256 folder with ``--make FOLDER``.
+on a batch of 128 (forward, backward, update).
 """
 
 from __future__ import annotations
@@ -57,21 +58,28 @@ def _examples_per_second(name: str, data, config: dict | None, steps: int) -> tu
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "--make":
-        _make_folder(argv[1])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", help="the data (a folder of images, .npy or .csv)")
+    parser.add_argument("model", nargs="?", help="the model to time (not needed with --make)")
+    parser.add_argument("steps", nargs="?", type=int, default=5, help="timed steps (default 5)")
+    parser.add_argument("--make", action="store_true", help="write 600 generated 28×28 grey PNGs into FOLDER and exit")
+    args = parser.parse_args(argv)
+    if args.make:
+        _make_folder(args.folder)
         return
     from genmodels.core import model_class
     from genmodels.data import load_dataset
     from genmodels.recipes.generic import bench_model_config, scaled_model_config
 
     torch.set_num_threads(1)
-    folder, name, steps = argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 5
-    data, cls = load_dataset(folder), model_class(name)
+    data, cls = load_dataset(args.folder), model_class(args.model)
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, 1 thread")
     for label, config in (("widths only", scaled_model_config(cls, data.spec)),
-                          ("within the budget", bench_model_config(name, cls, data.spec))):
-        params, rate = _examples_per_second(name, data, config, steps)
-        print(f"{name} {label}: {config}, {params / 1e6:.2f} M parameters, {rate:.1f} examples/s (median of {steps})")
+                          ("within the budget", bench_model_config(args.model, cls, data.spec))):
+        params, rate = _examples_per_second(args.model, data, config, args.steps)
+        print(f"{args.model} {label}: {config}, {params / 1e6:.2f} M parameters, {rate:.1f} examples/s (median of {args.steps})")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def test_train_takes_sampling_and_likelihood_options_and_records_them(digits, tm
     assert results["sampling"]["options"] == {"temperature": "0.5"} and results["sampling"]["nfe"] == 7
     assert results["test"][0]["samples"] == 3 and results["test"][0]["options"] == {"draws": 3}
     table = (tmp_path / "run" / "results.md").read_text()
-    assert "temperature=0.5, nfe=7" in table and "bound (k=3) draws=3" in table
+    assert "temperature=0.5 · nfe 7" in table and "bound (k=3) draws=3" in table  # as the grid title says it
 
 
 def test_resume_keeps_the_stored_settings_and_refuses_breaking_changes(digits, tmp_path, capsys):

@@ -214,7 +214,7 @@ def test_the_guard_settings_are_flags_and_are_checked():
 
     args = build_parser(["train", "fvsbn"]).parse_args(["train", "fvsbn", "--nan-tolerance", "5", "--nan-rollbacks", "0"])
     assert (args.nan_tolerance, args.nan_rollbacks) == (5, 0)
-    with pytest.raises(UserError, match="--nan-tolerance must be ≥ 0"):
+    with pytest.raises(UserError, match="^nan_tolerance must be ≥ 0"):  # Python names the argument
         TrainConfig(steps=1, nan_tolerance=-1)
 
 

@@ -140,3 +140,35 @@ def test_a_real_browser_renders_the_leaderboard_and_decodes_every_image(bench_fo
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
     assert (pixels == MARKER).all(axis=1).sum() > 500  # the 40×30 grid, decoded and drawn
     assert len(np.unique(pixels, axis=0)) > 20  # text and tables drawn, not a blank page
+
+
+def test_genmodels_report_rebuilds_a_runs_page_and_table_as_training_wrote_them(tmp_path, capsys):
+    from genmodels.cli import main as genmodels
+
+    run = tmp_path / "run"
+    assert genmodels(["train", "independent", "--steps", "1", "--num-samples", "4", "--out", str(run), "--no-progress"]) == 0
+    written = {name: (run / name).read_text() for name in ("results.html", "results.md")}
+    for name in written:
+        (run / name).unlink()
+    capsys.readouterr()
+    assert genmodels(["report", str(run)]) == 0
+    assert capsys.readouterr().out.split() == [str(run / "results.html"), str(run / "results.md")]
+    assert {name: (run / name).read_text() for name in written} == written
+
+
+def test_genmodels_report_rebuilds_a_bench_and_refuses_a_bad_path_in_one_line(bench_folder, tmp_path, capsys):
+    from genmodels.cli import main as genmodels
+
+    results = json.loads((bench_folder / "results.json").read_text())
+    results["rows"][5]["sample_quality"][0].update(features="genmodels-digits", features_sha256="ab" * 32)  # as a bench writes
+    (bench_folder / "results.json").write_text(json.dumps(results))
+    assert genmodels(["report", str(bench_folder), "--out", str(tmp_path / "page.html")]) == 0
+    page = (tmp_path / "page.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == 23 * 2 + 2  # the pictures found beside results.json
+    table = (bench_folder / "results.md").read_text()
+    assert "| digits | picky | — | — | skipped: wants binary data |" in table and "## Details" in table
+    capsys.readouterr()
+    for path, says in [(tmp_path / "nowhere", "no such file or folder"), (tmp_path, "no results.json here")]:
+        assert genmodels(["report", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"genmodels: error: {path}") and says in err and err.count("\n") == 1, err

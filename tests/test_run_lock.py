@@ -172,3 +172,47 @@ def test_only_the_main_process_takes_the_lock_and_it_is_reentrant(tmp_path, monk
     assert check_run_dir(tmp_path / "run", resume=False) is None  # the lock file alone is not "files"
     release_run_lock(tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_and_sample_read_a_run_being_written_consistently_or_say_why_not(tmp_path, capsys, monkeypatch):
+    """While a train holds the run's lock, eval and sample read its best checkpoint with a one-line
+    note naming the writer; a read that the writer's changes break (the best checkpoint pruned
+    between best.json and its files) is read again; reads that keep failing end in one line, exit 2."""
+    from genmodels import checkpoint, runlock
+
+    run = tmp_path / "run"
+    assert main(["train", "independent", "--steps", "1", "--num-samples", "4", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert runlock.run_writer(run) is None  # finished: nobody writes it
+    holder = _holder(run)
+    try:
+        writer = runlock.run_writer(run / "checkpoints" / "step-000000000")  # a checkpoint folder of the run
+        assert writer["pid"] == holder.pid
+        assert main(["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
+        err = capsys.readouterr().err
+        assert err.startswith(f"genmodels: {run} is being written by pid {holder.pid} on host ") and err.count("\n") == 1
+        real, calls = checkpoint._read_checkpoint, []
+
+        def pruned_once(path, with_trainer_state):
+            calls.append(path)
+            if len(calls) == 1:
+                raise UserError(f"{path}/checkpoints/step-000000000/model.safetensors is corrupt or truncated")
+            return real(path, with_trainer_state)
+
+        monkeypatch.setattr(checkpoint, "_read_checkpoint", pruned_once)
+        monkeypatch.setattr(runlock, "READ_PAUSE_SECONDS", 0.0)
+        assert main(["eval", str(run)]) == 0 and len(calls) == 2  # read again, consistently
+        capsys.readouterr()
+
+        def always_pruned(path, with_trainer_state):
+            raise UserError("model.safetensors is corrupt or truncated")
+
+        monkeypatch.setattr(checkpoint, "_read_checkpoint", always_pruned)
+        assert main(["eval", str(run)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1].startswith(f"genmodels: error: {run} is being written by pid {holder.pid}")
+        assert "changed during each of 5 reads (model.safetensors is corrupt or truncated); wait for the run" in err[-1]
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=60)
+    assert runlock.run_writer(run) is None

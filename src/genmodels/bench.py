@@ -30,7 +30,7 @@ from . import __version__
 from .checkpoint import write_json_atomic
 from .core import accepted_options, model_class
 from .data import load_dataset
-from .errors import UserError
+from .errors import UserError, option
 from .plotting import save_bpd_curves, save_loss_curves, save_montage
 from .report_page import write_report_page
 from .training import TrainConfig, train
@@ -78,9 +78,9 @@ def run_bench(
 
     classes = {name: model_class(name) for name in models}  # unknown names fail before any training
     for key, options in (("sampling", config.sample_options), ("likelihood", config.eval_options)):
-        for option in options:
-            if not any(accepted_options(c, {option: ""}, key) for c in classes.values()):
-                raise UserError(f"no model in this bench has the {key} option '{option}'")
+        for given in options:
+            if not any(accepted_options(c, {given: ""}, key) for c in classes.values()):
+                raise UserError(f"no model in this bench has the {key} option '{given}'")
     if inception_weights:
         from .metrics.inception import check_inception_weights
 
@@ -207,11 +207,11 @@ def run_entries(
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; choose a new folder for the bench")
+        raise UserError(f"{option('out', out)} is a file; choose a new folder for the bench")
     if (out / "results.json").exists():
-        raise UserError(f"{out} already holds bench results; choose another --out (nothing is overwritten)")
+        raise UserError(f"{out} already holds bench results; choose another {option('out')} (nothing is overwritten)")
     if quality_samples == 1 or quality_samples < 0:
-        raise UserError(f"--quality-samples must be 0 (none) or ≥ 2, got {quality_samples}")
+        raise UserError(f"{option('quality_samples')} must be 0 (none) or ≥ 2, got {quality_samples}")
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     files: dict[str, Path] = {}

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .errors import UserError, option
 from .run_files import check_meta, check_model_sections, check_trainer_skeleton, read_best_pointer
+from .runlock import read_while_written
 from .safe_files import check_regular_file, load_json_bounded
 
 __all__ = [
@@ -341,7 +342,12 @@ def resolve_checkpoint(path: str | Path, *, prefer: str = "best") -> Path:
 
 
 def read_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Checkpoint:
-    """Read a checkpoint (or a run folder's best one) from safetensors and JSON only."""
+    """Read a checkpoint (or a run folder's best one) from safetensors and JSON only; of a run that
+    another process is training, one consistent checkpoint (:func:`~genmodels.runlock.read_while_written`)."""
+    return read_while_written(path, lambda: _read_checkpoint(path, with_trainer_state))
+
+
+def _read_checkpoint(path: str | Path, with_trainer_state: bool) -> Checkpoint:
     path = resolve_checkpoint(path)
     meta = load_json_bounded(path / META_FILE, "use another checkpoint", unreadable="is corrupt: not readable JSON")
     check_meta(meta, path / META_FILE, FORMAT_VERSION)

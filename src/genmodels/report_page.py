@@ -27,7 +27,7 @@ from typing import Any
 from .errors import UserError
 from .plotting import describe_sampling
 
-__all__ = ["write_report_page", "report_page_html", "main"]
+__all__ = ["write_report_page", "read_results", "report_page_html", "main"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #222; background: #fff; }
@@ -284,6 +284,29 @@ def report_page_html(results: dict[str, Any], base: Path) -> str:
     ]) + "\n"
 
 
+def read_results(results: str | Path) -> tuple[dict[str, Any], Path]:
+    """A run's or a bench's results.json (given it or its folder), parsed, and its folder."""
+    path = Path(results)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder, so no results.json here; give a run or bench folder "
+                        "(or its results.json)")
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise UserError(f"{path}: no results.json here; give a run or bench folder (or its results.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not readable JSON ({error}); rerun the run or bench that wrote it") from None
+    _check_results(data)
+    return data, path.parent
+
+
+def _check_results(data: Any) -> None:
+    if not isinstance(data, dict) or ("rows" not in data and "model" not in data):
+        raise UserError("these results are neither a run's (no 'model') nor a bench's (no 'rows') results.json")
+
+
 def write_report_page(results: str | Path | dict[str, Any], out_path: str | Path | None = None) -> Path:
     """Write ``results.html`` for a run or a bench.
 
@@ -299,19 +322,9 @@ def write_report_page(results: str | Path | dict[str, Any], out_path: str | Path
         if out_path is None:
             raise UserError("write_report_page needs out_path when given results as a dict")
         data, base = results, Path(out_path).parent
+        _check_results(data)
     else:
-        path = Path(results)
-        if path.is_dir():
-            path = path / "results.json"
-        if not path.is_file():
-            raise UserError(f"{path}: no results.json here; give a run or bench folder (or its results.json)")
-        try:
-            data = json.loads(path.read_text())
-        except ValueError as error:
-            raise UserError(f"{path}: not readable JSON ({error}); rerun the run or bench that wrote it") from None
-        base = path.parent
-    if "rows" not in data and "model" not in data:
-        raise UserError("these results are neither a run's (no 'model') nor a bench's (no 'rows') results.json")
+        data, base = read_results(results)
     out = Path(out_path) if out_path is not None else base / "results.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report_page_html(data, base), encoding="utf-8")

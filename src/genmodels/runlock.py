@@ -11,6 +11,11 @@ check or prepare a run folder therefore takes ``X/.genmodels-lock``:
   that ended without releasing it, goes into a one-line note. On a file system without ``flock``,
   that record alone decides: a holder on this host whose process is gone is stale and taken over.
 
+Readers (``eval``, ``sample``, ``load_model`` of a run folder) take no lock: a run being trained
+stays readable. :func:`read_while_written` sees the writer (a shared ``flock`` it cannot get), says
+so in one line, and reads again where the checkpoints changed under it (the best one pruned between
+reading best.json and its files); a read that keeps failing names the writer.
+
 Only the main process (``RANK`` 0) of a multi-process run takes the lock. In one process the lock is
 re-entrant (the resume checks, the trainer and the run files all ask for it) and it is released
 explicitly (:func:`release_run_lock`, e.g. when :func:`genmodels.training.train` returns or raises), at
@@ -44,7 +49,8 @@ try:
 except ImportError:  # Windows: the holder record alone decides
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "hold_run_lock", "release_run_lock", "releases_run_lock", "run_lock_held", "is_main_rank"]
+__all__ = ["LOCK_NAME", "hold_run_lock", "release_run_lock", "releases_run_lock", "run_lock_held", "is_main_rank",
+           "run_writer", "read_while_written"]
 
 LOCK_NAME = ".genmodels-lock"
 
@@ -243,6 +249,65 @@ def releases_run_lock(function):
             release_run_lock(run_dir)
 
     return wrapper
+
+
+def run_writer(path: str | Path) -> dict[str, Any] | None:
+    """The record of another process writing the run that ``path`` (a run folder, or a checkpoint
+    folder in one) belongs to, or None: no lock file, the lock free (a shared flock is granted and
+    given back at once), or this process the holder. ``{}`` where the holder wrote no record."""
+    if not is_main_rank():
+        return None  # a process of a multi-process run reads its own run, whose main process holds the lock
+    path = Path(path)
+    for run_dir in (path, path.parent.parent):
+        lock_path = run_dir / LOCK_NAME
+        if not lock_path.is_file():
+            continue
+        if _key(run_dir) in _held:
+            return None
+        try:
+            fd = os.open(lock_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        try:
+            record = _read_record(fd)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return None  # nobody holds it exclusively (a lock file left by a killed process)
+                except BlockingIOError:
+                    return record or {}
+                except OSError as error:
+                    if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+            alive = record is not None and record.get("pid") != os.getpid() and _alive(record) is not False
+            return record if alive else None  # no flock here: the record decides
+        finally:
+            os.close(fd)  # also gives back a shared flock
+    return None
+
+
+#: Reads of a run being written, before giving up (each a fresh look at best.json), and the pause between.
+READ_ATTEMPTS, READ_PAUSE_SECONDS = 5, 0.5
+
+
+def read_while_written(path: str | Path, read):
+    """``read()`` of a run folder (or a checkpoint in one) that a ``train`` may be writing: as is
+    where nobody writes it; else with a one-line note naming the writer, and again (up to
+    :data:`READ_ATTEMPTS` times) where the files changed under the read, so that the result is one
+    consistent checkpoint. Raises a one-line UserError naming the writer if every read failed."""
+    writer = run_writer(path)
+    if writer is None:
+        return read()
+    print(f"genmodels: {path} is being written by {_describe(writer)} (a genmodels run); reading its latest "
+          "best checkpoint", file=sys.stderr)
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return read()
+        except (UserError, OSError) as error:  # e.g. the best checkpoint pruned between best.json and its files
+            failure = error
+            time.sleep(READ_PAUSE_SECONDS)
+    raise UserError(f"{path} is being written by {_describe(writer)} and its checkpoints changed during each of "
+                    f"{READ_ATTEMPTS} reads ({failure}); wait for the run to finish, or name a checkpoint folder")
 
 
 @atexit.register

@@ -195,3 +195,37 @@ def cmd_decode(args: argparse.Namespace) -> None:
     if args.npy:
         np.save(args.npy, images.numpy())
         print(f"  array → {args.npy}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """``genmodels report DIR``: rebuild a run's or a bench's results.html and results.md from its
+    results.json (and a run's run.json, for the training settings), training and measuring nothing."""
+    from ..report_page import read_results, write_report_page
+
+    import sys
+
+    data, folder = read_results(args.folder)
+    page = write_report_page(args.folder, args.out)
+    print(page)
+    try:
+        text = _results_markdown(data, folder)
+    except (KeyError, TypeError, ValueError) as error:  # a results.json of another version
+        print(f"note: results.md left as it was: results.json lacks what it needs ({error!r})", file=sys.stderr)
+        return
+    table = folder / "results.md"
+    table.write_text(text)
+    print(table)
+
+
+def _results_markdown(data: dict, folder: Path) -> str:
+    """results.md as the run or bench wrote it, from its results.json."""
+    if "rows" in data:
+        from ..bench import bench_markdown
+
+        return bench_markdown(data["rows"])
+    from ..run_files import read_run_record
+    from ..training.report import results_markdown
+
+    run_json = folder / "run.json"
+    config = read_run_record(run_json).get("train_config") if run_json.is_file() else None
+    return results_markdown([{**data, **({"train_config": config} if isinstance(config, dict) else {})}])

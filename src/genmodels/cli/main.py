@@ -8,14 +8,14 @@ import sys
 from ..errors import UserError, command_line
 from .commands_features import cmd_features
 from .commands_evaluate import cmd_classify, cmd_compare, cmd_eval, cmd_mixture, cmd_sample
-from .commands_tools import cmd_audit, cmd_decode, cmd_encode, cmd_list, cmd_plot_density
+from .commands_tools import cmd_audit, cmd_decode, cmd_encode, cmd_list, cmd_plot_density, cmd_report
 from .commands_train import cmd_bench, cmd_train
 from .parser import build_parser
 
 __all__ = ["main", "COMMANDS"]
 
 
-COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "mixture": cmd_mixture, "audit": cmd_audit, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench, "features": cmd_features}
+COMMANDS = {"compare": cmd_compare, "encode": cmd_encode, "decode": cmd_decode, "classify": cmd_classify, "mixture": cmd_mixture, "audit": cmd_audit, "plot-density": cmd_plot_density, "list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench, "features": cmd_features, "report": cmd_report}
 
 
 def _pre_import(argv: list[str]) -> None:

@@ -168,6 +168,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_compare(sub, imports)
     _add_bench(sub, imports)
     _add_features(sub, imports)
+    p = sub.add_parser("report", help="rebuild results.html and results.md of a run or bench folder", parents=[imports])
+    p.add_argument("folder", help="a run or bench folder (or its results.json)")
+    p.add_argument("--out", help="the page to write (default: results.html beside results.json)")
     parser.commands = dict(sub.choices)
     return parser
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import UserError
+from ..errors import UserError, option
 
 __all__ = ["INCEPTION_LABEL", "inception_fid", "standard_fid", "format_standard_fid", "check_inception_weights"]
 
@@ -82,7 +82,7 @@ def check_inception_weights(weights_path: str | Path) -> Path:
     """``--inception-weights FILE`` checked before any sampling: the file must exist (never downloaded)."""
     path = Path(weights_path).expanduser()
     if not path.is_file():
-        raise UserError(f"--inception-weights {path}: no such file; genmodels never downloads Inception weights")
+        raise UserError(f"{option('inception_weights', path)}: no such file; genmodels never downloads Inception weights")
     return path
 
 

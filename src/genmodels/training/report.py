@@ -111,8 +111,9 @@ def finish_run(outcome: RunOutcome, dataset: Dataset, config: TrainConfig, *, pr
                                          progress=shows)
         title = sample_title(model.name, model.spec.name, ckpt.meta["step"], sampling)
         # a table's samples are drawn as histograms over the validation split's examples
-        files["samples"] = save_samples(samples, model.spec, run_dir / "samples.png", title=title,
-                                        reference=reference_examples(dataset))
+        reference = reference_examples(dataset)
+        beside = {} if reference is None else {"reference": reference}
+        files["samples"] = save_samples(samples, model.spec, run_dir / "samples.png", title=title, **beside)
         if has_training_curve(run.metrics):
             files["loss_curves"] = save_loss_curves({model.name: run.metrics}, run_dir / "loss_curves.png")
         else:
