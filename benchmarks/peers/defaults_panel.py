@@ -191,12 +191,15 @@ def summarize_payloads(payloads: list[dict]) -> None:
             rows.setdefault((str(r["data"]), r["model"]), []).append(r)
         for d in payload.get("paired_differences_nats", []):
             diffs.setdefault((str(d["data"]), d["a"], d["b"]), []).append(d)
-    print("\n| data | model | params | steps (mean) | seeds | validation NLL, mean ± sd | test NLL, mean ± sd |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n| data | model | params | steps (mean) | seeds | validation NLL, mean ± sd | test NLL, mean ± sd "
+          "| gap to the true density (paired), mean ± sd |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for (data, model), group in rows.items():
         tests = [r["test_nll_nats"] for r in group if r["test_nll_nats"] is not None]
+        gaps = [r["gap_to_true_density_nats"] for r in group if "gap_to_true_density_nats" in r]
         print(f"| {Path(data).name} | {model} | {group[0]['parameters']:,} | {statistics.mean(r['steps'] for r in group):,.0f} | "
-              f"{len(group)} | {_mean_sd([r['validation_nll_nats'] for r in group])} | {_mean_sd(tests) if tests else '–'} |")
+              f"{len(group)} | {_mean_sd([r['validation_nll_nats'] for r in group])} | {_mean_sd(tests) if tests else '–'} "
+              f"| {_mean_sd(gaps) if gaps else '–'} |")
     print("\n| data | a − b (nats; negative: a is better) | each seed: d ± paired se | mean ± sd over seeds |")
     print("|---|---|---|---:|")
     for (data, a, b), group in diffs.items():
