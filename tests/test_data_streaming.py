@@ -202,7 +202,7 @@ def test_images_above_the_pixel_limit_refused_from_their_header(tmp_path):
     (big / "a.png").write_bytes(data[: len(data) // 2])  # no decodable pixels: only the header is read
     for i in range(2):
         Image.new("L", (4, 4)).save(big / f"b{i}.png")
-    with pytest.raises(UserError, match=r"a\.png: 3000x2000 = 6,000,000 pixels, more than the limit of 1,000,000; .*--max-pixels"):
+    with pytest.raises(UserError, match=r"a\.png: 3000x2000 = 6,000,000 pixels, more than the limit of 1,000,000; .*max_pixels=N"):
         load_dataset(str(big), max_pixels=1_000_000)
     with pytest.raises(UserError, match=r"a\.png: cannot read"):  # under the limit, the damage is found
         load_dataset(str(big), max_pixels=6_000_000)
@@ -224,6 +224,7 @@ def test_cli_max_pixels_is_one_line_with_status_2(tmp_path, capsys):
                  "--steps", "1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "8x8 = 64 pixels, more than the limit of 10" in err and len(err.splitlines()) == 1
+    assert "raise the limit with --max-pixels N" in err
 
 
 # --- recorded with the run, replayed ----------------------------------------------------------------

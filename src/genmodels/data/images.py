@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UserError
+from ..errors import UserError, option
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFileStore", "read_image", "image_header", "scan_image_folder"]
 
@@ -64,7 +64,7 @@ class ImageFileStore:
 def _pixel_limit_error(f: Path, size: tuple[int, int], max_pixels: int) -> UserError:
     return UserError(
         f"{f}: {_wxh(size)} = {size[0] * size[1]:,} pixels, more than the limit of {max_pixels:,}; shrink the "
-        "images first (e.g. Pillow's Image.thumbnail) or raise the limit with --max-pixels N"
+        f"images first (e.g. Pillow's Image.thumbnail) or raise the limit with {option('max_pixels', 'N')}"
     )
 
 
