@@ -500,3 +500,22 @@ def test_realnvp_networks_on_maps_larger_than_8x8_run_channels_last_as_the_same_
     x = torch.randint(0, 17, (4, 1, 12, 12), generator=g)
     with torch.no_grad():
         assert torch.equal(model.decode(model.encode(x)), x)
+
+
+def test_nsf_random_halves_are_fixed_complementary_pairs_that_split_same_parity_columns():
+    from genmodels.core import create_model
+    from genmodels.data.base import DataSpec
+    from genmodels.flows.transforms import random_half_mask
+
+    first = random_half_mask(30, pair=0)
+    assert first.sum() == 15 and torch.equal(first, random_half_mask(30, pair=0))  # the same at every build
+    assert not torch.equal(first, random_half_mask(30, pair=1))
+    model = create_model("nsf", DataSpec(name="table", shape=(30,), levels=None, num_classes=None))
+    masks = [m.mask.flatten() for m in model.modules() if type(m).__name__ == "SplineCoupling"]
+    assert len(masks) == 4
+    assert torch.equal(masks[0], first) and torch.equal(masks[1], 1 - first)  # a pair covers every column
+    assert torch.equal(masks[2], random_half_mask(30, pair=1)) and torch.equal(masks[3], 1 - masks[2])
+    # odd/even halves keep all even columns on one side in every coupling; random ones split them
+    assert all(len(set(m[0::2].tolist())) == 2 for m in masks)
+    parity = create_model("nsf", DataSpec(name="table", shape=(30,), levels=None, num_classes=None), {"partition": "parity"})
+    assert all(len(set(m.mask.flatten()[0::2].tolist())) == 1 for m in parity.modules() if type(m).__name__ == "SplineCoupling")

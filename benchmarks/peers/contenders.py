@@ -34,7 +34,7 @@ def describe_genmodels(name: str, c, image: bool = True) -> str:
     """A one-line architecture of a genmodels flow's config, for the tables (``image``: the data are
     images, so ``realnvp`` is the multi-scale convolutional one; else its MLP couplings)."""
     if name == "nsf":
-        arch = (f"{c.transforms} × [{'LU linear + ' if c.linear else ''}RQ-spline coupling (odd/even halves), "
+        arch = (f"{c.transforms} × [{'LU linear + ' if c.linear else ''}RQ-spline coupling ({'odd/even' if c.partition == 'parity' else 'random'} halves), "
                 f"{c.bins} bins on [−{c.bound}, {c.bound}], MLP {list(c.hidden)}]")
     elif name == "maf":
         arch = f"{c.transforms} × [{'actnorm + ' if c.actnorm else ''}affine MADE {list(c.hidden)}], order reversed between layers"

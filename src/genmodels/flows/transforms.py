@@ -44,6 +44,7 @@ __all__ = [
     "checkerboard_mask",
     "channel_mask",
     "parity_mask",
+    "random_half_mask",
     "soft_clamp",
 ]
 
@@ -119,6 +120,20 @@ class Reverse(Transform):
 def parity_mask(features: int, parity: int) -> Tensor:
     """(D,) 1 on the indices i with i % 2 == parity (NICE's odd/even partition, sec. 5.1)."""
     return (torch.arange(features) % 2 == parity).float()
+
+
+def random_half_mask(features: int, pair: int) -> Tensor:
+    """(D,) 1 on a random half of the indices, fixed by ``pair`` (the same mask at every build).
+
+    Odd/even halves only ever condition a dimension on the other parity's, so two correlated columns
+    of the same parity meet only through a third; a fresh random split per pair of couplings (and its
+    complement in the pair's second coupling) mixes every pair of dimensions in some coupling, as the
+    random permutations between layers of RealNVP/Glow-style vector flows do.
+    """
+    order = torch.randperm(features, generator=torch.Generator().manual_seed(pair))
+    mask = torch.zeros(features)
+    mask[order[: (features + 1) // 2]] = 1.0
+    return mask
 
 
 def checkerboard_mask(shape: tuple[int, int, int], parity: int) -> Tensor:
