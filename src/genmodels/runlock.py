@@ -119,12 +119,12 @@ def _alive(record: dict[str, Any]) -> bool | None:
     return start is None or _process_start(pid) in (None, start)
 
 
-def _try_flock(fd: int) -> bool | None:
-    """Take the flock: True taken, False held by another, None not supported here."""
+def _try_flock(fd: int, shared: bool = False) -> bool | None:
+    """Take the flock (exclusive, or ``shared``): True taken, False held by another, None not supported here."""
     if fcntl is None:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
@@ -270,15 +270,10 @@ def run_writer(path: str | Path) -> dict[str, Any] | None:
             return None
         try:
             record = _read_record(fd)
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    return None  # nobody holds it exclusively (a lock file left by a killed process)
-                except BlockingIOError:
-                    return record or {}
-                except OSError as error:
-                    if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                        raise
+            shared = _try_flock(fd, shared=True)
+            if shared is not None:
+                # taken: nobody holds it exclusively (a lock file left by a killed process)
+                return None if shared else (record or {})
             alive = record is not None and record.get("pid") != os.getpid() and _alive(record) is not False
             return record if alive else None  # no flock here: the record decides
         finally:
